@@ -1,0 +1,40 @@
+import { v, type Infer } from "convex/values";
+import { literals } from "convex-helpers/validators";
+
+export const planNameValidator = literals("starter", "creator", "studio");
+export type PlanName = Infer<typeof planNameValidator>;
+
+export const jobStatusValidator = literals(
+  "queued",
+  "running",
+  "done",
+  "failed",
+  "canceled",
+  "expired",
+);
+export type JobStatus = Infer<typeof jobStatusValidator>;
+
+/** held: reserved and not final; settled: charged for good; refunded: given back. */
+export const creditStatusValidator = literals("held", "settled", "refunded");
+export type CreditStatus = Infer<typeof creditStatusValidator>;
+
+export const ledgerKindValidator = literals(
+  "grant",
+  "reserve",
+  "settle",
+  "refund",
+  "purchase",
+  "plan_change",
+  "adjustment",
+);
+export type LedgerKind = Infer<typeof ledgerKindValidator>;
+
+export const paymentStatusValidator = literals("pending", "executed", "settled", "failed");
+export type PaymentStatus = Infer<typeof paymentStatusValidator>;
+
+export const planValidator = v.object({
+  name: planNameValidator,
+  monthlyCredits: v.number(),
+  price: v.number(),
+  markup: v.number(),
+});

@@ -1,0 +1,48 @@
+import type { Doc } from "../_generated/dataModel";
+import type { QueryCtx } from "../_generated/server";
+import { appError } from "../lib/errors";
+import type { PlanName } from "../lib/validators";
+
+/** The plans `plans:seedPlans` installs (price in USD cents, markup in percent). */
+export const PLAN_CATALOG: ReadonlyArray<{
+  name: PlanName;
+  monthlyCredits: number;
+  price: number;
+  markup: number;
+}> = [
+  { name: "starter", monthlyCredits: 80, price: 1000, markup: 85 },
+  { name: "creator", monthlyCredits: 250, price: 3100, markup: 75 },
+  { name: "studio", monthlyCredits: 500, price: 6000, markup: 70 },
+];
+
+export const DEFAULT_PLAN: PlanName = "starter";
+
+export async function findPlan(ctx: QueryCtx, name: string): Promise<Doc<"plans"> | null> {
+  // The index holds plan names only, so an unknown string simply finds nothing.
+  return await ctx.db
+    .query("plans")
+    .withIndex("by_name", (q) => q.eq("name", name as PlanName))
+    .unique();
+}
+
+export async function requirePlan(ctx: QueryCtx, name: string): Promise<Doc<"plans">> {
+  const plan = await findPlan(ctx, name);
+  if (plan === null) {
+    throw appError(
+      "NOT_FOUND",
+      PLAN_CATALOG.some((p) => p.name === name)
+        ? `Plan "${name}" is not seeded yet: run plans:seedPlans.`
+        : `Unknown plan "${name}".`,
+    );
+  }
+  return plan;
+}
+
+export function publicPlan(plan: Doc<"plans">) {
+  return {
+    name: plan.name,
+    monthlyCredits: plan.monthlyCredits,
+    price: plan.price,
+    markup: plan.markup,
+  };
+}

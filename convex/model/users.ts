@@ -1,0 +1,115 @@
+import type { Doc, Id } from "../_generated/dataModel";
+import type { MutationCtx } from "../_generated/server";
+import { findUserByClerkId } from "../lib/auth";
+import { appError } from "../lib/errors";
+import type { PlanName } from "../lib/validators";
+import { applyCreditChange } from "./ledger";
+import { DEFAULT_PLAN, requirePlan } from "./plans";
+
+const EMAIL_MAX_LENGTH = 254;
+// Deliberately simple: one "@", no spaces, a dot in the domain. Clerk has verified the address.
+const EMAIL_PATTERN = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+
+export function normaliseEmail(email: string): string {
+  const trimmed = email.trim().toLowerCase();
+  if (trimmed.length > EMAIL_MAX_LENGTH || !EMAIL_PATTERN.test(trimmed)) {
+    throw appError("INVALID_ARGUMENT", "email must be a valid email address.");
+  }
+  return trimmed;
+}
+
+export function validateClerkId(clerkId: string): void {
+  if (clerkId.length === 0 || clerkId.length > 256 || clerkId.trim() !== clerkId) {
+    throw appError("INVALID_ARGUMENT", "clerkId must be a non-empty id without spaces.");
+  }
+}
+
+/**
+ * The user for `clerkId`, created on first sight (plan starter, the starter plan's credits as a
+ * `grant` ledger row). Used by `users:getOrCreateUser` and the Clerk webhook, so whichever
+ * arrives first creates the user and the other finds it: one user, one grant.
+ */
+export async function upsertUser(
+  ctx: MutationCtx,
+  clerkId: string,
+  rawEmail: string,
+): Promise<Doc<"users">> {
+  validateClerkId(clerkId);
+  const email = normaliseEmail(rawEmail);
+  const existing = await findUserByClerkId(ctx, clerkId);
+  if (existing !== null) {
+    if (existing.deletedAt !== undefined) {
+      throw appError("FORBIDDEN", "This account has been deleted.");
+    }
+    if (existing.email !== email) {
+      await ctx.db.patch("users", existing._id, { email });
+      return { ...existing, email };
+    }
+    return existing;
+  }
+  const plan = await requirePlan(ctx, DEFAULT_PLAN);
+  const userId = await ctx.db.insert("users", {
+    clerkId,
+    email,
+    plan: plan.name,
+    credits: 0,
+    createdAt: Date.now(),
+  });
+  await applyCreditChange(ctx, userId, {
+    delta: plan.monthlyCredits,
+    kind: "grant",
+    note: `Sign-up grant (${plan.name} plan)`,
+  });
+  return (await ctx.db.get("users", userId))!;
+}
+
+/**
+ * Moves a user to another plan. The allocation rule: a plan change moves no credits. Credits
+ * arrive only with the sign-up grant and with each paid purchase of a plan (`purchase` rows),
+ * so switching back and forth can never mint credits, and a downgrade never takes away credits
+ * already paid for. The change is recorded as a `planChanges` row and a zero-delta
+ * `plan_change` ledger row. Changing to the current plan does nothing.
+ */
+export async function changePlan(
+  ctx: MutationCtx,
+  userId: Id<"users">,
+  planName: string,
+): Promise<{ changed: boolean; plan: PlanName }> {
+  const plan = await requirePlan(ctx, planName);
+  const user = await ctx.db.get("users", userId);
+  if (user === null) {
+    throw appError("NOT_FOUND", "User not found.");
+  }
+  if (user.plan === plan.name) {
+    return { changed: false, plan: plan.name };
+  }
+  await ctx.db.patch("users", userId, { plan: plan.name });
+  await ctx.db.insert("planChanges", {
+    userId,
+    from: user.plan,
+    to: plan.name,
+    createdAt: Date.now(),
+  });
+  await applyCreditChange(ctx, userId, {
+    delta: 0,
+    kind: "plan_change",
+    note: `Plan ${user.plan} -> ${plan.name}`,
+  });
+  return { changed: true, plan: plan.name };
+}
+
+/**
+ * Clerk deleted the user: personal data goes, the row stays so the ledger, jobs and payments
+ * still add up. A deleted user can no longer act (see `getCallerUser`).
+ */
+export async function anonymiseUser(ctx: MutationCtx, clerkId: string): Promise<boolean> {
+  const user = await findUserByClerkId(ctx, clerkId);
+  if (user === null || user.deletedAt !== undefined) {
+    return false;
+  }
+  await ctx.db.patch("users", user._id, {
+    email: `deleted+${user._id}@deleted.invalid`,
+    deletedAt: Date.now(),
+  });
+  return true;
+}

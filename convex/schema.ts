@@ -1,0 +1,127 @@
+import { defineSchema, defineTable } from "convex/server";
+import { v } from "convex/values";
+import {
+  creditStatusValidator,
+  jobStatusValidator,
+  ledgerKindValidator,
+  paymentStatusValidator,
+  planNameValidator,
+} from "./lib/validators";
+
+export default defineSchema({
+  users: defineTable({
+    clerkId: v.string(),
+    email: v.string(),
+    plan: planNameValidator,
+    /** Available balance: an integer >= 0, always equal to the sum of the user's ledger deltas. */
+    credits: v.number(),
+    createdAt: v.number(),
+    /** Operators grant "admin" with `users:setRole`; admins can read metrics. */
+    role: v.optional(v.literal("admin")),
+    /** Set when Clerk reports the user deleted: the row stays for accounting, anonymised. */
+    deletedAt: v.optional(v.number()),
+  }).index("by_clerkId", ["clerkId"]),
+
+  jobs: defineTable({
+    userId: v.id("users"),
+    prompt: v.string(),
+    imageUrl: v.optional(v.string()),
+    durationSec: v.number(),
+    /** Credits reserved for this job when it was created (its price). */
+    creditsUsed: v.number(),
+    r2Url: v.optional(v.string()),
+    status: jobStatusValidator,
+    expiresAt: v.optional(v.number()),
+    seed: v.optional(v.number()),
+    cfg: v.optional(v.number()),
+    createdAt: v.number(),
+    /** Where the job's reservation stands: held until settled (done) or refunded (failed/canceled). */
+    creditStatus: creditStatusValidator,
+    error: v.optional(v.string()),
+    idempotencyKey: v.optional(v.string()),
+    startedAt: v.optional(v.number()),
+    finishedAt: v.optional(v.number()),
+    // Worker lease (see convex/model/worker.ts).
+    workerId: v.optional(v.string()),
+    leaseExpiresAt: v.optional(v.number()),
+    /** How many times a worker has claimed the job. */
+    attempt: v.optional(v.number()),
+    /** 0–100, reported by the worker's heartbeats. */
+    progress: v.optional(v.number()),
+  })
+    .index("by_userId", ["userId", "createdAt"])
+    .index("by_status", ["status", "createdAt"])
+    .index("by_status_and_expiresAt", ["status", "expiresAt"])
+    .index("by_status_and_leaseExpiresAt", ["status", "leaseExpiresAt"])
+    .index("by_userId_and_idempotencyKey", ["userId", "idempotencyKey"]),
+
+  plans: defineTable({
+    name: planNameValidator,
+    monthlyCredits: v.number(),
+    /** USD cents. */
+    price: v.number(),
+    /** Percent. */
+    markup: v.number(),
+  }).index("by_name", ["name"]),
+
+  payments: defineTable({
+    userId: v.id("users"),
+    /** TrueLayer's payment id. */
+    trueLayerTxnId: v.string(),
+    /** USD cents. */
+    amount: v.number(),
+    creditsAdded: v.number(),
+    timestamp: v.number(),
+    status: paymentStatusValidator,
+    planName: planNameValidator,
+    currency: v.string(),
+    failureReason: v.optional(v.string()),
+    /** When TrueLayer executed/settled the payment. */
+    succeededAt: v.optional(v.number()),
+    // Refunds of a credited payment.
+    refundId: v.optional(v.string()),
+    refundStatus: v.optional(
+      v.union(v.literal("pending"), v.literal("executed"), v.literal("failed")),
+    ),
+    refundFailureReason: v.optional(v.string()),
+    /** Credits taken back from the balance when the refund executed. */
+    creditsReclaimed: v.optional(v.number()),
+    /** Credits that could not be taken back (already spent): operators follow these up. */
+    outstandingCredits: v.optional(v.number()),
+  })
+    .index("by_userId", ["userId", "timestamp"])
+    .index("by_trueLayerTxnId", ["trueLayerTxnId"])
+    .index("by_refundId", ["refundId"])
+    .index("by_outstandingCredits", ["outstandingCredits"]),
+
+  /** One row per change of a user's available balance. */
+  ledger: defineTable({
+    userId: v.id("users"),
+    /** Signed integer change of available credits. */
+    delta: v.number(),
+    balanceAfter: v.number(),
+    kind: ledgerKindValidator,
+    jobId: v.optional(v.id("jobs")),
+    paymentId: v.optional(v.id("payments")),
+    note: v.optional(v.string()),
+    createdAt: v.number(),
+  })
+    .index("by_userId", ["userId", "createdAt"])
+    .index("by_jobId", ["jobId"])
+    .index("by_paymentId", ["paymentId"]),
+
+  planChanges: defineTable({
+    userId: v.id("users"),
+    from: planNameValidator,
+    to: planNameValidator,
+    createdAt: v.number(),
+  }).index("by_userId", ["userId", "createdAt"]),
+
+  /** Webhook deliveries already processed, so a replayed event is recognised. */
+  webhookEvents: defineTable({
+    provider: v.union(v.literal("truelayer"), v.literal("clerk")),
+    eventId: v.string(),
+    type: v.string(),
+    receivedAt: v.number(),
+  }).index("by_provider_and_eventId", ["provider", "eventId"]),
+});

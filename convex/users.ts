@@ -1,0 +1,57 @@
+import { v } from "convex/values";
+import { doc } from "convex-helpers/validators";
+import schema from "./schema";
+import { internalMutation, mutation, query } from "./_generated/server";
+import { getCallerUser, requireIdentity } from "./lib/auth";
+import { appError } from "./lib/errors";
+import { planNameValidator } from "./lib/validators";
+import { changePlan, upsertUser } from "./model/users";
+
+const userDoc = doc(schema, "users");
+
+/**
+ * The caller's user, created on the first call (plan starter with its monthly credits).
+ * `clerkId` must be the caller's own (the identity's subject); the email is updated if it changed.
+ */
+export const getOrCreateUser = mutation({
+  args: { clerkId: v.string(), email: v.string() },
+  returns: userDoc,
+  handler: async (ctx, { clerkId, email }) => {
+    const identity = await requireIdentity(ctx);
+    if (identity.subject !== clerkId) {
+      throw appError("FORBIDDEN", "clerkId does not match the signed-in user.");
+    }
+    return await upsertUser(ctx, clerkId, email);
+  },
+});
+
+/** The caller's user document, or null before `getOrCreateUser` has run. */
+export const me = query({
+  args: {},
+  returns: v.union(userDoc, v.null()),
+  handler: async (ctx) => await getCallerUser(ctx),
+});
+
+/**
+ * Moves a user to another plan (a successful plan purchase calls this; operators may too).
+ * Moves no credits: see `changePlan` and the README. Same plan: no-op.
+ */
+export const updateUserPlan = internalMutation({
+  args: { userId: v.id("users"), planName: v.string() },
+  returns: v.object({ changed: v.boolean(), plan: planNameValidator }),
+  handler: async (ctx, { userId, planName }) => await changePlan(ctx, userId, planName),
+});
+
+/** Operators grant or revoke admin (metrics access): `npx convex run users:setRole`. */
+export const setRole = internalMutation({
+  args: { userId: v.id("users"), role: v.union(v.literal("admin"), v.null()) },
+  returns: v.null(),
+  handler: async (ctx, { userId, role }) => {
+    const user = await ctx.db.get("users", userId);
+    if (user === null) {
+      throw appError("NOT_FOUND", "User not found.");
+    }
+    await ctx.db.patch("users", userId, { role: role ?? undefined });
+    return null;
+  },
+});

@@ -1,0 +1,48 @@
+/// <reference types="vite/client" />
+import { convexTest } from "convex-test";
+import { ConvexError } from "convex/values";
+import { expect } from "vitest";
+import schema from "../convex/schema";
+import { api, internal } from "../convex/_generated/api";
+import type { Id } from "../convex/_generated/dataModel";
+
+export const modules = import.meta.glob("../convex/**/*.ts");
+
+export type TestConvex = ReturnType<typeof newConvex>;
+
+/** A fresh in-memory deployment with Convex's transaction limits enforced. */
+export function newConvex() {
+  return convexTest({ schema, modules, transactionLimits: true });
+}
+
+/** A fresh deployment with the plans seeded. */
+export async function setup() {
+  const t = newConvex();
+  await t.mutation(internal.plans.seedPlans, {});
+  return t;
+}
+
+export function identityFor(clerkId: string) {
+  return {
+    subject: clerkId,
+    issuer: "https://clerk.test",
+    tokenIdentifier: `https://clerk.test|${clerkId}`,
+  };
+}
+
+/** Signs up `clerkId` and returns the user id plus a client acting as that user. */
+export async function signUp(t: TestConvex, clerkId: string, email = `${clerkId}@example.com`) {
+  const as = t.withIdentity(identityFor(clerkId));
+  const user = await as.mutation(api.users.getOrCreateUser, { clerkId, email });
+  return { as, userId: user._id as Id<"users"> };
+}
+
+/** Asserts that `promise` rejects with a ConvexError carrying `code`. */
+export async function expectCode(promise: Promise<unknown>, code: string) {
+  const error = await promise.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(error, `expected ConvexError ${code}`).toBeInstanceOf(ConvexError);
+  expect((error as ConvexError<{ code: string }>).data.code).toBe(code);
+}
