@@ -16,6 +16,11 @@ export default defineSchema({
     /** Available balance: an integer >= 0, always equal to the sum of the user's ledger deltas. */
     credits: v.number(),
     createdAt: v.number(),
+    /**
+     * Credits held by the user's unfinished jobs (reserved, not yet settled or refunded). Kept
+     * with each reserve/settle/refund so `getCredits` stays one read. Absent means 0.
+     */
+    reservedCredits: v.optional(v.number()),
     /** Operators grant "admin" with `users:setRole`; admins can read metrics. */
     role: v.optional(v.literal("admin")),
     /** Set when Clerk reports the user deleted: the row stays for accounting, anonymised. */

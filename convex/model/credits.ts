@@ -1,0 +1,73 @@
+import type { Doc, Id } from "../_generated/dataModel";
+import type { MutationCtx } from "../_generated/server";
+import { appError } from "../lib/errors";
+import { applyCreditChange } from "./ledger";
+
+/**
+ * Two-phase credit transfers, per job: `reserve` takes the credits off the available balance
+ * (a hold), then exactly one of `settle` (the hold becomes final) or `refund` (the hold is
+ * returned). `jobs.creditStatus` records which, so repeated or late reports change nothing.
+ */
+
+export function assertPositiveCredits(credits: number): void {
+  if (!Number.isSafeInteger(credits) || credits <= 0) {
+    throw appError("INVALID_ARGUMENT", "credits must be a positive whole number.");
+  }
+}
+
+export type ReserveResult =
+  { ok: true; balance: number } | { ok: false; reason: "INSUFFICIENT_CREDITS"; balance: number };
+
+/** Deducts `credits` from the available balance if it covers them; otherwise changes nothing. */
+export async function reserveCredits(
+  ctx: MutationCtx,
+  userId: Id<"users">,
+  credits: number,
+  jobId?: Id<"jobs">,
+): Promise<ReserveResult> {
+  assertPositiveCredits(credits);
+  const user = await ctx.db.get("users", userId);
+  if (user === null) {
+    throw appError("NOT_FOUND", "User not found.");
+  }
+  if (user.credits < credits) {
+    return { ok: false, reason: "INSUFFICIENT_CREDITS", balance: user.credits };
+  }
+  const balance = await applyCreditChange(ctx, userId, { delta: -credits, kind: "reserve", jobId });
+  await ctx.db.patch("users", userId, { reservedCredits: (user.reservedCredits ?? 0) + credits });
+  return { ok: true, balance };
+}
+
+async function releaseHold(ctx: MutationCtx, userId: Id<"users">, credits: number) {
+  const user = (await ctx.db.get("users", userId))!;
+  await ctx.db.patch("users", userId, {
+    reservedCredits: Math.max(0, (user.reservedCredits ?? 0) - credits),
+  });
+}
+
+/** Makes the job's hold final. Returns false (and writes nothing) unless the hold is open. */
+export async function settleJobCredits(ctx: MutationCtx, job: Doc<"jobs">): Promise<boolean> {
+  if (job.creditStatus !== "held") {
+    return false;
+  }
+  await ctx.db.patch("jobs", job._id, { creditStatus: "settled" });
+  // The credits left the balance at reserve time: the settle row records the charge with delta 0.
+  await applyCreditChange(ctx, job.userId, { delta: 0, kind: "settle", jobId: job._id });
+  await releaseHold(ctx, job.userId, job.creditsUsed);
+  return true;
+}
+
+/** Returns exactly what the job reserved. Returns false (and writes nothing) unless the hold is open. */
+export async function refundJobCredits(ctx: MutationCtx, job: Doc<"jobs">): Promise<boolean> {
+  if (job.creditStatus !== "held") {
+    return false;
+  }
+  await ctx.db.patch("jobs", job._id, { creditStatus: "refunded" });
+  await applyCreditChange(ctx, job.userId, {
+    delta: job.creditsUsed,
+    kind: "refund",
+    jobId: job._id,
+  });
+  await releaseHold(ctx, job.userId, job.creditsUsed);
+  return true;
+}

@@ -1,0 +1,311 @@
+import type { Infer } from "convex/values";
+import { v } from "convex/values";
+import type { Doc, Id } from "../_generated/dataModel";
+import type { MutationCtx, QueryCtx } from "../_generated/server";
+import { appError } from "../lib/errors";
+import { jobStatusValidator, creditStatusValidator, type JobStatus } from "../lib/validators";
+import { refundJobCredits, reserveCredits, settleJobCredits } from "./credits";
+
+export const JOB_DURATIONS = [5, 10, 15] as const;
+export const PROMPT_MAX_LENGTH = 2000;
+export const URL_MAX_LENGTH = 2048;
+export const IDEMPOTENCY_KEY_MAX_LENGTH = 128;
+export const SEED_MAX = 4_294_967_295;
+export const CFG_MIN = 1;
+export const CFG_MAX = 20;
+/** How long a finished video stays downloadable unless the report says otherwise. */
+export const VIDEO_TTL_MS = 24 * 60 * 60 * 1000;
+/** Queue positions are counted through the index up to this many jobs ahead. */
+export const QUEUE_POSITION_CAP = 100;
+
+/** The price of a job: one credit per second of video, on every plan. */
+export function jobCost(durationSec: number): number {
+  return durationSec;
+}
+
+export type JobInput = {
+  prompt: string;
+  imageUrl?: string;
+  durationSec: number;
+  seed?: number;
+  cfg?: number;
+  idempotencyKey?: string;
+};
+
+function invalid(field: string, rule: string): never {
+  throw appError("INVALID_ARGUMENT", `${field} ${rule}.`);
+}
+
+/** An absolute https URL without whitespace, at most 2048 characters. */
+export function isHttpsUrl(value: string): boolean {
+  if (value.length > URL_MAX_LENGTH || /[\s\u0000-\u001f\u007f]/.test(value)) {
+    return false;
+  }
+  try {
+    const url = new URL(value);
+    return url.protocol === "https:" && url.hostname.length > 0;
+  } catch {
+    return false;
+  }
+}
+
+/** Checks every field of a job request; returns it normalised (prompt trimmed). */
+export function validateJobInput(input: JobInput): JobInput {
+  const prompt = input.prompt.trim();
+  if (prompt.length === 0) invalid("prompt", "must not be empty");
+  if (prompt.length > PROMPT_MAX_LENGTH) {
+    invalid("prompt", `must be at most ${PROMPT_MAX_LENGTH} characters`);
+  }
+  if (input.imageUrl !== undefined && !isHttpsUrl(input.imageUrl)) {
+    invalid("imageUrl", `must be an https:// URL of at most ${URL_MAX_LENGTH} characters`);
+  }
+  if (!(JOB_DURATIONS as readonly number[]).includes(input.durationSec)) {
+    invalid("durationSec", "must be 5, 10 or 15");
+  }
+  if (
+    input.seed !== undefined &&
+    !(Number.isInteger(input.seed) && input.seed >= 0 && input.seed <= SEED_MAX)
+  ) {
+    invalid("seed", `must be a whole number from 0 to ${SEED_MAX}`);
+  }
+  if (
+    input.cfg !== undefined &&
+    !(Number.isFinite(input.cfg) && input.cfg >= CFG_MIN && input.cfg <= CFG_MAX)
+  ) {
+    invalid("cfg", `must be a number from ${CFG_MIN} to ${CFG_MAX}`);
+  }
+  if (
+    input.idempotencyKey !== undefined &&
+    (input.idempotencyKey.length === 0 || input.idempotencyKey.length > IDEMPOTENCY_KEY_MAX_LENGTH)
+  ) {
+    invalid("idempotencyKey", `must be 1 to ${IDEMPOTENCY_KEY_MAX_LENGTH} characters`);
+  }
+  return { ...input, prompt };
+}
+
+function sameRequest(job: Doc<"jobs">, input: JobInput): boolean {
+  return (
+    job.prompt === input.prompt &&
+    job.imageUrl === input.imageUrl &&
+    job.durationSec === input.durationSec &&
+    job.seed === input.seed &&
+    job.cfg === input.cfg
+  );
+}
+
+/**
+ * Validates, reserves the job's price and inserts it as `queued`, all in the caller's
+ * transaction. With an idempotency key already used by this user: the same request returns
+ * the first job and charges nothing; a different request is a CONFLICT. The key is only taken
+ * when the job commits, so a refused attempt leaves it free.
+ */
+export async function createJob(
+  ctx: MutationCtx,
+  user: Doc<"users">,
+  rawInput: JobInput,
+): Promise<{ jobId: Id<"jobs">; created: boolean }> {
+  const input = validateJobInput(rawInput);
+  if (input.idempotencyKey !== undefined) {
+    const previous = await ctx.db
+      .query("jobs")
+      .withIndex("by_userId_and_idempotencyKey", (q) =>
+        q.eq("userId", user._id).eq("idempotencyKey", input.idempotencyKey),
+      )
+      .unique();
+    if (previous !== null) {
+      if (!sameRequest(previous, input)) {
+        throw appError(
+          "CONFLICT",
+          "idempotencyKey was already used for a different job request; use a new key.",
+        );
+      }
+      return { jobId: previous._id, created: false };
+    }
+  }
+  const cost = jobCost(input.durationSec);
+  if (user.credits < cost) {
+    throw appError(
+      "INSUFFICIENT_CREDITS",
+      `Not enough credits: ${user.credits} available, ${cost} needed.`,
+    );
+  }
+  const jobId = await ctx.db.insert("jobs", {
+    userId: user._id,
+    prompt: input.prompt,
+    imageUrl: input.imageUrl,
+    durationSec: input.durationSec,
+    seed: input.seed,
+    cfg: input.cfg,
+    idempotencyKey: input.idempotencyKey,
+    creditsUsed: cost,
+    status: "queued",
+    creditStatus: "held",
+    createdAt: Date.now(),
+  });
+  const reserved = await reserveCredits(ctx, user._id, cost, jobId);
+  if (!reserved.ok) {
+    // Unreachable after the check above; throwing rolls the insert back all the same.
+    throw appError("INSUFFICIENT_CREDITS", "Not enough credits.");
+  }
+  return { jobId, created: true };
+}
+
+/** Which status may follow which. Anything else is INVALID_TRANSITION. */
+export const TRANSITIONS: Record<JobStatus, readonly JobStatus[]> = {
+  queued: ["running", "failed", "canceled"],
+  running: ["done", "failed", "queued"],
+  done: ["expired"],
+  failed: [],
+  canceled: [],
+  expired: [],
+};
+
+export type TransitionOptions = {
+  r2Url?: string;
+  expiresAt?: number;
+  error?: string;
+  /** Extra fields written with the transition (the worker API's lease and attempt fields). */
+  patch?: Partial<Doc<"jobs">>;
+};
+
+// Written with `undefined` to remove a worker's claim from a job that no longer runs.
+const NO_LEASE = { workerId: undefined, leaseExpiresAt: undefined } as const;
+export const ERROR_MAX_LENGTH = 2000;
+
+/**
+ * The one way a job changes status. Applies the side effects of the target status in the same
+ * transaction: `done` settles the credits and sets the video URL and its expiry; `failed` and
+ * `canceled` refund; `queued` (a retry) keeps the hold; `expired` drops the video URL.
+ * Repeating the current status changes nothing.
+ */
+export async function transitionJob(
+  ctx: MutationCtx,
+  job: Doc<"jobs">,
+  to: JobStatus,
+  options: TransitionOptions = {},
+): Promise<{ changed: boolean; job: Doc<"jobs"> }> {
+  if (job.status === to) {
+    return { changed: false, job };
+  }
+  if (!TRANSITIONS[job.status].includes(to)) {
+    throw appError("INVALID_TRANSITION", `A ${job.status} job cannot become ${to}.`);
+  }
+  const now = Date.now();
+  const error = options.error === undefined ? undefined : options.error.slice(0, ERROR_MAX_LENGTH);
+  let patch: Partial<Doc<"jobs">>;
+  switch (to) {
+    case "running":
+      patch = { status: to, startedAt: now };
+      break;
+    case "done": {
+      if (options.r2Url === undefined || !isHttpsUrl(options.r2Url)) {
+        throw appError("INVALID_ARGUMENT", "r2Url must be an https:// URL when a job is done.");
+      }
+      const expiresAt = options.expiresAt ?? now + VIDEO_TTL_MS;
+      if (!Number.isFinite(expiresAt) || expiresAt <= now) {
+        throw appError("INVALID_ARGUMENT", "expiresAt must be a time in the future.");
+      }
+      patch = {
+        status: to,
+        r2Url: options.r2Url,
+        expiresAt,
+        finishedAt: now,
+        progress: 100,
+        error: undefined,
+        ...NO_LEASE,
+      };
+      break;
+    }
+    case "failed":
+      patch = { status: to, error: error ?? "The job failed.", finishedAt: now, ...NO_LEASE };
+      break;
+    case "canceled":
+      patch = { status: to, finishedAt: now, ...NO_LEASE };
+      break;
+    case "queued":
+      // A retry: back in line (keeping its place by createdAt) with its credits still held.
+      patch = { status: to, error, progress: undefined, startedAt: undefined, ...NO_LEASE };
+      break;
+    case "expired":
+      patch = { status: to, r2Url: undefined };
+      break;
+  }
+  patch = { ...patch, ...options.patch };
+  await ctx.db.patch("jobs", job._id, patch);
+  const updated = { ...job, ...patch } as Doc<"jobs">;
+  if (to === "done") {
+    await settleJobCredits(ctx, updated);
+  } else if (to === "failed" || to === "canceled") {
+    await refundJobCredits(ctx, updated);
+  }
+  return { changed: true, job: (await ctx.db.get("jobs", job._id))! };
+}
+
+export async function requireJob(ctx: QueryCtx, jobId: Id<"jobs">): Promise<Doc<"jobs">> {
+  const job = await ctx.db.get("jobs", jobId);
+  if (job === null) {
+    throw appError("NOT_FOUND", "Job not found.");
+  }
+  return job;
+}
+
+/** What the job's owner sees: no worker internals. */
+export const jobViewValidator = v.object({
+  _id: v.id("jobs"),
+  _creationTime: v.number(),
+  userId: v.id("users"),
+  prompt: v.string(),
+  imageUrl: v.optional(v.string()),
+  durationSec: v.number(),
+  creditsUsed: v.number(),
+  creditStatus: creditStatusValidator,
+  status: jobStatusValidator,
+  r2Url: v.optional(v.string()),
+  expiresAt: v.optional(v.number()),
+  seed: v.optional(v.number()),
+  cfg: v.optional(v.number()),
+  createdAt: v.number(),
+  idempotencyKey: v.optional(v.string()),
+  error: v.optional(v.string()),
+  startedAt: v.optional(v.number()),
+  finishedAt: v.optional(v.number()),
+  attempt: v.optional(v.number()),
+  progress: v.optional(v.number()),
+  /** While queued: jobs ahead + 1; `atLeast` when more than the counting cap are ahead. */
+  queuePosition: v.optional(v.object({ position: v.number(), atLeast: v.boolean() })),
+});
+export type JobView = Infer<typeof jobViewValidator>;
+
+export function jobView(job: Doc<"jobs">): JobView {
+  const { workerId: _workerId, leaseExpiresAt: _leaseExpiresAt, ...view } = job;
+  return view;
+}
+
+/** Counts queued jobs created before this one through `by_status`, reading at most the cap. */
+export async function queuePosition(
+  ctx: QueryCtx,
+  job: Doc<"jobs">,
+): Promise<{ position: number; atLeast: boolean }> {
+  const ahead = await ctx.db
+    .query("jobs")
+    .withIndex("by_status", (q) => q.eq("status", "queued").lt("createdAt", job.createdAt))
+    .take(QUEUE_POSITION_CAP);
+  return { position: ahead.length + 1, atLeast: ahead.length === QUEUE_POSITION_CAP };
+}
+
+export const EXPIRE_BATCH_SIZE = 200;
+
+/** Expires one batch of done jobs past their `expiresAt`; says whether more may remain. */
+export async function expireBatch(
+  ctx: MutationCtx,
+  now: number,
+): Promise<{ expired: number; more: boolean }> {
+  const due = await ctx.db
+    .query("jobs")
+    .withIndex("by_status_and_expiresAt", (q) => q.eq("status", "done").lte("expiresAt", now))
+    .take(EXPIRE_BATCH_SIZE);
+  for (const job of due) {
+    await transitionJob(ctx, job, "expired");
+  }
+  return { expired: due.length, more: due.length === EXPIRE_BATCH_SIZE };
+}

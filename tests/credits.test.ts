@@ -1,0 +1,228 @@
+import { describe, expect, test } from "vitest";
+import { api, internal } from "../convex/_generated/api";
+import { checkInvariants } from "./invariants";
+import { expectCode, identityFor, setup, signUp } from "./setup";
+
+const R2 = "https://videos.example.com/v.mp4";
+
+async function ledgerOf(t: Awaited<ReturnType<typeof setup>>, jobId?: string) {
+  return await t.run(async (ctx) => {
+    const rows = await ctx.db.query("ledger").collect();
+    return rows
+      .filter((row) => jobId === undefined || row.jobId === jobId)
+      .map((row) => [row.kind, row.delta]);
+  });
+}
+
+describe("getCredits", () => {
+  test("returns the caller's balance, reserved credits and plan", async () => {
+    const t = await setup();
+    const { as, userId } = await signUp(t, "u1");
+    expect(await as.query(api.credits.getCredits, {})).toEqual({
+      credits: 80,
+      reserved: 0,
+      plan: { name: "starter", monthlyCredits: 80, price: 1000, markup: 85 },
+    });
+    await as.mutation(api.jobs.createJob, { prompt: "a cat", durationSec: 10 });
+    expect(await as.query(api.credits.getCredits, { userId })).toMatchObject({
+      credits: 70,
+      reserved: 10,
+    });
+  });
+
+  test("another user's id is FORBIDDEN, no identity UNAUTHENTICATED, no user row NOT_FOUND", async () => {
+    const t = await setup();
+    const { userId } = await signUp(t, "u1");
+    const { as: stranger } = await signUp(t, "u2");
+    await expectCode(stranger.query(api.credits.getCredits, { userId }), "FORBIDDEN");
+    await expectCode(t.query(api.credits.getCredits, {}), "UNAUTHENTICATED");
+    await expectCode(
+      t.withIdentity(identityFor("u3")).query(api.credits.getCredits, {}),
+      "NOT_FOUND",
+    );
+  });
+});
+
+describe("reserveCredits", () => {
+  test("deducts atomically and writes a reserve row", async () => {
+    const t = await setup();
+    const { userId } = await signUp(t, "u1");
+    expect(await t.mutation(internal.credits.reserveCredits, { userId, credits: 30 })).toEqual({
+      ok: true,
+      balance: 50,
+    });
+    expect(await ledgerOf(t)).toEqual([
+      ["grant", 80],
+      ["reserve", -30],
+    ]);
+  });
+
+  test("insufficient balance changes nothing and says so", async () => {
+    const t = await setup();
+    const { userId } = await signUp(t, "u1");
+    expect(await t.mutation(internal.credits.reserveCredits, { userId, credits: 81 })).toEqual({
+      ok: false,
+      reason: "INSUFFICIENT_CREDITS",
+      balance: 80,
+    });
+    expect(await ledgerOf(t)).toEqual([["grant", 80]]);
+  });
+
+  test.each([0, -5, 1.5, Number.NaN, Number.POSITIVE_INFINITY])(
+    "credits %s is INVALID_ARGUMENT",
+    async (credits) => {
+      const t = await setup();
+      const { userId } = await signUp(t, "u1");
+      await expectCode(
+        t.mutation(internal.credits.reserveCredits, { userId, credits }),
+        "INVALID_ARGUMENT",
+      );
+    },
+  );
+
+  test("a job reserves once: reserving again for it is a CONFLICT; another user's job is refused", async () => {
+    const t = await setup();
+    const { as, userId } = await signUp(t, "u1");
+    const { userId: other } = await signUp(t, "u2");
+    const jobId = await as.mutation(api.jobs.createJob, { prompt: "x", durationSec: 5 });
+    await expectCode(
+      t.mutation(internal.credits.reserveCredits, { userId, credits: 5, jobId }),
+      "CONFLICT",
+    );
+    await expectCode(
+      t.mutation(internal.credits.reserveCredits, { userId: other, credits: 5, jobId }),
+      "INVALID_ARGUMENT",
+    );
+    await checkInvariants(t);
+  });
+});
+
+describe("settleCredits / refundCredits", () => {
+  async function jobIn(status: "queued" | "running" | "done") {
+    const t = await setup();
+    const { as, userId } = await signUp(t, "u1");
+    const jobId = await as.mutation(api.jobs.createJob, { prompt: "x", durationSec: 15 });
+    if (status !== "queued")
+      await t.mutation(internal.jobs.updateJobStatus, { jobId, status: "running" });
+    if (status === "done")
+      await t.mutation(internal.jobs.updateJobStatus, { jobId, status: "done", r2Url: R2 });
+    return { t, as, userId, jobId };
+  }
+
+  test("double settle, refund after settle: nothing changes", async () => {
+    const { t, as, jobId } = await jobIn("done");
+    expect(await t.mutation(internal.credits.settleCredits, { jobId })).toEqual({
+      changed: false,
+      creditStatus: "settled",
+    });
+    expect(await t.mutation(internal.credits.refundCredits, { jobId })).toEqual({
+      changed: false,
+      creditStatus: "settled",
+    });
+    expect(await ledgerOf(t, jobId)).toEqual([
+      ["reserve", -15],
+      ["settle", 0],
+    ]);
+    expect(await as.query(api.credits.getCredits, {})).toMatchObject({ credits: 65, reserved: 0 });
+    await checkInvariants(t);
+  });
+
+  test("refund returns exactly the reservation and fails the job; double refund and settle after refund change nothing", async () => {
+    const { t, as, jobId } = await jobIn("running");
+    expect(await t.mutation(internal.credits.refundCredits, { jobId })).toEqual({
+      changed: true,
+      creditStatus: "refunded",
+    });
+    expect(await t.mutation(internal.credits.refundCredits, { jobId })).toEqual({
+      changed: false,
+      creditStatus: "refunded",
+    });
+    expect(await t.mutation(internal.credits.settleCredits, { jobId })).toEqual({
+      changed: false,
+      creditStatus: "refunded",
+    });
+    expect(await as.query(api.jobs.getJob, { jobId })).toMatchObject({
+      status: "failed",
+      creditStatus: "refunded",
+    });
+    expect(await ledgerOf(t, jobId)).toEqual([
+      ["reserve", -15],
+      ["refund", 15],
+    ]);
+    expect(await as.query(api.credits.getCredits, {})).toMatchObject({ credits: 80, reserved: 0 });
+    await checkInvariants(t);
+  });
+
+  test("refunding a queued job fails it", async () => {
+    const { t, as, jobId } = await jobIn("queued");
+    await t.mutation(internal.credits.refundCredits, { jobId });
+    expect(await as.query(api.jobs.getJob, { jobId })).toMatchObject({ status: "failed" });
+    await checkInvariants(t);
+  });
+
+  test("a job that is not done cannot be settled", async () => {
+    const { t, jobId } = await jobIn("running");
+    await expectCode(t.mutation(internal.credits.settleCredits, { jobId }), "INVALID_TRANSITION");
+    await checkInvariants(t);
+  });
+});
+
+describe("grantCredits and listLedger", () => {
+  test("grant writes an adjustment row; a removal never goes below zero", async () => {
+    const t = await setup();
+    const { as, userId } = await signUp(t, "u1");
+    expect(
+      await t.mutation(internal.credits.grantCredits, { userId, credits: 20, note: "support #12" }),
+    ).toEqual({ balance: 100 });
+    expect(
+      await t.mutation(internal.credits.grantCredits, { userId, credits: -30, note: "correction" }),
+    ).toEqual({ balance: 70 });
+    await expectCode(
+      t.mutation(internal.credits.grantCredits, { userId, credits: -71, note: "too much" }),
+      "INSUFFICIENT_CREDITS",
+    );
+    await expectCode(
+      t.mutation(internal.credits.grantCredits, { userId, credits: 0, note: "x" }),
+      "INVALID_ARGUMENT",
+    );
+    await expectCode(
+      t.mutation(internal.credits.grantCredits, { userId, credits: 1, note: "  " }),
+      "INVALID_ARGUMENT",
+    );
+    const page = await as.query(api.credits.listLedger, {
+      paginationOpts: { numItems: 10, cursor: null },
+    });
+    expect(page.page.map((row) => [row.kind, row.delta, row.balanceAfter, row.note])).toEqual([
+      ["adjustment", -30, 70, "correction"],
+      ["adjustment", 20, 100, "support #12"],
+      ["grant", 80, 80, "Sign-up grant (starter plan)"],
+    ]);
+    await checkInvariants(t);
+  });
+
+  test("listLedger shows only the caller's rows, paginated newest first", async () => {
+    const t = await setup();
+    const { as, userId } = await signUp(t, "u1");
+    const { as: other } = await signUp(t, "u2");
+    for (let i = 1; i <= 5; i++) {
+      await t.mutation(internal.credits.grantCredits, { userId, credits: i, note: `n${i}` });
+    }
+    const first = await as.query(api.credits.listLedger, {
+      paginationOpts: { numItems: 4, cursor: null },
+    });
+    const second = await as.query(api.credits.listLedger, {
+      paginationOpts: { numItems: 4, cursor: first.continueCursor },
+    });
+    expect(first.page.map((r) => r.note)).toEqual(["n5", "n4", "n3", "n2"]);
+    expect(second.page.map((r) => r.note)).toEqual(["n1", "Sign-up grant (starter plan)"]);
+    expect(second.isDone).toBe(true);
+    const others = await other.query(api.credits.listLedger, {
+      paginationOpts: { numItems: 10, cursor: null },
+    });
+    expect(others.page).toHaveLength(1);
+    await expectCode(
+      t.query(api.credits.listLedger, { paginationOpts: { numItems: 10, cursor: null } }),
+      "UNAUTHENTICATED",
+    );
+  });
+});
