@@ -281,16 +281,28 @@ export function jobView(job: Doc<"jobs">): JobView {
   return view;
 }
 
-/** Counts queued jobs created before this one through `by_status`, reading at most the cap. */
+/**
+ * Counts the queued jobs ahead of this one (the order workers claim in: `by_status`, i.e.
+ * createdAt then creation time) through the index, reading at most the cap.
+ */
 export async function queuePosition(
   ctx: QueryCtx,
   job: Doc<"jobs">,
 ): Promise<{ position: number; atLeast: boolean }> {
-  const ahead = await ctx.db
+  const earlier = await ctx.db
     .query("jobs")
     .withIndex("by_status", (q) => q.eq("status", "queued").lt("createdAt", job.createdAt))
     .take(QUEUE_POSITION_CAP);
-  return { position: ahead.length + 1, atLeast: ahead.length === QUEUE_POSITION_CAP };
+  let ahead = earlier.length;
+  if (ahead < QUEUE_POSITION_CAP) {
+    // Jobs created in the same millisecond are ordered by creation time.
+    const sameMillisecond = await ctx.db
+      .query("jobs")
+      .withIndex("by_status", (q) => q.eq("status", "queued").eq("createdAt", job.createdAt))
+      .take(QUEUE_POSITION_CAP - ahead);
+    ahead += sameMillisecond.filter((other) => other._creationTime < job._creationTime).length;
+  }
+  return { position: ahead + 1, atLeast: ahead === QUEUE_POSITION_CAP };
 }
 
 export const EXPIRE_BATCH_SIZE = 200;
