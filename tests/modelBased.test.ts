@@ -1,0 +1,428 @@
+/**
+ * Model-based test of the credit and job system (fast-check). A reference model, written
+ * without importing any of the backend's rules, predicts every command's outcome; after each
+ * command the database must agree with it and satisfy the money invariants.
+ *
+ * Profiles: `npm test` runs MODEL_RUNS (default 150) sequences; `npm run test:deep` runs 10,000.
+ * A failure prints fast-check's seed and shrunk counterexample; replay it with MODEL_SEED and
+ * MODEL_PATH.
+ */
+import fc from "fast-check";
+import { afterAll, afterEach, expect, test, vi } from "vitest";
+import { api, internal } from "../convex/_generated/api";
+import type { Id } from "../convex/_generated/dataModel";
+import { createJob as createJobInTransaction } from "../convex/model/jobs";
+import { checkInvariants } from "./invariants";
+import { identityFor, setup, type TestConvex } from "./setup";
+
+const HOUR = 60 * 60 * 1000;
+const DAY = 24 * HOUR;
+const R2 = "https://r2.example.com/video.mp4";
+const START = Date.parse("2026-11-25T00:00:00Z");
+
+// ---------------------------------------------------------------------------------------------
+// The reference model
+// ---------------------------------------------------------------------------------------------
+
+type Status = "queued" | "running" | "done" | "failed" | "canceled" | "expired";
+type Money = "held" | "settled" | "refunded";
+type PlanName = "starter" | "creator" | "studio";
+
+type ModelUser = { signedUp: boolean; credits: number; reserved: number; plan: PlanName };
+type ModelJob = {
+  owner: number;
+  status: Status;
+  money: Money;
+  cost: number;
+  request: string;
+  key?: string;
+  expiresAt?: number;
+};
+type Model = { users: ModelUser[]; jobs: ModelJob[]; now: number };
+type Real = { t: TestConvex; userIds: Array<Id<"users"> | undefined>; jobIds: Array<Id<"jobs">> };
+
+const USERS = 3;
+const SIGN_UP_CREDITS = 80;
+// What the product promises, restated independently of the code.
+const NEXT: Record<Status, Status[]> = {
+  queued: ["running", "failed", "canceled"],
+  running: ["done", "failed", "queued"],
+  done: ["expired"],
+  failed: [],
+  canceled: [],
+  expired: [],
+};
+
+const stats = { sequences: 0, commands: 0, faults: 0, byCommand: {} as Record<string, number> };
+function count(name: string, fault = false) {
+  stats.commands++;
+  if (fault) stats.faults++;
+  stats.byCommand[name] = (stats.byCommand[name] ?? 0) + 1;
+}
+
+/** Applies a status change to the model: its money effect and its bookkeeping. */
+function moveJob(model: Model, job: ModelJob, to: Status) {
+  const user = model.users[job.owner];
+  job.status = to;
+  if (to === "done") {
+    job.money = "settled";
+    job.expiresAt = model.now + DAY;
+    user.reserved -= job.cost;
+  } else if (to === "failed" || to === "canceled") {
+    job.money = "refunded";
+    user.reserved -= job.cost;
+    user.credits += job.cost;
+  }
+}
+
+async function expectRefusal(promise: Promise<unknown>, code: string) {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error, `expected ${code}`).toMatchObject({ data: { code } });
+}
+
+/** The database agrees with the model, and the money invariants hold. */
+async function compare(model: Model, real: Real) {
+  const { users, jobs } = await real.t.run(async (ctx) => ({
+    users: await ctx.db.query("users").collect(),
+    jobs: await ctx.db.query("jobs").collect(),
+  }));
+  expect(users).toHaveLength(model.users.filter((u) => u.signedUp).length);
+  model.users.forEach((mu, i) => {
+    if (!mu.signedUp) return;
+    const row = users.find((u) => u._id === real.userIds[i])!;
+    expect({ credits: row.credits, reserved: row.reservedCredits ?? 0, plan: row.plan }).toEqual({
+      credits: mu.credits,
+      reserved: mu.reserved,
+      plan: mu.plan,
+    });
+  });
+  expect(jobs).toHaveLength(model.jobs.length);
+  model.jobs.forEach((mj, i) => {
+    const row = jobs.find((j) => j._id === real.jobIds[i])!;
+    expect({ status: row.status, money: row.creditStatus }).toEqual({
+      status: mj.status,
+      money: mj.money,
+    });
+  });
+  await checkInvariants(real.t);
+}
+
+type Cmd = fc.AsyncCommand<Model, Real>;
+const as = (real: Real, user: number) => real.t.withIdentity(identityFor(`user_${user}`));
+
+// ---------------------------------------------------------------------------------------------
+// Commands
+// ---------------------------------------------------------------------------------------------
+
+class SignUp implements Cmd {
+  constructor(readonly user: number) {}
+  check = () => true;
+  async run(model: Model, real: Real) {
+    count("signUp");
+    const clerkId = `user_${this.user}`;
+    const doc = await as(real, this.user).mutation(api.users.getOrCreateUser, {
+      clerkId,
+      email: `${clerkId}@example.com`,
+    });
+    const mu = model.users[this.user];
+    if (!mu.signedUp) {
+      mu.signedUp = true;
+      mu.credits = SIGN_UP_CREDITS;
+      real.userIds[this.user] = doc._id;
+    }
+    expect(doc._id).toBe(real.userIds[this.user]);
+    await compare(model, real);
+  }
+  toString = () => `SignUp(${this.user})`;
+}
+
+class ChangePlan implements Cmd {
+  constructor(
+    readonly user: number,
+    readonly plan: PlanName,
+  ) {}
+  check = (m: Readonly<Model>) => m.users[this.user].signedUp;
+  async run(model: Model, real: Real) {
+    count("changePlan");
+    await real.t.mutation(internal.users.updateUserPlan, {
+      userId: real.userIds[this.user]!,
+      planName: this.plan,
+    });
+    model.users[this.user].plan = this.plan; // plan changes move no credits
+    await compare(model, real);
+  }
+  toString = () => `ChangePlan(${this.user}, ${this.plan})`;
+}
+
+class Grant implements Cmd {
+  constructor(
+    readonly user: number,
+    readonly credits: number,
+  ) {}
+  check = (m: Readonly<Model>) => m.users[this.user].signedUp;
+  async run(model: Model, real: Real) {
+    count("grant");
+    const mu = model.users[this.user];
+    const call = real.t.mutation(internal.credits.grantCredits, {
+      userId: real.userIds[this.user]!,
+      credits: this.credits,
+      note: "model",
+    });
+    if (mu.credits + this.credits < 0) {
+      await expectRefusal(call, "INSUFFICIENT_CREDITS");
+    } else {
+      await call;
+      mu.credits += this.credits;
+    }
+    await compare(model, real);
+  }
+  toString = () => `Grant(${this.user}, ${this.credits})`;
+}
+
+class CreateJob implements Cmd {
+  constructor(
+    readonly user: number,
+    readonly durationSec: 5 | 10 | 15,
+    readonly promptVariant: number,
+    readonly key: string | undefined,
+    readonly duplicate: boolean,
+  ) {}
+  check = () => true;
+  async run(model: Model, real: Real) {
+    count("createJob");
+    const args = {
+      prompt: `prompt ${this.promptVariant}`,
+      durationSec: this.durationSec,
+      idempotencyKey: this.key,
+    };
+    const request = `${args.prompt}|${args.durationSec}`;
+    for (let delivery = 0; delivery < (this.duplicate ? 2 : 1); delivery++) {
+      if (delivery === 1) count("duplicate createJob", true);
+      const call = as(real, this.user).mutation(api.jobs.createJob, args);
+      const mu = model.users[this.user];
+      const previous =
+        this.key === undefined
+          ? -1
+          : model.jobs.findIndex((j) => j.owner === this.user && j.key === this.key);
+      if (!mu.signedUp) {
+        await expectRefusal(call, "NOT_FOUND");
+      } else if (previous >= 0 && model.jobs[previous].request !== request) {
+        await expectRefusal(call, "CONFLICT");
+      } else if (previous >= 0) {
+        expect(await call).toBe(real.jobIds[previous]);
+      } else if (mu.credits < this.durationSec) {
+        await expectRefusal(call, "INSUFFICIENT_CREDITS");
+      } else {
+        real.jobIds.push(await call);
+        mu.credits -= this.durationSec;
+        mu.reserved += this.durationSec;
+        model.jobs.push({
+          owner: this.user,
+          status: "queued",
+          money: "held",
+          cost: this.durationSec,
+          request,
+          key: this.key,
+        });
+      }
+      await compare(model, real);
+    }
+  }
+  toString = () =>
+    `CreateJob(${this.user}, ${this.durationSec}s, p${this.promptVariant}, key=${this.key}${this.duplicate ? ", twice" : ""})`;
+}
+
+class Cancel implements Cmd {
+  constructor(
+    readonly job: number,
+    readonly byStranger: boolean,
+  ) {}
+  check = (m: Readonly<Model>) => m.jobs.length > 0;
+  async run(model: Model, real: Real) {
+    count("cancel");
+    const index = this.job % model.jobs.length;
+    const job = model.jobs[index];
+    const caller = this.byStranger ? (job.owner + 1) % USERS : job.owner;
+    const call = as(real, caller).mutation(api.jobs.cancelJob, { jobId: real.jobIds[index] });
+    if (this.byStranger) {
+      await expectRefusal(call, model.users[caller].signedUp ? "NOT_FOUND" : "NOT_FOUND");
+    } else if (job.status === "queued") {
+      await call;
+      moveJob(model, job, "canceled");
+    } else if (job.status === "canceled") {
+      expect(await call).toEqual({ changed: false, status: "canceled" });
+    } else {
+      await expectRefusal(call, "INVALID_TRANSITION");
+    }
+    await compare(model, real);
+  }
+  toString = () => `Cancel(job ${this.job}${this.byStranger ? ", by a stranger" : ""})`;
+}
+
+/** A status report (worker or operator), possibly delivered twice or after the job moved on. */
+class Report implements Cmd {
+  constructor(
+    readonly job: number,
+    readonly to: "queued" | "running" | "done" | "failed",
+    readonly duplicate: boolean,
+  ) {}
+  check = (m: Readonly<Model>) => m.jobs.length > 0;
+  async run(model: Model, real: Real) {
+    count(`report ${this.to}`);
+    const index = this.job % model.jobs.length;
+    const job = model.jobs[index];
+    for (let delivery = 0; delivery < (this.duplicate ? 2 : 1); delivery++) {
+      if (delivery === 1) count("duplicate report", true);
+      else if (!NEXT[job.status].includes(this.to) && job.status !== this.to) {
+        count("stale report", true);
+      }
+      const call = real.t.mutation(internal.jobs.updateJobStatus, {
+        jobId: real.jobIds[index],
+        status: this.to,
+        r2Url: R2,
+        error: "model failure",
+      });
+      if (job.status === this.to) {
+        expect(await call).toMatchObject({ changed: false });
+      } else if (NEXT[job.status].includes(this.to)) {
+        await call;
+        moveJob(model, job, this.to);
+      } else {
+        await expectRefusal(call, "INVALID_TRANSITION");
+      }
+      await compare(model, real);
+    }
+  }
+  toString = () => `Report(job ${this.job} -> ${this.to}${this.duplicate ? ", twice" : ""})`;
+}
+
+/** Time passes (sometimes past the 24 h video expiry) and the expiry cron runs. */
+class TimeJump implements Cmd {
+  constructor(readonly ms: number) {}
+  check = () => true;
+  async run(model: Model, real: Real) {
+    count("timeJump + expiry cron", true);
+    vi.advanceTimersByTime(this.ms);
+    model.now += this.ms;
+    await real.t.mutation(internal.jobs.expireOldJobs, {});
+    await real.t.finishAllScheduledFunctions(vi.runAllTimers);
+    for (const job of model.jobs) {
+      if (job.status === "done" && job.expiresAt! <= model.now) moveJob(model, job, "expired");
+    }
+    await compare(model, real);
+  }
+  toString = () => `TimeJump(${Math.round(this.ms / HOUR)}h)`;
+}
+
+/** A mutation that throws after writing (a crash midway) must leave no partial write. */
+class CrashMidway implements Cmd {
+  constructor(readonly user: number) {}
+  check = (m: Readonly<Model>) => m.users[this.user].signedUp;
+  async run(model: Model, real: Real) {
+    count("crash midway", true);
+    const userId = real.userIds[this.user]!;
+    const crash = real.t.run(async (ctx) => {
+      const user = (await ctx.db.get("users", userId))!;
+      if (user.credits >= 5) {
+        await createJobInTransaction(ctx, user, { prompt: "doomed", durationSec: 5 });
+      }
+      await ctx.db.patch("users", userId, { credits: user.credits + 1_000 });
+      throw new Error("injected crash");
+    });
+    await expect(crash).rejects.toThrow("injected crash");
+    await compare(model, real);
+  }
+  toString = () => `CrashMidway(${this.user})`;
+}
+
+const user = fc.integer({ min: 0, max: USERS - 1 });
+const reports = fc
+  .tuple(
+    fc.nat(),
+    fc.constantFrom("queued", "running", "done", "failed") as fc.Arbitrary<Report["to"]>,
+    fc.boolean(),
+  )
+  .map(([j, to, dup]) => new Report(j, to, dup));
+const commands = [
+  reports,
+  reports,
+  user.map((u) => new SignUp(u)),
+  fc
+    .tuple(user, fc.constantFrom<PlanName>("starter", "creator", "studio"))
+    .map(([u, p]) => new ChangePlan(u, p)),
+  fc
+    .tuple(
+      user,
+      fc.integer({ min: -40, max: 40 }).filter((n) => n !== 0),
+    )
+    .map(([u, c]) => new Grant(u, c)),
+  fc
+    .tuple(
+      user,
+      fc.constantFrom<5 | 10 | 15>(5, 10, 15),
+      fc.integer({ min: 0, max: 1 }),
+      fc.option(fc.constantFrom("k1", "k2"), { nil: undefined }),
+      fc.boolean(),
+    )
+    .map(([u, d, p, k, dup]) => new CreateJob(u, d, p, k, dup)),
+  fc.tuple(fc.nat(), fc.boolean()).map(([j, s]) => new Cancel(j, s)),
+  fc
+    .tuple(
+      fc.nat(),
+      fc.constantFrom("queued", "running", "done", "failed") as fc.Arbitrary<Report["to"]>,
+      fc.boolean(),
+    )
+    .map(([j, to, dup]) => new Report(j, to, dup)),
+  fc.integer({ min: 1, max: 30 * HOUR }).map((ms) => new TimeJump(ms)),
+  user.map((u) => new CrashMidway(u)),
+];
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+afterAll(() => {
+  console.log(
+    `model-based: ${stats.sequences} sequences, ${stats.commands} commands, ${stats.faults} faults injected`,
+    JSON.stringify(stats.byCommand),
+  );
+});
+
+const runs = Number(process.env.MODEL_RUNS ?? 150);
+
+test(`model and database agree over ${runs} random command sequences`, { timeout: 0 }, async () => {
+  await fc.assert(
+    fc.asyncProperty(fc.commands(commands, { maxCommands: 30, size: "max" }), async (cmds) => {
+      stats.sequences++;
+      vi.useFakeTimers({ now: START });
+      try {
+        const t = await setup();
+        const model: Model = {
+          users: Array.from({ length: USERS }, () => ({
+            signedUp: false,
+            credits: 0,
+            reserved: 0,
+            plan: "starter" as const,
+          })),
+          jobs: [],
+          now: START,
+        };
+        const real: Real = { t, userIds: [], jobIds: [] };
+        // Two users start signed up; the third signs up (or not) within the sequence.
+        for (const u of [0, 1]) await new SignUp(u).run(model, real);
+        await fc.asyncModelRun(() => ({ model, real }), cmds);
+      } finally {
+        vi.useRealTimers();
+      }
+    }),
+    {
+      numRuns: runs,
+      seed: process.env.MODEL_SEED === undefined ? undefined : Number(process.env.MODEL_SEED),
+      path: process.env.MODEL_PATH,
+      endOnFailure: process.env.MODEL_PATH === undefined ? false : true,
+    },
+  );
+});
