@@ -6,4 +6,14 @@ const crons = cronJobs();
 // Not at minute 0, when everyone else's hourly jobs run.
 crons.hourly("expire old jobs", { minuteUTC: 17 }, internal.jobs.expireOldJobs, {});
 
+// GPU worker leases: requeue or fail jobs whose worker stopped reporting, and fail jobs that
+// waited in the queue too long. Both run in bounded batches and reschedule while work remains.
+crons.interval(
+  "sweep expired worker leases",
+  { minutes: 1 },
+  internal.worker.sweepExpiredLeases,
+  {},
+);
+crons.interval("sweep queue timeouts", { minutes: 1 }, internal.worker.sweepQueueTimeouts, {});
+
 export default crons;

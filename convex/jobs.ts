@@ -45,7 +45,8 @@ export const createJob = mutation({
 
 /**
  * Moves a job to another status with its side effects (settle on done, refund on failed).
- * Workers reach it through the HTTP worker API, operators through `npx convex run`.
+ * Operators reach it through `npx convex run`; GPU workers report through the HTTP worker API
+ * (`convex/worker.ts`), which changes status through the same `transitionJob`.
  * Cancel with `jobs:cancelJob`; expiry is the cron's job.
  */
 export const updateJobStatus = internalMutation({

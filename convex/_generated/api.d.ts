@@ -15,9 +15,11 @@ import type {
 } from "convex/server";
 import type * as credits from "../credits.js";
 import type * as crons from "../crons.js";
+import type * as http from "../http.js";
 import type * as jobs from "../jobs.js";
 import type * as lib_auth from "../lib/auth.js";
 import type * as lib_errors from "../lib/errors.js";
+import type * as lib_http from "../lib/http.js";
 import type * as lib_pagination from "../lib/pagination.js";
 import type * as lib_validators from "../lib/validators.js";
 import type * as model_credits from "../model/credits.js";
@@ -25,8 +27,11 @@ import type * as model_jobs from "../model/jobs.js";
 import type * as model_ledger from "../model/ledger.js";
 import type * as model_plans from "../model/plans.js";
 import type * as model_users from "../model/users.js";
+import type * as model_worker from "../model/worker.js";
 import type * as plans from "../plans.js";
 import type * as users from "../users.js";
+import type * as worker from "../worker.js";
+import type * as workerHttp from "../workerHttp.js";
 
 /**
  * A utility for referencing Convex functions in your app's API.
@@ -39,9 +44,11 @@ import type * as users from "../users.js";
 declare const fullApi: ApiFromModules<{
   credits: typeof credits;
   crons: typeof crons;
+  http: typeof http;
   jobs: typeof jobs;
   "lib/auth": typeof lib_auth;
   "lib/errors": typeof lib_errors;
+  "lib/http": typeof lib_http;
   "lib/pagination": typeof lib_pagination;
   "lib/validators": typeof lib_validators;
   "model/credits": typeof model_credits;
@@ -49,8 +56,11 @@ declare const fullApi: ApiFromModules<{
   "model/ledger": typeof model_ledger;
   "model/plans": typeof model_plans;
   "model/users": typeof model_users;
+  "model/worker": typeof model_worker;
   plans: typeof plans;
   users: typeof users;
+  worker: typeof worker;
+  workerHttp: typeof workerHttp;
 }>;
 export declare const api: FilterApi<
   typeof fullApi,

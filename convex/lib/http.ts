@@ -1,0 +1,176 @@
+import { isAppError, type ErrorCode } from "./errors";
+
+/**
+ * Helpers for HTTP actions (the worker API, webhooks): JSON responses, the `{ code, message }`
+ * error body, mapping of ConvexError codes to HTTP statuses, JSON body parsing and field
+ * checks, and a constant-time shared-secret check. Nothing here touches the database.
+ */
+
+/** Codes only the HTTP layer produces, on top of the ConvexError codes. */
+export type HttpErrorCode = ErrorCode | "UNAVAILABLE" | "PAYLOAD_TOO_LARGE" | "INTERNAL";
+
+export const HTTP_STATUS_BY_CODE: Record<HttpErrorCode, number> = {
+  INVALID_ARGUMENT: 400,
+  UNAUTHENTICATED: 401,
+  INSUFFICIENT_CREDITS: 402,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  CONFLICT: 409,
+  INVALID_TRANSITION: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  INTERNAL: 500,
+  UNAVAILABLE: 503,
+};
+
+/** Largest request body `readJsonObject` accepts. */
+export const MAX_JSON_BODY_CHARS = 64 * 1024;
+
+/** Thrown while reading a request; `jsonErrorResponse` turns it into its status and body. */
+export class HttpError extends Error {
+  constructor(
+    readonly code: HttpErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function jsonResponse(status: number, body: unknown, headers?: HeadersInit): Response {
+  const response = new Response(JSON.stringify(body), {
+    status,
+    headers: { "Content-Type": "application/json", ...headers },
+  });
+  return response;
+}
+
+export function noContentResponse(): Response {
+  return new Response(null, { status: 204 });
+}
+
+/** `{ code, message }` with the code's status. */
+export function errorResponse(code: HttpErrorCode, message: string, headers?: HeadersInit) {
+  return jsonResponse(HTTP_STATUS_BY_CODE[code], { code, message }, headers);
+}
+
+/**
+ * The response for anything a handler throws: an `HttpError` or a ConvexError `{ code, message }`
+ * keeps its code and gets the matching status; anything else is an unexpected bug, logged and
+ * answered with a generic 500 that reveals nothing.
+ */
+export function jsonErrorResponse(error: unknown): Response {
+  if (error instanceof HttpError) {
+    return errorResponse(error.code, error.message);
+  }
+  if (isAppError(error)) {
+    const { code, message } = error.data;
+    return code in HTTP_STATUS_BY_CODE
+      ? errorResponse(code, message)
+      : errorResponse("INTERNAL", "Internal error.");
+  }
+  console.error("Unexpected error in HTTP action", error);
+  return errorResponse("INTERNAL", "Internal error.");
+}
+
+/** Runs `handler`, answering every thrown error as JSON (see `jsonErrorResponse`). */
+export async function withJsonErrors(handler: () => Promise<Response>): Promise<Response> {
+  try {
+    return await handler();
+  } catch (error) {
+    return jsonErrorResponse(error);
+  }
+}
+
+export type JsonObject = Record<string, unknown>;
+
+/** The request body as a JSON object; malformed, oversized or non-object bodies are refused. */
+export async function readJsonObject(request: Request): Promise<JsonObject> {
+  const text = await request.text();
+  if (text.length > MAX_JSON_BODY_CHARS) {
+    throw new HttpError(
+      "PAYLOAD_TOO_LARGE",
+      `The body must be at most ${MAX_JSON_BODY_CHARS} characters.`,
+    );
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new HttpError("INVALID_ARGUMENT", "The body must be valid JSON.");
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new HttpError("INVALID_ARGUMENT", "The body must be a JSON object.");
+  }
+  return body as JsonObject;
+}
+
+function wrongType(field: string, type: string): never {
+  throw new HttpError("INVALID_ARGUMENT", `${field} must be ${type}.`);
+}
+
+/** A required string field (checked for type only; the model checks its content). */
+export function requireString(body: JsonObject, field: string): string {
+  const value = body[field];
+  if (value === undefined || value === null) {
+    throw new HttpError("INVALID_ARGUMENT", `${field} is required.`);
+  }
+  return typeof value === "string" ? value : wrongType(field, "a string");
+}
+
+/** An optional number field: absent or `null` is `undefined`. */
+export function optionalNumber(body: JsonObject, field: string): number | undefined {
+  const value = body[field];
+  if (value === undefined || value === null) return undefined;
+  return typeof value === "number" ? value : wrongType(field, "a number");
+}
+
+/** An optional boolean field: absent or `null` is `undefined`. */
+export function optionalBoolean(body: JsonObject, field: string): boolean | undefined {
+  const value = body[field];
+  if (value === undefined || value === null) return undefined;
+  return typeof value === "boolean" ? value : wrongType(field, "true or false");
+}
+
+async function sha256(text: string): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+}
+
+/**
+ * Compares two secrets in time independent of where they differ: both are hashed to 32 bytes
+ * first, so neither the length nor the content of the expected secret leaks through timing.
+ */
+export async function constantTimeEqual(a: string, b: string): Promise<boolean> {
+  const [x, y] = await Promise.all([sha256(a), sha256(b)]);
+  let diff = 0;
+  for (let i = 0; i < x.length; i++) {
+    diff |= x[i] ^ y[i];
+  }
+  return diff === 0;
+}
+
+/**
+ * Checks `Authorization: Bearer <secret>` against `expected` (an env var's value). Returns the
+ * error response to send, or null when the caller is authorised. An unset or empty `expected`
+ * refuses everyone with 503, naming `envName` so operators know what to set.
+ */
+export async function checkBearerSecret(
+  request: Request,
+  expected: string | undefined,
+  envName: string,
+): Promise<Response | null> {
+  if (expected === undefined || expected === "") {
+    return errorResponse(
+      "UNAVAILABLE",
+      `This endpoint is disabled: the ${envName} environment variable is not set.`,
+    );
+  }
+  const header = request.headers.get("Authorization") ?? "";
+  const match = /^Bearer[ ]+(.+)$/i.exec(header.trim());
+  if (match === null || !(await constantTimeEqual(match[1], expected))) {
+    return errorResponse(
+      "UNAUTHENTICATED",
+      "Missing or wrong credentials: send Authorization: Bearer <secret>.",
+      { "WWW-Authenticate": "Bearer" },
+    );
+  }
+  return null;
+}

@@ -1,0 +1,120 @@
+import { v } from "convex/values";
+import { internal } from "./_generated/api";
+import { internalMutation } from "./_generated/server";
+import {
+  claimNextJob,
+  completeJob as complete,
+  failJob as fail,
+  heartbeat as extendLease,
+  sweepExpiredLeases as sweepLeases,
+  sweepQueueTimeouts as sweepQueue,
+  workerConfig,
+} from "./model/worker";
+
+/**
+ * The GPU worker API's mutations. Workers reach them through the authenticated HTTP routes in
+ * `convex/http.ts` (see `convex/workerHttp.ts`); operators can call them with `npx convex run`.
+ * Job ids arrive as strings from HTTP, so an unknown or malformed id is a NOT_FOUND, not a
+ * validation failure. The lease length, attempt limit and queue timeout come from the
+ * environment (see `workerConfig`).
+ */
+
+const claimedJobValidator = v.object({
+  jobId: v.id("jobs"),
+  prompt: v.string(),
+  imageUrl: v.optional(v.string()),
+  durationSec: v.number(),
+  seed: v.optional(v.number()),
+  cfg: v.optional(v.number()),
+  attempt: v.number(),
+  maxAttempts: v.number(),
+  leaseExpiresAt: v.number(),
+});
+
+/** Claims the oldest queued job for `workerId`, or returns null when the queue is empty. */
+export const claimJob = internalMutation({
+  args: { workerId: v.string() },
+  returns: v.union(claimedJobValidator, v.null()),
+  handler: async (ctx, { workerId }) => {
+    return await claimNextJob(ctx, workerId, Date.now(), workerConfig());
+  },
+});
+
+/** Extends the worker's lease on the job and records its progress (0–100). */
+export const heartbeat = internalMutation({
+  args: { jobId: v.string(), workerId: v.string(), progress: v.optional(v.number()) },
+  returns: v.object({
+    jobId: v.id("jobs"),
+    leaseExpiresAt: v.number(),
+    progress: v.optional(v.number()),
+  }),
+  handler: async (ctx, report) => {
+    return await extendLease(ctx, report, Date.now(), workerConfig());
+  },
+});
+
+/** Marks the worker's job done with its video and settles its credits; repeats change nothing. */
+export const completeJob = internalMutation({
+  args: { jobId: v.string(), workerId: v.string(), r2Url: v.string() },
+  returns: v.object({
+    jobId: v.id("jobs"),
+    changed: v.boolean(),
+    expiresAt: v.optional(v.number()),
+  }),
+  handler: async (ctx, report) => {
+    return await complete(ctx, report, Date.now());
+  },
+});
+
+/** Reports the worker's job failed: requeued if retryable with attempts left, else refunded. */
+export const failJob = internalMutation({
+  args: {
+    jobId: v.string(),
+    workerId: v.string(),
+    error: v.string(),
+    retryable: v.optional(v.boolean()),
+  },
+  returns: v.object({
+    jobId: v.id("jobs"),
+    changed: v.boolean(),
+    status: v.union(v.literal("queued"), v.literal("failed")),
+    attempt: v.number(),
+    retrying: v.boolean(),
+  }),
+  handler: async (ctx, report) => {
+    return await fail(ctx, report, Date.now(), workerConfig());
+  },
+});
+
+/**
+ * Cron (every minute): running jobs whose lease passed are requeued while attempts remain,
+ * otherwise failed and refunded. One bounded batch per transaction; it schedules itself again
+ * while a backlog remains.
+ */
+export const sweepExpiredLeases = internalMutation({
+  args: {},
+  returns: v.object({ requeued: v.number(), failed: v.number(), more: v.boolean() }),
+  handler: async (ctx) => {
+    const result = await sweepLeases(ctx, Date.now(), workerConfig());
+    if (result.more) {
+      await ctx.scheduler.runAfter(0, internal.worker.sweepExpiredLeases, {});
+    }
+    return result;
+  },
+});
+
+/**
+ * Cron (every minute): jobs still queued QUEUE_TIMEOUT_MS after creation are failed and
+ * refunded. One bounded batch per transaction; it schedules itself again while a backlog remains.
+ */
+export const sweepQueueTimeouts = internalMutation({
+  args: {},
+  returns: v.object({ failed: v.number(), more: v.boolean() }),
+  handler: async (ctx) => {
+    const result = await sweepQueue(ctx, Date.now(), workerConfig());
+    if (result.more) {
+      await ctx.scheduler.runAfter(0, internal.worker.sweepQueueTimeouts, {});
+    }
+    return result;
+  },
+});

@@ -1,0 +1,86 @@
+import { internal } from "./_generated/api";
+import { env, httpAction } from "./_generated/server";
+import {
+  checkBearerSecret,
+  jsonResponse,
+  noContentResponse,
+  optionalBoolean,
+  optionalNumber,
+  readJsonObject,
+  requireString,
+  withJsonErrors,
+} from "./lib/http";
+
+/**
+ * HTTP handlers of the GPU worker API (routed in `convex/http.ts`). Each one checks
+ * `Authorization: Bearer <WORKER_SECRET>` before reading the body, checks the body's field
+ * types, then runs one internal mutation from `convex/worker.ts`. Errors are JSON
+ * `{ code, message }` with the status of their code (see `convex/lib/http.ts`).
+ */
+
+type Handler = Parameters<typeof httpAction>[0];
+
+function workerRoute(handler: Handler) {
+  return httpAction(async (ctx, request) => {
+    const refused = await checkBearerSecret(request, env.WORKER_SECRET, "WORKER_SECRET");
+    if (refused !== null) {
+      return refused;
+    }
+    return await withJsonErrors(() => handler(ctx, request));
+  });
+}
+
+/** Optional fields are `null` rather than missing, which is easier on Python workers. */
+function orNull<T>(value: T | undefined): T | null {
+  return value === undefined ? null : value;
+}
+
+/** `POST /worker/claim` `{ workerId }` → 200 with the claimed job, or 204 when none is queued. */
+export const claim = workerRoute(async (ctx, request) => {
+  const body = await readJsonObject(request);
+  const workerId = requireString(body, "workerId");
+  const job = await ctx.runMutation(internal.worker.claimJob, { workerId });
+  if (job === null) {
+    return noContentResponse();
+  }
+  return jsonResponse(200, {
+    ...job,
+    imageUrl: orNull(job.imageUrl),
+    seed: orNull(job.seed),
+    cfg: orNull(job.cfg),
+  });
+});
+
+/** `POST /worker/jobs/heartbeat` `{ jobId, workerId, progress? }` → 200 with the new lease. */
+export const heartbeat = workerRoute(async (ctx, request) => {
+  const body = await readJsonObject(request);
+  const result = await ctx.runMutation(internal.worker.heartbeat, {
+    jobId: requireString(body, "jobId"),
+    workerId: requireString(body, "workerId"),
+    progress: optionalNumber(body, "progress"),
+  });
+  return jsonResponse(200, { ...result, status: "running", progress: orNull(result.progress) });
+});
+
+/** `POST /worker/jobs/complete` `{ jobId, workerId, r2Url }` → 200 `{ changed, expiresAt }`. */
+export const complete = workerRoute(async (ctx, request) => {
+  const body = await readJsonObject(request);
+  const result = await ctx.runMutation(internal.worker.completeJob, {
+    jobId: requireString(body, "jobId"),
+    workerId: requireString(body, "workerId"),
+    r2Url: requireString(body, "r2Url"),
+  });
+  return jsonResponse(200, { ...result, status: "done", expiresAt: orNull(result.expiresAt) });
+});
+
+/** `POST /worker/jobs/fail` `{ jobId, workerId, error, retryable? }` → 200 with the outcome. */
+export const fail = workerRoute(async (ctx, request) => {
+  const body = await readJsonObject(request);
+  const result = await ctx.runMutation(internal.worker.failJob, {
+    jobId: requireString(body, "jobId"),
+    workerId: requireString(body, "workerId"),
+    error: requireString(body, "error"),
+    retryable: optionalBoolean(body, "retryable"),
+  });
+  return jsonResponse(200, result);
+});
