@@ -37,11 +37,21 @@ type ModelJob = {
   request: string;
   key?: string;
   expiresAt?: number;
+  createdAt: number;
+  attempt: number;
+  /** The worker that claimed (or finished) the job, and its lease deadline while running. */
+  worker?: string;
+  lease?: number;
 };
 type Model = { users: ModelUser[]; jobs: ModelJob[]; now: number };
 type Real = { t: TestConvex; userIds: Array<Id<"users"> | undefined>; jobIds: Array<Id<"jobs">> };
 
 const USERS = 3;
+const WORKERS = ["gpu-a", "gpu-b"] as const;
+const SECRET = "model-worker-secret";
+const LEASE_MS = 10 * 60 * 1000;
+const MAX_ATTEMPTS = 3;
+const QUEUE_TIMEOUT_MS = DAY;
 const SIGN_UP_CREDITS = 80;
 // What the product promises, restated independently of the code.
 const NEXT: Record<Status, Status[]> = {
@@ -61,9 +71,11 @@ function count(name: string, fault = false) {
 }
 
 /** Applies a status change to the model: its money effect and its bookkeeping. */
-function moveJob(model: Model, job: ModelJob, to: Status) {
+function moveJob(model: Model, job: ModelJob, to: Status, finishingWorker?: string) {
   const user = model.users[job.owner];
   job.status = to;
+  job.lease = undefined;
+  if (to !== "running") job.worker = finishingWorker;
   if (to === "done") {
     job.money = "settled";
     job.expiresAt = model.now + DAY;
@@ -226,6 +238,8 @@ class CreateJob implements Cmd {
           cost: this.durationSec,
           request,
           key: this.key,
+          createdAt: model.now,
+          attempt: 0,
         });
       }
       await compare(model, real);
@@ -299,14 +313,31 @@ class Report implements Cmd {
   toString = () => `Report(job ${this.job} -> ${this.to}${this.duplicate ? ", twice" : ""})`;
 }
 
-/** Time passes (sometimes past the 24 h video expiry) and the expiry cron runs. */
+/**
+ * Time passes (within a lease, past it, past the queue timeout or the video expiry) and the
+ * crons run: lease sweep, queue-timeout sweep, then expiry.
+ */
 class TimeJump implements Cmd {
   constructor(readonly ms: number) {}
   check = () => true;
   async run(model: Model, real: Real) {
-    count("timeJump + expiry cron", true);
+    count("timeJump + crons", true);
     vi.advanceTimersByTime(this.ms);
     model.now += this.ms;
+    await real.t.mutation(internal.worker.sweepExpiredLeases, {});
+    await real.t.finishAllScheduledFunctions(vi.runAllTimers);
+    for (const job of model.jobs) {
+      if (job.status === "running" && job.lease !== undefined && job.lease <= model.now) {
+        moveJob(model, job, job.attempt < MAX_ATTEMPTS ? "queued" : "failed");
+      }
+    }
+    await real.t.mutation(internal.worker.sweepQueueTimeouts, {});
+    await real.t.finishAllScheduledFunctions(vi.runAllTimers);
+    for (const job of model.jobs) {
+      if (job.status === "queued" && job.createdAt <= model.now - QUEUE_TIMEOUT_MS) {
+        moveJob(model, job, "failed");
+      }
+    }
     await real.t.mutation(internal.jobs.expireOldJobs, {});
     await real.t.finishAllScheduledFunctions(vi.runAllTimers);
     for (const job of model.jobs) {
@@ -314,7 +345,109 @@ class TimeJump implements Cmd {
     }
     await compare(model, real);
   }
-  toString = () => `TimeJump(${Math.round(this.ms / HOUR)}h)`;
+  toString = () => `TimeJump(${Math.round(this.ms / 60_000)} min)`;
+}
+
+async function workerPost(real: Real, path: string, body: unknown) {
+  const response = await real.t.fetch(path, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${SECRET}`, "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  const text = await response.text();
+  return { status: response.status, body: text === "" ? null : JSON.parse(text) };
+}
+
+function holds(model: Model, job: ModelJob, worker: string) {
+  return job.status === "running" && job.worker === worker && job.lease! > model.now;
+}
+
+/** A GPU worker claims the oldest queued job over HTTP. */
+class Claim implements Cmd {
+  constructor(readonly worker: string) {}
+  check = () => true;
+  async run(model: Model, real: Real) {
+    count("worker claim");
+    const reply = await workerPost(real, "/worker/claim", { workerId: this.worker });
+    const next = model.jobs.findIndex((j) => j.status === "queued");
+    if (next < 0) {
+      expect(reply.status).toBe(204);
+    } else {
+      expect(reply.status).toBe(200);
+      expect(reply.body.jobId).toBe(real.jobIds[next]);
+      const job = model.jobs[next];
+      moveJob(model, job, "running");
+      job.worker = this.worker;
+      job.lease = model.now + LEASE_MS;
+      job.attempt++;
+      expect(reply.body.attempt).toBe(job.attempt);
+    }
+    await compare(model, real);
+  }
+  toString = () => `Claim(${this.worker})`;
+}
+
+/** A worker's heartbeat, completion or failure for some job: maybe stale, maybe repeated. */
+class WorkerReport implements Cmd {
+  constructor(
+    readonly job: number,
+    readonly worker: string,
+    readonly kind: "heartbeat" | "complete" | "fail" | "failRetryable",
+    readonly duplicate: boolean,
+  ) {}
+  check = (m: Readonly<Model>) => m.jobs.length > 0;
+  async run(model: Model, real: Real) {
+    count(`worker ${this.kind}`);
+    const index = this.job % model.jobs.length;
+    const job = model.jobs[index];
+    const jobId = real.jobIds[index];
+    for (let delivery = 0; delivery < (this.duplicate ? 2 : 1); delivery++) {
+      if (delivery === 1) count("duplicate worker report", true);
+      else if (!holds(model, job, this.worker)) count("stale worker report", true);
+      const held = holds(model, job, this.worker);
+      if (this.kind === "heartbeat") {
+        const reply = await workerPost(real, "/worker/jobs/heartbeat", {
+          jobId,
+          workerId: this.worker,
+          progress: 50,
+        });
+        expect(reply.status).toBe(held ? 200 : 409);
+        if (held) job.lease = model.now + LEASE_MS;
+      } else if (this.kind === "complete") {
+        const reply = await workerPost(real, "/worker/jobs/complete", {
+          jobId,
+          workerId: this.worker,
+          r2Url: R2,
+        });
+        if (job.status === "done" && job.worker === this.worker) {
+          expect(reply).toMatchObject({ status: 200, body: { changed: false } });
+        } else {
+          expect(reply.status).toBe(held ? 200 : 409);
+          if (held) moveJob(model, job, "done", this.worker);
+        }
+      } else {
+        const retryable = this.kind === "failRetryable";
+        const reply = await workerPost(real, "/worker/jobs/fail", {
+          jobId,
+          workerId: this.worker,
+          error: "CUDA OOM",
+          retryable,
+        });
+        if (job.status === "failed" && job.worker === this.worker) {
+          expect(reply).toMatchObject({ status: 200, body: { changed: false } });
+        } else {
+          expect(reply.status).toBe(held ? 200 : 409);
+          if (held) {
+            if (retryable && job.attempt < MAX_ATTEMPTS) moveJob(model, job, "queued");
+            else moveJob(model, job, "failed", this.worker);
+          }
+        }
+      }
+      await compare(model, real);
+    }
+  }
+  toString = () =>
+    `${this.kind}(job ${this.job}, ${this.worker}${this.duplicate ? ", twice" : ""})`;
 }
 
 /** A mutation that throws after writing (a crash midway) must leave no partial write. */
@@ -346,6 +479,16 @@ const reports = fc
     fc.boolean(),
   )
   .map(([j, to, dup]) => new Report(j, to, dup));
+const workerReports = fc
+  .tuple(
+    fc.nat(),
+    fc.constantFrom(...WORKERS),
+    fc.constantFrom("heartbeat", "complete", "fail", "failRetryable") as fc.Arbitrary<
+      WorkerReport["kind"]
+    >,
+    fc.boolean(),
+  )
+  .map(([j, w, kind, dup]) => new WorkerReport(j, w, kind, dup));
 const commands = [
   reports,
   reports,
@@ -376,7 +519,14 @@ const commands = [
       fc.boolean(),
     )
     .map(([j, to, dup]) => new Report(j, to, dup)),
-  fc.integer({ min: 1, max: 30 * HOUR }).map((ms) => new TimeJump(ms)),
+  fc
+    .oneof(fc.integer({ min: 1, max: LEASE_MS }), fc.integer({ min: LEASE_MS, max: 30 * HOUR }))
+    .map((ms) => new TimeJump(ms)),
+  fc.constantFrom(...WORKERS).map((w) => new Claim(w)),
+  fc.constantFrom(...WORKERS).map((w) => new Claim(w)),
+  workerReports,
+  workerReports,
+  workerReports,
   user.map((u) => new CrashMidway(u)),
 ];
 
@@ -398,6 +548,7 @@ test(`model and database agree over ${runs} random command sequences`, { timeout
     fc.asyncProperty(fc.commands(commands, { maxCommands: 30, size: "max" }), async (cmds) => {
       stats.sequences++;
       vi.useFakeTimers({ now: START });
+      vi.stubEnv("WORKER_SECRET", SECRET);
       try {
         const t = await setup();
         const model: Model = {
@@ -416,6 +567,7 @@ test(`model and database agree over ${runs} random command sequences`, { timeout
         await fc.asyncModelRun(() => ({ model, real }), cmds);
       } finally {
         vi.useRealTimers();
+        vi.unstubAllEnvs();
       }
     }),
     {
