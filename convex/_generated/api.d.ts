@@ -13,14 +13,21 @@ import type {
   FilterApi,
   FunctionReference,
 } from "convex/server";
+import type * as clerk from "../clerk.js";
+import type * as http from "../http.js";
 import type * as lib_auth from "../lib/auth.js";
 import type * as lib_errors from "../lib/errors.js";
+import type * as lib_truelayer from "../lib/truelayer.js";
 import type * as lib_validators from "../lib/validators.js";
 import type * as model_ledger from "../model/ledger.js";
+import type * as model_payments from "../model/payments.js";
 import type * as model_plans from "../model/plans.js";
 import type * as model_users from "../model/users.js";
+import type * as payments from "../payments.js";
 import type * as plans from "../plans.js";
+import type * as truelayer from "../truelayer.js";
 import type * as users from "../users.js";
+import type * as webhooks from "../webhooks.js";
 
 /**
  * A utility for referencing Convex functions in your app's API.
@@ -31,14 +38,21 @@ import type * as users from "../users.js";
  * ```
  */
 declare const fullApi: ApiFromModules<{
+  clerk: typeof clerk;
+  http: typeof http;
   "lib/auth": typeof lib_auth;
   "lib/errors": typeof lib_errors;
+  "lib/truelayer": typeof lib_truelayer;
   "lib/validators": typeof lib_validators;
   "model/ledger": typeof model_ledger;
+  "model/payments": typeof model_payments;
   "model/plans": typeof model_plans;
   "model/users": typeof model_users;
+  payments: typeof payments;
   plans: typeof plans;
+  truelayer: typeof truelayer;
   users: typeof users;
+  webhooks: typeof webhooks;
 }>;
 export declare const api: FilterApi<
   typeof fullApi,
