@@ -244,6 +244,11 @@ export async function applyRefundExecuted(
   if (payment.refundStatus === "executed") {
     return ignored("Refund already applied.");
   }
+  if (payment.refundStatus === "failed" && payment.refundId === refundId) {
+    // Failed is final for a refund (an executed one can still fail, never the reverse), so a
+    // late or reordered refund_executed for it must not take credits.
+    return ignored(`refund_executed for refund ${refundId}, which already failed.`);
+  }
   if (!isSucceeded(payment)) {
     return ignored(`refund_executed for a ${payment.status} payment: nothing was credited.`);
   }
@@ -254,7 +259,7 @@ export async function applyRefundExecuted(
   const reclaimed = Math.min(Math.max(user.credits, 0), payment.creditsAdded);
   const outstanding = payment.creditsAdded - reclaimed;
   await applyCreditChange(ctx, payment.userId, {
-    delta: -reclaimed,
+    delta: 0 - reclaimed, // not -0
     kind: "refund",
     paymentId: payment._id,
     note:
