@@ -2,7 +2,7 @@ import { v } from "convex/values";
 import { literals } from "convex-helpers/validators";
 import { internalMutation } from "./_generated/server";
 import { isAppError } from "./lib/errors";
-import { isWebhookEventRecorded, recordWebhookEvent } from "./model/payments";
+import { isWebhookEventRecorded, recordWebhookEvent } from "./model/webhookEvents";
 import { anonymiseUser, upsertUser } from "./model/users";
 
 /**

@@ -23,6 +23,7 @@ import type * as model_ledger from "../model/ledger.js";
 import type * as model_payments from "../model/payments.js";
 import type * as model_plans from "../model/plans.js";
 import type * as model_users from "../model/users.js";
+import type * as model_webhookEvents from "../model/webhookEvents.js";
 import type * as payments from "../payments.js";
 import type * as plans from "../plans.js";
 import type * as truelayer from "../truelayer.js";
@@ -48,6 +49,7 @@ declare const fullApi: ApiFromModules<{
   "model/payments": typeof model_payments;
   "model/plans": typeof model_plans;
   "model/users": typeof model_users;
+  "model/webhookEvents": typeof model_webhookEvents;
   payments: typeof payments;
   plans: typeof plans;
   truelayer: typeof truelayer;

@@ -1,10 +1,11 @@
 import type { Doc, Id } from "../_generated/dataModel";
-import type { MutationCtx, QueryCtx } from "../_generated/server";
+import type { MutationCtx } from "../_generated/server";
 import { findUserByClerkId } from "../lib/auth";
 import { appError } from "../lib/errors";
 import type { TrueLayerEvent } from "../lib/truelayer";
 import { applyCreditChange } from "./ledger";
 import { requirePlan } from "./plans";
+import { isWebhookEventRecorded, recordWebhookEvent } from "./webhookEvents";
 import { changePlan } from "./users";
 
 /**
@@ -24,29 +25,6 @@ const ignored = (message: string): WebhookOutcome => ({ outcome: "ignored", mess
 
 export function isSucceeded(payment: Doc<"payments">): boolean {
   return payment.status === "executed" || payment.status === "settled";
-}
-
-/** True when this provider's event id was processed before. */
-export async function isWebhookEventRecorded(
-  ctx: QueryCtx,
-  provider: Doc<"webhookEvents">["provider"],
-  eventId: string,
-): Promise<boolean> {
-  const seen = await ctx.db
-    .query("webhookEvents")
-    .withIndex("by_provider_and_eventId", (q) => q.eq("provider", provider).eq("eventId", eventId))
-    .first();
-  return seen !== null;
-}
-
-/** Records a processed event id, in the same transaction as its effect. */
-export async function recordWebhookEvent(
-  ctx: MutationCtx,
-  provider: Doc<"webhookEvents">["provider"],
-  eventId: string,
-  type: string,
-): Promise<void> {
-  await ctx.db.insert("webhookEvents", { provider, eventId, type, receivedAt: Date.now() });
 }
 
 // ---------------------------------------------------------------------------------------------
