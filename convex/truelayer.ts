@@ -30,6 +30,8 @@ type CachedJwks = { jwks: string; kids: Set<string>; fetchedAt: number };
 const jwksCache = new Map<string, CachedJwks>();
 
 const failure = (reason: string) => ({ ok: false as const, reason });
+/** Every call answers `{ ok: false, reason }` instead of throwing for an expected failure. */
+const failureValidator = v.object({ ok: v.literal(false), reason: v.string() });
 
 function describe(error: unknown): string {
   if (isAppError(error)) {
@@ -95,10 +97,7 @@ export const verifyWebhook = internalAction({
     headers: v.array(v.object({ name: v.string(), value: v.string() })),
     body: v.string(),
   },
-  returns: v.union(
-    v.object({ ok: v.literal(true) }),
-    v.object({ ok: v.literal(false), reason: v.string() }),
-  ),
+  returns: v.union(v.object({ ok: v.literal(true) }), failureValidator),
   handler: async (_ctx, { path, headers, body }) => {
     const headerMap: Record<string, string> = {};
     for (const { name, value } of headers) {
@@ -218,7 +217,7 @@ export const createPayment = internalAction({
   },
   returns: v.union(
     v.object({ ok: v.literal(true), trueLayerPaymentId: v.string(), resourceToken: v.string() }),
-    v.object({ ok: v.literal(false), reason: v.string() }),
+    failureValidator,
   ),
   handler: async (_ctx, args) => {
     try {
@@ -265,10 +264,7 @@ export const createRefund = internalAction({
     amountInMinor: v.number(),
     idempotencyKey: v.string(),
   },
-  returns: v.union(
-    v.object({ ok: v.literal(true), refundId: v.string() }),
-    v.object({ ok: v.literal(false), reason: v.string() }),
-  ),
+  returns: v.union(v.object({ ok: v.literal(true), refundId: v.string() }), failureValidator),
   handler: async (_ctx, args) => {
     try {
       const config = readTrueLayerConfig();
