@@ -59,11 +59,13 @@ export const trueLayerWebhook = httpAction(async (ctx, request) => {
     return json(200, { outcome: "ignored", message: `Event type ${parsed.type} is not handled.` });
   }
   const result = await ctx.runMutation(internal.payments.applyTrueLayerEvent, parsed.event);
-  const log =
-    result.outcome === "applied" || result.outcome === "duplicate" ? console.log : console.warn;
-  log(
-    `TrueLayer ${parsed.event.type} ${parsed.event.eventId}: ${result.outcome}: ${result.message}`,
-  );
+  const line = `TrueLayer ${parsed.event.type} ${parsed.event.eventId}: ${result.outcome}: ${result.message}`;
+  if (result.outcome === "applied" || result.outcome === "duplicate") {
+    console.log(line);
+  } else {
+    // Unknown payment, failure after success, refund for another refund id: worth a look.
+    console.warn(line);
+  }
   // 200 in every case (unknown payment, failure after success, duplicate): retrying would not
   // change the answer, so TrueLayer should stop.
   return json(200, result);
