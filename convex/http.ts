@@ -1,7 +1,11 @@
 import { httpRouter } from "convex/server";
+import { clerkWebhook, trueLayerWebhook } from "./webhooks";
 import * as worker from "./workerHttp";
 
-/** HTTP routes. Handlers live in their own modules; see README "GPU worker API". */
+/**
+ * HTTP routes, served at https://<deployment>.convex.site. A thin router: handlers live in their
+ * own modules. See README "GPU worker API" and "HTTP endpoints".
+ */
 const http = httpRouter();
 
 // GPU worker API: JSON over POST, `Authorization: Bearer <WORKER_SECRET>`.
@@ -9,5 +13,9 @@ http.route({ path: "/worker/claim", method: "POST", handler: worker.claim });
 http.route({ path: "/worker/jobs/heartbeat", method: "POST", handler: worker.heartbeat });
 http.route({ path: "/worker/jobs/complete", method: "POST", handler: worker.complete });
 http.route({ path: "/worker/jobs/fail", method: "POST", handler: worker.fail });
+
+// Signed webhooks.
+http.route({ path: "/truelayer/webhook", method: "POST", handler: trueLayerWebhook });
+http.route({ path: "/clerk/webhook", method: "POST", handler: clerkWebhook });
 
 export default http;

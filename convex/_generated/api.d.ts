@@ -13,6 +13,7 @@ import type {
   FilterApi,
   FunctionReference,
 } from "convex/server";
+import type * as clerk from "../clerk.js";
 import type * as credits from "../credits.js";
 import type * as crons from "../crons.js";
 import type * as http from "../http.js";
@@ -21,15 +22,21 @@ import type * as lib_auth from "../lib/auth.js";
 import type * as lib_errors from "../lib/errors.js";
 import type * as lib_http from "../lib/http.js";
 import type * as lib_pagination from "../lib/pagination.js";
+import type * as lib_truelayer from "../lib/truelayer.js";
 import type * as lib_validators from "../lib/validators.js";
 import type * as model_credits from "../model/credits.js";
 import type * as model_jobs from "../model/jobs.js";
 import type * as model_ledger from "../model/ledger.js";
+import type * as model_payments from "../model/payments.js";
 import type * as model_plans from "../model/plans.js";
 import type * as model_users from "../model/users.js";
+import type * as model_webhookEvents from "../model/webhookEvents.js";
 import type * as model_worker from "../model/worker.js";
+import type * as payments from "../payments.js";
 import type * as plans from "../plans.js";
+import type * as truelayer from "../truelayer.js";
 import type * as users from "../users.js";
+import type * as webhooks from "../webhooks.js";
 import type * as worker from "../worker.js";
 import type * as workerHttp from "../workerHttp.js";
 
@@ -42,6 +49,7 @@ import type * as workerHttp from "../workerHttp.js";
  * ```
  */
 declare const fullApi: ApiFromModules<{
+  clerk: typeof clerk;
   credits: typeof credits;
   crons: typeof crons;
   http: typeof http;
@@ -50,15 +58,21 @@ declare const fullApi: ApiFromModules<{
   "lib/errors": typeof lib_errors;
   "lib/http": typeof lib_http;
   "lib/pagination": typeof lib_pagination;
+  "lib/truelayer": typeof lib_truelayer;
   "lib/validators": typeof lib_validators;
   "model/credits": typeof model_credits;
   "model/jobs": typeof model_jobs;
   "model/ledger": typeof model_ledger;
+  "model/payments": typeof model_payments;
   "model/plans": typeof model_plans;
   "model/users": typeof model_users;
+  "model/webhookEvents": typeof model_webhookEvents;
   "model/worker": typeof model_worker;
+  payments: typeof payments;
   plans: typeof plans;
+  truelayer: typeof truelayer;
   users: typeof users;
+  webhooks: typeof webhooks;
   worker: typeof worker;
   workerHttp: typeof workerHttp;
 }>;

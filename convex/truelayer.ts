@@ -1,0 +1,285 @@
+"use node";
+
+import { v } from "convex/values";
+import { extractJku, extractKid, sign, verify, type HttpMethod } from "truelayer-signing";
+import { internalAction } from "./_generated/server";
+import { isAppError } from "./lib/errors";
+import {
+  TRUELAYER_HOSTS,
+  readTrueLayerConfig,
+  trueLayerEnvironment,
+  type TrueLayerConfig,
+} from "./lib/truelayer";
+
+/**
+ * TrueLayer calls that need Node's crypto (through `truelayer-signing`): webhook signature
+ * verification, payment creation and refund creation. Internal actions only; secrets are read
+ * from env vars here and never travel as arguments.
+ */
+
+const POST = "POST" as HttpMethod;
+/** How long a fetched JWKS is trusted before it is fetched again. */
+const JWKS_TTL_MS = 10 * 60 * 1000;
+/** An unknown `kid` refetches the JWKS (key rotation), at most this often per `jku`. */
+const JWKS_MIN_REFETCH_MS = 60 * 1000;
+const MAX_JWKS_BYTES = 64 * 1024;
+const REQUEST_TIMEOUT_MS = 15_000;
+
+type CachedJwks = { jwks: string; kids: Set<string>; fetchedAt: number };
+/** Module memory: survives between calls while the Node process stays warm. */
+const jwksCache = new Map<string, CachedJwks>();
+
+const failure = (reason: string) => ({ ok: false as const, reason });
+/** Every call answers `{ ok: false, reason }` instead of throwing for an expected failure. */
+const failureValidator = v.object({ ok: v.literal(false), reason: v.string() });
+
+function describe(error: unknown): string {
+  if (isAppError(error)) {
+    return error.data.message;
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
+async function fetchWithTimeout(url: string, init: RequestInit): Promise<Response> {
+  return await fetch(url, {
+    ...init,
+    redirect: "error",
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+  });
+}
+
+/** TrueLayer's JWKS from an allow-listed `jku`, cached; refetched for an unknown `kid`. */
+async function jwksFor(jku: string, kid: string): Promise<string> {
+  const cached = jwksCache.get(jku);
+  const age = cached === undefined ? Infinity : Date.now() - cached.fetchedAt;
+  if (cached !== undefined) {
+    const fresh = cached.kids.has(kid) ? age < JWKS_TTL_MS : age < JWKS_MIN_REFETCH_MS;
+    if (fresh) {
+      return cached.jwks;
+    }
+  }
+  try {
+    const response = await fetchWithTimeout(jku, { headers: { Accept: "application/json" } });
+    if (!response.ok) {
+      throw new Error(`JWKS fetch answered HTTP ${response.status}`);
+    }
+    const text = await response.text();
+    if (text.length > MAX_JWKS_BYTES) {
+      throw new Error("JWKS too large");
+    }
+    const parsed = JSON.parse(text) as { keys?: Array<{ kid?: unknown }> };
+    if (!Array.isArray(parsed.keys)) {
+      throw new Error("JWKS has no keys");
+    }
+    const kids = new Set(
+      parsed.keys.map((k) => k.kid).filter((k): k is string => typeof k === "string"),
+    );
+    jwksCache.set(jku, { jwks: text, kids, fetchedAt: Date.now() });
+    return text;
+  } catch (error) {
+    if (cached !== undefined) {
+      // Keep verifying with the last good keys while TrueLayer's endpoint is unreachable.
+      console.warn(`Using cached JWKS for ${jku}: ${describe(error)}`);
+      return cached.jwks;
+    }
+    throw error;
+  }
+}
+
+/**
+ * Verifies a TrueLayer webhook's `Tl-Signature` (JWS, ES512, detached payload) over the raw
+ * body, the path and the signed headers. The JWKS is fetched only from the `jku` of the
+ * configured environment (TRUELAYER_ENVIRONMENT): a signature pointing anywhere else fails.
+ */
+export const verifyWebhook = internalAction({
+  args: {
+    path: v.string(),
+    headers: v.array(v.object({ name: v.string(), value: v.string() })),
+    body: v.string(),
+  },
+  returns: v.union(v.object({ ok: v.literal(true) }), failureValidator),
+  handler: async (_ctx, { path, headers, body }) => {
+    const headerMap: Record<string, string> = {};
+    for (const { name, value } of headers) {
+      headerMap[name.toLowerCase()] = value;
+    }
+    const signature = headerMap["tl-signature"];
+    if (!signature) {
+      return failure("missing Tl-Signature header");
+    }
+    try {
+      const allowedJku = TRUELAYER_HOSTS[trueLayerEnvironment()].jku;
+      const jku = extractJku(signature);
+      if (jku !== allowedJku) {
+        return failure(`jku ${jku ?? "(none)"} is not TrueLayer's (${allowedJku})`);
+      }
+      const kid = extractKid(signature);
+      if (!kid) {
+        return failure("signature has no kid");
+      }
+      const jwks = await jwksFor(jku, kid);
+      verify({ jwks, signature, method: POST, path, body, headers: headerMap });
+      return { ok: true as const };
+    } catch (error) {
+      return failure(describe(error));
+    }
+  },
+});
+
+// ---------------------------------------------------------------------------------------------
+// Payments API v3
+
+async function accessToken(config: TrueLayerConfig): Promise<string> {
+  const response = await fetchWithTimeout(
+    `${TRUELAYER_HOSTS[config.environment].auth}/connect/token`,
+    {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({
+        grant_type: "client_credentials",
+        client_id: config.clientId,
+        client_secret: config.clientSecret,
+        scope: "payments",
+      }).toString(),
+    },
+  );
+  if (!response.ok) {
+    throw new Error(`token request answered HTTP ${response.status}`);
+  }
+  const json = (await response.json()) as { access_token?: unknown };
+  if (typeof json.access_token !== "string") {
+    throw new Error("token response has no access_token");
+  }
+  return json.access_token;
+}
+
+/**
+ * POSTs a signed JSON request (`Tl-Signature` over method, path, Idempotency-Key and body).
+ * Retries once with the same Idempotency-Key on a network error, 429 or 5xx, so TrueLayer
+ * creates the resource at most once.
+ */
+async function signedPost(
+  config: TrueLayerConfig,
+  path: string,
+  payload: unknown,
+  idempotencyKey: string,
+): Promise<Record<string, unknown>> {
+  const token = await accessToken(config);
+  const body = JSON.stringify(payload);
+  const tlSignature = sign({
+    kid: config.signingKeyId,
+    privateKeyPem: config.signingPrivateKeyPem,
+    method: POST,
+    path,
+    headers: { "Idempotency-Key": idempotencyKey },
+    body,
+  });
+  let lastError = "";
+  for (let attempt = 1; attempt <= 2; attempt++) {
+    let response: Response;
+    try {
+      response = await fetchWithTimeout(`${TRUELAYER_HOSTS[config.environment].api}${path}`, {
+        method: "POST",
+        headers: {
+          Authorization: `Bearer ${token}`,
+          "Content-Type": "application/json",
+          "Idempotency-Key": idempotencyKey,
+          "Tl-Signature": tlSignature,
+        },
+        body,
+      });
+    } catch (error) {
+      lastError = describe(error);
+      continue;
+    }
+    if (response.ok) {
+      return (await response.json()) as Record<string, unknown>;
+    }
+    const detail = (await response.text()).slice(0, 300);
+    lastError = `HTTP ${response.status}${detail ? `: ${detail}` : ""}`;
+    if (response.status !== 429 && response.status < 500) {
+      break;
+    }
+  }
+  throw new Error(lastError);
+}
+
+/** Creates the plan payment with TrueLayer; `ok: false` carries the reason, never a secret. */
+export const createPayment = internalAction({
+  args: {
+    paymentId: v.id("payments"),
+    planName: v.string(),
+    amountInMinor: v.number(),
+    currency: v.string(),
+    userName: v.string(),
+    userEmail: v.string(),
+    idempotencyKey: v.string(),
+  },
+  returns: v.union(
+    v.object({ ok: v.literal(true), trueLayerPaymentId: v.string(), resourceToken: v.string() }),
+    failureValidator,
+  ),
+  handler: async (_ctx, args) => {
+    try {
+      const config = readTrueLayerConfig();
+      const created = await signedPost(
+        config,
+        "/v3/payments",
+        {
+          amount_in_minor: args.amountInMinor,
+          currency: args.currency,
+          payment_method: {
+            type: "bank_transfer",
+            provider_selection: { type: "user_selected" },
+            beneficiary: {
+              type: "merchant_account",
+              merchant_account_id: config.merchantAccountId,
+            },
+          },
+          user: { name: args.userName, email: args.userEmail },
+          // Echoed back in the payment webhooks: lets a webhook find the payment even if it
+          // arrives before the checkout stored TrueLayer's id.
+          metadata: { cineweave_payment_id: args.paymentId, plan: args.planName },
+        },
+        args.idempotencyKey,
+      );
+      if (typeof created.id !== "string" || typeof created.resource_token !== "string") {
+        return failure("TrueLayer's answer has no payment id or resource token");
+      }
+      return {
+        ok: true as const,
+        trueLayerPaymentId: created.id,
+        resourceToken: created.resource_token,
+      };
+    } catch (error) {
+      return failure(describe(error));
+    }
+  },
+});
+
+/** Creates a full refund of a TrueLayer payment; `ok: false` carries the reason. */
+export const createRefund = internalAction({
+  args: {
+    trueLayerPaymentId: v.string(),
+    amountInMinor: v.number(),
+    idempotencyKey: v.string(),
+  },
+  returns: v.union(v.object({ ok: v.literal(true), refundId: v.string() }), failureValidator),
+  handler: async (_ctx, args) => {
+    try {
+      const config = readTrueLayerConfig();
+      const created = await signedPost(
+        config,
+        `/v3/payments/${encodeURIComponent(args.trueLayerPaymentId)}/refunds`,
+        { amount_in_minor: args.amountInMinor, reference: "CineWeave refund" },
+        args.idempotencyKey,
+      );
+      if (typeof created.id !== "string") {
+        return failure("TrueLayer's answer has no refund id");
+      }
+      return { ok: true as const, refundId: created.id };
+    } catch (error) {
+      return failure(describe(error));
+    }
+  },
+});
