@@ -1,7 +1,7 @@
 import { Webhook } from "svix";
 import { internal } from "./_generated/api";
 import { env, httpAction } from "./_generated/server";
-import type { ErrorCode } from "./lib/errors";
+import { errorResponse, jsonResponse, withJsonErrors } from "./lib/http";
 import { parseTrueLayerWebhook } from "./lib/truelayer";
 
 /**
@@ -14,62 +14,57 @@ import { parseTrueLayerWebhook } from "./lib/truelayer";
 const MAX_BODY_BYTES = 256 * 1024;
 const MAX_HEADERS = 100;
 
-function json(status: number, body: unknown): Response {
-  return new Response(JSON.stringify(body), {
-    status,
-    headers: { "Content-Type": "application/json" },
-  });
-}
-
-const errorResponse = (status: number, code: ErrorCode, message: string) =>
-  json(status, { code, message });
-
 /** POST /truelayer/webhook: TrueLayer payment and refund events. */
-export const trueLayerWebhook = httpAction(async (ctx, request) => {
-  const body = await request.text();
-  if (body.length > MAX_BODY_BYTES) {
-    return errorResponse(400, "INVALID_ARGUMENT", "Body too large.");
-  }
-  if (!request.headers.get("tl-signature")) {
-    return errorResponse(401, "UNAUTHENTICATED", "Missing Tl-Signature header.");
-  }
-  const headers: Array<{ name: string; value: string }> = [];
-  request.headers.forEach((value, name) => {
-    if (headers.length < MAX_HEADERS) {
-      headers.push({ name, value });
+export const trueLayerWebhook = httpAction((ctx, request) =>
+  withJsonErrors(async () => {
+    const body = await request.text();
+    if (body.length > MAX_BODY_BYTES) {
+      return errorResponse("PAYLOAD_TOO_LARGE", "Body too large.");
     }
-  });
-  // Verification needs Node's crypto, so it runs in the Node runtime (convex/truelayer.ts).
-  const verdict = await ctx.runAction(internal.truelayer.verifyWebhook, {
-    path: new URL(request.url).pathname,
-    headers,
-    body,
-  });
-  if (!verdict.ok) {
-    console.warn(`TrueLayer webhook rejected: ${verdict.reason}`);
-    return errorResponse(401, "UNAUTHENTICATED", "Invalid Tl-Signature.");
-  }
-  const parsed = parseTrueLayerWebhook(body);
-  if (!parsed.ok) {
-    console.warn(`TrueLayer webhook malformed: ${parsed.message}`);
-    return errorResponse(400, "INVALID_ARGUMENT", parsed.message);
-  }
-  if (parsed.event === null) {
-    console.log(`TrueLayer webhook ${parsed.type}: not handled, acknowledged.`);
-    return json(200, { outcome: "ignored", message: `Event type ${parsed.type} is not handled.` });
-  }
-  const result = await ctx.runMutation(internal.payments.applyTrueLayerEvent, parsed.event);
-  const line = `TrueLayer ${parsed.event.type} ${parsed.event.eventId}: ${result.outcome}: ${result.message}`;
-  if (result.outcome === "applied" || result.outcome === "duplicate") {
-    console.log(line);
-  } else {
-    // Unknown payment, failure after success, refund for another refund id: worth a look.
-    console.warn(line);
-  }
-  // 200 in every case (unknown payment, failure after success, duplicate): retrying would not
-  // change the answer, so TrueLayer should stop.
-  return json(200, result);
-});
+    if (!request.headers.get("tl-signature")) {
+      return errorResponse("UNAUTHENTICATED", "Missing Tl-Signature header.");
+    }
+    const headers: Array<{ name: string; value: string }> = [];
+    request.headers.forEach((value, name) => {
+      if (headers.length < MAX_HEADERS) {
+        headers.push({ name, value });
+      }
+    });
+    // Verification needs Node's crypto, so it runs in the Node runtime (convex/truelayer.ts).
+    const verdict = await ctx.runAction(internal.truelayer.verifyWebhook, {
+      path: new URL(request.url).pathname,
+      headers,
+      body,
+    });
+    if (!verdict.ok) {
+      console.warn(`TrueLayer webhook rejected: ${verdict.reason}`);
+      return errorResponse("UNAUTHENTICATED", "Invalid Tl-Signature.");
+    }
+    const parsed = parseTrueLayerWebhook(body);
+    if (!parsed.ok) {
+      console.warn(`TrueLayer webhook malformed: ${parsed.message}`);
+      return errorResponse("INVALID_ARGUMENT", parsed.message);
+    }
+    if (parsed.event === null) {
+      console.log(`TrueLayer webhook ${parsed.type}: not handled, acknowledged.`);
+      return jsonResponse(200, {
+        outcome: "ignored",
+        message: `Event type ${parsed.type} is not handled.`,
+      });
+    }
+    const result = await ctx.runMutation(internal.payments.applyTrueLayerEvent, parsed.event);
+    const line = `TrueLayer ${parsed.event.type} ${parsed.event.eventId}: ${result.outcome}: ${result.message}`;
+    if (result.outcome === "applied" || result.outcome === "duplicate") {
+      console.log(line);
+    } else {
+      // Unknown payment, failure after success, refund for another refund id: worth a look.
+      console.warn(line);
+    }
+    // 200 in every case (unknown payment, failure after success, duplicate): retrying would not
+    // change the answer, so TrueLayer should stop.
+    return jsonResponse(200, result);
+  }),
+);
 
 type ClerkEmail = { id?: unknown; email_address?: unknown };
 
@@ -82,59 +77,60 @@ function primaryEmail(data: Record<string, unknown>): string | undefined {
 }
 
 /** POST /clerk/webhook: Clerk user events, signed with Svix (secret CLERK_WEBHOOK_SECRET). */
-export const clerkWebhook = httpAction(async (ctx, request) => {
-  const secret = env.CLERK_WEBHOOK_SECRET;
-  if (!secret) {
-    console.error("Clerk webhook received but CLERK_WEBHOOK_SECRET is not set.");
-    // 5xx: Clerk keeps retrying until the secret is configured.
-    return errorResponse(500, "INVALID_TRANSITION", "CLERK_WEBHOOK_SECRET is not set.");
-  }
-  const body = await request.text();
-  if (body.length > MAX_BODY_BYTES) {
-    return errorResponse(400, "INVALID_ARGUMENT", "Body too large.");
-  }
-  const svixHeaders = {
-    "svix-id": request.headers.get("svix-id") ?? "",
-    "svix-timestamp": request.headers.get("svix-timestamp") ?? "",
-    "svix-signature": request.headers.get("svix-signature") ?? "",
-  };
-  let payload: unknown;
-  try {
-    // Checks the HMAC and that the timestamp is within five minutes (stale or future: refused).
-    payload = new Webhook(secret).verify(body, svixHeaders);
-  } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    console.warn(`Clerk webhook rejected: ${reason}`);
-    return errorResponse(401, "UNAUTHENTICATED", `Invalid Svix signature: ${reason}.`);
-  }
-  const event = payload as { type?: unknown; data?: unknown };
-  if (typeof event.type !== "string" || typeof event.data !== "object" || event.data === null) {
-    return errorResponse(
-      400,
-      "INVALID_ARGUMENT",
-      "Body needs a string `type` and a `data` object.",
+export const clerkWebhook = httpAction((ctx, request) =>
+  withJsonErrors(async () => {
+    const secret = env.CLERK_WEBHOOK_SECRET;
+    if (!secret) {
+      console.error("Clerk webhook received but CLERK_WEBHOOK_SECRET is not set.");
+      // 5xx: Clerk keeps retrying until the secret is configured.
+      return errorResponse("UNAVAILABLE", "CLERK_WEBHOOK_SECRET is not set.");
+    }
+    const body = await request.text();
+    if (body.length > MAX_BODY_BYTES) {
+      return errorResponse("PAYLOAD_TOO_LARGE", "Body too large.");
+    }
+    const svixHeaders = {
+      "svix-id": request.headers.get("svix-id") ?? "",
+      "svix-timestamp": request.headers.get("svix-timestamp") ?? "",
+      "svix-signature": request.headers.get("svix-signature") ?? "",
+    };
+    let payload: unknown;
+    try {
+      // Checks the HMAC and that the timestamp is within five minutes (stale or future: refused).
+      payload = new Webhook(secret).verify(body, svixHeaders);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      console.warn(`Clerk webhook rejected: ${reason}`);
+      return errorResponse("UNAUTHENTICATED", `Invalid Svix signature: ${reason}.`);
+    }
+    const event = payload as { type?: unknown; data?: unknown };
+    if (typeof event.type !== "string" || typeof event.data !== "object" || event.data === null) {
+      return errorResponse("INVALID_ARGUMENT", "Body needs a string `type` and a `data` object.");
+    }
+    if (
+      event.type !== "user.created" &&
+      event.type !== "user.updated" &&
+      event.type !== "user.deleted"
+    ) {
+      console.log(`Clerk webhook ${event.type}: not handled, acknowledged.`);
+      return jsonResponse(200, {
+        outcome: "ignored",
+        message: `Event type ${event.type} is not handled.`,
+      });
+    }
+    const data = event.data as Record<string, unknown>;
+    if (typeof data.id !== "string" || data.id.length === 0) {
+      return errorResponse("INVALID_ARGUMENT", "`data.id` (the Clerk user id) is missing.");
+    }
+    const result = await ctx.runMutation(internal.clerk.applyClerkEvent, {
+      eventId: svixHeaders["svix-id"],
+      type: event.type,
+      clerkId: data.id,
+      email: event.type === "user.deleted" ? undefined : primaryEmail(data),
+    });
+    console.log(
+      `Clerk ${event.type} ${svixHeaders["svix-id"]}: ${result.outcome}: ${result.message}`,
     );
-  }
-  if (
-    event.type !== "user.created" &&
-    event.type !== "user.updated" &&
-    event.type !== "user.deleted"
-  ) {
-    console.log(`Clerk webhook ${event.type}: not handled, acknowledged.`);
-    return json(200, { outcome: "ignored", message: `Event type ${event.type} is not handled.` });
-  }
-  const data = event.data as Record<string, unknown>;
-  if (typeof data.id !== "string" || data.id.length === 0) {
-    return errorResponse(400, "INVALID_ARGUMENT", "`data.id` (the Clerk user id) is missing.");
-  }
-  const result = await ctx.runMutation(internal.clerk.applyClerkEvent, {
-    eventId: svixHeaders["svix-id"],
-    type: event.type,
-    clerkId: data.id,
-    email: event.type === "user.deleted" ? undefined : primaryEmail(data),
-  });
-  console.log(
-    `Clerk ${event.type} ${svixHeaders["svix-id"]}: ${result.outcome}: ${result.message}`,
-  );
-  return json(200, result);
-});
+    return jsonResponse(200, result);
+  }),
+);

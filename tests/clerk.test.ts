@@ -196,7 +196,7 @@ describe("Clerk webhook", () => {
     expect((await rows(t)).users).toMatchObject([{ email: "a@example.com" }]);
   });
 
-  test("other event types are acknowledged; malformed events are 400; no secret is 500", async () => {
+  test("other event types are acknowledged; malformed events are 400; no secret is 503", async () => {
     const t = await setup();
     const session = await deliverClerk(t, { type: "session.created", data: { id: "sess_1" } });
     expect(session.status).toBe(200);
@@ -216,7 +216,7 @@ describe("Clerk webhook", () => {
       t,
       userEvent("user.created", "user_1", "a@example.com"),
     );
-    expect(unconfigured.status).toBe(500);
+    expect(unconfigured.status).toBe(503);
     expect((await rows(t)).users).toHaveLength(0);
   });
 
