@@ -14,6 +14,14 @@ import type { Id } from "../convex/_generated/dataModel";
 import { createJob as createJobInTransaction } from "../convex/model/jobs";
 import { checkInvariants } from "./invariants";
 import { identityFor, setup, type TestConvex } from "./setup";
+import { Webhook } from "svix";
+import {
+  deliverTrueLayer,
+  generateEs512Key,
+  stubTrueLayerEnv,
+  trueLayerNetwork,
+  type EcKey,
+} from "./truelayerHelpers";
 
 const HOUR = 60 * 60 * 1000;
 const DAY = 24 * HOUR;
@@ -28,7 +36,23 @@ type Status = "queued" | "running" | "done" | "failed" | "canceled" | "expired";
 type Money = "held" | "settled" | "refunded";
 type PlanName = "starter" | "creator" | "studio";
 
-type ModelUser = { signedUp: boolean; credits: number; reserved: number; plan: PlanName };
+type ModelUser = {
+  signedUp: boolean;
+  deleted: boolean;
+  credits: number;
+  reserved: number;
+  plan: PlanName;
+};
+type ModelPayment = {
+  user: number;
+  plan: PlanName;
+  status: "pending" | "failed" | "succeeded";
+  creditsAdded: number;
+  refund?: "pending" | "executed" | "failed";
+  reclaimed: number;
+  /** Event ids delivered so far, to replay one as a duplicate. */
+  events: string[];
+};
 type ModelJob = {
   owner: number;
   status: Status;
@@ -43,8 +67,13 @@ type ModelJob = {
   worker?: string;
   lease?: number;
 };
-type Model = { users: ModelUser[]; jobs: ModelJob[]; now: number };
-type Real = { t: TestConvex; userIds: Array<Id<"users"> | undefined>; jobIds: Array<Id<"jobs">> };
+type Model = { users: ModelUser[]; jobs: ModelJob[]; payments: ModelPayment[]; now: number };
+type Real = {
+  t: TestConvex;
+  userIds: Array<Id<"users"> | undefined>;
+  jobIds: Array<Id<"jobs">>;
+  paymentIds: Array<Id<"payments">>;
+};
 
 const USERS = 3;
 const WORKERS = ["gpu-a", "gpu-b"] as const;
@@ -53,6 +82,11 @@ const LEASE_MS = 10 * 60 * 1000;
 const MAX_ATTEMPTS = 3;
 const QUEUE_TIMEOUT_MS = DAY;
 const SIGN_UP_CREDITS = 80;
+const PLAN_CREDITS: Record<PlanName, number> = { starter: 80, creator: 250, studio: 500 };
+const CLERK_SECRET = `whsec_${Buffer.from("model-based-clerk-secret").toString("base64")}`;
+const trueLayerKey: EcKey = generateEs512Key("tl-model");
+const merchantKey: EcKey = generateEs512Key("merchant-model");
+let eventCounter = 0;
 // What the product promises, restated independently of the code.
 const NEXT: Record<Status, Status[]> = {
   queued: ["running", "failed", "canceled"],
@@ -97,19 +131,30 @@ async function expectRefusal(promise: Promise<unknown>, code: string) {
 
 /** The database agrees with the model, and the money invariants hold. */
 async function compare(model: Model, real: Real) {
-  const { users, jobs } = await real.t.run(async (ctx) => ({
+  const { users, jobs, payments } = await real.t.run(async (ctx) => ({
     users: await ctx.db.query("users").collect(),
     jobs: await ctx.db.query("jobs").collect(),
+    payments: await ctx.db.query("payments").collect(),
   }));
+  expect(payments).toHaveLength(model.payments.length);
+  model.payments.forEach((mp, i) => {
+    const row = payments.find((p) => p._id === real.paymentIds[i])!;
+    expect({
+      status: row.status === "executed" || row.status === "settled" ? "succeeded" : row.status,
+      creditsAdded: row.creditsAdded,
+      refund: row.refundStatus,
+    }).toEqual({ status: mp.status, creditsAdded: mp.creditsAdded, refund: mp.refund });
+  });
   expect(users).toHaveLength(model.users.filter((u) => u.signedUp).length);
   model.users.forEach((mu, i) => {
     if (!mu.signedUp) return;
     const row = users.find((u) => u._id === real.userIds[i])!;
-    expect({ credits: row.credits, reserved: row.reservedCredits ?? 0, plan: row.plan }).toEqual({
-      credits: mu.credits,
-      reserved: mu.reserved,
-      plan: mu.plan,
-    });
+    expect({
+      credits: row.credits,
+      reserved: row.reservedCredits ?? 0,
+      plan: row.plan,
+      deleted: row.deletedAt !== undefined,
+    }).toEqual({ credits: mu.credits, reserved: mu.reserved, plan: mu.plan, deleted: mu.deleted });
   });
   expect(jobs).toHaveLength(model.jobs.length);
   model.jobs.forEach((mj, i) => {
@@ -135,17 +180,22 @@ class SignUp implements Cmd {
   async run(model: Model, real: Real) {
     count("signUp");
     const clerkId = `user_${this.user}`;
-    const doc = await as(real, this.user).mutation(api.users.getOrCreateUser, {
+    const call = as(real, this.user).mutation(api.users.getOrCreateUser, {
       clerkId,
       email: `${clerkId}@example.com`,
     });
     const mu = model.users[this.user];
-    if (!mu.signedUp) {
-      mu.signedUp = true;
-      mu.credits = SIGN_UP_CREDITS;
-      real.userIds[this.user] = doc._id;
+    if (mu.deleted) {
+      await expectRefusal(call, "FORBIDDEN");
+    } else {
+      const doc = await call;
+      if (!mu.signedUp) {
+        mu.signedUp = true;
+        mu.credits = SIGN_UP_CREDITS;
+        real.userIds[this.user] = doc._id;
+      }
+      expect(doc._id).toBe(real.userIds[this.user]);
     }
-    expect(doc._id).toBe(real.userIds[this.user]);
     await compare(model, real);
   }
   toString = () => `SignUp(${this.user})`;
@@ -219,7 +269,9 @@ class CreateJob implements Cmd {
         this.key === undefined
           ? -1
           : model.jobs.findIndex((j) => j.owner === this.user && j.key === this.key);
-      if (!mu.signedUp) {
+      if (mu.deleted) {
+        await expectRefusal(call, "FORBIDDEN");
+      } else if (!mu.signedUp) {
         await expectRefusal(call, "NOT_FOUND");
       } else if (previous >= 0 && model.jobs[previous].request !== request) {
         await expectRefusal(call, "CONFLICT");
@@ -261,8 +313,10 @@ class Cancel implements Cmd {
     const job = model.jobs[index];
     const caller = this.byStranger ? (job.owner + 1) % USERS : job.owner;
     const call = as(real, caller).mutation(api.jobs.cancelJob, { jobId: real.jobIds[index] });
-    if (this.byStranger) {
-      await expectRefusal(call, model.users[caller].signedUp ? "NOT_FOUND" : "NOT_FOUND");
+    if (model.users[caller].deleted) {
+      await expectRefusal(call, "FORBIDDEN");
+    } else if (this.byStranger) {
+      await expectRefusal(call, "NOT_FOUND");
     } else if (job.status === "queued") {
       await call;
       moveJob(model, job, "canceled");
@@ -471,6 +525,200 @@ class CrashMidway implements Cmd {
   toString = () => `CrashMidway(${this.user})`;
 }
 
+/** A signed-in user starts a plan checkout (TrueLayer's id attached as the action would). */
+class Checkout implements Cmd {
+  constructor(
+    readonly user: number,
+    readonly plan: PlanName,
+  ) {}
+  check = () => true;
+  async run(model: Model, real: Real) {
+    count("checkout");
+    const mu = model.users[this.user];
+    const call = real.t.mutation(internal.payments.startCheckout, {
+      clerkId: `user_${this.user}`,
+      planName: this.plan,
+      currency: "GBP",
+    });
+    if (!mu.signedUp) {
+      await expectRefusal(call, "NOT_FOUND");
+    } else if (mu.deleted) {
+      await expectRefusal(call, "FORBIDDEN");
+    } else {
+      const { paymentId } = await call;
+      await real.t.mutation(internal.payments.attachTrueLayerPayment, {
+        paymentId,
+        trueLayerPaymentId: `tl-${real.paymentIds.length}`,
+      });
+      real.paymentIds.push(paymentId);
+      model.payments.push({
+        user: this.user,
+        plan: this.plan,
+        status: "pending",
+        creditsAdded: 0,
+        reclaimed: 0,
+        events: [],
+      });
+    }
+    await compare(model, real);
+  }
+  toString = () => `Checkout(${this.user}, ${this.plan})`;
+}
+
+/** A signed TrueLayer payment webhook: maybe repeated, maybe a replay of an earlier event id. */
+class PaymentEvent implements Cmd {
+  constructor(
+    readonly payment: number,
+    readonly kind: "payment_executed" | "payment_settled" | "payment_failed",
+    readonly duplicate: boolean,
+    readonly replay: boolean,
+  ) {}
+  check = (m: Readonly<Model>) => m.payments.length > 0;
+  async run(model: Model, real: Real) {
+    count(this.kind);
+    const index = this.payment % model.payments.length;
+    const mp = model.payments[index];
+    const replayed = this.replay && mp.events.length > 0 ? mp.events[0] : undefined;
+    const eventId = replayed ?? `evt-${++eventCounter}`;
+    if (replayed) count("replayed webhook", true);
+    for (let delivery = 0; delivery < (this.duplicate ? 2 : 1); delivery++) {
+      if (delivery === 1) count("duplicate webhook", true);
+      const response = await deliverTrueLayer(real.t, trueLayerKey, {
+        type: this.kind,
+        event_version: 1,
+        event_id: eventId,
+        payment_id: `tl-${index}`,
+        ...(this.kind === "payment_failed" ? { failure_reason: "authorization_failed" } : {}),
+      });
+      expect(response.status).toBe(200);
+      if (delivery === 0 && replayed === undefined) {
+        mp.events.push(eventId);
+        const mu = model.users[mp.user];
+        if (this.kind !== "payment_failed" && mp.status !== "succeeded") {
+          mp.status = "succeeded";
+          mp.creditsAdded = PLAN_CREDITS[mp.plan];
+          mu.credits += mp.creditsAdded;
+          mu.plan = mp.plan;
+        } else if (this.kind === "payment_failed" && mp.status === "pending") {
+          mp.status = "failed";
+        }
+      }
+      await compare(model, real);
+    }
+  }
+  toString = () =>
+    `${this.kind}(payment ${this.payment}${this.duplicate ? ", twice" : ""}${this.replay ? ", replayed id" : ""})`;
+}
+
+/** An operator refunds a payment; TrueLayer reports the refund executed or failed (maybe twice). */
+class Refund implements Cmd {
+  constructor(
+    readonly payment: number,
+    readonly outcome: "refund_executed" | "refund_failed",
+    readonly duplicate: boolean,
+  ) {}
+  check = (m: Readonly<Model>) => m.payments.length > 0;
+  async run(model: Model, real: Real) {
+    count(this.outcome);
+    const index = this.payment % model.payments.length;
+    const mp = model.payments[index];
+    const paymentId = real.paymentIds[index];
+    const start = real.t.mutation(internal.payments.startRefund, { paymentId });
+    if (mp.status !== "succeeded" || mp.refund === "pending" || mp.refund === "executed") {
+      await expectRefusal(start, "INVALID_TRANSITION");
+      await compare(model, real);
+      return;
+    }
+    await start;
+    const refundId = `rf-${++eventCounter}`;
+    await real.t.mutation(internal.payments.attachRefund, { paymentId, refundId });
+    mp.refund = "pending";
+    await compare(model, real);
+    const eventId = `evt-${++eventCounter}`;
+    for (let delivery = 0; delivery < (this.duplicate ? 2 : 1); delivery++) {
+      if (delivery === 1) count("duplicate webhook", true);
+      const response = await deliverTrueLayer(real.t, trueLayerKey, {
+        type: this.outcome,
+        event_version: 1,
+        event_id: eventId,
+        payment_id: `tl-${index}`,
+        refund_id: refundId,
+        ...(this.outcome === "refund_failed" ? { failure_reason: "insufficient_funds" } : {}),
+      });
+      expect(response.status).toBe(200);
+      if (delivery === 0) {
+        const mu = model.users[mp.user];
+        if (this.outcome === "refund_executed") {
+          mp.reclaimed = Math.min(mu.credits, mp.creditsAdded);
+          mu.credits -= mp.reclaimed;
+          mp.refund = "executed";
+        } else {
+          mp.refund = "failed";
+        }
+      }
+      await compare(model, real);
+    }
+  }
+  toString = () =>
+    `Refund(payment ${this.payment} -> ${this.outcome}${this.duplicate ? ", twice" : ""})`;
+}
+
+/** A signed Clerk webhook (Svix): user created, updated or deleted; maybe delivered twice. */
+class ClerkEvent implements Cmd {
+  constructor(
+    readonly user: number,
+    readonly type: "user.created" | "user.updated" | "user.deleted",
+    readonly duplicate: boolean,
+  ) {}
+  check = () => true;
+  async run(model: Model, real: Real) {
+    count(`clerk ${this.type}`);
+    const clerkId = `user_${this.user}`;
+    const msgId = `msg_${++eventCounter}`;
+    const body = JSON.stringify({
+      type: this.type,
+      data: {
+        id: clerkId,
+        primary_email_address_id: "idn_1",
+        email_addresses: [{ id: "idn_1", email_address: `${clerkId}@example.com` }],
+      },
+    });
+    const now = new Date();
+    const signature = new Webhook(CLERK_SECRET).sign(msgId, now, body);
+    for (let delivery = 0; delivery < (this.duplicate ? 2 : 1); delivery++) {
+      if (delivery === 1) count("duplicate webhook", true);
+      const response = await real.t.fetch("/clerk/webhook", {
+        method: "POST",
+        headers: {
+          "Content-Type": "application/json",
+          "svix-id": msgId,
+          "svix-timestamp": String(Math.floor(now.getTime() / 1000)),
+          "svix-signature": signature,
+        },
+        body,
+      });
+      expect(response.status).toBe(200);
+      const mu = model.users[this.user];
+      if (delivery === 0) {
+        if (this.type === "user.deleted") {
+          if (mu.signedUp) mu.deleted = true;
+        } else if (!mu.signedUp) {
+          mu.signedUp = true;
+          mu.credits = SIGN_UP_CREDITS;
+          real.userIds[this.user] = (await real.t.run(async (ctx) =>
+            ctx.db
+              .query("users")
+              .withIndex("by_clerkId", (q) => q.eq("clerkId", clerkId))
+              .unique(),
+          ))!._id;
+        }
+      }
+      await compare(model, real);
+    }
+  }
+  toString = () => `Clerk(${this.type} ${this.user}${this.duplicate ? ", twice" : ""})`;
+}
+
 const user = fc.integer({ min: 0, max: USERS - 1 });
 const reports = fc
   .tuple(
@@ -527,6 +775,35 @@ const commands = [
   workerReports,
   workerReports,
   workerReports,
+  fc
+    .tuple(user, fc.constantFrom<PlanName>("starter", "creator", "studio"))
+    .map(([u, p]) => new Checkout(u, p)),
+  fc
+    .tuple(
+      fc.nat(),
+      fc.constantFrom("payment_executed", "payment_settled", "payment_failed") as fc.Arbitrary<
+        PaymentEvent["kind"]
+      >,
+      fc.boolean(),
+      fc.boolean(),
+    )
+    .map(([p, kind, dup, replay]) => new PaymentEvent(p, kind, dup, replay)),
+  fc
+    .tuple(
+      fc.nat(),
+      fc.constantFrom("refund_executed", "refund_failed") as fc.Arbitrary<Refund["outcome"]>,
+      fc.boolean(),
+    )
+    .map(([p, outcome, dup]) => new Refund(p, outcome, dup)),
+  fc
+    .tuple(
+      user,
+      fc.constantFrom("user.created", "user.updated", "user.deleted") as fc.Arbitrary<
+        ClerkEvent["type"]
+      >,
+      fc.boolean(),
+    )
+    .map(([u, type, dup]) => new ClerkEvent(u, type, dup)),
   user.map((u) => new CrashMidway(u)),
 ];
 
@@ -549,25 +826,31 @@ test(`model and database agree over ${runs} random command sequences`, { timeout
       stats.sequences++;
       vi.useFakeTimers({ now: START });
       vi.stubEnv("WORKER_SECRET", SECRET);
+      vi.stubEnv("CLERK_WEBHOOK_SECRET", CLERK_SECRET);
+      stubTrueLayerEnv(merchantKey);
+      trueLayerNetwork(trueLayerKey);
       try {
         const t = await setup();
         const model: Model = {
           users: Array.from({ length: USERS }, () => ({
             signedUp: false,
+            deleted: false,
             credits: 0,
             reserved: 0,
             plan: "starter" as const,
           })),
           jobs: [],
+          payments: [],
           now: START,
         };
-        const real: Real = { t, userIds: [], jobIds: [] };
+        const real: Real = { t, userIds: [], jobIds: [], paymentIds: [] };
         // Two users start signed up; the third signs up (or not) within the sequence.
         for (const u of [0, 1]) await new SignUp(u).run(model, real);
         await fc.asyncModelRun(() => ({ model, real }), cmds);
       } finally {
         vi.useRealTimers();
         vi.unstubAllEnvs();
+        vi.unstubAllGlobals();
       }
     }),
     {
