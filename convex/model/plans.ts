@@ -18,7 +18,10 @@ export const PLAN_CATALOG: ReadonlyArray<{
 export const DEFAULT_PLAN: PlanName = "starter";
 
 export async function findPlan(ctx: QueryCtx, name: string): Promise<Doc<"plans"> | null> {
-  // The index holds plan names only, so an unknown string simply finds nothing.
+  // Only catalog names can exist: anything else (a 10 MB string, "__proto__") is not looked up.
+  if (!PLAN_CATALOG.some((plan) => plan.name === name)) {
+    return null;
+  }
   return await ctx.db
     .query("plans")
     .withIndex("by_name", (q) => q.eq("name", name as PlanName))
