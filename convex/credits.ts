@@ -15,7 +15,7 @@ import {
 } from "./model/credits";
 import { requireJob, transitionJob } from "./model/jobs";
 import { requirePlan, publicPlan } from "./model/plans";
-import { clampPage, emptyPage } from "./lib/pagination";
+import { emptyPage, pageOptions, paginateChecked } from "./lib/pagination";
 
 /**
  * The caller's balance and plan. `credits` is what can be spent now; `reserved` is held by
@@ -40,14 +40,17 @@ export const listLedger = query({
   returns: paginationResultValidator(doc(schema, "ledger")),
   handler: async (ctx, { paginationOpts }) => {
     const user = await getCallerUser(ctx);
+    const page = pageOptions(paginationOpts);
     if (user === null) {
       return emptyPage<never>();
     }
-    return await ctx.db
-      .query("ledger")
-      .withIndex("by_userId", (q) => q.eq("userId", user._id))
-      .order("desc")
-      .paginate(clampPage(paginationOpts));
+    return await paginateChecked(
+      ctx.db
+        .query("ledger")
+        .withIndex("by_userId", (q) => q.eq("userId", user._id))
+        .order("desc"),
+      page,
+    );
   },
 });
 

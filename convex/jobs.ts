@@ -4,7 +4,7 @@ import { internal } from "./_generated/api";
 import { internalMutation, mutation, query } from "./_generated/server";
 import { getCallerUser, requireCallerUser } from "./lib/auth";
 import { appError } from "./lib/errors";
-import { clampPage, emptyPage } from "./lib/pagination";
+import { emptyPage, pageOptions, paginateChecked } from "./lib/pagination";
 import { jobStatusValidator } from "./lib/validators";
 import {
   createJob as createJobForUser,
@@ -102,14 +102,17 @@ export const listUserJobs = query({
     if (userId !== undefined && userId !== user?._id) {
       throw appError("FORBIDDEN", "You can only list your own jobs.");
     }
+    const page = pageOptions(paginationOpts);
     if (user === null) {
       return emptyPage<never>();
     }
-    const result = await ctx.db
-      .query("jobs")
-      .withIndex("by_userId", (q) => q.eq("userId", user._id))
-      .order("desc")
-      .paginate(clampPage(paginationOpts));
+    const result = await paginateChecked(
+      ctx.db
+        .query("jobs")
+        .withIndex("by_userId", (q) => q.eq("userId", user._id))
+        .order("desc"),
+      page,
+    );
     return { ...result, page: result.page.map(jobView) };
   },
 });

@@ -12,6 +12,8 @@ import {
 } from "./_generated/server";
 import { getCallerUser, requireIdentity } from "./lib/auth";
 import { appError } from "./lib/errors";
+import { emptyPage, pageOptions, paginateChecked } from "./lib/pagination";
+import { assertPlanName } from "./model/plans";
 import {
   HANDLED_TRUELAYER_EVENTS,
   hostedPaymentPageUrl,
@@ -86,6 +88,7 @@ export const createCheckout = action({
   returns: checkoutResultValidator,
   handler: async (ctx, { planName }): Promise<Infer<typeof checkoutResultValidator>> => {
     const identity = await requireIdentity(ctx);
+    assertPlanName(planName);
     // A missing variable is a clear error before anything is written.
     const config = readTrueLayerConfig();
     const started: Infer<typeof startedCheckoutValidator> = await ctx.runMutation(
@@ -149,14 +152,17 @@ export const listPayments = query({
   returns: paginationResultValidator(paymentView),
   handler: async (ctx, { paginationOpts }) => {
     const user = await getCallerUser(ctx);
+    const page = pageOptions(paginationOpts);
     if (user === null) {
-      return { page: [], isDone: true, continueCursor: "" };
+      return emptyPage<never>();
     }
-    const result = await ctx.db
-      .query("payments")
-      .withIndex("by_userId", (q) => q.eq("userId", user._id))
-      .order("desc")
-      .paginate(paginationOpts);
+    const result = await paginateChecked(
+      ctx.db
+        .query("payments")
+        .withIndex("by_userId", (q) => q.eq("userId", user._id))
+        .order("desc"),
+      page,
+    );
     return {
       ...result,
       page: result.page.map((p) => ({

@@ -1,7 +1,13 @@
-import { Webhook } from "svix";
+import { Webhook, WebhookVerificationError } from "svix";
 import { internal } from "./_generated/api";
 import { env, httpAction } from "./_generated/server";
-import { errorResponse, jsonResponse, withJsonErrors } from "./lib/http";
+import {
+  errorResponse,
+  jsonResponse,
+  parseJsonObject,
+  readRawBody,
+  withJsonErrors,
+} from "./lib/http";
 import { parseTrueLayerWebhook } from "./lib/truelayer";
 
 /**
@@ -17,10 +23,7 @@ const MAX_HEADERS = 100;
 /** POST /truelayer/webhook: TrueLayer payment and refund events. */
 export const trueLayerWebhook = httpAction((ctx, request) =>
   withJsonErrors(async () => {
-    const body = await request.text();
-    if (body.length > MAX_BODY_BYTES) {
-      return errorResponse("PAYLOAD_TOO_LARGE", "Body too large.");
-    }
+    const body = await readRawBody(request, MAX_BODY_BYTES);
     if (!request.headers.get("tl-signature")) {
       return errorResponse("UNAUTHENTICATED", "Missing Tl-Signature header.");
     }
@@ -40,6 +43,7 @@ export const trueLayerWebhook = httpAction((ctx, request) =>
       console.warn(`TrueLayer webhook rejected: ${verdict.reason}`);
       return errorResponse("UNAUTHENTICATED", "Invalid Tl-Signature.");
     }
+    parseJsonObject(body); // strict: an object, no duplicated keys (400 otherwise)
     const parsed = parseTrueLayerWebhook(body);
     if (!parsed.ok) {
       console.warn(`TrueLayer webhook malformed: ${parsed.message}`);
@@ -85,25 +89,23 @@ export const clerkWebhook = httpAction((ctx, request) =>
       // 5xx: Clerk keeps retrying until the secret is configured.
       return errorResponse("UNAVAILABLE", "CLERK_WEBHOOK_SECRET is not set.");
     }
-    const body = await request.text();
-    if (body.length > MAX_BODY_BYTES) {
-      return errorResponse("PAYLOAD_TOO_LARGE", "Body too large.");
-    }
+    const body = await readRawBody(request, MAX_BODY_BYTES);
     const svixHeaders = {
       "svix-id": request.headers.get("svix-id") ?? "",
       "svix-timestamp": request.headers.get("svix-timestamp") ?? "",
       "svix-signature": request.headers.get("svix-signature") ?? "",
     };
-    let payload: unknown;
     try {
       // Checks the HMAC and that the timestamp is within five minutes (stale or future: refused).
-      payload = new Webhook(secret).verify(body, svixHeaders);
+      new Webhook(secret).verify(body, svixHeaders);
     } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
-      console.warn(`Clerk webhook rejected: ${reason}`);
-      return errorResponse("UNAUTHENTICATED", `Invalid Svix signature: ${reason}.`);
+      // verify() also parses the body: a correctly signed body that is not JSON is a 400 below.
+      if (error instanceof WebhookVerificationError) {
+        console.warn(`Clerk webhook rejected: ${error.message}`);
+        return errorResponse("UNAUTHENTICATED", `Invalid Svix signature: ${error.message}.`);
+      }
     }
-    const event = payload as { type?: unknown; data?: unknown };
+    const event = parseJsonObject(body) as { type?: unknown; data?: unknown };
     if (typeof event.type !== "string" || typeof event.data !== "object" || event.data === null) {
       return errorResponse("INVALID_ARGUMENT", "Body needs a string `type` and a `data` object.");
     }

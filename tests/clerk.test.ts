@@ -162,6 +162,7 @@ describe("Clerk webhook", () => {
     expect(tampered.status).toBe(401);
     const unsigned = await t.fetch("/clerk/webhook", {
       method: "POST",
+      headers: { "Content-Type": "application/json" },
       body: JSON.stringify(created),
     });
     expect(unsigned.status).toBe(401);

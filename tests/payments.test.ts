@@ -352,7 +352,11 @@ describe("TrueLayer webhook", () => {
     const t = await setup();
     const { userId } = await checkout(t, "user_1", "creator", "tl-pay-1");
     const body = JSON.stringify(executed("tl-pay-1", "evt-1"));
-    const unsigned = await t.fetch(WEBHOOK_PATH, { method: "POST", body });
+    const unsigned = await t.fetch(WEBHOOK_PATH, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body,
+    });
     expect(unsigned.status).toBe(401);
     expect(await unsigned.json()).toEqual({
       code: "UNAUTHENTICATED",
@@ -368,7 +372,7 @@ describe("TrueLayer webhook", () => {
     expect(unknownKid.status).toBe(401);
     const garbage = await t.fetch(WEBHOOK_PATH, {
       method: "POST",
-      headers: { "Tl-Signature": "not-a-jws" },
+      headers: { "Content-Type": "application/json", "Tl-Signature": "not-a-jws" },
       body,
     });
     expect(garbage.status).toBe(401);
@@ -389,7 +393,11 @@ describe("TrueLayer webhook", () => {
     );
     const response = await t.fetch(WEBHOOK_PATH, {
       method: "POST",
-      headers: { "Tl-Signature": signature, "X-TL-Webhook-Timestamp": timestamp },
+      headers: {
+        "Content-Type": "application/json",
+        "Tl-Signature": signature,
+        "X-TL-Webhook-Timestamp": timestamp,
+      },
       body,
     });
     expect(response.status).toBe(401);
@@ -528,6 +536,7 @@ describe("TrueLayer webhook", () => {
     const notJson = await t.fetch(WEBHOOK_PATH, {
       method: "POST",
       headers: {
+        "Content-Type": "application/json",
         "X-TL-Webhook-Timestamp": timestamp,
         "Tl-Signature": await signWebhook(trueLayerKey, body, {
           "X-TL-Webhook-Timestamp": timestamp,
@@ -538,7 +547,7 @@ describe("TrueLayer webhook", () => {
     expect(notJson.status).toBe(400);
     expect(await notJson.json()).toEqual({
       code: "INVALID_ARGUMENT",
-      message: "Body is not JSON.",
+      message: "The body must be valid JSON.",
     });
 
     const authorized = await deliverTrueLayer(t, trueLayerKey, {

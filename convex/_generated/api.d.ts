@@ -22,6 +22,7 @@ import type * as lib_auth from "../lib/auth.js";
 import type * as lib_errors from "../lib/errors.js";
 import type * as lib_http from "../lib/http.js";
 import type * as lib_pagination from "../lib/pagination.js";
+import type * as lib_text from "../lib/text.js";
 import type * as lib_truelayer from "../lib/truelayer.js";
 import type * as lib_validators from "../lib/validators.js";
 import type * as model_credits from "../model/credits.js";
@@ -58,6 +59,7 @@ declare const fullApi: ApiFromModules<{
   "lib/errors": typeof lib_errors;
   "lib/http": typeof lib_http;
   "lib/pagination": typeof lib_pagination;
+  "lib/text": typeof lib_text;
   "lib/truelayer": typeof lib_truelayer;
   "lib/validators": typeof lib_validators;
   "model/credits": typeof model_credits;

@@ -7,7 +7,8 @@ import { isAppError, type ErrorCode } from "./errors";
  */
 
 /** Codes only the HTTP layer produces, on top of the ConvexError codes. */
-export type HttpErrorCode = ErrorCode | "UNAVAILABLE" | "PAYLOAD_TOO_LARGE" | "INTERNAL";
+export type HttpErrorCode =
+  ErrorCode | "UNAVAILABLE" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "INTERNAL";
 
 export const HTTP_STATUS_BY_CODE: Record<HttpErrorCode, number> = {
   INVALID_ARGUMENT: 400,
@@ -18,12 +19,13 @@ export const HTTP_STATUS_BY_CODE: Record<HttpErrorCode, number> = {
   CONFLICT: 409,
   INVALID_TRANSITION: 409,
   PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
   INTERNAL: 500,
   UNAVAILABLE: 503,
 };
 
-/** Largest request body `readJsonObject` accepts. */
-export const MAX_JSON_BODY_CHARS = 64 * 1024;
+/** Largest request body `readJsonObject` accepts by default. */
+export const MAX_JSON_BODY_BYTES = 64 * 1024;
 
 /** Thrown while reading a request; `jsonErrorResponse` turns it into its status and body. */
 export class HttpError extends Error {
@@ -82,15 +84,32 @@ export async function withJsonErrors(handler: () => Promise<Response>): Promise<
 
 export type JsonObject = Record<string, unknown>;
 
-/** The request body as a JSON object; malformed, oversized or non-object bodies are refused. */
-export async function readJsonObject(request: Request): Promise<JsonObject> {
-  const text = await request.text();
-  if (text.length > MAX_JSON_BODY_CHARS) {
-    throw new HttpError(
-      "PAYLOAD_TOO_LARGE",
-      `The body must be at most ${MAX_JSON_BODY_CHARS} characters.`,
-    );
+/**
+ * The raw body text (signed webhooks verify it before parsing). Requires
+ * `Content-Type: application/json` and at most `maxBytes` bytes of UTF-8.
+ */
+export async function readRawBody(request: Request, maxBytes: number): Promise<string> {
+  const contentType = (request.headers.get("Content-Type") ?? "").split(";")[0].trim();
+  if (contentType.toLowerCase() !== "application/json") {
+    throw new HttpError("UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json.");
   }
+  const tooLarge = () =>
+    new HttpError("PAYLOAD_TOO_LARGE", `The body must be at most ${maxBytes} bytes.`);
+  if (Number(request.headers.get("Content-Length") ?? "0") > maxBytes) {
+    throw tooLarge();
+  }
+  const text = await request.text();
+  if (text.length > maxBytes || new TextEncoder().encode(text).length > maxBytes) {
+    throw tooLarge();
+  }
+  return text;
+}
+
+/**
+ * Parses a JSON object. Not JSON, not an object (null, an array, a string), or a key given twice
+ * in one object (`{"type":"a","type":"b"}`: parsers disagree on which wins) is a 400.
+ */
+export function parseJsonObject(text: string): JsonObject {
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -100,7 +119,58 @@ export async function readJsonObject(request: Request): Promise<JsonObject> {
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     throw new HttpError("INVALID_ARGUMENT", "The body must be a JSON object.");
   }
+  const duplicate = findDuplicateKey(text);
+  if (duplicate !== null) {
+    throw new HttpError(
+      "INVALID_ARGUMENT",
+      `The body repeats the key ${JSON.stringify(duplicate)}.`,
+    );
+  }
   return body as JsonObject;
+}
+
+/** The first key that appears twice in one object of `text`, which must be valid JSON. */
+export function findDuplicateKey(text: string): string | null {
+  // One entry per open container: the keys seen so far for an object, null for an array.
+  const open: Array<Set<string> | null> = [];
+  let expectingKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const char = text[i];
+    if (char === '"') {
+      let end = i + 1;
+      while (text[end] !== '"') {
+        end += text[end] === "\\" ? 2 : 1;
+      }
+      const keys = open[open.length - 1];
+      if (expectingKey && keys) {
+        const key = JSON.parse(text.slice(i, end + 1)) as string;
+        if (keys.has(key)) {
+          return key;
+        }
+        keys.add(key);
+      }
+      expectingKey = false;
+      i = end;
+    } else if (char === "{") {
+      open.push(new Set());
+      expectingKey = true;
+    } else if (char === "[") {
+      open.push(null);
+    } else if (char === "}" || char === "]") {
+      open.pop();
+    } else if (char === ",") {
+      expectingKey = open[open.length - 1] !== null;
+    }
+  }
+  return null;
+}
+
+/** The request body as a JSON object (see `readRawBody` and `parseJsonObject`). */
+export async function readJsonObject(
+  request: Request,
+  maxBytes = MAX_JSON_BODY_BYTES,
+): Promise<JsonObject> {
+  return parseJsonObject(await readRawBody(request, maxBytes));
 }
 
 function wrongType(field: string, type: string): never {

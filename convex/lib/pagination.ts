@@ -1,13 +1,61 @@
-import type { PaginationOptions } from "convex/server";
+import type {
+  DocumentByInfo,
+  GenericTableInfo,
+  OrderedQuery,
+  PaginationOptions,
+  PaginationResult,
+} from "convex/server";
+import { appError } from "./errors";
 
 /** Largest page any list query returns, whatever the client asks for. */
 export const MAX_PAGE_SIZE = 100;
 
-export function clampPage(opts: PaginationOptions): PaginationOptions {
-  return {
-    ...opts,
-    numItems: Math.max(1, Math.min(Math.floor(opts.numItems) || 1, MAX_PAGE_SIZE)),
-  };
+function isPositiveWholeNumber(value: number): boolean {
+  return Number.isSafeInteger(value) && value >= 1;
+}
+
+/**
+ * Checks a client's pagination options and caps the page size. `numItems` must be a whole
+ * number >= 1 (NaN, Infinity, 0, -3 or 2.5 are INVALID_ARGUMENT; `usePaginatedQuery` never sends
+ * them); above 100 it is served as 100. The optional read limits must be whole numbers >= 1 too.
+ * An empty string is never a cursor (the first page is `cursor: null`).
+ */
+export function pageOptions(opts: PaginationOptions): PaginationOptions {
+  if (!isPositiveWholeNumber(opts.numItems)) {
+    throw appError("INVALID_ARGUMENT", "paginationOpts.numItems must be a whole number >= 1.");
+  }
+  for (const field of ["maximumRowsRead", "maximumBytesRead"] as const) {
+    const value = opts[field];
+    if (value !== undefined && !isPositiveWholeNumber(value)) {
+      throw appError("INVALID_ARGUMENT", `paginationOpts.${field} must be a whole number >= 1.`);
+    }
+  }
+  if (opts.cursor === "") {
+    throw appError("INVALID_ARGUMENT", "paginationOpts.cursor must be null or a returned cursor.");
+  }
+  return { ...opts, numItems: Math.min(opts.numItems, MAX_PAGE_SIZE) };
+}
+
+/**
+ * `query.paginate(page)` (with `page` from `pageOptions`), with a cursor that the query cannot
+ * use (made up, or from another query) reported as INVALID_ARGUMENT instead of the database's
+ * internal error.
+ */
+export async function paginateChecked<T extends GenericTableInfo>(
+  query: OrderedQuery<T>,
+  page: PaginationOptions,
+): Promise<PaginationResult<DocumentByInfo<T>>> {
+  try {
+    return await query.paginate(page);
+  } catch (error) {
+    if (page.cursor === null && (page.endCursor ?? null) === null) {
+      throw error;
+    }
+    throw appError(
+      "INVALID_ARGUMENT",
+      "paginationOpts.cursor (or endCursor) is not a cursor returned by this query.",
+    );
+  }
 }
 
 /** The page a caller without a user row gets: nothing, and nothing more to load. */

@@ -3,6 +3,7 @@ import { v } from "convex/values";
 import type { Doc, Id } from "../_generated/dataModel";
 import type { MutationCtx, QueryCtx } from "../_generated/server";
 import { appError } from "../lib/errors";
+import { hasControlCharacters, isBlank, isWellFormed } from "../lib/text";
 import { jobStatusValidator, creditStatusValidator, type JobStatus } from "../lib/validators";
 import { refundJobCredits, reserveCredits, settleJobCredits } from "./credits";
 
@@ -36,14 +37,27 @@ function invalid(field: string, rule: string): never {
   throw appError("INVALID_ARGUMENT", `${field} ${rule}.`);
 }
 
-/** An absolute https URL without whitespace, at most 2048 characters. */
+/**
+ * An absolute https URL of at most 2048 characters: no whitespace or control characters, no
+ * unpaired surrogates (the URL parser would silently turn them into U+FFFD) and no
+ * `user:password@` part (credentials must not be stored with a job).
+ */
 export function isHttpsUrl(value: string): boolean {
-  if (value.length > URL_MAX_LENGTH || /[\s\u0000-\u001f\u007f]/.test(value)) {
+  if (
+    value.length > URL_MAX_LENGTH ||
+    /[\s\u0000-\u001f\u007f-\u009f]/.test(value) ||
+    !isWellFormed(value)
+  ) {
     return false;
   }
   try {
     const url = new URL(value);
-    return url.protocol === "https:" && url.hostname.length > 0;
+    return (
+      url.protocol === "https:" &&
+      url.hostname.length > 0 &&
+      url.username === "" &&
+      url.password === ""
+    );
   } catch {
     return false;
   }
@@ -56,8 +70,18 @@ export function validateJobInput(input: JobInput): JobInput {
   if (prompt.length > PROMPT_MAX_LENGTH) {
     invalid("prompt", `must be at most ${PROMPT_MAX_LENGTH} characters`);
   }
+  // Zero-width spaces, bidi overrides and the like alone are as empty as spaces.
+  if (isBlank(prompt)) invalid("prompt", "must not be empty (it has no visible characters)");
+  if (!isWellFormed(prompt))
+    invalid("prompt", "must be valid Unicode (it has an unpaired surrogate)");
+  if (hasControlCharacters(prompt)) {
+    invalid("prompt", "must not contain control characters (tabs and line breaks are fine)");
+  }
   if (input.imageUrl !== undefined && !isHttpsUrl(input.imageUrl)) {
-    invalid("imageUrl", `must be an https:// URL of at most ${URL_MAX_LENGTH} characters`);
+    invalid(
+      "imageUrl",
+      `must be an https:// URL of at most ${URL_MAX_LENGTH} characters, without credentials`,
+    );
   }
   if (!(JOB_DURATIONS as readonly number[]).includes(input.durationSec)) {
     invalid("durationSec", "must be 5, 10 or 15");
@@ -79,6 +103,12 @@ export function validateJobInput(input: JobInput): JobInput {
     (input.idempotencyKey.length === 0 || input.idempotencyKey.length > IDEMPOTENCY_KEY_MAX_LENGTH)
   ) {
     invalid("idempotencyKey", `must be 1 to ${IDEMPOTENCY_KEY_MAX_LENGTH} characters`);
+  }
+  if (
+    input.idempotencyKey !== undefined &&
+    (!isWellFormed(input.idempotencyKey) || /[\p{Cc}]/u.test(input.idempotencyKey))
+  ) {
+    invalid("idempotencyKey", "must be valid Unicode without control characters");
   }
   return { ...input, prompt };
 }

@@ -17,23 +17,34 @@ export const PLAN_CATALOG: ReadonlyArray<{
 
 export const DEFAULT_PLAN: PlanName = "starter";
 
+/** Whether `name` is one of the catalog's plan names. */
+export function isPlanName(name: string): name is PlanName {
+  return PLAN_CATALOG.some((plan) => plan.name === name);
+}
+
+/** NOT_FOUND unless `name` is a catalog plan name (checked without reading the database). */
+export function assertPlanName(name: string): asserts name is PlanName {
+  if (!isPlanName(name)) {
+    throw appError("NOT_FOUND", `Unknown plan "${name.slice(0, 64)}".`);
+  }
+}
+
 export async function findPlan(ctx: QueryCtx, name: string): Promise<Doc<"plans"> | null> {
-  // The index holds plan names only, so an unknown string simply finds nothing.
+  // Only catalog names can exist: anything else (a 10 MB string, "__proto__") is not looked up.
+  if (!isPlanName(name)) {
+    return null;
+  }
   return await ctx.db
     .query("plans")
-    .withIndex("by_name", (q) => q.eq("name", name as PlanName))
+    .withIndex("by_name", (q) => q.eq("name", name))
     .unique();
 }
 
 export async function requirePlan(ctx: QueryCtx, name: string): Promise<Doc<"plans">> {
+  assertPlanName(name);
   const plan = await findPlan(ctx, name);
   if (plan === null) {
-    throw appError(
-      "NOT_FOUND",
-      PLAN_CATALOG.some((p) => p.name === name)
-        ? `Plan "${name}" is not seeded yet: run plans:seedPlans.`
-        : `Unknown plan "${name}".`,
-    );
+    throw appError("NOT_FOUND", `Plan "${name}" is not seeded yet: run plans:seedPlans.`);
   }
   return plan;
 }

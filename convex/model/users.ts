@@ -2,6 +2,7 @@ import type { Doc, Id } from "../_generated/dataModel";
 import type { MutationCtx } from "../_generated/server";
 import { findUserByClerkId } from "../lib/auth";
 import { appError } from "../lib/errors";
+import { hasInvisibleOrControlCharacters } from "../lib/text";
 import type { PlanName } from "../lib/validators";
 import { applyCreditChange } from "./ledger";
 import { DEFAULT_PLAN, requirePlan } from "./plans";
@@ -12,15 +13,28 @@ const EMAIL_PATTERN = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 
 export function normaliseEmail(email: string): string {
   const trimmed = email.trim().toLowerCase();
-  if (trimmed.length > EMAIL_MAX_LENGTH || !EMAIL_PATTERN.test(trimmed)) {
+  if (
+    trimmed.length > EMAIL_MAX_LENGTH ||
+    !EMAIL_PATTERN.test(trimmed) ||
+    // NUL, zero-width or bidi characters make look-alike addresses; unpaired surrogates are not text.
+    hasInvisibleOrControlCharacters(trimmed)
+  ) {
     throw appError("INVALID_ARGUMENT", "email must be a valid email address.");
   }
   return trimmed;
 }
 
 export function validateClerkId(clerkId: string): void {
-  if (clerkId.length === 0 || clerkId.length > 256 || clerkId.trim() !== clerkId) {
-    throw appError("INVALID_ARGUMENT", "clerkId must be a non-empty id without spaces.");
+  if (
+    clerkId.length === 0 ||
+    clerkId.length > 256 ||
+    clerkId.trim() !== clerkId ||
+    hasInvisibleOrControlCharacters(clerkId)
+  ) {
+    throw appError(
+      "INVALID_ARGUMENT",
+      "clerkId must be a non-empty id without spaces or control characters.",
+    );
   }
 }
 

@@ -1,0 +1,362 @@
+/**
+ * Access-control matrix: every public query, mutation and action, found from the modules (not
+ * a hand-kept list), called as each kind of caller, must give the documented outcome; a refusal
+ * must write nothing. A public function without a row fails, naming it. Every HTTP route is
+ * sent forged credentials (tests/httpRoutes.ts): 401, nothing written.
+ *
+ * Adding a function = one row in MATRIX below: the arguments (pointing at the owner's
+ * resources) and the outcome for each of the six callers. The row is typed against the
+ * generated `api`, so a missing row also fails `tsc` once codegen has run.
+ */
+import { convexTest } from "convex-test";
+import { describe, expect, test } from "vitest";
+import type { ErrorCode } from "../convex/lib/errors";
+import schema from "../convex/schema";
+import {
+  CALLERS,
+  buildWorld,
+  callByPath,
+  clientFor,
+  discoverFunctions,
+  expectRejectedWithoutWrites,
+  type Caller,
+  type PublicPath,
+  type World,
+} from "./hardening";
+import {
+  HTTP_ROUTES,
+  bearerScheme,
+  checkCredentialsRefused,
+  loadRouter,
+  routeKey,
+  routerRoutes,
+  svixScheme,
+  type HttpRouteRow,
+} from "./httpRoutes";
+import { modules } from "./setup";
+
+/** What a caller gets: a result (optionally checked), exactly this value, or this error code. */
+type Outcome =
+  | { ok: true; check?: (result: unknown, world: World) => void }
+  | { value: unknown }
+  | { code: ErrorCode };
+
+type MatrixRow = {
+  /** Arguments pointing at the owner's resources (the same for every caller). */
+  args: (world: World) => Record<string, unknown>;
+  expect: Record<Caller, Outcome>;
+};
+
+const ok: Outcome = { ok: true };
+const INVALID_TRANSITION: Outcome = { code: "INVALID_TRANSITION" };
+const UNAUTHENTICATED: Outcome = { code: "UNAUTHENTICATED" };
+const FORBIDDEN: Outcome = { code: "FORBIDDEN" };
+const NOT_FOUND: Outcome = { code: "NOT_FOUND" };
+const PAGE = { numItems: 10, cursor: null };
+const EMPTY_PAGE = { page: [], isDone: true, continueCursor: "" };
+
+/** Everyone gets the same outcome (public, no sign-in needed). */
+const everyone = (outcome: Outcome) =>
+  Object.fromEntries(CALLERS.map((caller) => [caller, outcome])) as Record<Caller, Outcome>;
+
+/** Checks that a result is the caller's own user document. */
+const ownUser = (caller: "owner" | "stranger" | "admin"): Outcome => ({
+  ok: true,
+  check: (result, world) => expect(result).toMatchObject({ _id: world.userId[caller] }),
+});
+
+/** Checks that a page holds only the caller's own rows, and at least one. */
+const ownRows = (caller: "owner" | "stranger" | "admin"): Outcome => ({
+  ok: true,
+  check: (result, world) => {
+    const rows = (result as { page: Array<{ userId: string }> }).page;
+    expect(rows.length).toBeGreaterThan(0);
+    expect(rows.every((row) => row.userId === world.userId[caller])).toBe(true);
+  },
+});
+
+export const MATRIX: { [Path in PublicPath]: MatrixRow } = {
+  "plans:listPlans": {
+    args: () => ({}),
+    expect: everyone({
+      ok: true,
+      check: (plans) =>
+        expect((plans as Array<{ name: string }>).map((p) => p.name)).toEqual([
+          "starter",
+          "creator",
+          "studio",
+        ]),
+    }),
+  },
+  "plans:getPlan": {
+    args: () => ({ name: "creator" }),
+    expect: everyone({
+      ok: true,
+      check: (plan) => expect(plan).toMatchObject({ name: "creator", monthlyCredits: 250 }),
+    }),
+  },
+  "users:getOrCreateUser": {
+    args: (w) => ({ clerkId: w.clerkId.owner, email: `${w.clerkId.owner}@example.com` }),
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      unregistered: FORBIDDEN,
+      stranger: FORBIDDEN,
+      owner: ownUser("owner"),
+      admin: FORBIDDEN,
+      deleted: FORBIDDEN,
+    },
+  },
+  "users:me": {
+    args: () => ({}),
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      unregistered: { value: null },
+      stranger: ownUser("stranger"),
+      owner: ownUser("owner"),
+      admin: ownUser("admin"),
+      deleted: FORBIDDEN,
+    },
+  },
+  "credits:getCredits": {
+    args: (w) => ({ userId: w.userId.owner }),
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      unregistered: NOT_FOUND,
+      stranger: FORBIDDEN,
+      owner: { ok: true, check: (r) => expect(r).toMatchObject({ credits: 70, reserved: 10 }) },
+      admin: FORBIDDEN,
+      deleted: FORBIDDEN,
+    },
+  },
+  "credits:listLedger": {
+    args: () => ({ paginationOpts: PAGE }),
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      unregistered: { value: EMPTY_PAGE },
+      stranger: ownRows("stranger"),
+      owner: ownRows("owner"),
+      admin: ownRows("admin"),
+      deleted: FORBIDDEN,
+    },
+  },
+  "jobs:createJob": {
+    args: (w) => ({ prompt: "a matrix job", durationSec: 5, userId: w.userId.owner }),
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      unregistered: NOT_FOUND,
+      stranger: FORBIDDEN,
+      owner: ok,
+      admin: FORBIDDEN,
+      deleted: FORBIDDEN,
+    },
+  },
+  "jobs:getJob": {
+    args: (w) => ({ jobId: w.ownerJobId }),
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      unregistered: { value: null },
+      stranger: { value: null },
+      owner: {
+        ok: true,
+        check: (job, w) => expect(job).toMatchObject({ _id: w.ownerJobId, status: "queued" }),
+      },
+      admin: { value: null },
+      deleted: FORBIDDEN,
+    },
+  },
+  "jobs:listUserJobs": {
+    args: (w) => ({ userId: w.userId.owner, paginationOpts: PAGE }),
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      unregistered: FORBIDDEN,
+      stranger: FORBIDDEN,
+      owner: {
+        ok: true,
+        check: (r, w) =>
+          expect((r as { page: Array<{ _id: string }> }).page.map((j) => j._id)).toEqual([
+            w.ownerJobId,
+            w.runningJobId,
+          ]),
+      },
+      admin: FORBIDDEN,
+      deleted: FORBIDDEN,
+    },
+  },
+  "jobs:cancelJob": {
+    args: (w) => ({ jobId: w.ownerJobId }),
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      unregistered: NOT_FOUND,
+      stranger: NOT_FOUND,
+      owner: { value: { changed: true, status: "canceled" } },
+      admin: NOT_FOUND,
+      deleted: FORBIDDEN,
+    },
+  },
+  "payments:listPayments": {
+    args: () => ({ paginationOpts: PAGE }),
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      unregistered: { value: EMPTY_PAGE },
+      stranger: ok,
+      owner: ok,
+      admin: ok,
+      deleted: FORBIDDEN,
+    },
+  },
+  // The matrix runs without TrueLayer configured: every signed-in caller gets the clear
+  // "not configured" refusal before anything is written (tests/payments.test.ts covers the rest).
+  "payments:createCheckout": {
+    args: () => ({ planName: "creator" }),
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      unregistered: INVALID_TRANSITION,
+      stranger: INVALID_TRANSITION,
+      owner: INVALID_TRANSITION,
+      admin: INVALID_TRANSITION,
+      deleted: INVALID_TRANSITION,
+    },
+  },
+};
+
+const rows: Record<string, MatrixRow | undefined> = MATRIX;
+const discovered = await discoverFunctions();
+const publicFunctions = discovered.filter((fn) => fn.visibility === "public");
+
+function describeOutcome(outcome: Outcome): string {
+  return "code" in outcome
+    ? outcome.code
+    : "value" in outcome
+      ? `returns ${JSON.stringify(outcome.value)}`
+      : "ok";
+}
+
+describe("function discovery", () => {
+  test("every registered function is exactly one of public or internal", () => {
+    expect(discovered.filter((fn) => fn.visibility === "unknown").map((fn) => fn.path)).toEqual([]);
+  });
+
+  test("every public function in api has a row in the matrix", () => {
+    const unlisted = publicFunctions.map((fn) => fn.path).filter((path) => !rows[path]);
+    expect(unlisted, "public functions without a MATRIX row").toEqual([]);
+  });
+
+  test("every row is a public function: internal functions are not in api", () => {
+    // `api` itself is a proxy that answers any path at runtime, so the check goes through the
+    // rows, whose keys tsc holds to exactly the generated `api` (PublicPath).
+    const publicPaths = new Set(publicFunctions.map((fn) => fn.path));
+    const internalPaths = new Set(
+      discovered.filter((fn) => fn.visibility === "internal").map((fn) => fn.path),
+    );
+    expect(internalPaths.size).toBeGreaterThan(0);
+    expect(
+      Object.keys(MATRIX).filter((path) => internalPaths.has(path)),
+      "rows (generated api) naming an internal function",
+    ).toEqual([]);
+    expect(
+      Object.keys(MATRIX).filter((path) => !publicPaths.has(path)),
+      "rows naming no public function",
+    ).toEqual([]);
+  });
+});
+
+describe.each(publicFunctions)("$path ($kind)", (fn) => {
+  const row = rows[fn.path];
+  if (row === undefined) {
+    test("has a row in the access matrix", () => {
+      expect.fail(
+        `${fn.path} is a public ${fn.kind} with no row in MATRIX (tests/accessMatrix.test.ts).`,
+      );
+    });
+    return;
+  }
+  const cells = CALLERS.map((caller) => ({
+    caller,
+    outcome: row.expect[caller],
+    label: describeOutcome(row.expect[caller]),
+  }));
+  test.each(cells)("as $caller: $label", async ({ caller, outcome }) => {
+    const world = await buildWorld();
+    const call = () => callByPath(clientFor(world, caller), fn, row.args(world));
+    if ("code" in outcome) {
+      await expectRejectedWithoutWrites(world.t, call, { code: outcome.code });
+    } else if ("value" in outcome) {
+      expect(await call()).toEqual(outcome.value);
+    } else {
+      const result = await call();
+      outcome.check?.(result, world);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// HTTP routes
+
+const router = (await loadRouter())!;
+
+describe("HTTP routes: forged credentials are a 401 that writes nothing", () => {
+  {
+    test("every route of convex/http.ts has a row, and every row a route", () => {
+      const served = routerRoutes(router);
+      const listed = HTTP_ROUTES.map((row) => routeKey(row.method, row.path));
+      expect(
+        served.filter((route) => !listed.includes(route)),
+        "routes without a row in HTTP_ROUTES (tests/httpRoutes.ts)",
+      ).toEqual([]);
+      expect(
+        listed.filter((route) => !served.includes(route)),
+        "rows for routes convex/http.ts does not serve",
+      ).toEqual([]);
+    });
+    for (const row of HTTP_ROUTES) {
+      test(`${routeKey(row.method, row.path)} (${row.scheme.name})`, async () => {
+        await checkCredentialsRefused(await buildWorld(), row);
+      });
+    }
+  }
+});
+
+describe("HTTP harness self-test (a fixture router)", () => {
+  const fixtureWorld = () =>
+    buildWorld(
+      convexTest({
+        schema,
+        modules: { ...modules, "../convex/http.ts": () => import("./fixtures/httpRouter") },
+        transactionLimits: true,
+      }),
+    );
+  const grantBody = (w: World) => ({ userId: w.userId.owner });
+  const route = (path: string, scheme = bearerScheme("FIXTURE_WORKER_SECRET")): HttpRouteRow => ({
+    method: "POST",
+    path,
+    scheme,
+    validBody: grantBody,
+  });
+
+  test("correct bearer and Svix routes pass", async () => {
+    const world = await fixtureWorld();
+    await checkCredentialsRefused(world, route("/fixture/bearer"));
+    await checkCredentialsRefused(world, route("/fixture/svix", svixScheme("FIXTURE_SVIX_SECRET")));
+  });
+
+  test("a route that never checks credentials fails", async () => {
+    const world = await fixtureWorld();
+    await expect(checkCredentialsRefused(world, route("/fixture/open"))).rejects.toThrow(
+      /no Authorization header: HTTP status/,
+    );
+  });
+
+  test("a route that writes before refusing fails", async () => {
+    const world = await fixtureWorld();
+    await expect(
+      checkCredentialsRefused(world, route("/fixture/writes-before-auth")),
+    ).rejects.toThrow(/the database changed/);
+  });
+
+  test("a route that refuses everyone fails the positive control", async () => {
+    const world = await fixtureWorld();
+    await expect(
+      checkCredentialsRefused(world, route("/fixture/bearer", bearerScheme("NOT_THE_ROUTES_VAR"))),
+    ).rejects.toThrow(/valid credentials/);
+  });
+});
