@@ -6,14 +6,8 @@ import { internalMutation, query } from "./_generated/server";
 import { getCallerUser, requireCallerUser } from "./lib/auth";
 import { appError } from "./lib/errors";
 import { planValidator, creditStatusValidator } from "./lib/validators";
-import { applyCreditChange } from "./model/ledger";
-import {
-  assertPositiveCredits,
-  refundJobCredits,
-  reserveCredits as reserve,
-  settleJobCredits,
-} from "./model/credits";
-import { requireJob, transitionJob } from "./model/jobs";
+import { assertJobCanReserve, grantAdjustment, reserveCredits as reserve } from "./model/credits";
+import { refundJob, requireJob, settleJob } from "./model/jobs";
 import { requirePlan, publicPlan } from "./model/plans";
 import { emptyPage, pageOptions, paginateChecked } from "./lib/pagination";
 
@@ -70,19 +64,8 @@ export const reserveCredits = internalMutation({
     }),
   ),
   handler: async (ctx, { userId, credits, jobId }) => {
-    assertPositiveCredits(credits);
     if (jobId !== undefined) {
-      const job = await requireJob(ctx, jobId);
-      if (job.userId !== userId) {
-        throw appError("INVALID_ARGUMENT", "jobId belongs to another user.");
-      }
-      const existing = await ctx.db
-        .query("ledger")
-        .withIndex("by_jobId", (q) => q.eq("jobId", jobId))
-        .first();
-      if (existing !== null) {
-        throw appError("CONFLICT", "This job already holds its reservation.");
-      }
+      await assertJobCanReserve(ctx, userId, jobId);
     }
     return await reserve(ctx, userId, credits, jobId);
   },
@@ -97,17 +80,7 @@ const creditOutcome = v.object({ changed: v.boolean(), creditStatus: creditStatu
 export const settleCredits = internalMutation({
   args: { jobId: v.id("jobs") },
   returns: creditOutcome,
-  handler: async (ctx, { jobId }) => {
-    const job = await requireJob(ctx, jobId);
-    if (job.creditStatus !== "held") {
-      return { changed: false, creditStatus: job.creditStatus };
-    }
-    if (job.status !== "done") {
-      throw appError("INVALID_TRANSITION", `A ${job.status} job cannot be settled.`);
-    }
-    await settleJobCredits(ctx, job);
-    return { changed: true, creditStatus: "settled" as const };
-  },
+  handler: async (ctx, { jobId }) => await settleJob(ctx, await requireJob(ctx, jobId)),
 });
 
 /**
@@ -117,18 +90,7 @@ export const settleCredits = internalMutation({
 export const refundCredits = internalMutation({
   args: { jobId: v.id("jobs") },
   returns: creditOutcome,
-  handler: async (ctx, { jobId }) => {
-    const job = await requireJob(ctx, jobId);
-    if (job.creditStatus !== "held") {
-      return { changed: false, creditStatus: job.creditStatus };
-    }
-    if (job.status === "queued" || job.status === "running") {
-      await transitionJob(ctx, job, "failed", { error: "Refunded by an operator." });
-    } else {
-      await refundJobCredits(ctx, job);
-    }
-    return { changed: true, creditStatus: "refunded" as const };
-  },
+  handler: async (ctx, { jobId }) => await refundJob(ctx, await requireJob(ctx, jobId)),
 });
 
 /**
@@ -138,19 +100,7 @@ export const refundCredits = internalMutation({
 export const grantCredits = internalMutation({
   args: { userId: v.id("users"), credits: v.number(), note: v.string() },
   returns: v.object({ balance: v.number() }),
-  handler: async (ctx, { userId, credits, note }) => {
-    if (!Number.isSafeInteger(credits) || credits === 0) {
-      throw appError("INVALID_ARGUMENT", "credits must be a non-zero whole number.");
-    }
-    const trimmed = note.trim();
-    if (trimmed.length === 0 || trimmed.length > 500) {
-      throw appError("INVALID_ARGUMENT", "note must be 1 to 500 characters saying why.");
-    }
-    const balance = await applyCreditChange(ctx, userId, {
-      delta: credits,
-      kind: "adjustment",
-      note: trimmed,
-    });
-    return { balance };
-  },
+  handler: async (ctx, { userId, credits, note }) => ({
+    balance: await grantAdjustment(ctx, userId, credits, note),
+  }),
 });

@@ -71,3 +71,51 @@ export async function refundJobCredits(ctx: MutationCtx, job: Doc<"jobs">): Prom
   await releaseHold(ctx, job.userId, job.creditsUsed);
   return true;
 }
+
+/** A job reserves exactly once (`createJob` does it): reserving again for it is a CONFLICT. */
+export async function assertJobCanReserve(
+  ctx: MutationCtx,
+  userId: Id<"users">,
+  jobId: Id<"jobs">,
+): Promise<void> {
+  const job = await ctx.db.get("jobs", jobId);
+  if (job === null) {
+    throw appError("NOT_FOUND", "Job not found.");
+  }
+  if (job.userId !== userId) {
+    throw appError("INVALID_ARGUMENT", "jobId belongs to another user.");
+  }
+  const existing = await ctx.db
+    .query("ledger")
+    .withIndex("by_jobId", (q) => q.eq("jobId", jobId))
+    .first();
+  if (existing !== null) {
+    throw appError("CONFLICT", "This job already holds its reservation.");
+  }
+}
+
+export const ADJUSTMENT_NOTE_MAX_LENGTH = 500;
+
+/** An operator's correction: a non-zero whole number of credits, with a note saying why. */
+export async function grantAdjustment(
+  ctx: MutationCtx,
+  userId: Id<"users">,
+  credits: number,
+  note: string,
+): Promise<number> {
+  if (!Number.isSafeInteger(credits) || credits === 0) {
+    throw appError("INVALID_ARGUMENT", "credits must be a non-zero whole number.");
+  }
+  const trimmed = note.trim();
+  if (trimmed.length === 0 || trimmed.length > ADJUSTMENT_NOTE_MAX_LENGTH) {
+    throw appError(
+      "INVALID_ARGUMENT",
+      `note must be 1 to ${ADJUSTMENT_NOTE_MAX_LENGTH} characters saying why.`,
+    );
+  }
+  return await applyCreditChange(ctx, userId, {
+    delta: credits,
+    kind: "adjustment",
+    note: trimmed,
+  });
+}

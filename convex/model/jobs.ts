@@ -4,7 +4,12 @@ import type { Doc, Id } from "../_generated/dataModel";
 import type { MutationCtx, QueryCtx } from "../_generated/server";
 import { appError } from "../lib/errors";
 import { hasControlCharacters, isBlank, isWellFormed } from "../lib/text";
-import { jobStatusValidator, creditStatusValidator, type JobStatus } from "../lib/validators";
+import {
+  creditStatusValidator,
+  jobStatusValidator,
+  type CreditStatus,
+  type JobStatus,
+} from "../lib/validators";
 import { refundJobCredits, reserveCredits, settleJobCredits } from "./credits";
 
 export const JOB_DURATIONS = [5, 10, 15] as const;
@@ -269,6 +274,39 @@ export async function transitionJob(
     await refundJobCredits(ctx, updated);
   }
   return { changed: true, job: (await ctx.db.get("jobs", job._id))! };
+}
+
+export type CreditOutcome = { changed: boolean; creditStatus: CreditStatus };
+
+/**
+ * Settles a done job's open hold (operators' repair path: `done` settles on its own). A hold
+ * already settled or refunded is left alone; a job that is not done cannot be settled.
+ */
+export async function settleJob(ctx: MutationCtx, job: Doc<"jobs">): Promise<CreditOutcome> {
+  if (job.creditStatus !== "held") {
+    return { changed: false, creditStatus: job.creditStatus };
+  }
+  if (job.status !== "done") {
+    throw appError("INVALID_TRANSITION", `A ${job.status} job cannot be settled.`);
+  }
+  await settleJobCredits(ctx, job);
+  return { changed: true, creditStatus: "settled" };
+}
+
+/**
+ * Refunds a job's open hold; an unfinished job becomes `failed` (through `transitionJob`, which
+ * refunds). A hold already settled or refunded is left alone: settled or refunded, never both.
+ */
+export async function refundJob(ctx: MutationCtx, job: Doc<"jobs">): Promise<CreditOutcome> {
+  if (job.creditStatus !== "held") {
+    return { changed: false, creditStatus: job.creditStatus };
+  }
+  if (job.status === "queued" || job.status === "running") {
+    await transitionJob(ctx, job, "failed", { error: "Refunded by an operator." });
+  } else {
+    await refundJobCredits(ctx, job);
+  }
+  return { changed: true, creditStatus: "refunded" };
 }
 
 export async function requireJob(ctx: QueryCtx, jobId: Id<"jobs">): Promise<Doc<"jobs">> {
