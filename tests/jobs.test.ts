@@ -62,6 +62,15 @@ describe("createJob", () => {
     ["imageUrl", { imageUrl: "javascript:alert(1)" }],
     ["imageUrl", { imageUrl: `https://example.com/${"a".repeat(2040)}` }],
     ["imageUrl", { imageUrl: "not a url" }],
+    ["imageUrl", { imageUrl: "https://localhost/a.png" }],
+    ["imageUrl", { imageUrl: "https://127.0.0.1/a.png" }],
+    ["imageUrl", { imageUrl: "https://169.254.169.254/latest/meta-data/" }],
+    ["imageUrl", { imageUrl: "https://10.0.0.7/a.png" }],
+    ["imageUrl", { imageUrl: "https://192.168.1.1/a.png" }],
+    ["imageUrl", { imageUrl: "https://[::1]/a.png" }],
+    ["imageUrl", { imageUrl: "https://metadata.google.internal/a.png" }],
+    ["imageUrl", { imageUrl: "https://printer.local/a.png" }],
+    ["imageUrl", { imageUrl: "https://intranet/a.png" }],
     ["durationSec", { durationSec: 7 }],
     ["durationSec", { durationSec: 5.5 }],
     ["durationSec", { durationSec: Number.NaN }],
@@ -100,6 +109,7 @@ describe("createJob", () => {
       { prompt: "x".repeat(2000), durationSec: 15, seed: 0, cfg: 1 },
       { prompt: "y", durationSec: 5, seed: 4294967295, cfg: 20, idempotencyKey: "k".repeat(128) },
       { prompt: "z", durationSec: 5, imageUrl: `https://e.com/${"a".repeat(2048 - 14)}` },
+      { prompt: "w", durationSec: 5, imageUrl: "https://93.184.215.14/public.png" },
     ]) {
       await as.mutation(api.jobs.createJob, args);
     }
