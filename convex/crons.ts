@@ -5,6 +5,12 @@ const crons = cronJobs();
 
 // Not at minute 0, when everyone else's hourly jobs run.
 crons.hourly("expire old jobs", { minuteUTC: 17 }, internal.jobs.expireOldJobs, {});
+crons.daily(
+  "prune old metrics buckets",
+  { hourUTC: 3, minuteUTC: 41 },
+  internal.metrics.pruneOldBuckets,
+  {},
+);
 
 // GPU worker leases: requeue or fail jobs whose worker stopped reporting, and fail jobs that
 // waited in the queue too long. Both run in bounded batches and reschedule while work remains.

@@ -2,9 +2,11 @@ import { defineSchema, defineTable } from "convex/server";
 import { v } from "convex/values";
 import {
   creditStatusValidator,
+  durationStatsValidator,
   jobStatusValidator,
   ledgerKindValidator,
   paymentStatusValidator,
+  planCountsValidator,
   planNameValidator,
 } from "./lib/validators";
 
@@ -25,6 +27,12 @@ export default defineSchema({
     role: v.optional(v.literal("admin")),
     /** Set when Clerk reports the user deleted: the row stays for accounting, anonymised. */
     deletedAt: v.optional(v.number()),
+    /**
+     * Metrics: the hour (start, ms) of the user's latest activity and the plan it was counted
+     * under. The user is counted in exactly that hour's bucket (see convex/model/metrics.ts).
+     */
+    lastActiveHour: v.optional(v.number()),
+    lastActivePlan: v.optional(planNameValidator),
   }).index("by_clerkId", ["clerkId"]),
 
   jobs: defineTable({
@@ -129,4 +137,29 @@ export default defineSchema({
     type: v.string(),
     receivedAt: v.number(),
   }).index("by_provider_and_eventId", ["provider", "eventId"]),
+
+  /**
+   * Monitoring rollups: one row per (UTC hour, shard), updated in the same transaction as the
+   * change it counts. Writers pick the shard by hashing the job, user or payment id, so
+   * concurrent mutations rarely touch the same row. See convex/model/metrics.ts.
+   */
+  metricsBuckets: defineTable({
+    /** Start of the UTC hour, ms since the epoch. */
+    hour: v.number(),
+    /** 0 .. METRIC_SHARDS - 1. */
+    shard: v.number(),
+    /** Credits settled (charged for good) by jobs that finished this hour. */
+    creditsConsumed: v.number(),
+    jobsDone: v.number(),
+    jobsFailed: v.number(),
+    jobsCanceled: v.number(),
+    /** Done jobs: createdAt -> done. */
+    queuedToDone: durationStatsValidator,
+    /** Done jobs: startedAt (of the successful attempt) -> done. */
+    runningToDone: durationStatsValidator,
+    /** Users whose latest activity falls in this hour, by the plan they had then. */
+    activeUsers: planCountsValidator,
+    paymentsSucceeded: v.number(),
+    paymentsFailed: v.number(),
+  }).index("by_hour_and_shard", ["hour", "shard"]),
 });

@@ -204,6 +204,17 @@ export const MATRIX: { [Path in PublicPath]: MatrixRow } = {
       deleted: FORBIDDEN,
     },
   },
+  "metrics:overview": {
+    args: () => ({ hours: 24 }),
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      unregistered: NOT_FOUND,
+      stranger: FORBIDDEN,
+      owner: FORBIDDEN,
+      admin: { ok: true, check: (r) => expect(r).toMatchObject({ hours: 24 }) },
+      deleted: FORBIDDEN,
+    },
+  },
   // The matrix runs without TrueLayer configured: every signed-in caller gets the clear
   // "not configured" refusal before anything is written (tests/payments.test.ts covers the rest).
   "payments:createCheckout": {

@@ -545,6 +545,27 @@ row(
   extra("userId"),
 );
 
+// --- metrics:overview (as an admin, so the argument is what is refused) ----------------------
+for (const hours of [0, -1, 721, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 1e308]) {
+  row("metrics:overview", `hours ${show(hours)}`, () => ({ hours }), invalid("hours"), "admin");
+}
+for (const hours of wrongTypesFor("number")) {
+  row(
+    "metrics:overview",
+    `hours ${show(hours)}`,
+    () => ({ hours }),
+    expectedType("number"),
+    "admin",
+  );
+}
+row(
+  "metrics:overview",
+  "extra field",
+  () => ({ hours: 24, userId: "x" }),
+  extra("userId"),
+  "admin",
+);
+
 const listJobsOf = (userId: (w: CorpusWorld) => unknown) => (w: CorpusWorld) => ({
   userId: userId(w),
   paginationOpts: { numItems: 10, cursor: null },

@@ -312,5 +312,26 @@ describe("issue 8: a webhook retried after success credits once", () => {
       (await ctx.db.query("ledger").collect()).filter((row) => row.kind === "purchase"),
     );
     expect(purchases).toMatchObject([{ delta: 250, paymentId }]);
+    // The payment metrics count it once too.
+    await t.mutation(internal.users.setRole, { userId, role: "admin" });
+    expect(await as.query(api.metrics.overview, { hours: 1 })).toMatchObject({
+      payments: { succeeded: 1, failed: 0 },
+    });
+  });
+
+  test("a checkout TrueLayer refuses counts as one failed payment", async () => {
+    const t = await setup();
+    const { as, userId } = await signUp(t, "user_1");
+    trueLayerNetwork(trueLayerKey, {
+      [PAYMENTS_URL]: () => jsonResponse(400, { title: "Invalid Parameters" }),
+    });
+    await expectCode(
+      as.action(api.payments.createCheckout, { planName: "creator" }),
+      "INVALID_TRANSITION",
+    );
+    await t.mutation(internal.users.setRole, { userId, role: "admin" });
+    expect(await as.query(api.metrics.overview, { hours: 1 })).toMatchObject({
+      payments: { succeeded: 0, failed: 1, successRatio: 0 },
+    });
   });
 });

@@ -38,3 +38,23 @@ export const planValidator = v.object({
   price: v.number(),
   markup: v.number(),
 });
+
+/** A number per plan (metrics: active users per plan). */
+export const planCountsValidator = v.object({
+  starter: v.number(),
+  creator: v.number(),
+  studio: v.number(),
+});
+export type PlanCounts = Infer<typeof planCountsValidator>;
+
+/**
+ * Job durations in one metrics bucket: exact count, sum and maximum, plus a histogram over the
+ * fixed bins of `DURATION_BIN_UPPER_MS` (convex/model/metrics.ts; one extra overflow bin).
+ */
+export const durationStatsValidator = v.object({
+  count: v.number(),
+  sumMs: v.number(),
+  maxMs: v.number(),
+  bins: v.array(v.number()),
+});
+export type DurationStats = Infer<typeof durationStatsValidator>;

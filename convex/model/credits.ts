@@ -2,6 +2,7 @@ import type { Doc, Id } from "../_generated/dataModel";
 import type { MutationCtx } from "../_generated/server";
 import { appError } from "../lib/errors";
 import { applyCreditChange } from "./ledger";
+import { recordCreditsConsumed } from "./metrics";
 
 /**
  * Two-phase credit transfers, per job: `reserve` takes the credits off the available balance
@@ -45,7 +46,10 @@ async function releaseHold(ctx: MutationCtx, userId: Id<"users">, credits: numbe
   });
 }
 
-/** Makes the job's hold final. Returns false (and writes nothing) unless the hold is open. */
+/**
+ * Makes the job's hold final (counted as credits consumed in the metrics). Returns false (and
+ * writes nothing) unless the hold is open.
+ */
 export async function settleJobCredits(ctx: MutationCtx, job: Doc<"jobs">): Promise<boolean> {
   if (job.creditStatus !== "held") {
     return false;
@@ -54,6 +58,7 @@ export async function settleJobCredits(ctx: MutationCtx, job: Doc<"jobs">): Prom
   // The credits left the balance at reserve time: the settle row records the charge with delta 0.
   await applyCreditChange(ctx, job.userId, { delta: 0, kind: "settle", jobId: job._id });
   await releaseHold(ctx, job.userId, job.creditsUsed);
+  await recordCreditsConsumed(ctx, job, job.creditsUsed);
   return true;
 }
 

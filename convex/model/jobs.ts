@@ -11,6 +11,7 @@ import {
   type JobStatus,
 } from "../lib/validators";
 import { refundJobCredits, reserveCredits, settleJobCredits } from "./credits";
+import { recordJobOutcome, recordUserActivity } from "./metrics";
 
 export const JOB_DURATIONS = [5, 10, 15] as const;
 export const PROMPT_MAX_LENGTH = 2000;
@@ -219,6 +220,7 @@ export async function createJob(
     // Unreachable after the check above; throwing rolls the insert back all the same.
     throw appError("INSUFFICIENT_CREDITS", "Not enough credits.");
   }
+  await recordUserActivity(ctx, user);
   return { jobId, created: true };
 }
 
@@ -247,7 +249,8 @@ export const ERROR_MAX_LENGTH = 2000;
 /**
  * The one way a job changes status. Applies the side effects of the target status in the same
  * transaction: `done` settles the credits and sets the video URL and its expiry; `failed` and
- * `canceled` refund; `queued` (a retry) keeps the hold; `expired` drops the video URL.
+ * `canceled` refund; `queued` (a retry) keeps the hold; `expired` drops the video URL. Done,
+ * failed and canceled are counted in the metrics rollups (`recordJobOutcome`).
  * Repeating the current status changes nothing.
  */
 export async function transitionJob(
@@ -309,6 +312,9 @@ export async function transitionJob(
     await settleJobCredits(ctx, updated);
   } else if (to === "failed" || to === "canceled") {
     await refundJobCredits(ctx, updated);
+  }
+  if (to === "done" || to === "failed" || to === "canceled") {
+    await recordJobOutcome(ctx, updated, to, now);
   }
   return { changed: true, job: (await ctx.db.get("jobs", job._id))! };
 }

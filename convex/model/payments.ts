@@ -6,6 +6,7 @@ import type { TrueLayerEvent } from "../lib/truelayer";
 import { applyCreditChange } from "./ledger";
 import { requirePlan } from "./plans";
 import { isWebhookEventRecorded, recordWebhookEvent } from "./webhookEvents";
+import { recordPaymentOutcome } from "./metrics";
 import { changePlan } from "./users";
 
 /**
@@ -85,6 +86,7 @@ export async function failCheckout(
   const payment = await ctx.db.get("payments", paymentId);
   if (payment?.status === "pending") {
     await ctx.db.patch("payments", paymentId, { status: "failed", failureReason: reason });
+    await recordPaymentOutcome(ctx, { paymentId, succeeded: false });
   }
 }
 
@@ -127,6 +129,7 @@ export async function markPaymentSucceeded(
     note: `Purchase of the ${plan.name} plan`,
   });
   await changePlan(ctx, payment.userId, plan.name);
+  await recordPaymentOutcome(ctx, { paymentId: payment._id, succeeded: true });
   return applied(`Payment ${status}: ${plan.monthlyCredits} credits added.`);
 }
 
@@ -143,6 +146,7 @@ export async function markPaymentFailed(
     return ignored("Payment already failed.");
   }
   await ctx.db.patch("payments", payment._id, { status: "failed", failureReason: reason });
+  await recordPaymentOutcome(ctx, { paymentId: payment._id, succeeded: false });
   return applied(`Payment failed: ${reason}.`);
 }
 

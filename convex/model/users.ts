@@ -5,6 +5,7 @@ import { appError } from "../lib/errors";
 import { hasInvisibleOrControlCharacters } from "../lib/text";
 import type { PlanName } from "../lib/validators";
 import { applyCreditChange } from "./ledger";
+import { recordUserActivity } from "./metrics";
 import { DEFAULT_PLAN, requirePlan } from "./plans";
 
 const EMAIL_MAX_LENGTH = 254;
@@ -41,7 +42,8 @@ export function validateClerkId(clerkId: string): void {
 /**
  * The user for `clerkId`, created on first sight (plan starter, the starter plan's credits as a
  * `grant` ledger row). Used by `users:getOrCreateUser` and the Clerk webhook, so whichever
- * arrives first creates the user and the other finds it: one user, one grant.
+ * arrives first creates the user and the other finds it: one user, one grant. Counts as
+ * activity for the "active users" metric (`recordUserActivity`).
  */
 export async function upsertUser(
   ctx: MutationCtx,
@@ -55,11 +57,11 @@ export async function upsertUser(
     if (existing.deletedAt !== undefined) {
       throw appError("FORBIDDEN", "This account has been deleted.");
     }
+    const activity = await recordUserActivity(ctx, existing);
     if (existing.email !== email) {
       await ctx.db.patch("users", existing._id, { email });
-      return { ...existing, email };
     }
-    return existing;
+    return { ...existing, ...activity, email };
   }
   const plan = await requirePlan(ctx, DEFAULT_PLAN);
   const userId = await ctx.db.insert("users", {
@@ -74,7 +76,8 @@ export async function upsertUser(
     kind: "grant",
     note: `Sign-up grant (${plan.name} plan)`,
   });
-  return (await ctx.db.get("users", userId))!;
+  const created = (await ctx.db.get("users", userId))!;
+  return { ...created, ...(await recordUserActivity(ctx, created)) };
 }
 
 /**
@@ -82,7 +85,8 @@ export async function upsertUser(
  * arrive only with the sign-up grant and with each paid purchase of a plan (`purchase` rows),
  * so switching back and forth can never mint credits, and a downgrade never takes away credits
  * already paid for. The change is recorded as a `planChanges` row and a zero-delta
- * `plan_change` ledger row. Changing to the current plan does nothing.
+ * `plan_change` ledger row, and counts as activity (the user's active-user count moves to the
+ * new plan). Changing to the current plan does nothing.
  */
 export async function changePlan(
   ctx: MutationCtx,
@@ -109,6 +113,7 @@ export async function changePlan(
     kind: "plan_change",
     note: `Plan ${user.plan} -> ${plan.name}`,
   });
+  await recordUserActivity(ctx, user, plan.name);
   return { changed: true, plan: plan.name };
 }
 

@@ -1,0 +1,277 @@
+import { api, internal } from "../convex/_generated/api";
+import type { Id } from "../convex/_generated/dataModel";
+import { MAX_PAGE_SIZE } from "../convex/lib/pagination";
+import { QUEUE_POSITION_CAP } from "../convex/model/jobs";
+import { METRIC_SHARDS } from "../convex/model/metrics";
+import { measure, type Cost, type Limits } from "./measure";
+import type { BenchEnv } from "./seed";
+
+/**
+ * The benchmark's table of cases. To benchmark another function, add one entry:
+ *
+ * - a `call` case runs its function once (after any unmeasured setup) and returns that
+ *   transaction's cost. It passes when its documents read at the largest N are at most
+ *   `resultSize + SMALL_CONSTANT` and within ±2 of the smallest N.
+ * - a `cron` case runs one transaction of a cron step; the runner repeats it until the step says
+ *   nothing more remains. It passes when the seeded backlog is fully drained and every
+ *   transaction stays under a quarter of each Convex transaction limit.
+ *
+ * Always measure through `measure(client, (ctx) => ctx.runQuery/runMutation(ref, args))`: the
+ * registered function runs as deployed (validators, auth, handler) inside a transaction that
+ * does nothing else.
+ */
+
+/** What "a small constant" is in the acceptance rule: fixed lookups (caller, plan, bucket...). */
+export const SMALL_CONSTANT = 20;
+
+export type CallCase = {
+  kind: "call";
+  name: string;
+  /** The page or result size the function may legitimately read. */
+  resultSize: number;
+  run: (env: BenchEnv) => Promise<Cost>;
+};
+
+export type CronStep = { cost: Cost; limits: Limits; handled: number; more: boolean };
+
+export type CronCase = {
+  kind: "cron";
+  name: string;
+  /** How many rows the seed left for this step to process. */
+  backlog: (env: BenchEnv) => number;
+  step: (env: BenchEnv) => Promise<CronStep>;
+};
+
+export type BenchCase = CallCase | CronCase;
+
+const page = (cursor: string | null = null) => ({
+  paginationOpts: { numItems: MAX_PAGE_SIZE, cursor },
+});
+
+async function newJob(env: BenchEnv, prompt = "a bench job"): Promise<Id<"jobs">> {
+  return await env.heavy.as.mutation(api.jobs.createJob, { prompt, durationSec: 5 });
+}
+
+export const CASES: BenchCase[] = [
+  {
+    kind: "call",
+    name: "plans.listPlans",
+    resultSize: 3,
+    run: async (env) => (await measure(env.t, (ctx) => ctx.runQuery(api.plans.listPlans, {}))).cost,
+  },
+  {
+    kind: "call",
+    name: "plans.getPlan",
+    resultSize: 1,
+    run: async (env) =>
+      (await measure(env.t, (ctx) => ctx.runQuery(api.plans.getPlan, { name: "studio" }))).cost,
+  },
+  {
+    kind: "call",
+    name: "users.getOrCreateUser (new)",
+    resultSize: 1,
+    run: async (env) => {
+      const { clerkId, as } = env.stranger();
+      const email = `${clerkId}@example.com`;
+      return (
+        await measure(as, (ctx) => ctx.runMutation(api.users.getOrCreateUser, { clerkId, email }))
+      ).cost;
+    },
+  },
+  {
+    kind: "call",
+    name: "users.getOrCreateUser (returning, same hour)",
+    resultSize: 1,
+    run: async (env) =>
+      (
+        await measure(env.heavy.as, (ctx) =>
+          ctx.runMutation(api.users.getOrCreateUser, {
+            clerkId: "heavy",
+            email: "heavy@example.com",
+          }),
+        )
+      ).cost,
+  },
+  {
+    kind: "call",
+    name: "users.getOrCreateUser (returning, new hour)",
+    // A user last active hours ago: the activity count moves to this hour (two buckets).
+    resultSize: 1,
+    run: async (env) => {
+      const as = env.as("filler_1");
+      return (
+        await measure(as, (ctx) =>
+          ctx.runMutation(api.users.getOrCreateUser, {
+            clerkId: "filler_1",
+            email: "filler_1@example.com",
+          }),
+        )
+      ).cost;
+    },
+  },
+  {
+    kind: "call",
+    name: "users.me",
+    resultSize: 1,
+    run: async (env) => (await measure(env.heavy.as, (ctx) => ctx.runQuery(api.users.me, {}))).cost,
+  },
+  {
+    kind: "call",
+    name: "credits.getCredits",
+    resultSize: 1,
+    run: async (env) =>
+      (await measure(env.heavy.as, (ctx) => ctx.runQuery(api.credits.getCredits, {}))).cost,
+  },
+  {
+    kind: "call",
+    name: "credits.listLedger (page 1)",
+    resultSize: MAX_PAGE_SIZE,
+    run: async (env) =>
+      (await measure(env.heavy.as, (ctx) => ctx.runQuery(api.credits.listLedger, page()))).cost,
+  },
+  {
+    kind: "call",
+    name: "credits.listLedger (page 2)",
+    resultSize: MAX_PAGE_SIZE,
+    run: async (env) => {
+      const first = await env.heavy.as.query(api.credits.listLedger, page());
+      return (
+        await measure(env.heavy.as, (ctx) =>
+          ctx.runQuery(api.credits.listLedger, page(first.continueCursor)),
+        )
+      ).cost;
+    },
+  },
+  {
+    kind: "call",
+    name: "jobs.createJob",
+    resultSize: 1,
+    run: async (env) =>
+      (
+        await measure(env.heavy.as, (ctx) =>
+          ctx.runMutation(api.jobs.createJob, { prompt: "a measured job", durationSec: 10 }),
+        )
+      ).cost,
+  },
+  {
+    kind: "call",
+    name: "jobs.createJob (idempotent retry)",
+    resultSize: 1,
+    run: async (env) => {
+      const request = { prompt: "retried", durationSec: 5, idempotencyKey: "bench-key" };
+      await env.heavy.as.mutation(api.jobs.createJob, request);
+      return (await measure(env.heavy.as, (ctx) => ctx.runMutation(api.jobs.createJob, request)))
+        .cost;
+    },
+  },
+  {
+    kind: "call",
+    name: "jobs.getJob (queued)",
+    // The job, plus its queue position counted through the index up to the cap.
+    resultSize: 1 + QUEUE_POSITION_CAP,
+    run: async (env) => {
+      const jobId = await newJob(env);
+      return (await measure(env.heavy.as, (ctx) => ctx.runQuery(api.jobs.getJob, { jobId }))).cost;
+    },
+  },
+  {
+    kind: "call",
+    name: "jobs.listUserJobs (page 1)",
+    resultSize: MAX_PAGE_SIZE,
+    run: async (env) =>
+      (await measure(env.heavy.as, (ctx) => ctx.runQuery(api.jobs.listUserJobs, page()))).cost,
+  },
+  {
+    kind: "call",
+    name: "jobs.listUserJobs (page 2)",
+    resultSize: MAX_PAGE_SIZE,
+    run: async (env) => {
+      const first = await env.heavy.as.query(api.jobs.listUserJobs, page());
+      return (
+        await measure(env.heavy.as, (ctx) =>
+          ctx.runQuery(api.jobs.listUserJobs, page(first.continueCursor)),
+        )
+      ).cost;
+    },
+  },
+  {
+    kind: "call",
+    name: "jobs.cancelJob",
+    resultSize: 1,
+    run: async (env) => {
+      const jobId = await newJob(env);
+      return (await measure(env.heavy.as, (ctx) => ctx.runMutation(api.jobs.cancelJob, { jobId })))
+        .cost;
+    },
+  },
+  {
+    kind: "call",
+    name: "jobs.updateJobStatus (internal, running)",
+    resultSize: 1,
+    run: async (env) => {
+      const jobId = await newJob(env);
+      return (
+        await measure(env.t, (ctx) =>
+          ctx.runMutation(internal.jobs.updateJobStatus, { jobId, status: "running" }),
+        )
+      ).cost;
+    },
+  },
+  {
+    kind: "call",
+    name: "jobs.updateJobStatus (internal, done)",
+    resultSize: 1,
+    run: async (env) => {
+      const jobId = await newJob(env);
+      await env.t.mutation(internal.jobs.updateJobStatus, { jobId, status: "running" });
+      return (
+        await measure(env.t, (ctx) =>
+          ctx.runMutation(internal.jobs.updateJobStatus, {
+            jobId,
+            status: "done",
+            r2Url: "https://videos.example.com/bench.mp4",
+          }),
+        )
+      ).cost;
+    },
+  },
+  {
+    kind: "call",
+    name: "metrics.overview (24 h)",
+    resultSize: 24 * METRIC_SHARDS,
+    run: async (env) =>
+      (await measure(env.admin.as, (ctx) => ctx.runQuery(api.metrics.overview, {}))).cost,
+  },
+  {
+    kind: "call",
+    name: "metrics.overview (720 h)",
+    resultSize: 720 * METRIC_SHARDS,
+    run: async (env) =>
+      (await measure(env.admin.as, (ctx) => ctx.runQuery(api.metrics.overview, { hours: 720 })))
+        .cost,
+  },
+  // Crons last (they change the data); prune first, so the expiry drain runs on the smaller
+  // database convex-test has to scan (the measured costs do not depend on the order).
+  {
+    kind: "cron",
+    name: "cron metrics.pruneOldBuckets",
+    backlog: (env) => env.n,
+    step: async (env) => {
+      const { cost, limits, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.metrics.pruneOldBuckets, {}),
+      );
+      return { cost, limits, handled: result.deleted, more: result.more };
+    },
+  },
+  {
+    kind: "cron",
+    name: "cron jobs.expireOldJobs",
+    backlog: (env) => env.n,
+    step: async (env) => {
+      const { cost, limits, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.jobs.expireOldJobs, {}),
+      );
+      return { cost, limits, handled: result.expired, more: result.more };
+    },
+  },
+];

@@ -1,0 +1,126 @@
+import { SMALL_CONSTANT, type BenchCase } from "./cases";
+import { METRIC_KEYS, type Cost, type Limits } from "./measure";
+
+/** One case at one N. For cron cases `cost` is the per-transaction maximum of each metric. */
+export type Sample = {
+  cost: Cost;
+  /** Wall time of the case (setup included), for finding slow cases; not judged. */
+  ms?: number;
+  /** Cron cases only. */
+  transactions?: number;
+  handled?: number;
+  backlog?: number;
+  /** Cron cases only: the largest used/limit ratio over all metrics and transactions. */
+  worstLimitFraction?: number;
+  worstMetric?: string;
+};
+
+export type CaseResult = {
+  name: string;
+  kind: BenchCase["kind"];
+  /** Call cases: resultSize + SMALL_CONSTANT. */
+  budget?: number;
+  byN: Record<string, Sample>;
+  flat: boolean;
+  reason: string;
+};
+
+export function summariseCron(
+  steps: Array<{ cost: Cost; limits: Limits; handled: number }>,
+  backlog: number,
+): Sample {
+  const cost = {} as Cost;
+  let worstLimitFraction = 0;
+  let worstMetric = "";
+  for (const key of METRIC_KEYS) {
+    cost[key] = Math.max(0, ...steps.map((s) => s.cost[key]));
+    for (const step of steps) {
+      const fraction = step.cost[key] / step.limits[key];
+      if (fraction > worstLimitFraction) {
+        worstLimitFraction = fraction;
+        worstMetric = key;
+      }
+    }
+  }
+  return {
+    cost,
+    transactions: steps.length,
+    handled: steps.reduce((sum, s) => sum + s.handled, 0),
+    backlog,
+    worstLimitFraction,
+    worstMetric,
+  };
+}
+
+/** The issue's acceptance rule, per case. */
+export function judge(benchCase: BenchCase, byN: Record<string, Sample>, ns: number[]): CaseResult {
+  const smallest = byN[String(ns[0])];
+  const largest = byN[String(ns[ns.length - 1])];
+  if (benchCase.kind === "call") {
+    const budget = benchCase.resultSize + SMALL_CONSTANT;
+    const small = smallest.cost.documentsRead;
+    const large = largest.cost.documentsRead;
+    const withinBudget = large <= budget;
+    const steady = Math.abs(large - small) <= 2;
+    return {
+      name: benchCase.name,
+      kind: benchCase.kind,
+      budget,
+      byN,
+      flat: withinBudget && steady,
+      reason:
+        `${large} read at N=${ns[ns.length - 1]} (budget ${budget}${withinBudget ? "" : " EXCEEDED"}), ` +
+        `${small} at N=${ns[0]} (${steady ? "within ±2" : "NOT within ±2"})`,
+    };
+  }
+  const problems: string[] = [];
+  for (const n of ns) {
+    const sample = byN[String(n)];
+    if (sample.handled !== sample.backlog) {
+      problems.push(`N=${n}: drained ${sample.handled} of ${sample.backlog}`);
+    }
+    if ((sample.worstLimitFraction ?? 0) >= 0.25) {
+      problems.push(
+        `N=${n}: ${sample.worstMetric} at ${((sample.worstLimitFraction ?? 0) * 100).toFixed(1)}% of its limit`,
+      );
+    }
+  }
+  return {
+    name: benchCase.name,
+    kind: benchCase.kind,
+    byN,
+    flat: problems.length === 0,
+    reason:
+      problems.length > 0
+        ? problems.join("; ")
+        : `drained ${largest.handled} rows in ${largest.transactions} transactions; worst ` +
+          `${((largest.worstLimitFraction ?? 0) * 100).toFixed(1)}% of a limit (${largest.worstMetric})`,
+  };
+}
+
+function kb(bytes: number): string {
+  return bytes >= 10_000 ? `${(bytes / 1024).toFixed(0)}K` : String(bytes);
+}
+
+/** A Markdown table: function × N -> documents read / bytes read / documents written, flat. */
+export function markdownTable(results: CaseResult[], ns: number[]): string {
+  const header = [
+    "function",
+    ...ns.map((n) => `N=${n.toLocaleString("en-US")} read / bytes / written`),
+    "budget",
+    "flat",
+  ];
+  const lines = [
+    `| ${header.join(" | ")} |`,
+    `| ${header.map((_, i) => (i === 0 ? "---" : "---:")).join(" | ")} |`,
+  ];
+  for (const result of results) {
+    const cells = ns.map((n) => {
+      const { cost } = result.byN[String(n)];
+      return `${cost.documentsRead} / ${kb(cost.bytesRead)} / ${cost.documentsWritten}`;
+    });
+    const budget = result.kind === "call" ? String(result.budget) : "< 25% of limits";
+    lines.push(`| ${[result.name, ...cells, budget, result.flat ? "yes" : "no"].join(" | ")} |`);
+  }
+  return lines.join("\n");
+}
