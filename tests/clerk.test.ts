@@ -125,6 +125,25 @@ describe("Clerk webhook", () => {
     expect(ledger.filter((row) => row.kind === "grant")).toHaveLength(1);
   });
 
+  test("user.deleted before the user exists leaves a tombstone: a late user.created or sign-up cannot revive it", async () => {
+    const t = await setup();
+    const deleted = await deliverClerk(t, userDeleted("user_1"));
+    expect(await deleted.json()).toMatchObject({ outcome: "applied" });
+    const late = await deliverClerk(t, userEvent("user.created", "user_1", "a@example.com"));
+    expect(await late.json()).toMatchObject({ outcome: "ignored" });
+    await expectCode(
+      t
+        .withIdentity(identityFor("user_1"))
+        .mutation(api.users.getOrCreateUser, { clerkId: "user_1", email: "user_1@example.com" }),
+      "FORBIDDEN",
+    );
+    const { users, ledger } = await rows(t);
+    expect(users).toMatchObject([{ clerkId: "user_1", credits: 0 }]);
+    expect(users[0].deletedAt).toBeTypeOf("number");
+    expect(users[0].email).toBe(`deleted+${users[0]._id}@deleted.invalid`);
+    expect(ledger).toHaveLength(0);
+  });
+
   test("user.deleted anonymises the user, who can no longer act; history stays", async () => {
     const t = await setup();
     const { as, userId } = await signUp(t, "user_1");

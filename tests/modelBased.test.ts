@@ -701,8 +701,18 @@ class ClerkEvent implements Cmd {
       const mu = model.users[this.user];
       if (delivery === 0) {
         if (this.type === "user.deleted") {
-          if (mu.signedUp) mu.deleted = true;
-        } else if (!mu.signedUp) {
+          if (!mu.signedUp) {
+            // A deletion before the user exists leaves a tombstone row with no credits.
+            mu.signedUp = true;
+            real.userIds[this.user] = (await real.t.run(async (ctx) =>
+              ctx.db
+                .query("users")
+                .withIndex("by_clerkId", (q) => q.eq("clerkId", clerkId))
+                .unique(),
+            ))!._id;
+          }
+          mu.deleted = true;
+        } else if (!mu.deleted && !mu.signedUp) {
           mu.signedUp = true;
           mu.credits = SIGN_UP_CREDITS;
           real.userIds[this.user] = (await real.t.run(async (ctx) =>

@@ -119,16 +119,31 @@ export async function changePlan(
 
 /**
  * Clerk deleted the user: personal data goes, the row stays so the ledger, jobs and payments
- * still add up. A deleted user can no longer act (see `getCallerUser`).
+ * still add up. A deleted user can no longer act (see `getCallerUser`). A deletion that arrives
+ * before the user was ever created here (webhooks can be reordered) leaves a tombstone: an
+ * anonymised row with no credits, so a late `user.created` or sign-up cannot bring it back.
  */
 export async function anonymiseUser(ctx: MutationCtx, clerkId: string): Promise<boolean> {
   const user = await findUserByClerkId(ctx, clerkId);
-  if (user === null || user.deletedAt !== undefined) {
+  if (user?.deletedAt !== undefined) {
     return false;
+  }
+  const now = Date.now();
+  if (user === null) {
+    const userId = await ctx.db.insert("users", {
+      clerkId,
+      email: "deleted@deleted.invalid",
+      plan: DEFAULT_PLAN,
+      credits: 0,
+      createdAt: now,
+      deletedAt: now,
+    });
+    await ctx.db.patch("users", userId, { email: `deleted+${userId}@deleted.invalid` });
+    return true;
   }
   await ctx.db.patch("users", user._id, {
     email: `deleted+${user._id}@deleted.invalid`,
-    deletedAt: Date.now(),
+    deletedAt: now,
   });
   return true;
 }
