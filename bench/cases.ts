@@ -4,7 +4,7 @@ import { MAX_PAGE_SIZE } from "../convex/lib/pagination";
 import { QUEUE_POSITION_CAP } from "../convex/model/jobs";
 import { METRIC_SHARDS } from "../convex/model/metrics";
 import { measure, type Cost, type Limits } from "./measure";
-import type { BenchEnv } from "./seed";
+import { seed, type BenchEnv } from "./seed";
 
 /**
  * The benchmark's table of cases. To benchmark another function, add one entry:
@@ -19,14 +19,24 @@ import type { BenchEnv } from "./seed";
  * Always measure through `measure(client, (ctx) => ctx.runQuery/runMutation(ref, args))`: the
  * registered function runs as deployed (validators, auth, handler) inside a transaction that
  * does nothing else.
+ *
+ * Cases run in the main deployment (`seed`) unless they name another `deployment`: a cron whose
+ * backlog would get in the way of other cases gets a deployment of its own, seeded with its
+ * backlog and the rows it must leave alone, and dropped once it has drained.
  */
 
 /** What "a small constant" is in the acceptance rule: fixed lookups (caller, plan, bucket...). */
 export const SMALL_CONSTANT = 20;
 
+/** A seeded deployment, built once per N for the cases that name it. */
+export type Deployment = { name: string; seed: (n: number, now: number) => Promise<BenchEnv> };
+
+export const MAIN: Deployment = { name: "main", seed };
+
 export type CallCase = {
   kind: "call";
   name: string;
+  deployment?: Deployment;
   /** The page or result size the function may legitimately read. */
   resultSize: number;
   run: (env: BenchEnv) => Promise<Cost>;
@@ -37,6 +47,7 @@ export type CronStep = { cost: Cost; limits: Limits; handled: number; more: bool
 export type CronCase = {
   kind: "cron";
   name: string;
+  deployment?: Deployment;
   /** How many rows the seed left for this step to process. */
   backlog: (env: BenchEnv) => number;
   step: (env: BenchEnv) => Promise<CronStep>;
