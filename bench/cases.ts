@@ -4,7 +4,7 @@ import { MAX_PAGE_SIZE } from "../convex/lib/pagination";
 import { QUEUE_POSITION_CAP } from "../convex/model/jobs";
 import { METRIC_SHARDS } from "../convex/model/metrics";
 import { measure, type Cost, type Limits } from "./measure";
-import { seed, type BenchEnv } from "./seed";
+import { seed, seedLeaseBacklog, seedQueueBacklog, type BenchEnv } from "./seed";
 
 /**
  * The benchmark's table of cases. To benchmark another function, add one entry:
@@ -21,8 +21,8 @@ import { seed, type BenchEnv } from "./seed";
  * does nothing else.
  *
  * Cases run in the main deployment (`seed`) unless they name another `deployment`: a cron whose
- * backlog would get in the way of other cases gets a deployment of its own, seeded with its
- * backlog and the rows it must leave alone, and dropped once it has drained.
+ * backlog would get in the way of other cases (the worker sweeps) gets a deployment of its own,
+ * seeded with its backlog and the rows it must leave alone, and dropped once it has drained.
  */
 
 /** What "a small constant" is in the acceptance rule: fixed lookups (caller, plan, bucket...). */
@@ -32,6 +32,8 @@ export const SMALL_CONSTANT = 20;
 export type Deployment = { name: string; seed: (n: number, now: number) => Promise<BenchEnv> };
 
 export const MAIN: Deployment = { name: "main", seed };
+const LEASE_BACKLOG: Deployment = { name: "lease backlog", seed: seedLeaseBacklog };
+const QUEUE_BACKLOG: Deployment = { name: "queue backlog", seed: seedQueueBacklog };
 
 export type CallCase = {
   kind: "call";
@@ -590,7 +592,7 @@ export const CASES: BenchCase[] = [
       return cost;
     },
   },
-  // Crons last (they change the data).
+  // Crons last (they change the data). The worker sweeps drain in deployments of their own.
   {
     kind: "cron",
     name: "cron metrics.pruneOldBuckets",
@@ -611,6 +613,30 @@ export const CASES: BenchCase[] = [
         ctx.runMutation(internal.jobs.expireOldJobs, {}),
       );
       return { cost, limits, handled: result.expired, more: result.more };
+    },
+  },
+  {
+    kind: "cron",
+    name: "cron worker.sweepExpiredLeases",
+    deployment: LEASE_BACKLOG,
+    backlog: (env) => env.n,
+    step: async (env) => {
+      const { cost, limits, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.worker.sweepExpiredLeases, {}),
+      );
+      return { cost, limits, handled: result.requeued + result.failed, more: result.more };
+    },
+  },
+  {
+    kind: "cron",
+    name: "cron worker.sweepQueueTimeouts",
+    deployment: QUEUE_BACKLOG,
+    backlog: (env) => env.n,
+    step: async (env) => {
+      const { cost, limits, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.worker.sweepQueueTimeouts, {}),
+      );
+      return { cost, limits, handled: result.failed, more: result.more };
     },
   },
 ];

@@ -10,6 +10,7 @@ import {
   RETENTION_HOURS,
   hourStart,
 } from "../convex/model/metrics";
+import { DEFAULT_WORKER_CONFIG } from "../convex/model/worker";
 import type { Client } from "./measure";
 
 const modules = import.meta.glob("../convex/**/*.ts");
@@ -132,6 +133,29 @@ function counted(env: BenchEnv, table: string, count: number) {
   env.rows[table] = (env.rows[table] ?? 0) + count;
 }
 
+/** Job owners for the sweep deployments: refunds spread over this many users. */
+const OWNERS = 100;
+
+async function seedOwners(env: BenchEnv, credits: number): Promise<Array<Id<"users">>> {
+  const owners: Array<Id<"users">> = [];
+  await env.t.run(async (ctx) => {
+    for (let i = 0; i < OWNERS; i++) {
+      owners.push(
+        await ctx.db.insert("users", {
+          clerkId: `owner_${i}`,
+          email: `owner_${i}@example.com`,
+          plan: PLANS[i % 3],
+          credits: 80,
+          reservedCredits: credits,
+          createdAt: env.now - 30 * DAY_MS,
+        }),
+      );
+    }
+  });
+  counted(env, "users", OWNERS);
+  return owners;
+}
+
 /**
  * The main deployment, where every call case and the expiry and prune crons run. Besides
  * `newDeployment`'s rows, N rows in each large table:
@@ -191,7 +215,7 @@ export async function seed(n: number, now: number): Promise<BenchEnv> {
   }));
   counted(env, "jobs", n);
   // The queue workers claim from: N queued jobs, oldest first (all created within the queue
-  // timeout).
+  // timeout: the queue-timeout sweep drains a backlog of its own, see seedQueueBacklog).
   await insertMany(t, n, (i) => ({
     table: "jobs",
     doc: {
@@ -248,5 +272,96 @@ export async function seed(n: number, now: number): Promise<BenchEnv> {
     },
   }));
   counted(env, "webhookEvents", n);
+  return env;
+}
+
+/**
+ * The lease sweep's deployment: N running jobs whose worker lease has passed (the backlog; the
+ * older half on their last attempt, so they fail and refund, the newer half requeued), plus
+ * jobs the sweep must leave alone: N / 10 running jobs whose lease is still valid and N / 10
+ * running jobs without a lease (moved by operators).
+ */
+export async function seedLeaseBacklog(n: number, now: number): Promise<BenchEnv> {
+  const env = await newDeployment(n, now);
+  const owners = await seedOwners(env, 10 * n);
+  const maxAttempts = DEFAULT_WORKER_CONFIG.maxAttempts;
+  const running = (i: number, prompt: string) => ({
+    userId: owners[i % OWNERS],
+    prompt,
+    durationSec: 10,
+    creditsUsed: 10,
+    status: "running" as const,
+    creditStatus: "held" as const,
+    createdAt: now - HOUR_MS + i,
+    startedAt: now - HOUR_MS / 2 + i,
+  });
+  await insertMany(env.t, n, (i) => ({
+    table: "jobs",
+    doc: {
+      ...running(i, `stalled job ${i}`),
+      workerId: `gpu-${i % 16}`,
+      leaseExpiresAt: now - n - 1 + i,
+      attempt: i < n / 2 ? maxAttempts : 1 + (i % (maxAttempts - 1)),
+      progress: 40,
+    },
+  }));
+  const others = Math.floor(n / 10);
+  await insertMany(env.t, others, (i) => ({
+    table: "jobs",
+    doc: {
+      ...running(i, `healthy job ${i}`),
+      workerId: `gpu-${i % 16}`,
+      leaseExpiresAt: now + 5 * 60 * 1000 + i,
+      attempt: 1,
+      progress: 60,
+    },
+  }));
+  await insertMany(env.t, others, (i) => ({
+    table: "jobs",
+    doc: running(i, `operator job ${i}`),
+  }));
+  counted(env, "jobs", n + 2 * others);
+  return env;
+}
+
+/**
+ * The queue-timeout sweep's deployment: N jobs queued for longer than the queue timeout (the
+ * backlog), plus jobs it must leave alone: N / 10 jobs queued within the timeout and N / 10
+ * running jobs.
+ */
+export async function seedQueueBacklog(n: number, now: number): Promise<BenchEnv> {
+  const env = await newDeployment(n, now);
+  const owners = await seedOwners(env, 10 * n);
+  const timeout = DEFAULT_WORKER_CONFIG.queueTimeoutMs;
+  const job = (i: number, prompt: string, createdAt: number) => ({
+    userId: owners[i % OWNERS],
+    prompt,
+    durationSec: 10,
+    creditsUsed: 10,
+    status: "queued" as const,
+    creditStatus: "held" as const,
+    createdAt,
+  });
+  await insertMany(env.t, n, (i) => ({
+    table: "jobs",
+    doc: job(i, `stale job ${i}`, now - timeout - n - 1 + i),
+  }));
+  const others = Math.floor(n / 10);
+  await insertMany(env.t, others, (i) => ({
+    table: "jobs",
+    doc: job(i, `fresh job ${i}`, now - timeout / 2 + i),
+  }));
+  await insertMany(env.t, others, (i) => ({
+    table: "jobs",
+    doc: {
+      ...job(i, `running job ${i}`, now - HOUR_MS + i),
+      status: "running",
+      workerId: `gpu-${i % 16}`,
+      leaseExpiresAt: now + 5 * 60 * 1000 + i,
+      attempt: 1,
+      startedAt: now - HOUR_MS / 2 + i,
+    },
+  }));
+  counted(env, "jobs", n + 2 * others);
   return env;
 }
