@@ -4,7 +4,7 @@ import { MAX_PAGE_SIZE } from "../convex/lib/pagination";
 import { QUEUE_POSITION_CAP } from "../convex/model/jobs";
 import { METRIC_SHARDS } from "../convex/model/metrics";
 import { measure, type Cost, type Limits } from "./measure";
-import type { BenchEnv } from "./seed";
+import { seed, seedLeaseBacklog, seedQueueBacklog, type BenchEnv } from "./seed";
 
 /**
  * The benchmark's table of cases. To benchmark another function, add one entry:
@@ -19,14 +19,26 @@ import type { BenchEnv } from "./seed";
  * Always measure through `measure(client, (ctx) => ctx.runQuery/runMutation(ref, args))`: the
  * registered function runs as deployed (validators, auth, handler) inside a transaction that
  * does nothing else.
+ *
+ * Cases run in the main deployment (`seed`) unless they name another `deployment`: a cron whose
+ * backlog would get in the way of other cases (the worker sweeps) gets a deployment of its own,
+ * seeded with its backlog and the rows it must leave alone, and dropped once it has drained.
  */
 
 /** What "a small constant" is in the acceptance rule: fixed lookups (caller, plan, bucket...). */
 export const SMALL_CONSTANT = 20;
 
+/** A seeded deployment, built once per N for the cases that name it. */
+export type Deployment = { name: string; seed: (n: number, now: number) => Promise<BenchEnv> };
+
+export const MAIN: Deployment = { name: "main", seed };
+const LEASE_BACKLOG: Deployment = { name: "lease backlog", seed: seedLeaseBacklog };
+const QUEUE_BACKLOG: Deployment = { name: "queue backlog", seed: seedQueueBacklog };
+
 export type CallCase = {
   kind: "call";
   name: string;
+  deployment?: Deployment;
   /** The page or result size the function may legitimately read. */
   resultSize: number;
   run: (env: BenchEnv) => Promise<Cost>;
@@ -37,6 +49,7 @@ export type CronStep = { cost: Cost; limits: Limits; handled: number; more: bool
 export type CronCase = {
   kind: "cron";
   name: string;
+  deployment?: Deployment;
   /** How many rows the seed left for this step to process. */
   backlog: (env: BenchEnv) => number;
   step: (env: BenchEnv) => Promise<CronStep>;
@@ -50,6 +63,62 @@ const page = (cursor: string | null = null) => ({
 
 async function newJob(env: BenchEnv, prompt = "a bench job"): Promise<Id<"jobs">> {
   return await env.heavy.as.mutation(api.jobs.createJob, { prompt, durationSec: 5 });
+}
+
+const WORKER = "gpu-bench-1";
+
+/** Claims the head of the queue as the workers' HTTP route does (unmeasured setup). */
+async function claim(env: BenchEnv) {
+  const job = await env.t.mutation(internal.worker.claimJob, { workerId: WORKER });
+  if (job === null) {
+    throw new Error("bench: the queue is empty");
+  }
+  return job;
+}
+
+/** Claims a job on its last attempt (a job failed as retryable goes back to the queue's head). */
+async function claimLastAttempt(env: BenchEnv) {
+  let job = await claim(env);
+  while (job.attempt < job.maxAttempts) {
+    await env.t.mutation(internal.worker.failJob, {
+      jobId: job.jobId,
+      workerId: WORKER,
+      error: "CUDA out of memory",
+      retryable: true,
+    });
+    job = await claim(env);
+  }
+  return job;
+}
+
+/** Throws unless a webhook mutation did what the case is about (a no-op would measure less). */
+function expectOutcome<T extends { outcome: string }>(result: T, outcome: T["outcome"]): T {
+  if (result.outcome !== outcome) {
+    throw new Error(`bench: expected outcome ${outcome}, got ${JSON.stringify(result)}`);
+  }
+  return result;
+}
+
+/** Numbers the payments and webhook events the cases make up, so each one is new. */
+let made = 0;
+const nextId = (prefix: string) => `${prefix}_bench_${++made}`;
+
+/** A pending payment of the heavy user, with TrueLayer's id attached (unmeasured setup). */
+async function pendingPayment(env: BenchEnv): Promise<string> {
+  const trueLayerPaymentId = nextId("tl");
+  await env.t.run(async (ctx) => {
+    await ctx.db.insert("payments", {
+      userId: env.heavy.userId,
+      trueLayerTxnId: trueLayerPaymentId,
+      amount: 6000,
+      creditsAdded: 0,
+      timestamp: env.now,
+      status: "pending",
+      planName: "studio",
+      currency: "GBP",
+    });
+  });
+  return trueLayerPaymentId;
 }
 
 export const CASES: BenchCase[] = [
@@ -250,8 +319,280 @@ export const CASES: BenchCase[] = [
       (await measure(env.admin.as, (ctx) => ctx.runQuery(api.metrics.overview, { hours: 720 })))
         .cost,
   },
-  // Crons last (they change the data); prune first, so the expiry drain runs on the smaller
-  // database convex-test has to scan (the measured costs do not depend on the order).
+  {
+    kind: "call",
+    name: "payments.listPayments (page 1)",
+    resultSize: MAX_PAGE_SIZE,
+    run: async (env) =>
+      (await measure(env.heavy.as, (ctx) => ctx.runQuery(api.payments.listPayments, page()))).cost,
+  },
+  {
+    kind: "call",
+    name: "payments.listPayments (page 2)",
+    resultSize: MAX_PAGE_SIZE,
+    run: async (env) => {
+      const first = await env.heavy.as.query(api.payments.listPayments, page());
+      return (
+        await measure(env.heavy.as, (ctx) =>
+          ctx.runQuery(api.payments.listPayments, page(first.continueCursor)),
+        )
+      ).cost;
+    },
+  },
+  // `payments.createCheckout` is an action that calls TrueLayer over the network, so it is not
+  // run; its database steps are (the internal mutations it runs around the TrueLayer call).
+  {
+    kind: "call",
+    name: "payments.startCheckout (createCheckout's step)",
+    resultSize: 1,
+    run: async (env) =>
+      (
+        await measure(env.t, (ctx) =>
+          ctx.runMutation(internal.payments.startCheckout, {
+            clerkId: "heavy",
+            planName: "creator",
+            currency: "GBP",
+          }),
+        )
+      ).cost,
+  },
+  {
+    kind: "call",
+    name: "payments.attachTrueLayerPayment (createCheckout's step)",
+    resultSize: 1,
+    run: async (env) => {
+      const { paymentId } = await env.t.mutation(internal.payments.startCheckout, {
+        clerkId: "heavy",
+        planName: "creator",
+        currency: "GBP",
+      });
+      const trueLayerPaymentId = nextId("tl");
+      return (
+        await measure(env.t, (ctx) =>
+          ctx.runMutation(internal.payments.attachTrueLayerPayment, {
+            paymentId,
+            trueLayerPaymentId,
+          }),
+        )
+      ).cost;
+    },
+  },
+  {
+    kind: "call",
+    name: "payments.failCheckout (createCheckout's step)",
+    resultSize: 1,
+    run: async (env) => {
+      const { paymentId } = await env.t.mutation(internal.payments.startCheckout, {
+        clerkId: "heavy",
+        planName: "creator",
+        currency: "GBP",
+      });
+      return (
+        await measure(env.t, (ctx) =>
+          ctx.runMutation(internal.payments.failCheckout, {
+            paymentId,
+            reason: "TrueLayer answered 503",
+          }),
+        )
+      ).cost;
+    },
+  },
+  // The GPU worker API: the internal mutations its HTTP routes (convex/workerHttp.ts) run.
+  {
+    kind: "call",
+    name: "worker.claimJob (N-deep queue)",
+    resultSize: 1,
+    run: async (env) => {
+      const { cost, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.worker.claimJob, { workerId: WORKER }),
+      );
+      if (result === null) {
+        throw new Error("bench: claimJob found the queue empty");
+      }
+      return cost;
+    },
+  },
+  {
+    kind: "call",
+    name: "worker.heartbeat",
+    resultSize: 1,
+    run: async (env) => {
+      const { jobId } = await claim(env);
+      return (
+        await measure(env.t, (ctx) =>
+          ctx.runMutation(internal.worker.heartbeat, { jobId, workerId: WORKER, progress: 50 }),
+        )
+      ).cost;
+    },
+  },
+  {
+    kind: "call",
+    name: "worker.completeJob",
+    resultSize: 1,
+    run: async (env) => {
+      const { jobId } = await claim(env);
+      return (
+        await measure(env.t, (ctx) =>
+          ctx.runMutation(internal.worker.completeJob, {
+            jobId,
+            workerId: WORKER,
+            r2Url: "https://videos.example.com/bench-worker.mp4",
+          }),
+        )
+      ).cost;
+    },
+  },
+  {
+    kind: "call",
+    name: "worker.failJob (retryable, requeued)",
+    resultSize: 1,
+    run: async (env) => {
+      const { jobId } = await claim(env);
+      const { cost, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.worker.failJob, {
+          jobId,
+          workerId: WORKER,
+          error: "CUDA out of memory",
+          retryable: true,
+        }),
+      );
+      if (result.status !== "queued") {
+        throw new Error(`bench: expected a requeue, got ${JSON.stringify(result)}`);
+      }
+      return cost;
+    },
+  },
+  {
+    kind: "call",
+    name: "worker.failJob (retryable, last attempt: failed)",
+    resultSize: 1,
+    run: async (env) => {
+      const { jobId } = await claimLastAttempt(env);
+      const { cost, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.worker.failJob, {
+          jobId,
+          workerId: WORKER,
+          error: "CUDA out of memory",
+          retryable: true,
+        }),
+      );
+      if (result.status !== "failed") {
+        throw new Error(`bench: expected a final failure, got ${JSON.stringify(result)}`);
+      }
+      return cost;
+    },
+  },
+  {
+    kind: "call",
+    name: "worker.failJob (not retryable: failed)",
+    resultSize: 1,
+    run: async (env) => {
+      const { jobId } = await claim(env);
+      const { cost, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.worker.failJob, {
+          jobId,
+          workerId: WORKER,
+          error: "prompt rejected by the safety filter",
+          retryable: false,
+        }),
+      );
+      if (result.status !== "failed") {
+        throw new Error(`bench: expected a final failure, got ${JSON.stringify(result)}`);
+      }
+      return cost;
+    },
+  },
+  // Webhooks: the internal mutations the verified TrueLayer and Clerk deliveries run
+  // (convex/webhooks.ts), among N payments and N recorded events.
+  {
+    kind: "call",
+    name: "payments.applyTrueLayerEvent (payment_executed)",
+    resultSize: 1,
+    run: async (env) => {
+      const trueLayerPaymentId = await pendingPayment(env);
+      const { cost, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.payments.applyTrueLayerEvent, {
+          eventId: nextId("evt"),
+          type: "payment_executed",
+          trueLayerPaymentId,
+          occurredAt: env.now,
+        }),
+      );
+      expectOutcome(result, "applied");
+      return cost;
+    },
+  },
+  {
+    kind: "call",
+    name: "payments.applyTrueLayerEvent (duplicate event)",
+    resultSize: 1,
+    run: async (env) => {
+      const event = {
+        eventId: nextId("evt"),
+        type: "payment_executed" as const,
+        trueLayerPaymentId: await pendingPayment(env),
+        occurredAt: env.now,
+      };
+      expectOutcome(await env.t.mutation(internal.payments.applyTrueLayerEvent, event), "applied");
+      const { cost, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.payments.applyTrueLayerEvent, event),
+      );
+      expectOutcome(result, "duplicate");
+      return cost;
+    },
+  },
+  {
+    kind: "call",
+    name: "clerk.applyClerkEvent (user.created)",
+    resultSize: 1,
+    run: async (env) => {
+      const { clerkId } = env.stranger();
+      const { cost, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.clerk.applyClerkEvent, {
+          eventId: nextId("msg"),
+          type: "user.created",
+          clerkId,
+          email: `${clerkId}@example.com`,
+        }),
+      );
+      expectOutcome(result, "applied");
+      return cost;
+    },
+  },
+  {
+    kind: "call",
+    name: "clerk.applyClerkEvent (user.updated)",
+    resultSize: 1,
+    run: async (env) => {
+      const { cost, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.clerk.applyClerkEvent, {
+          eventId: nextId("msg"),
+          type: "user.updated",
+          clerkId: "filler_3",
+          email: "filler_3@new.example.com",
+        }),
+      );
+      expectOutcome(result, "applied");
+      return cost;
+    },
+  },
+  {
+    kind: "call",
+    name: "clerk.applyClerkEvent (user.deleted)",
+    resultSize: 1,
+    run: async (env) => {
+      const { cost, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.clerk.applyClerkEvent, {
+          eventId: nextId("msg"),
+          type: "user.deleted",
+          clerkId: "filler_2",
+        }),
+      );
+      expectOutcome(result, "applied");
+      return cost;
+    },
+  },
+  // Crons last (they change the data). The worker sweeps drain in deployments of their own.
   {
     kind: "cron",
     name: "cron metrics.pruneOldBuckets",
@@ -272,6 +613,30 @@ export const CASES: BenchCase[] = [
         ctx.runMutation(internal.jobs.expireOldJobs, {}),
       );
       return { cost, limits, handled: result.expired, more: result.more };
+    },
+  },
+  {
+    kind: "cron",
+    name: "cron worker.sweepExpiredLeases",
+    deployment: LEASE_BACKLOG,
+    backlog: (env) => env.n,
+    step: async (env) => {
+      const { cost, limits, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.worker.sweepExpiredLeases, {}),
+      );
+      return { cost, limits, handled: result.requeued + result.failed, more: result.more };
+    },
+  },
+  {
+    kind: "cron",
+    name: "cron worker.sweepQueueTimeouts",
+    deployment: QUEUE_BACKLOG,
+    backlog: (env) => env.n,
+    step: async (env) => {
+      const { cost, limits, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.worker.sweepQueueTimeouts, {}),
+      );
+      return { cost, limits, handled: result.failed, more: result.more };
     },
   },
 ];

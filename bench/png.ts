@@ -230,13 +230,15 @@ export function lineChart(options: {
   footnote?: string;
 }): Buffer {
   const { series } = options;
-  const legendWidth = 700;
-  const width = 1640;
-  const height = Math.max(760, 150 + series.length * 26);
   const left = 110;
   const top = 70;
-  const plotW = width - legendWidth - left - 40;
+  const plotW = 790;
   const plotH = 560;
+  // The legend is as wide as its longest label; the footnote goes below the plot and legend.
+  const legendWidth = 34 + 12 * Math.max(0, ...series.map((s) => s.label.length)) + 20;
+  const width = left + plotW + 40 + legendWidth;
+  const footnoteY = Math.max(top + plotH + 80, top + series.length * 26 + 14);
+  const height = footnoteY + 40;
   const black: RGB = [0, 0, 0];
   const grey: RGB = [225, 225, 225];
   const r = new Raster(width, height);
@@ -278,7 +280,7 @@ export function lineChart(options: {
   );
   r.textVertical(20, top + plotH / 2 + (options.yLabel.length * 12) / 2, options.yLabel, black);
   if (options.footnote !== undefined) {
-    r.text(left, top + plotH + 80, options.footnote, [90, 90, 90]);
+    r.text(left, footnoteY, options.footnote, [90, 90, 90]);
   }
 
   series.forEach((s, i) => {

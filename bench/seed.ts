@@ -10,6 +10,7 @@ import {
   RETENTION_HOURS,
   hourStart,
 } from "../convex/model/metrics";
+import { DEFAULT_WORKER_CONFIG } from "../convex/model/worker";
 import type { Client } from "./measure";
 
 const modules = import.meta.glob("../convex/**/*.ts");
@@ -17,12 +18,16 @@ const modules = import.meta.glob("../convex/**/*.ts");
 /** Rows inserted per seeding transaction (well under the 16,000-documents-written limit). */
 const CHUNK = 4000;
 const PLANS = ["starter", "creator", "studio"] as const;
+const DAY_MS = 24 * HOUR_MS;
 
 export type BenchEnv = {
   t: Client;
   n: number;
   now: number;
-  /** Owns the N-job backlog, N ledger rows, and is the caller of the per-user functions. */
+  /**
+   * Owns (main deployment) the expiry backlog's N jobs, N ledger rows and N payments, and is
+   * the caller of the per-user functions.
+   */
   heavy: { as: Client; userId: Id<"users"> };
   admin: { as: Client; userId: Id<"users"> };
   /** A fresh Clerk id and a client signed in as it (no user row yet). */
@@ -80,28 +85,17 @@ function fullBucket(hour: number, shard: number): Insertable {
 }
 
 /**
- * A deployment with N rows in each large table:
- * - N users (besides the admin and the heavy user), last active some hours ago;
- * - N done jobs of the heavy user whose video expired an hour ago: the expiry cron's backlog;
- * - N / 10 queued jobs of other users, all ahead of any new job in the queue;
- * - N ledger rows of the heavy user;
- * - a month of metrics buckets (every hour x shard of the retention period, as a busy
- *   deployment has), plus N buckets past the retention: the prune cron's backlog.
+ * A fresh deployment: the plans, a month of metrics buckets (every hour x shard of the
+ * retention period, as a busy deployment has), an admin and the heavy user. `rows` counts what
+ * it holds; the seeds below add their tables' rows.
  */
-export async function seed(n: number, now: number): Promise<BenchEnv> {
+async function newDeployment(n: number, now: number) {
   const t = convexTest({ schema, modules, transactionLimits: true });
   await t.mutation(internal.plans.seedPlans, {});
-  // Buckets first: the sign-ups below then add to existing rows, as in a live deployment.
-  const current = hourStart(now);
   const windowBuckets = RETENTION_HOURS * METRIC_SHARDS;
   await insertMany(t, windowBuckets, (i) =>
-    fullBucket(current - Math.floor(i / METRIC_SHARDS) * HOUR_MS, i % METRIC_SHARDS),
+    fullBucket(hourStart(now) - Math.floor(i / METRIC_SHARDS) * HOUR_MS, i % METRIC_SHARDS),
   );
-  const cutoff = current - RETENTION_HOURS * HOUR_MS;
-  await insertMany(t, n, (i) =>
-    fullBucket(cutoff - (1 + Math.floor(i / METRIC_SHARDS)) * HOUR_MS, i % METRIC_SHARDS),
-  );
-
   const signUp = async (clerkId: string) => {
     const as = t.withIdentity(identity(clerkId));
     const user = await as.mutation(api.users.getOrCreateUser, {
@@ -117,8 +111,71 @@ export async function seed(n: number, now: number): Promise<BenchEnv> {
   await t.run(async (ctx) => {
     await ctx.db.patch("users", heavy.userId, { credits: 1_000_000 });
   });
+  let strangers = 0;
+  const env: BenchEnv = {
+    t,
+    n,
+    now,
+    heavy,
+    admin,
+    as: (clerkId) => t.withIdentity(identity(clerkId)),
+    stranger: () => {
+      const clerkId = `stranger_${++strangers}`;
+      return { clerkId, as: t.withIdentity(identity(clerkId)) };
+    },
+    rows: { plans: 3, users: 2, ledger: 2, metricsBuckets: windowBuckets },
+  };
+  return env;
+}
 
-  const day = 24 * HOUR_MS;
+/** Adds `count` rows of `table` to the deployment's row counts. */
+function counted(env: BenchEnv, table: string, count: number) {
+  env.rows[table] = (env.rows[table] ?? 0) + count;
+}
+
+/** Job owners for the sweep deployments: refunds spread over this many users. */
+const OWNERS = 100;
+
+async function seedOwners(env: BenchEnv, credits: number): Promise<Array<Id<"users">>> {
+  const owners: Array<Id<"users">> = [];
+  await env.t.run(async (ctx) => {
+    for (let i = 0; i < OWNERS; i++) {
+      owners.push(
+        await ctx.db.insert("users", {
+          clerkId: `owner_${i}`,
+          email: `owner_${i}@example.com`,
+          plan: PLANS[i % 3],
+          credits: 80,
+          reservedCredits: credits,
+          createdAt: env.now - 30 * DAY_MS,
+        }),
+      );
+    }
+  });
+  counted(env, "users", OWNERS);
+  return owners;
+}
+
+/**
+ * The main deployment, where every call case and the expiry and prune crons run. Besides
+ * `newDeployment`'s rows, N rows in each large table:
+ * - N users (besides the admin and the heavy user), last active some hours ago;
+ * - N done jobs of the heavy user whose video expired an hour ago: the expiry cron's backlog;
+ * - N queued jobs of another user, all ahead of any new job: the worker's N-deep queue;
+ * - N ledger rows and N payments of the heavy user (executed, settled, failed and pending);
+ * - N processed webhook events (TrueLayer and Clerk), for the replay checks;
+ * - N metrics buckets past the retention: the prune cron's backlog.
+ */
+export async function seed(n: number, now: number): Promise<BenchEnv> {
+  const env = await newDeployment(n, now);
+  const { t, heavy, admin } = env;
+  const current = hourStart(now);
+  const cutoff = current - RETENTION_HOURS * HOUR_MS;
+  await insertMany(t, n, (i) =>
+    fullBucket(cutoff - (1 + Math.floor(i / METRIC_SHARDS)) * HOUR_MS, i % METRIC_SHARDS),
+  );
+  counted(env, "metricsBuckets", n);
+
   await insertMany(t, n, (i) => ({
     table: "users",
     doc: {
@@ -126,12 +183,13 @@ export async function seed(n: number, now: number): Promise<BenchEnv> {
       email: `filler_${i}@example.com`,
       plan: PLANS[i % 3],
       credits: 80,
-      createdAt: now - 30 * day + i,
+      createdAt: now - 30 * DAY_MS + i,
       // Last seen some hours ago (inside the metrics window): signing in now moves their count.
       lastActiveHour: current - (1 + (i % 700)) * HOUR_MS,
       lastActivePlan: PLANS[i % 3],
     },
   }));
+  counted(env, "users", n);
   const otherUser = await t.run(async (ctx) => {
     const filler = await ctx.db
       .query("users")
@@ -149,14 +207,16 @@ export async function seed(n: number, now: number): Promise<BenchEnv> {
       r2Url: `https://videos.example.com/${i}.mp4`,
       status: "done",
       creditStatus: "settled",
-      createdAt: now - 3 * day + i,
-      startedAt: now - 3 * day + i + 1000,
-      finishedAt: now - 3 * day + i + 60_000,
+      createdAt: now - 3 * DAY_MS + i,
+      startedAt: now - 3 * DAY_MS + i + 1000,
+      finishedAt: now - 3 * DAY_MS + i + 60_000,
       expiresAt: now - HOUR_MS - n + i,
     },
   }));
-  const queued = Math.floor(n / 10);
-  await insertMany(t, queued, (i) => ({
+  counted(env, "jobs", n);
+  // The queue workers claim from: N queued jobs, oldest first (all created within the queue
+  // timeout: the queue-timeout sweep drains a backlog of its own, see seedQueueBacklog).
+  await insertMany(t, n, (i) => ({
     table: "jobs",
     doc: {
       userId: otherUser,
@@ -165,9 +225,10 @@ export async function seed(n: number, now: number): Promise<BenchEnv> {
       creditsUsed: 10,
       status: "queued",
       creditStatus: "held",
-      createdAt: now - day + i,
+      createdAt: now - DAY_MS / 2 + i,
     },
   }));
+  counted(env, "jobs", n);
   await insertMany(t, n, (i) => ({
     table: "ledger",
     doc: {
@@ -176,26 +237,131 @@ export async function seed(n: number, now: number): Promise<BenchEnv> {
       balanceAfter: 1_000_000,
       kind: "adjustment",
       note: `seeded row ${i}`,
-      createdAt: now - 2 * day + i,
+      createdAt: now - 2 * DAY_MS + i,
     },
   }));
-  let strangers = 0;
-  return {
-    t,
-    n,
-    now,
-    heavy,
-    admin,
-    as: (clerkId) => t.withIdentity(identity(clerkId)),
-    stranger: () => {
-      const clerkId = `stranger_${++strangers}`;
-      return { clerkId, as: t.withIdentity(identity(clerkId)) };
+  counted(env, "ledger", n);
+  const statuses = ["executed", "settled", "failed", "pending"] as const;
+  await insertMany(t, n, (i) => {
+    const status = statuses[i % statuses.length];
+    const succeeded = status === "executed" || status === "settled";
+    return {
+      table: "payments",
+      doc: {
+        userId: heavy.userId,
+        trueLayerTxnId: `tl_seeded_${i}`,
+        amount: 3100,
+        creditsAdded: succeeded ? 250 : 0,
+        timestamp: now - 20 * DAY_MS + i,
+        status,
+        planName: "creator",
+        currency: "GBP",
+        ...(succeeded ? { succeededAt: now - 20 * DAY_MS + i + 1000 } : {}),
+        ...(status === "failed" ? { failureReason: "insufficient_funds" } : {}),
+      },
+    };
+  });
+  counted(env, "payments", n);
+  await insertMany(t, n, (i) => ({
+    table: "webhookEvents",
+    doc: {
+      provider: i % 2 === 0 ? "truelayer" : "clerk",
+      eventId: `evt_seeded_${i}`,
+      type: i % 2 === 0 ? "payment_executed" : "user.created",
+      receivedAt: now - 20 * DAY_MS + i,
     },
-    rows: {
-      users: n + 2,
-      jobs: n + queued,
-      ledger: n + 2,
-      metricsBuckets: windowBuckets + n,
+  }));
+  counted(env, "webhookEvents", n);
+  return env;
+}
+
+/**
+ * The lease sweep's deployment: N running jobs whose worker lease has passed (the backlog; the
+ * older half on their last attempt, so they fail and refund, the newer half requeued), plus
+ * jobs the sweep must leave alone: N / 10 running jobs whose lease is still valid and N / 10
+ * running jobs without a lease (moved by operators).
+ */
+export async function seedLeaseBacklog(n: number, now: number): Promise<BenchEnv> {
+  const env = await newDeployment(n, now);
+  const owners = await seedOwners(env, 10 * n);
+  const maxAttempts = DEFAULT_WORKER_CONFIG.maxAttempts;
+  const running = (i: number, prompt: string) => ({
+    userId: owners[i % OWNERS],
+    prompt,
+    durationSec: 10,
+    creditsUsed: 10,
+    status: "running" as const,
+    creditStatus: "held" as const,
+    createdAt: now - HOUR_MS + i,
+    startedAt: now - HOUR_MS / 2 + i,
+  });
+  await insertMany(env.t, n, (i) => ({
+    table: "jobs",
+    doc: {
+      ...running(i, `stalled job ${i}`),
+      workerId: `gpu-${i % 16}`,
+      leaseExpiresAt: now - n - 1 + i,
+      attempt: i < n / 2 ? maxAttempts : 1 + (i % (maxAttempts - 1)),
+      progress: 40,
     },
-  };
+  }));
+  const others = Math.floor(n / 10);
+  await insertMany(env.t, others, (i) => ({
+    table: "jobs",
+    doc: {
+      ...running(i, `healthy job ${i}`),
+      workerId: `gpu-${i % 16}`,
+      leaseExpiresAt: now + 5 * 60 * 1000 + i,
+      attempt: 1,
+      progress: 60,
+    },
+  }));
+  await insertMany(env.t, others, (i) => ({
+    table: "jobs",
+    doc: running(i, `operator job ${i}`),
+  }));
+  counted(env, "jobs", n + 2 * others);
+  return env;
+}
+
+/**
+ * The queue-timeout sweep's deployment: N jobs queued for longer than the queue timeout (the
+ * backlog), plus jobs it must leave alone: N / 10 jobs queued within the timeout and N / 10
+ * running jobs.
+ */
+export async function seedQueueBacklog(n: number, now: number): Promise<BenchEnv> {
+  const env = await newDeployment(n, now);
+  const owners = await seedOwners(env, 10 * n);
+  const timeout = DEFAULT_WORKER_CONFIG.queueTimeoutMs;
+  const job = (i: number, prompt: string, createdAt: number) => ({
+    userId: owners[i % OWNERS],
+    prompt,
+    durationSec: 10,
+    creditsUsed: 10,
+    status: "queued" as const,
+    creditStatus: "held" as const,
+    createdAt,
+  });
+  await insertMany(env.t, n, (i) => ({
+    table: "jobs",
+    doc: job(i, `stale job ${i}`, now - timeout - n - 1 + i),
+  }));
+  const others = Math.floor(n / 10);
+  await insertMany(env.t, others, (i) => ({
+    table: "jobs",
+    doc: job(i, `fresh job ${i}`, now - timeout / 2 + i),
+  }));
+  await insertMany(env.t, others, (i) => ({
+    table: "jobs",
+    doc: {
+      ...job(i, `running job ${i}`, now - HOUR_MS + i),
+      status: "running",
+      workerId: `gpu-${i % 16}`,
+      leaseExpiresAt: now + 5 * 60 * 1000 + i,
+      attempt: 1,
+      startedAt: now - HOUR_MS / 2 + i,
+    },
+  }));
+  counted(env, "jobs", n + 2 * others);
+  return env;
 }
