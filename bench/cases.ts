@@ -121,6 +121,35 @@ async function pendingPayment(env: BenchEnv): Promise<string> {
   return trueLayerPaymentId;
 }
 
+/** A worker reporting a failure of a job it holds, checked to end in `expected`. */
+function failJobCase(
+  name: string,
+  claimJob: (env: BenchEnv) => Promise<{ jobId: string }>,
+  retryable: boolean,
+  expected: "queued" | "failed",
+): CallCase {
+  return {
+    kind: "call",
+    name,
+    resultSize: 1,
+    run: async (env) => {
+      const { jobId } = await claimJob(env);
+      const { cost, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.worker.failJob, {
+          jobId,
+          workerId: WORKER,
+          error: "CUDA out of memory",
+          retryable,
+        }),
+      );
+      if (result.status !== expected) {
+        throw new Error(`bench: ${name} ended ${JSON.stringify(result)}`);
+      }
+      return cost;
+    },
+  };
+}
+
 export const CASES: BenchCase[] = [
   {
     kind: "call",
@@ -442,66 +471,9 @@ export const CASES: BenchCase[] = [
       ).cost;
     },
   },
-  {
-    kind: "call",
-    name: "worker.failJob (retryable, requeued)",
-    resultSize: 1,
-    run: async (env) => {
-      const { jobId } = await claim(env);
-      const { cost, result } = await measure(env.t, (ctx) =>
-        ctx.runMutation(internal.worker.failJob, {
-          jobId,
-          workerId: WORKER,
-          error: "CUDA out of memory",
-          retryable: true,
-        }),
-      );
-      if (result.status !== "queued") {
-        throw new Error(`bench: expected a requeue, got ${JSON.stringify(result)}`);
-      }
-      return cost;
-    },
-  },
-  {
-    kind: "call",
-    name: "worker.failJob (retryable, last attempt: failed)",
-    resultSize: 1,
-    run: async (env) => {
-      const { jobId } = await claimLastAttempt(env);
-      const { cost, result } = await measure(env.t, (ctx) =>
-        ctx.runMutation(internal.worker.failJob, {
-          jobId,
-          workerId: WORKER,
-          error: "CUDA out of memory",
-          retryable: true,
-        }),
-      );
-      if (result.status !== "failed") {
-        throw new Error(`bench: expected a final failure, got ${JSON.stringify(result)}`);
-      }
-      return cost;
-    },
-  },
-  {
-    kind: "call",
-    name: "worker.failJob (not retryable: failed)",
-    resultSize: 1,
-    run: async (env) => {
-      const { jobId } = await claim(env);
-      const { cost, result } = await measure(env.t, (ctx) =>
-        ctx.runMutation(internal.worker.failJob, {
-          jobId,
-          workerId: WORKER,
-          error: "prompt rejected by the safety filter",
-          retryable: false,
-        }),
-      );
-      if (result.status !== "failed") {
-        throw new Error(`bench: expected a final failure, got ${JSON.stringify(result)}`);
-      }
-      return cost;
-    },
-  },
+  failJobCase("worker.failJob (retryable, requeued)", claim, true, "queued"),
+  failJobCase("worker.failJob (retryable, last attempt: failed)", claimLastAttempt, true, "failed"),
+  failJobCase("worker.failJob (not retryable: failed)", claim, false, "failed"),
   // Webhooks: the internal mutations the verified TrueLayer and Clerk deliveries run
   // (convex/webhooks.ts), among N payments and N recorded events.
   {
