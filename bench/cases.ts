@@ -150,6 +150,24 @@ function failJobCase(
   };
 }
 
+type PagedQuery =
+  typeof api.credits.listLedger | typeof api.jobs.listUserJobs | typeof api.payments.listPayments;
+
+/** The first and the second full page of one of the heavy user's paginated lists. */
+function pagedCases(name: string, query: PagedQuery): CallCase[] {
+  const pageCase = (pageNumber: 1 | 2): CallCase => ({
+    kind: "call",
+    name: `${name} (page ${pageNumber})`,
+    resultSize: MAX_PAGE_SIZE,
+    run: async (env) => {
+      const cursor =
+        pageNumber === 1 ? null : (await env.heavy.as.query(query, page())).continueCursor;
+      return (await measure(env.heavy.as, (ctx) => ctx.runQuery(query, page(cursor)))).cost;
+    },
+  });
+  return [pageCase(1), pageCase(2)];
+}
+
 export const CASES: BenchCase[] = [
   {
     kind: "call",
@@ -220,26 +238,7 @@ export const CASES: BenchCase[] = [
     run: async (env) =>
       (await measure(env.heavy.as, (ctx) => ctx.runQuery(api.credits.getCredits, {}))).cost,
   },
-  {
-    kind: "call",
-    name: "credits.listLedger (page 1)",
-    resultSize: MAX_PAGE_SIZE,
-    run: async (env) =>
-      (await measure(env.heavy.as, (ctx) => ctx.runQuery(api.credits.listLedger, page()))).cost,
-  },
-  {
-    kind: "call",
-    name: "credits.listLedger (page 2)",
-    resultSize: MAX_PAGE_SIZE,
-    run: async (env) => {
-      const first = await env.heavy.as.query(api.credits.listLedger, page());
-      return (
-        await measure(env.heavy.as, (ctx) =>
-          ctx.runQuery(api.credits.listLedger, page(first.continueCursor)),
-        )
-      ).cost;
-    },
-  },
+  ...pagedCases("credits.listLedger", api.credits.listLedger),
   {
     kind: "call",
     name: "jobs.createJob",
@@ -272,26 +271,7 @@ export const CASES: BenchCase[] = [
       return (await measure(env.heavy.as, (ctx) => ctx.runQuery(api.jobs.getJob, { jobId }))).cost;
     },
   },
-  {
-    kind: "call",
-    name: "jobs.listUserJobs (page 1)",
-    resultSize: MAX_PAGE_SIZE,
-    run: async (env) =>
-      (await measure(env.heavy.as, (ctx) => ctx.runQuery(api.jobs.listUserJobs, page()))).cost,
-  },
-  {
-    kind: "call",
-    name: "jobs.listUserJobs (page 2)",
-    resultSize: MAX_PAGE_SIZE,
-    run: async (env) => {
-      const first = await env.heavy.as.query(api.jobs.listUserJobs, page());
-      return (
-        await measure(env.heavy.as, (ctx) =>
-          ctx.runQuery(api.jobs.listUserJobs, page(first.continueCursor)),
-        )
-      ).cost;
-    },
-  },
+  ...pagedCases("jobs.listUserJobs", api.jobs.listUserJobs),
   {
     kind: "call",
     name: "jobs.cancelJob",
@@ -348,26 +328,7 @@ export const CASES: BenchCase[] = [
       (await measure(env.admin.as, (ctx) => ctx.runQuery(api.metrics.overview, { hours: 720 })))
         .cost,
   },
-  {
-    kind: "call",
-    name: "payments.listPayments (page 1)",
-    resultSize: MAX_PAGE_SIZE,
-    run: async (env) =>
-      (await measure(env.heavy.as, (ctx) => ctx.runQuery(api.payments.listPayments, page()))).cost,
-  },
-  {
-    kind: "call",
-    name: "payments.listPayments (page 2)",
-    resultSize: MAX_PAGE_SIZE,
-    run: async (env) => {
-      const first = await env.heavy.as.query(api.payments.listPayments, page());
-      return (
-        await measure(env.heavy.as, (ctx) =>
-          ctx.runQuery(api.payments.listPayments, page(first.continueCursor)),
-        )
-      ).cost;
-    },
-  },
+  ...pagedCases("payments.listPayments", api.payments.listPayments),
   // `payments.createCheckout` is an action that calls TrueLayer over the network, so it is not
   // run; its database steps are (the internal mutations it runs around the TrueLayer call).
   {

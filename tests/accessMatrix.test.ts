@@ -8,10 +8,8 @@
  * resources) and the outcome for each of the six callers. The row is typed against the
  * generated `api`, so a missing row also fails `tsc` once codegen has run.
  */
-import { convexTest } from "convex-test";
 import { describe, expect, test } from "vitest";
 import type { ErrorCode } from "../convex/lib/errors";
-import schema from "../convex/schema";
 import {
   CALLERS,
   buildWorld,
@@ -25,6 +23,7 @@ import {
 } from "./hardening";
 import {
   HTTP_ROUTES,
+  fixtureWorld,
   bearerScheme,
   checkCredentialsRefused,
   loadRouter,
@@ -33,7 +32,6 @@ import {
   svixScheme,
   type HttpRouteRow,
 } from "./httpRoutes";
-import { modules } from "./setup";
 
 /** What a caller gets: a result (optionally checked), exactly this value, or this error code. */
 type Outcome =
@@ -328,14 +326,6 @@ describe("HTTP routes: forged credentials are a 401 that writes nothing", () => 
 });
 
 describe("HTTP harness self-test (a fixture router)", () => {
-  const fixtureWorld = () =>
-    buildWorld(
-      convexTest({
-        schema,
-        modules: { ...modules, "../convex/http.ts": () => import("./fixtures/httpRouter") },
-        transactionLimits: true,
-      }),
-    );
   const grantBody = (w: World) => ({ userId: w.userId.owner });
   const route = (path: string, scheme = bearerScheme("FIXTURE_WORKER_SECRET")): HttpRouteRow => ({
     method: "POST",

@@ -20,10 +20,8 @@
  * against the generated api.
  */
 import { beforeAll, describe, expect, test } from "vitest";
-import { convexTest } from "convex-test";
 import { api, internal } from "../convex/_generated/api";
 import type { Id } from "../convex/_generated/dataModel";
-import schema from "../convex/schema";
 import {
   buildWorld,
   callByPath,
@@ -41,6 +39,7 @@ import {
 } from "./hardening";
 import {
   HTTP_ROUTES,
+  fixtureWorld,
   bearerScheme,
   checkHostileBody,
   genericHostileBodies,
@@ -49,7 +48,6 @@ import {
   svixScheme,
   type HttpRouteRow,
 } from "./httpRoutes";
-import { modules } from "./setup";
 
 // ---------------------------------------------------------------------------------------------
 // The world the corpus runs against: one deployment, shared (no row may write).
@@ -844,14 +842,6 @@ describe("HTTP routes: hostile bodies are a 4xx JSON error that writes nothing",
 });
 
 describe("HTTP hostile-body harness self-test (a fixture router)", () => {
-  const fixtureWorld = () =>
-    buildWorld(
-      convexTest({
-        schema,
-        modules: { ...modules, "../convex/http.ts": () => import("./fixtures/httpRouter") },
-        transactionLimits: true,
-      }),
-    );
   const route = (path: string, scheme = bearerScheme("FIXTURE_WORKER_SECRET")): HttpRouteRow => ({
     method: "POST",
     path,

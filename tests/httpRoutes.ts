@@ -26,7 +26,10 @@ import { vi, expect } from "vitest";
 import { Webhook } from "svix";
 import type { HttpRouter } from "convex/server";
 import type { HttpErrorCode } from "../convex/lib/http";
-import { snapshotDatabase, type World } from "./hardening";
+import { convexTest } from "convex-test";
+import schema from "../convex/schema";
+import { buildWorld, snapshotDatabase, type World } from "./hardening";
+import { modules } from "./setup";
 import {
   PRODUCTION_JKU,
   SANDBOX_JKU,
@@ -438,4 +441,15 @@ export async function checkHostileBody(world: World, row: HttpRouteRow, hostile:
     error.message = `${routeKey(row.method, row.path)} with ${hostile.label}: ${error.message}`;
     throw error;
   });
+}
+
+/** A world whose `convex/http.ts` is the fixture router (for the harness's own self-tests). */
+export function fixtureWorld(): Promise<World> {
+  return buildWorld(
+    convexTest({
+      schema,
+      modules: { ...modules, "../convex/http.ts": () => import("./fixtures/httpRouter") },
+      transactionLimits: true,
+    }),
+  );
 }
