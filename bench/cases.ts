@@ -112,6 +112,7 @@ async function pendingPayment(env: BenchEnv): Promise<string> {
       trueLayerTxnId: trueLayerPaymentId,
       amount: 6000,
       creditsAdded: 0,
+      creditsPurchased: 500,
       timestamp: env.now,
       status: "pending",
       planName: "studio",

@@ -252,6 +252,7 @@ export async function seed(n: number, now: number): Promise<BenchEnv> {
         trueLayerTxnId: `tl_seeded_${i}`,
         amount: 3100,
         creditsAdded: succeeded ? 250 : 0,
+        creditsPurchased: 250,
         timestamp: now - 20 * DAY_MS + i,
         status,
         planName: "creator",

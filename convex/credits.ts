@@ -6,7 +6,7 @@ import { internalMutation, query } from "./_generated/server";
 import { getCallerUser, requireCallerUser } from "./lib/auth";
 import { appError } from "./lib/errors";
 import { planValidator, creditStatusValidator } from "./lib/validators";
-import { assertJobCanReserve, grantAdjustment, reserveCredits as reserve } from "./model/credits";
+import { grantAdjustment, requireJobWithoutHold, tryReserveJobCredits } from "./model/credits";
 import { refundJob, requireJob, settleJob } from "./model/jobs";
 import { requirePlan, publicPlan } from "./model/plans";
 import { emptyPage, pageOptions, paginateChecked } from "./lib/pagination";
@@ -49,12 +49,13 @@ export const listLedger = query({
 });
 
 /**
- * Deducts `credits` if the balance covers them (a `reserve` ledger row); otherwise changes
- * nothing and says so. Jobs reserve through `jobs:createJob`; a job reserves exactly once, so
- * passing the id of a job that already holds a reservation is a CONFLICT.
+ * Holds `credits` for the job (a `reserve` ledger row) if the balance covers them; otherwise
+ * changes nothing and says so. A hold exists only with its job, so `jobId` is required and
+ * `credits` must be its price. Jobs reserve through `jobs:createJob`, exactly once: passing a
+ * job that already holds its reservation is a CONFLICT.
  */
 export const reserveCredits = internalMutation({
-  args: { userId: v.id("users"), credits: v.number(), jobId: v.optional(v.id("jobs")) },
+  args: { userId: v.id("users"), credits: v.number(), jobId: v.id("jobs") },
   returns: v.union(
     v.object({ ok: v.literal(true), balance: v.number() }),
     v.object({
@@ -63,12 +64,8 @@ export const reserveCredits = internalMutation({
       balance: v.number(),
     }),
   ),
-  handler: async (ctx, { userId, credits, jobId }) => {
-    if (jobId !== undefined) {
-      await assertJobCanReserve(ctx, userId, jobId);
-    }
-    return await reserve(ctx, userId, credits, jobId);
-  },
+  handler: async (ctx, { userId, credits, jobId }) =>
+    await tryReserveJobCredits(ctx, await requireJobWithoutHold(ctx, userId, jobId, credits)),
 });
 
 const creditOutcome = v.object({ changed: v.boolean(), creditStatus: creditStatusValidator });

@@ -3,6 +3,7 @@ import { v, type Infer } from "convex/values";
 import { doc, literals } from "convex-helpers/validators";
 import schema from "./schema";
 import { internal } from "./_generated/api";
+import type { Id } from "./_generated/dataModel";
 import {
   action,
   internalAction,
@@ -15,31 +16,20 @@ import { appError } from "./lib/errors";
 import { emptyPage, pageOptions, paginateChecked } from "./lib/pagination";
 import { assertPlanName } from "./model/plans";
 import {
-  HANDLED_TRUELAYER_EVENTS,
   hostedPaymentPageUrl,
   readTrueLayerConfig,
+  trueLayerEventValidator,
 } from "./lib/truelayer";
-import { paymentStatusValidator, planNameValidator } from "./lib/validators";
+import { planNameValidator } from "./lib/validators";
 import * as Payments from "./model/payments";
+import * as Refunds from "./model/refunds";
+import { MAX_REFUNDS_PER_PAYMENT } from "./model/refunds";
 
 const paymentDoc = doc(schema, "payments");
+const refundDoc = doc(schema, "refunds");
 
-/** What the caller sees of a payment (operators' follow-up fields stay internal). */
-const paymentView = v.object({
-  _id: v.id("payments"),
-  _creationTime: v.number(),
-  planName: planNameValidator,
-  /** Minor units of `currency`. */
-  amount: v.number(),
-  currency: v.string(),
-  status: paymentStatusValidator,
-  creditsAdded: v.number(),
-  timestamp: v.number(),
-  failureReason: v.optional(v.string()),
-  succeededAt: v.optional(v.number()),
-  refundStatus: v.optional(literals("pending", "executed", "failed")),
-  creditsReclaimed: v.optional(v.number()),
-});
+/** What the caller sees of a payment: operators' follow-up fields stay internal. */
+const paymentView = paymentDoc.omit("userId", "trueLayerTxnId", "outstandingCredits");
 
 const webhookOutcomeValidator = v.object({
   outcome: literals("applied", "duplicate", "ignored", "unknown_payment"),
@@ -68,6 +58,7 @@ const startedCheckoutValidator = v.object({
 });
 
 const startedRefundValidator = v.object({
+  refundId: v.id("refunds"),
   trueLayerPaymentId: v.string(),
   amount: v.number(),
   currency: v.string(),
@@ -165,20 +156,9 @@ export const listPayments = query({
     );
     return {
       ...result,
-      page: result.page.map((p) => ({
-        _id: p._id,
-        _creationTime: p._creationTime,
-        planName: p.planName,
-        amount: p.amount,
-        currency: p.currency,
-        status: p.status,
-        creditsAdded: p.creditsAdded,
-        timestamp: p.timestamp,
-        failureReason: p.failureReason,
-        succeededAt: p.succeededAt,
-        refundStatus: p.refundStatus,
-        creditsReclaimed: p.creditsReclaimed,
-      })),
+      page: result.page.map(
+        ({ userId: _userId, trueLayerTxnId: _txn, outstandingCredits: _owed, ...view }) => view,
+      ),
     };
   },
 });
@@ -187,54 +167,79 @@ export const listPayments = query({
 // Operators
 
 /**
- * Refunds a credited plan payment in full through TrueLayer's refunds API (signed like the
- * checkout). Credits are taken back when the `refund_executed` webhook arrives.
+ * Refunds a credited plan payment through TrueLayer's refunds API (signed like the checkout):
+ * `amount` minor units, by default all that is not refunded or being refunded yet. The refund is
+ * recorded (`requested`) before TrueLayer is asked; credits are taken back, in proportion to the
+ * amount, when its `refund_executed` webhook arrives (see model/refunds.ts).
  * `npx convex run payments:refundPayment '{"paymentId":"..."}'`
  */
 export const refundPayment = internalAction({
-  args: { paymentId: v.id("payments") },
-  returns: v.object({ refundId: v.string() }),
-  handler: async (ctx, { paymentId }): Promise<{ refundId: string }> => {
+  args: { paymentId: v.id("payments"), amount: v.optional(v.number()) },
+  returns: v.object({
+    refundId: v.id("refunds"),
+    trueLayerRefundId: v.string(),
+    amount: v.number(),
+  }),
+  handler: async (
+    ctx,
+    { paymentId, amount },
+  ): Promise<{ refundId: Id<"refunds">; trueLayerRefundId: string; amount: number }> => {
     readTrueLayerConfig();
     const started: Infer<typeof startedRefundValidator> = await ctx.runMutation(
       internal.payments.startRefund,
-      { paymentId },
+      { paymentId, amount },
     );
     let created: { ok: true; refundId: string } | { ok: false; reason: string };
     try {
       created = await ctx.runAction(internal.truelayer.createRefund, {
         trueLayerPaymentId: started.trueLayerPaymentId,
         amountInMinor: started.amount,
-        idempotencyKey: crypto.randomUUID(),
+        // One key per refund row: a retried call cannot refund twice.
+        idempotencyKey: started.refundId,
       });
     } catch (error) {
       created = { ok: false, reason: error instanceof Error ? error.message : String(error) };
     }
     if (!created.ok) {
       await ctx.runMutation(internal.payments.failRefundStart, {
-        paymentId,
+        refundId: started.refundId,
         reason: created.reason,
       });
       throw appError("INVALID_TRANSITION", `TrueLayer refused the refund: ${created.reason}.`);
     }
     await ctx.runMutation(internal.payments.attachRefund, {
-      paymentId,
-      refundId: created.refundId,
+      refundId: started.refundId,
+      trueLayerRefundId: created.refundId,
     });
-    return { refundId: created.refundId };
+    return {
+      refundId: started.refundId,
+      trueLayerRefundId: created.refundId,
+      amount: started.amount,
+    };
   },
 });
 
-/** Refunded payments whose credits were already spent (outstanding > 0), largest first. */
+/** Executed refunds whose credits were spent before they executed (still owed), largest first. */
 export const listOutstandingRefunds = internalQuery({
   args: { paginationOpts: paginationOptsValidator },
-  returns: paginationResultValidator(paymentDoc),
+  returns: paginationResultValidator(refundDoc),
   handler: async (ctx, { paginationOpts }) =>
     await ctx.db
-      .query("payments")
+      .query("refunds")
       .withIndex("by_outstandingCredits", (q) => q.gt("outstandingCredits", 0))
       .order("desc")
       .paginate(paginationOpts),
+});
+
+/** A payment's refunds, oldest first, for operators. */
+export const listRefunds = internalQuery({
+  args: { paymentId: v.id("payments") },
+  returns: v.array(refundDoc),
+  handler: async (ctx, { paymentId }) =>
+    await ctx.db
+      .query("refunds")
+      .withIndex("by_paymentId", (q) => q.eq("paymentId", paymentId))
+      .take(MAX_REFUNDS_PER_PAYMENT * 5),
 });
 
 /** One payment by id, for operators. */
@@ -273,40 +278,44 @@ export const failCheckout = internalMutation({
 });
 
 export const startRefund = internalMutation({
-  args: { paymentId: v.id("payments") },
+  args: { paymentId: v.id("payments"), amount: v.optional(v.number()) },
   returns: startedRefundValidator,
-  handler: async (ctx, { paymentId }) => await Payments.startRefund(ctx, paymentId),
+  handler: async (ctx, { paymentId, amount }) =>
+    await Refunds.requestRefund(ctx, paymentId, amount),
 });
 
 export const attachRefund = internalMutation({
-  args: { paymentId: v.id("payments"), refundId: v.string() },
+  args: { refundId: v.id("refunds"), trueLayerRefundId: v.string() },
   returns: v.null(),
-  handler: async (ctx, { paymentId, refundId }) => {
-    await Payments.attachRefund(ctx, paymentId, refundId);
+  handler: async (ctx, { refundId, trueLayerRefundId }) => {
+    await Refunds.attachTrueLayerRefund(ctx, refundId, trueLayerRefundId);
     return null;
   },
 });
 
 export const failRefundStart = internalMutation({
-  args: { paymentId: v.id("payments"), reason: v.string() },
+  args: { refundId: v.id("refunds"), reason: v.string() },
   returns: v.null(),
-  handler: async (ctx, { paymentId, reason }) => {
-    await Payments.failRefundStart(ctx, paymentId, reason);
+  handler: async (ctx, { refundId, reason }) => {
+    await Refunds.failRefundRequest(ctx, refundId, reason);
     return null;
   },
 });
 
+/**
+ * Whether the webhook must fetch a refund's amount from TrueLayer before applying its event:
+ * only for a refund id we have never seen (made in TrueLayer Console).
+ */
+export const isRefundUnknown = internalQuery({
+  args: { trueLayerRefundId: v.string() },
+  returns: v.boolean(),
+  handler: async (ctx, { trueLayerRefundId }) =>
+    (await Refunds.findRefundByTrueLayerId(ctx, trueLayerRefundId)) === null,
+});
+
 /** Applies one verified TrueLayer webhook event exactly once (see model/payments.ts). */
 export const applyTrueLayerEvent = internalMutation({
-  args: {
-    eventId: v.string(),
-    type: literals(...HANDLED_TRUELAYER_EVENTS),
-    trueLayerPaymentId: v.string(),
-    cineweavePaymentId: v.optional(v.string()),
-    refundId: v.optional(v.string()),
-    failureReason: v.optional(v.string()),
-    occurredAt: v.optional(v.number()),
-  },
+  args: trueLayerEventValidator,
   returns: webhookOutcomeValidator,
   handler: async (ctx, event) => await Payments.applyTrueLayerEvent(ctx, event),
 });

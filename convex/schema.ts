@@ -5,9 +5,11 @@ import {
   durationStatsValidator,
   jobStatusValidator,
   ledgerKindValidator,
+  paymentRefundStatusValidator,
   paymentStatusValidator,
   planCountsValidator,
   planNameValidator,
+  refundStatusValidator,
 } from "./lib/validators";
 
 export default defineSchema({
@@ -23,6 +25,11 @@ export default defineSchema({
      * with each reserve/settle/refund so `getCredits` stays one read. Absent means 0.
      */
     reservedCredits: v.optional(v.number()),
+    /**
+     * Credits of refunded payments that were already spent or held when the refund executed.
+     * Released holds pay them down before they reach `credits`. Absent means 0.
+     */
+    owedCredits: v.optional(v.number()),
     /** Operators grant "admin" with `users:setRole`; admins can read metrics. */
     role: v.optional(v.literal("admin")),
     /** Set when Clerk reports the user deleted: the row stays for accounting, anonymised. */
@@ -81,9 +88,12 @@ export default defineSchema({
     userId: v.id("users"),
     /** TrueLayer's payment id. */
     trueLayerTxnId: v.string(),
-    /** USD cents. */
+    /** Minor units of `currency`, fixed at checkout. */
     amount: v.number(),
+    /** Credits added to the balance: `creditsPurchased` once the payment succeeded, else 0. */
     creditsAdded: v.number(),
+    /** Credits this payment buys, fixed at checkout with `amount`. */
+    creditsPurchased: v.number(),
     timestamp: v.number(),
     status: paymentStatusValidator,
     planName: planNameValidator,
@@ -91,20 +101,44 @@ export default defineSchema({
     failureReason: v.optional(v.string()),
     /** When TrueLayer executed/settled the payment. */
     succeededAt: v.optional(v.number()),
-    // Refunds of a credited payment.
-    refundId: v.optional(v.string()),
-    refundStatus: v.optional(
-      v.union(v.literal("pending"), v.literal("executed"), v.literal("failed")),
-    ),
-    refundFailureReason: v.optional(v.string()),
-    /** Credits taken back from the balance when the refund executed. */
+    // Refund summary, recomputed from the payment's `refunds` rows whenever one changes.
+    refundStatus: v.optional(paymentRefundStatusValidator),
+    /** Minor units refunded (executed refunds). */
+    refundedAmount: v.optional(v.number()),
+    /** Credits taken back by the executed refunds (at execution and paid down since). */
     creditsReclaimed: v.optional(v.number()),
-    /** Credits that could not be taken back (already spent): operators follow these up. */
+    /** Credits still owed by the executed refunds (spent before they executed). */
     outstandingCredits: v.optional(v.number()),
   })
     .index("by_userId", ["userId", "timestamp"])
     .index("by_trueLayerTxnId", ["trueLayerTxnId"])
-    .index("by_refundId", ["refundId"])
+    .index("by_outstandingCredits", ["outstandingCredits"]),
+
+  /** One row per refund of a payment, ours or made in TrueLayer Console (see model/refunds.ts). */
+  refunds: defineTable({
+    paymentId: v.id("payments"),
+    userId: v.id("users"),
+    /** TrueLayer's refund id; absent while `requested` (TrueLayer has not answered yet). */
+    trueLayerRefundId: v.optional(v.string()),
+    status: refundStatusValidator,
+    /** Minor units of the payment's currency. */
+    amount: v.number(),
+    /** operator: `payments:refundPayment`; console: first seen in a webhook. */
+    origin: v.union(v.literal("operator"), v.literal("console")),
+    /** Credits this refund takes back (set when it executes: in proportion, rounded down). */
+    creditsDue: v.optional(v.number()),
+    /** Of `creditsDue`: taken from the balance (at execution, then paid down from releases). */
+    creditsReclaimed: v.number(),
+    /** Of `creditsDue`: not taken yet (spent or held at execution). */
+    outstandingCredits: v.number(),
+    failureReason: v.optional(v.string()),
+    createdAt: v.number(),
+    executedAt: v.optional(v.number()),
+    failedAt: v.optional(v.number()),
+  })
+    .index("by_trueLayerRefundId", ["trueLayerRefundId"])
+    .index("by_paymentId", ["paymentId", "createdAt"])
+    .index("by_userId_and_outstandingCredits", ["userId", "outstandingCredits"])
     .index("by_outstandingCredits", ["outstandingCredits"]),
 
   /** One row per change of a user's available balance. */
@@ -113,9 +147,14 @@ export default defineSchema({
     /** Signed integer change of available credits. */
     delta: v.number(),
     balanceAfter: v.number(),
+    /** Signed change of credits held by jobs (reserve +, settle/release -). Absent: 0. */
+    reservedDelta: v.optional(v.number()),
+    /** Signed change of credits owed to refunds (see `users.owedCredits`). Absent: 0. */
+    owedDelta: v.optional(v.number()),
     kind: ledgerKindValidator,
     jobId: v.optional(v.id("jobs")),
     paymentId: v.optional(v.id("payments")),
+    refundId: v.optional(v.id("refunds")),
     note: v.optional(v.string()),
     createdAt: v.number(),
   })

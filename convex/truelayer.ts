@@ -32,6 +32,12 @@ const jwksCache = new Map<string, CachedJwks>();
 const failure = (reason: string) => ({ ok: false as const, reason });
 /** Every call answers `{ ok: false, reason }` instead of throwing for an expected failure. */
 const failureValidator = v.object({ ok: v.literal(false), reason: v.string() });
+/** Verification could not run (configuration, TrueLayer's keys unreachable): retry later. */
+const unavailable = (reason: string) => ({
+  ok: false as const,
+  reason,
+  unavailable: true as const,
+});
 
 function describe(error: unknown): string {
   if (isAppError(error)) {
@@ -97,7 +103,11 @@ export const verifyWebhook = internalAction({
     headers: v.array(v.object({ name: v.string(), value: v.string() })),
     body: v.string(),
   },
-  returns: v.union(v.object({ ok: v.literal(true) }), failureValidator),
+  returns: v.union(
+    v.object({ ok: v.literal(true) }),
+    failureValidator,
+    v.object({ ok: v.literal(false), reason: v.string(), unavailable: v.literal(true) }),
+  ),
   handler: async (_ctx, { path, headers, body }) => {
     const headerMap: Record<string, string> = {};
     for (const { name, value } of headers) {
@@ -107,17 +117,33 @@ export const verifyWebhook = internalAction({
     if (!signature) {
       return failure("missing Tl-Signature header");
     }
+    let allowedJku: string;
     try {
-      const allowedJku = TRUELAYER_HOSTS[trueLayerEnvironment()].jku;
-      const jku = extractJku(signature);
-      if (jku !== allowedJku) {
-        return failure(`jku ${jku ?? "(none)"} is not TrueLayer's (${allowedJku})`);
-      }
-      const kid = extractKid(signature);
-      if (!kid) {
-        return failure("signature has no kid");
-      }
-      const jwks = await jwksFor(jku, kid);
+      allowedJku = TRUELAYER_HOSTS[trueLayerEnvironment()].jku;
+    } catch (error) {
+      return unavailable(describe(error));
+    }
+    let jku: string | undefined;
+    let kid: string | undefined;
+    try {
+      jku = extractJku(signature) ?? undefined;
+      kid = extractKid(signature) ?? undefined;
+    } catch (error) {
+      return failure(describe(error));
+    }
+    if (jku !== allowedJku) {
+      return failure(`jku ${jku ?? "(none)"} is not TrueLayer's (${allowedJku})`);
+    }
+    if (!kid) {
+      return failure("signature has no kid");
+    }
+    let jwks: string;
+    try {
+      jwks = await jwksFor(jku, kid);
+    } catch (error) {
+      return unavailable(`TrueLayer's signing keys could not be fetched: ${describe(error)}`);
+    }
+    try {
       verify({ jwks, signature, method: POST, path, body, headers: headerMap });
       return { ok: true as const };
     } catch (error) {
@@ -278,6 +304,36 @@ export const createRefund = internalAction({
         return failure("TrueLayer's answer has no refund id");
       }
       return { ok: true as const, refundId: created.id };
+    } catch (error) {
+      return failure(describe(error));
+    }
+  },
+});
+
+/**
+ * The amount of one of a payment's refunds, from TrueLayer's refund resource (webhooks of refunds
+ * made in TrueLayer Console do not carry it). `ok: false` carries the reason.
+ */
+export const getRefund = internalAction({
+  args: { trueLayerPaymentId: v.string(), trueLayerRefundId: v.string() },
+  returns: v.union(v.object({ ok: v.literal(true), amountInMinor: v.number() }), failureValidator),
+  handler: async (_ctx, { trueLayerPaymentId, trueLayerRefundId }) => {
+    try {
+      const config = readTrueLayerConfig();
+      const token = await accessToken(config);
+      const path = `/v3/payments/${encodeURIComponent(trueLayerPaymentId)}/refunds/${encodeURIComponent(trueLayerRefundId)}`;
+      const response = await fetchWithTimeout(`${TRUELAYER_HOSTS[config.environment].api}${path}`, {
+        headers: { Authorization: `Bearer ${token}`, Accept: "application/json" },
+      });
+      if (!response.ok) {
+        return failure(`refund lookup answered HTTP ${response.status}`);
+      }
+      const refund = (await response.json()) as { amount_in_minor?: unknown };
+      const amount = refund.amount_in_minor;
+      if (typeof amount !== "number" || !Number.isSafeInteger(amount) || amount <= 0) {
+        return failure("TrueLayer's refund has no amount_in_minor");
+      }
+      return { ok: true as const, amountInMinor: amount };
     } catch (error) {
       return failure(describe(error));
     }

@@ -8,21 +8,42 @@ import {
   readRawBody,
   withJsonErrors,
 } from "./lib/http";
-import { parseTrueLayerWebhook } from "./lib/truelayer";
+import { parseTrueLayerWebhook, trueLayerEnvironment } from "./lib/truelayer";
 
 /**
  * The HTTP endpoints' handlers (routed in http.ts). Each verifies the provider's signature over
- * the raw body before reading it; a bad or missing signature is a 401 and writes nothing.
- * Answers are JSON: errors as `{ code, message }`, processed deliveries as `{ outcome, message }`.
+ * the raw body before reading it, and fails closed: until a signature has verified, every path
+ * (a missing, bad or unusable secret, a verifier that throws) answers an error and writes
+ * nothing. A bad or missing signature is a 401; a configuration that cannot verify anything is a
+ * 503 (the provider retries later), logged once per cold start. Answers are JSON: errors as
+ * `{ code, message }`, processed deliveries as `{ outcome, message }`.
  */
 
 /** Webhook bodies are small; anything larger is refused before verification. */
 const MAX_BODY_BYTES = 256 * 1024;
 const MAX_HEADERS = 100;
 
+/** Configuration problems already logged by this instance (logged once per cold start). */
+const loggedConfigProblems = new Set<string>();
+
+function unavailable(problem: string): Response {
+  if (!loggedConfigProblems.has(problem)) {
+    loggedConfigProblems.add(problem);
+    console.error(`Webhook endpoint unavailable: ${problem}`);
+  }
+  return errorResponse("UNAVAILABLE", problem);
+}
+
 /** POST /truelayer/webhook: TrueLayer payment and refund events. */
 export const trueLayerWebhook = httpAction((ctx, request) =>
   withJsonErrors(async () => {
+    try {
+      trueLayerEnvironment();
+    } catch {
+      return unavailable(
+        `TRUELAYER_ENVIRONMENT=${JSON.stringify(env.TRUELAYER_ENVIRONMENT)} must be sandbox or production.`,
+      );
+    }
     const body = await readRawBody(request, MAX_BODY_BYTES);
     if (!request.headers.get("tl-signature")) {
       return errorResponse("UNAUTHENTICATED", "Missing Tl-Signature header.");
@@ -40,11 +61,13 @@ export const trueLayerWebhook = httpAction((ctx, request) =>
       body,
     });
     if (!verdict.ok) {
+      if ("unavailable" in verdict) {
+        return unavailable(`TrueLayer webhook signatures cannot be checked: ${verdict.reason}`);
+      }
       console.warn(`TrueLayer webhook rejected: ${verdict.reason}`);
       return errorResponse("UNAUTHENTICATED", "Invalid Tl-Signature.");
     }
-    parseJsonObject(body); // strict: an object, no duplicated keys (400 otherwise)
-    const parsed = parseTrueLayerWebhook(body);
+    const parsed = parseTrueLayerWebhook(parseJsonObject(body));
     if (!parsed.ok) {
       console.warn(`TrueLayer webhook malformed: ${parsed.message}`);
       return errorResponse("INVALID_ARGUMENT", parsed.message);
@@ -56,7 +79,26 @@ export const trueLayerWebhook = httpAction((ctx, request) =>
         message: `Event type ${parsed.type} is not handled.`,
       });
     }
-    const result = await ctx.runMutation(internal.payments.applyTrueLayerEvent, parsed.event);
+    const event = parsed.event;
+    if (
+      event.refundId !== undefined &&
+      event.amountInMinor === undefined &&
+      (await ctx.runQuery(internal.payments.isRefundUnknown, {
+        trueLayerRefundId: event.refundId,
+      }))
+    ) {
+      // A refund made in TrueLayer Console: its webhook does not say how much went back.
+      const refund = await ctx.runAction(internal.truelayer.getRefund, {
+        trueLayerPaymentId: event.trueLayerPaymentId,
+        trueLayerRefundId: event.refundId,
+      });
+      if (!refund.ok) {
+        console.warn(`TrueLayer refund ${event.refundId} amount unknown: ${refund.reason}`);
+        return errorResponse("UNAVAILABLE", "The refund's amount could not be read yet.");
+      }
+      event.amountInMinor = refund.amountInMinor;
+    }
+    const result = await ctx.runMutation(internal.payments.applyTrueLayerEvent, event);
     const line = `TrueLayer ${parsed.event.type} ${parsed.event.eventId}: ${result.outcome}: ${result.message}`;
     if (result.outcome === "applied" || result.outcome === "duplicate") {
       console.log(line);
@@ -80,14 +122,40 @@ function primaryEmail(data: Record<string, unknown>): string | undefined {
   return typeof primary?.email_address === "string" ? primary.email_address : undefined;
 }
 
+/** Svix signing keys are random bytes; fewer than this many is no secret at all. */
+const MIN_SVIX_KEY_BYTES = 16;
+
+/**
+ * A Svix verifier for CLERK_WEBHOOK_SECRET, or why the secret cannot be used. The secret must be
+ * exactly what Clerk shows: `whsec_` and standard base64 of at least 16 bytes (no spaces,
+ * quotes or URL-safe alphabet, which svix would reject or misread).
+ */
+function clerkVerifier(secret: string | undefined): Webhook | string {
+  if (!secret) {
+    return "CLERK_WEBHOOK_SECRET is not set.";
+  }
+  const key = secret.startsWith("whsec_") ? secret.slice("whsec_".length) : "";
+  const bytes =
+    /^[A-Za-z0-9+/]+={0,2}$/.test(key) && key.length % 4 === 0
+      ? (key.length / 4) * 3 - (key.match(/=+$/)?.[0].length ?? 0)
+      : 0;
+  if (bytes < MIN_SVIX_KEY_BYTES) {
+    return "CLERK_WEBHOOK_SECRET is not a usable Svix secret (whsec_ followed by base64).";
+  }
+  try {
+    return new Webhook(secret);
+  } catch {
+    return "CLERK_WEBHOOK_SECRET is not a usable Svix secret (whsec_ followed by base64).";
+  }
+}
+
 /** POST /clerk/webhook: Clerk user events, signed with Svix (secret CLERK_WEBHOOK_SECRET). */
 export const clerkWebhook = httpAction((ctx, request) =>
   withJsonErrors(async () => {
-    const secret = env.CLERK_WEBHOOK_SECRET;
-    if (!secret) {
-      console.error("Clerk webhook received but CLERK_WEBHOOK_SECRET is not set.");
-      // 5xx: Clerk keeps retrying until the secret is configured.
-      return errorResponse("UNAVAILABLE", "CLERK_WEBHOOK_SECRET is not set.");
+    const verifier = clerkVerifier(env.CLERK_WEBHOOK_SECRET);
+    if (typeof verifier === "string") {
+      // 5xx: Clerk keeps retrying until the secret is fixed.
+      return unavailable(verifier);
     }
     const body = await readRawBody(request, MAX_BODY_BYTES);
     const svixHeaders = {
@@ -97,13 +165,19 @@ export const clerkWebhook = httpAction((ctx, request) =>
     };
     try {
       // Checks the HMAC and that the timestamp is within five minutes (stale or future: refused).
-      new Webhook(secret).verify(body, svixHeaders);
+      verifier.verify(body, svixHeaders);
     } catch (error) {
-      // verify() also parses the body: a correctly signed body that is not JSON is a 400 below.
       if (error instanceof WebhookVerificationError) {
         console.warn(`Clerk webhook rejected: ${error.message}`);
         return errorResponse("UNAUTHENTICATED", `Invalid Svix signature: ${error.message}.`);
       }
+      if (!(error instanceof SyntaxError)) {
+        // Not a verdict on the signature: the verifier itself failed. Nothing is written.
+        console.error("Clerk webhook verification failed", error);
+        return errorResponse("UNAVAILABLE", "The signature could not be checked.");
+      }
+      // verify() parses the body only after the signature matched: this one is signed, not JSON.
+      return errorResponse("INVALID_ARGUMENT", "The body must be valid JSON.");
     }
     const event = parseJsonObject(body) as { type?: unknown; data?: unknown };
     if (typeof event.type !== "string" || typeof event.data !== "object" || event.data === null) {

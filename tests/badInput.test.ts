@@ -122,6 +122,7 @@ async function buildCorpusWorld(): Promise<CorpusWorld> {
       trueLayerTxnId: "tl_corpus",
       amount: 1000,
       creditsAdded: 80,
+      creditsPurchased: 80,
       timestamp: 0,
       status: "pending",
       planName: "starter",

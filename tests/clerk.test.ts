@@ -247,3 +247,80 @@ describe("Clerk webhook", () => {
     expect(me).toMatchObject({ clerkId: "user_9", credits: 80 });
   });
 });
+
+describe("the Clerk webhook fails closed on a broken secret", () => {
+  async function dump(t: TestConvex) {
+    return await t.run(async (ctx) => ({
+      users: await ctx.db.query("users").collect(),
+      ledger: await ctx.db.query("ledger").collect(),
+      events: await ctx.db.query("webhookEvents").collect(),
+    }));
+  }
+
+  const unsigned = (payload: unknown) => ({
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(payload),
+  });
+
+  test.each([
+    ["not base64", "whsec_not-valid-base64!"],
+    ["a leading space", ` ${SECRET}`],
+    ["wrapped in quotes", `"${SECRET}"`],
+    ["the URL-safe alphabet", `whsec_${Buffer.from(randomBytes(24)).toString("base64url")}-_`],
+    ["an empty key", "whsec_"],
+    ["a key too short to be secret", `whsec_${Buffer.from("abc").toString("base64")}`],
+    ["no whsec_ prefix", Buffer.from(randomBytes(24)).toString("base64")],
+  ])(
+    "a secret with %s: unsigned and forged events are 503 and write nothing",
+    async (_, secret) => {
+      const t = await setup();
+      const { userId } = await signUp(t, "victim");
+      vi.stubEnv("CLERK_WEBHOOK_SECRET", secret);
+      const errors = vi.spyOn(console, "error").mockImplementation(() => {});
+      const before = await dump(t);
+      const deleted = await t.fetch("/clerk/webhook", unsigned(userDeleted("victim")));
+      expect(deleted.status).toBe(503);
+      expect(await deleted.json()).toMatchObject({ code: "UNAVAILABLE" });
+      // Signed with the broken secret itself, where svix can sign with it at all.
+      let forgedWith: string | null = null;
+      try {
+        new Webhook(secret);
+        forgedWith = secret;
+      } catch {
+        // svix cannot use it either
+      }
+      if (forgedWith !== null) {
+        const created = await deliverClerk(
+          t,
+          userEvent("user.created", "minted", "m@example.com"),
+          {
+            secret: forgedWith,
+          },
+        );
+        expect(created.status).toBe(503);
+      }
+      expect(await dump(t)).toEqual(before);
+      expect((await t.run(async (ctx) => await ctx.db.get("users", userId)))!.deletedAt).toBe(
+        undefined,
+      );
+      // Logged once per cold start (this test file is one), not once per delivery.
+      await t.fetch("/clerk/webhook", unsigned(userDeleted("victim")));
+      expect(
+        errors.mock.calls.filter((call) =>
+          String(call[0]).includes("Webhook endpoint unavailable"),
+        ),
+      ).toHaveLength(secret === "whsec_not-valid-base64!" ? 1 : 0);
+      errors.mockRestore();
+    },
+  );
+
+  test("a valid secret and no svix headers at all: 401, nothing written", async () => {
+    const t = await setup();
+    await signUp(t, "victim");
+    const before = await dump(t);
+    const response = await t.fetch("/clerk/webhook", unsigned(userDeleted("victim")));
+    expect(response.status).toBe(401);
+    expect(await dump(t)).toEqual(before);
+  });
+});

@@ -1,7 +1,8 @@
 import { describe, expect, test } from "vitest";
 import { api, internal } from "../convex/_generated/api";
 import { checkInvariants } from "./invariants";
-import { expectCode, identityFor, setup, signUp } from "./setup";
+import type { Id } from "../convex/_generated/dataModel";
+import { expectCode, identityFor, setup, signUp, type TestConvex } from "./setup";
 
 const R2 = "https://videos.example.com/v.mp4";
 
@@ -44,37 +45,68 @@ describe("getCredits", () => {
 });
 
 describe("reserveCredits", () => {
-  test("deducts atomically and writes a reserve row", async () => {
+  /** A job row without its hold, as if created outside `createJob` (only tests can do this). */
+  async function jobWithoutHold(t: TestConvex, userId: Id<"users">, durationSec: number) {
+    return await t.run(
+      async (ctx) =>
+        await ctx.db.insert("jobs", {
+          userId,
+          prompt: "x",
+          durationSec,
+          creditsUsed: durationSec,
+          status: "queued",
+          creditStatus: "held",
+          createdAt: Date.now(),
+        }),
+    );
+  }
+
+  test("holds the job's price atomically and writes a reserve row", async () => {
     const t = await setup();
     const { userId } = await signUp(t, "u1");
-    expect(await t.mutation(internal.credits.reserveCredits, { userId, credits: 30 })).toEqual({
-      ok: true,
-      balance: 50,
-    });
+    const jobId = await jobWithoutHold(t, userId, 10);
+    expect(
+      await t.mutation(internal.credits.reserveCredits, { userId, credits: 10, jobId }),
+    ).toEqual({ ok: true, balance: 70 });
     expect(await ledgerOf(t)).toEqual([
       ["grant", 80],
-      ["reserve", -30],
+      ["reserve", -10],
     ]);
+    await checkInvariants(t);
   });
 
   test("insufficient balance changes nothing and says so", async () => {
     const t = await setup();
     const { userId } = await signUp(t, "u1");
-    expect(await t.mutation(internal.credits.reserveCredits, { userId, credits: 81 })).toEqual({
-      ok: false,
-      reason: "INSUFFICIENT_CREDITS",
-      balance: 80,
-    });
-    expect(await ledgerOf(t)).toEqual([["grant", 80]]);
+    await t.mutation(internal.credits.grantCredits, { userId, credits: -75, note: "x" });
+    const jobId = await jobWithoutHold(t, userId, 10);
+    expect(
+      await t.mutation(internal.credits.reserveCredits, { userId, credits: 10, jobId }),
+    ).toEqual({ ok: false, reason: "INSUFFICIENT_CREDITS", balance: 5 });
+    expect(await ledgerOf(t)).toEqual([
+      ["grant", 80],
+      ["adjustment", -75],
+    ]);
   });
 
-  test.each([0, -5, 1.5, Number.NaN, Number.POSITIVE_INFINITY])(
-    "credits %s is INVALID_ARGUMENT",
+  test("a hold exists only with its job: no jobId is refused and nothing is held", async () => {
+    const t = await setup();
+    const { userId } = await signUp(t, "u1");
+    await expect(
+      t.mutation(internal.credits.reserveCredits, { userId, credits: 30 } as never),
+    ).rejects.toThrow(/jobId/);
+    expect(await ledgerOf(t)).toEqual([["grant", 80]]);
+    await checkInvariants(t);
+  });
+
+  test.each([0, -5, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 11])(
+    "credits %s (not the job's price) is INVALID_ARGUMENT",
     async (credits) => {
       const t = await setup();
       const { userId } = await signUp(t, "u1");
+      const jobId = await jobWithoutHold(t, userId, 10);
       await expectCode(
-        t.mutation(internal.credits.reserveCredits, { userId, credits }),
+        t.mutation(internal.credits.reserveCredits, { userId, credits, jobId }),
         "INVALID_ARGUMENT",
       );
     },
@@ -147,7 +179,7 @@ describe("settleCredits / refundCredits", () => {
     });
     expect(await ledgerOf(t, jobId)).toEqual([
       ["reserve", -15],
-      ["refund", 15],
+      ["release", 15],
     ]);
     expect(await as.query(api.credits.getCredits, {})).toMatchObject({ credits: 80, reserved: 0 });
     await checkInvariants(t);
@@ -185,6 +217,27 @@ describe("grantCredits and listLedger", () => {
       t.mutation(internal.credits.grantCredits, { userId, credits: 0, note: "x" }),
       "INVALID_ARGUMENT",
     );
+    // A balance stays a safe integer: a grant that would pass 2^53 - 1 is refused.
+    await expectCode(
+      t.mutation(internal.credits.grantCredits, {
+        userId,
+        credits: Number.MAX_SAFE_INTEGER - 69,
+        note: "too much",
+      }),
+      "INVALID_ARGUMENT",
+    );
+    expect(
+      await t.mutation(internal.credits.grantCredits, {
+        userId,
+        credits: Number.MAX_SAFE_INTEGER - 70,
+        note: "up to the limit",
+      }),
+    ).toEqual({ balance: Number.MAX_SAFE_INTEGER });
+    await t.mutation(internal.credits.grantCredits, {
+      userId,
+      credits: -(Number.MAX_SAFE_INTEGER - 70),
+      note: "and back",
+    });
     await expectCode(
       t.mutation(internal.credits.grantCredits, { userId, credits: 1, note: "  " }),
       "INVALID_ARGUMENT",
@@ -193,6 +246,8 @@ describe("grantCredits and listLedger", () => {
       paginationOpts: { numItems: 10, cursor: null },
     });
     expect(page.page.map((row) => [row.kind, row.delta, row.balanceAfter, row.note])).toEqual([
+      ["adjustment", -(Number.MAX_SAFE_INTEGER - 70), 70, "and back"],
+      ["adjustment", Number.MAX_SAFE_INTEGER - 70, Number.MAX_SAFE_INTEGER, "up to the limit"],
       ["adjustment", -30, 70, "correction"],
       ["adjustment", 20, 100, "support #12"],
       ["grant", 80, 80, "Sign-up grant (starter plan)"],

@@ -311,7 +311,7 @@ describe("updateJobStatus", () => {
       });
       expect(await ledgerKinds(t, jobId)).toEqual([
         ["reserve", -15],
-        ["refund", 15],
+        ["release", 15],
       ]);
       expect(await as.query(api.credits.getCredits, {})).toMatchObject({
         credits: 80,
@@ -535,7 +535,7 @@ describe("cancelJob", () => {
     });
     expect(await ledgerKinds(t, jobId)).toEqual([
       ["reserve", -10],
-      ["refund", 10],
+      ["release", 10],
     ]);
     expect(await as.query(api.credits.getCredits, {})).toMatchObject({ credits: 80, reserved: 0 });
     // A report arriving after the cancel cannot revive it.

@@ -56,6 +56,7 @@ async function paymentOutcomes(t: TestConvex, userId: Id<"users">, outcomes: boo
         trueLayerTxnId: `txn_${i}_${Date.now()}`,
         amount: 1000,
         creditsAdded: succeeded ? 80 : 0,
+        creditsPurchased: 80,
         timestamp: Date.now(),
         status: succeeded ? "settled" : "failed",
         planName: "starter",

@@ -41,6 +41,8 @@ type ModelUser = {
   deleted: boolean;
   credits: number;
   reserved: number;
+  /** Credits owed to executed refunds (spent or held when they executed). */
+  owed: number;
   plan: PlanName;
 };
 type ModelPayment = {
@@ -117,7 +119,10 @@ function moveJob(model: Model, job: ModelJob, to: Status, finishingWorker?: stri
   } else if (to === "failed" || to === "canceled") {
     job.money = "refunded";
     user.reserved -= job.cost;
-    user.credits += job.cost;
+    // Released credits pay down what refunds are owed before they reach the balance.
+    const paid = Math.min(job.cost, user.owed);
+    user.owed -= paid;
+    user.credits += job.cost - paid;
   }
 }
 
@@ -152,9 +157,16 @@ async function compare(model: Model, real: Real) {
     expect({
       credits: row.credits,
       reserved: row.reservedCredits ?? 0,
+      owed: row.owedCredits ?? 0,
       plan: row.plan,
       deleted: row.deletedAt !== undefined,
-    }).toEqual({ credits: mu.credits, reserved: mu.reserved, plan: mu.plan, deleted: mu.deleted });
+    }).toEqual({
+      credits: mu.credits,
+      reserved: mu.reserved,
+      owed: mu.owed,
+      plan: mu.plan,
+      deleted: mu.deleted,
+    });
   });
   expect(jobs).toHaveLength(model.jobs.length);
   model.jobs.forEach((mj, i) => {
@@ -629,9 +641,12 @@ class Refund implements Cmd {
       await compare(model, real);
       return;
     }
-    await start;
+    const { refundId: ourRefundId } = await start;
     const refundId = `rf-${++eventCounter}`;
-    await real.t.mutation(internal.payments.attachRefund, { paymentId, refundId });
+    await real.t.mutation(internal.payments.attachRefund, {
+      refundId: ourRefundId,
+      trueLayerRefundId: refundId,
+    });
     mp.refund = "pending";
     await compare(model, real);
     const eventId = `evt-${++eventCounter}`;
@@ -651,6 +666,7 @@ class Refund implements Cmd {
         if (this.outcome === "refund_executed") {
           mp.reclaimed = Math.min(mu.credits, mp.creditsAdded);
           mu.credits -= mp.reclaimed;
+          mu.owed += mp.creditsAdded - mp.reclaimed;
           mp.refund = "executed";
         } else {
           mp.refund = "failed";
@@ -847,6 +863,7 @@ test(`model and database agree over ${runs} random command sequences`, { timeout
             deleted: false,
             credits: 0,
             reserved: 0,
+            owed: 0,
             plan: "starter" as const,
           })),
           jobs: [],

@@ -598,3 +598,67 @@ test("jwks helper serves the TrueLayer key", () => {
     crv: "P-521",
   });
 });
+
+describe("what a payment buys is fixed when the customer commits", () => {
+  test("re-seeding plans between checkout and success changes neither the price nor the credits", async () => {
+    const t = await setup();
+    const { userId, result } = await checkout(t, "user_1", "creator", "tl-pay-1");
+    expect(result.amount).toBe(3100);
+    await t.run(async (ctx) => {
+      const plan = await ctx.db
+        .query("plans")
+        .withIndex("by_name", (q) => q.eq("name", "creator"))
+        .unique();
+      await ctx.db.patch("plans", plan!._id, { monthlyCredits: 999, price: 1 });
+    });
+    await deliverTrueLayer(t, trueLayerKey, executed("tl-pay-1", "evt-1"));
+    const { user, payments } = await state(t, userId);
+    expect(user.credits).toBe(330);
+    expect(payments).toMatchObject([
+      { amount: 3100, creditsPurchased: 250, creditsAdded: 250, status: "executed" },
+    ]);
+  });
+});
+
+describe("the TrueLayer webhook fails closed on a broken configuration", () => {
+  test.each(["staging", " production-ish", ""])(
+    "TRUELAYER_ENVIRONMENT=%j: 503 UNAVAILABLE, logged once, nothing written",
+    async (environment) => {
+      const t = await setup();
+      const { userId } = await checkout(t, "user_1", "creator", "tl-pay-1");
+      vi.stubEnv("TRUELAYER_ENVIRONMENT", environment);
+      const errors = vi.spyOn(console, "error").mockImplementation(() => {});
+      const before = await state(t, userId);
+      for (const eventId of ["evt-1", "evt-2"]) {
+        const response = await deliverTrueLayer(t, trueLayerKey, executed("tl-pay-1", eventId));
+        expect(response.status).toBe(503);
+        expect(await response.json()).toMatchObject({ code: "UNAVAILABLE" });
+      }
+      expect(await state(t, userId)).toEqual(before);
+      expect(
+        errors.mock.calls.filter((call) => String(call[0]).includes("TRUELAYER_ENVIRONMENT")),
+      ).toHaveLength(1);
+      errors.mockRestore();
+    },
+  );
+
+  test("TrueLayer's signing keys unreachable: 503 (TrueLayer retries), nothing written", async () => {
+    const t = await setup();
+    const { userId } = await checkout(t, "user_1", "creator", "tl-pay-1");
+    const before = await state(t, userId);
+    // Production: its keys were never fetched by this process, so nothing is cached.
+    vi.stubEnv("TRUELAYER_ENVIRONMENT", "production");
+    stubNetworkDown();
+    const response = await deliverTrueLayer(t, trueLayerKey, executed("tl-pay-1", "evt-1"), {
+      jku: PRODUCTION_JKU,
+    });
+    expect(response.status).toBe(503);
+    expect(await state(t, userId)).toEqual(before);
+  });
+});
+
+function stubNetworkDown() {
+  vi.stubGlobal("fetch", async () => {
+    throw new TypeError("fetch failed");
+  });
+}

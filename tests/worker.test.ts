@@ -382,7 +382,7 @@ describe("a job taken away from its worker", () => {
     expect(await dump(t)).toEqual(before);
     expect(await ledgerKinds(t, jobId)).toEqual([
       ["reserve", -5],
-      ["refund", 5],
+      ["release", 5],
     ]);
     await checkInvariants(t);
   });
@@ -452,7 +452,7 @@ describe("lease expiry", () => {
     expect(await as.query(api.credits.getCredits, {})).toMatchObject({ credits: 80, reserved: 0 });
     expect(await ledgerKinds(t, jobId)).toEqual([
       ["reserve", -5],
-      ["refund", 5],
+      ["release", 5],
     ]);
     expect((await claim(t, "w4")).status).toBe(204);
   });
@@ -549,7 +549,7 @@ describe("POST /worker/jobs/fail", () => {
     });
     expect(await ledgerKinds(t, jobIds[0])).toEqual([
       ["reserve", -5],
-      ["refund", 5],
+      ["release", 5],
     ]);
     await checkInvariants(t);
   });
@@ -611,7 +611,7 @@ describe("retries keep the original hold (issue 8)", () => {
     }
     expect(await ledgerKinds(t, jobId)).toEqual([
       ["reserve", -5],
-      ["refund", 5],
+      ["release", 5],
     ]);
     expect(await as.query(api.credits.getCredits, {})).toMatchObject({ credits: 80, reserved: 0 });
     await checkInvariants(t);

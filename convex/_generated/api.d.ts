@@ -32,6 +32,7 @@ import type * as model_ledger from "../model/ledger.js";
 import type * as model_metrics from "../model/metrics.js";
 import type * as model_payments from "../model/payments.js";
 import type * as model_plans from "../model/plans.js";
+import type * as model_refunds from "../model/refunds.js";
 import type * as model_users from "../model/users.js";
 import type * as model_webhookEvents from "../model/webhookEvents.js";
 import type * as model_worker from "../model/worker.js";
@@ -71,6 +72,7 @@ declare const fullApi: ApiFromModules<{
   "model/metrics": typeof model_metrics;
   "model/payments": typeof model_payments;
   "model/plans": typeof model_plans;
+  "model/refunds": typeof model_refunds;
   "model/users": typeof model_users;
   "model/webhookEvents": typeof model_webhookEvents;
   "model/worker": typeof model_worker;

@@ -1,3 +1,5 @@
+import { v, type Infer } from "convex/values";
+import { literals } from "convex-helpers/validators";
 import { env } from "../_generated/server";
 import { appError } from "./errors";
 
@@ -121,18 +123,23 @@ export const HANDLED_TRUELAYER_EVENTS = [
 ] as const;
 export type TrueLayerEventType = (typeof HANDLED_TRUELAYER_EVENTS)[number];
 
-export type TrueLayerEvent = {
-  eventId: string;
-  type: TrueLayerEventType;
+/** A verified webhook event as the backend applies it (`payments:applyTrueLayerEvent`). */
+export const trueLayerEventValidator = v.object({
+  eventId: v.string(),
+  type: literals(...HANDLED_TRUELAYER_EVENTS),
   /** TrueLayer's payment id (`payments.trueLayerTxnId`). */
-  trueLayerPaymentId: string;
+  trueLayerPaymentId: v.string(),
   /** Our payment id, echoed back from the metadata sent at checkout. */
-  cineweavePaymentId?: string;
-  refundId?: string;
-  failureReason?: string;
+  cineweavePaymentId: v.optional(v.string()),
+  /** TrueLayer's refund id (refund events). */
+  refundId: v.optional(v.string()),
+  /** The refund's amount (refund events): from the body, else from TrueLayer's refund resource. */
+  amountInMinor: v.optional(v.number()),
+  failureReason: v.optional(v.string()),
   /** executed_at / settled_at / failed_at, in ms. */
-  occurredAt?: number;
-};
+  occurredAt: v.optional(v.number()),
+});
+export type TrueLayerEvent = Infer<typeof trueLayerEventValidator>;
 
 export type ParsedTrueLayerWebhook =
   | { ok: true; event: TrueLayerEvent }
@@ -157,18 +164,11 @@ function timeField(body: Record<string, unknown>, name: string): number | undefi
   return Number.isFinite(ms) ? ms : undefined;
 }
 
-/** Parses a (verified) TrueLayer webhook body; `ok: false` means a malformed body (400). */
-export function parseTrueLayerWebhook(rawBody: string): ParsedTrueLayerWebhook {
-  let body: unknown;
-  try {
-    body = JSON.parse(rawBody);
-  } catch {
-    return { ok: false, message: "Body is not JSON." };
-  }
-  if (typeof body !== "object" || body === null || Array.isArray(body)) {
-    return { ok: false, message: "Body must be a JSON object." };
-  }
-  const fields = body as Record<string, unknown>;
+/**
+ * Reads a (verified, already parsed) TrueLayer webhook body; `ok: false` means a malformed body
+ * (400).
+ */
+export function parseTrueLayerWebhook(fields: Record<string, unknown>): ParsedTrueLayerWebhook {
   const type = fields.type;
   const eventId = idField(fields, "event_id");
   if (typeof type !== "string" || eventId === undefined) {
@@ -196,6 +196,10 @@ export function parseTrueLayerWebhook(rawBody: string): ParsedTrueLayerWebhook {
       return { ok: false, message: `${type} needs a \`refund_id\`.` };
     }
     event.refundId = refundId;
+    const amount = fields.amount_in_minor;
+    if (typeof amount === "number" && Number.isSafeInteger(amount) && amount > 0) {
+      event.amountInMinor = amount;
+    }
   }
   if (eventType === "payment_failed" || eventType === "refund_failed") {
     const reason = fields.failure_reason;

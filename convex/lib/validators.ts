@@ -18,16 +18,36 @@ export type JobStatus = Infer<typeof jobStatusValidator>;
 export const creditStatusValidator = literals("held", "settled", "refunded");
 export type CreditStatus = Infer<typeof creditStatusValidator>;
 
+/**
+ * grant: sign-up credits. purchase: a paid plan. adjustment: an operator's correction.
+ * plan_change: a plan switch (moves no credits). reserve / settle / release: a job's hold taken,
+ * made final, or given back. refund_reclaim: credits taken back when a payment refund executed
+ * (what could not be taken becomes owed); refund_paydown: owed credits paid down from a released
+ * hold; refund_reversal: a refund that failed after executing gives its credits back.
+ */
 export const ledgerKindValidator = literals(
   "grant",
   "reserve",
   "settle",
-  "refund",
+  "release",
   "purchase",
   "plan_change",
   "adjustment",
+  "refund_reclaim",
+  "refund_paydown",
+  "refund_reversal",
 );
 export type LedgerKind = Infer<typeof ledgerKindValidator>;
+
+/**
+ * A refund's life: `requested` (recorded before TrueLayer is asked, no TrueLayer id yet),
+ * `pending` (TrueLayer accepted it), `executed` (money went back), `failed` (final).
+ */
+export const refundStatusValidator = literals("requested", "pending", "executed", "failed");
+export type RefundStatus = Infer<typeof refundStatusValidator>;
+
+/** A payment's refund summary, derived from its refunds (see model/refunds.ts). */
+export const paymentRefundStatusValidator = literals("pending", "executed", "failed");
 
 export const paymentStatusValidator = literals("pending", "executed", "settled", "failed");
 export type PaymentStatus = Infer<typeof paymentStatusValidator>;

@@ -1,13 +1,17 @@
 import type { Doc, Id } from "../_generated/dataModel";
 import type { MutationCtx } from "../_generated/server";
-import { appError } from "../lib/errors";
+import { appError, isAppError } from "../lib/errors";
 import { applyCreditChange } from "./ledger";
 import { recordCreditsConsumed } from "./metrics";
+import { payDownOwedCredits } from "./refunds";
 
 /**
- * Two-phase credit transfers, per job: `reserve` takes the credits off the available balance
- * (a hold), then exactly one of `settle` (the hold becomes final) or `refund` (the hold is
- * returned). `jobs.creditStatus` records which, so repeated or late reports change nothing.
+ * Two-phase credit transfers, per job: `reserveJobCredits` moves the job's price from the
+ * available balance into the user's held credits, then exactly one of `settleJobCredits` (the
+ * hold becomes final) or `releaseJobCredits` (the hold comes back). `jobs.creditStatus` records
+ * which, so repeated or late reports change nothing. A hold exists only with its job: nothing
+ * else moves credits into or out of `reservedCredits`. Every change goes through
+ * `applyCreditChange` (model/ledger.ts), the one balance check.
  */
 
 export function assertPositiveCredits(credits: number): void {
@@ -19,76 +23,97 @@ export function assertPositiveCredits(credits: number): void {
 export type ReserveResult =
   { ok: true; balance: number } | { ok: false; reason: "INSUFFICIENT_CREDITS"; balance: number };
 
-/** Deducts `credits` from the available balance if it covers them; otherwise changes nothing. */
-export async function reserveCredits(
-  ctx: MutationCtx,
-  userId: Id<"users">,
-  credits: number,
-  jobId?: Id<"jobs">,
-): Promise<ReserveResult> {
-  assertPositiveCredits(credits);
-  const user = await ctx.db.get("users", userId);
-  if (user === null) {
-    throw appError("NOT_FOUND", "User not found.");
-  }
-  if (user.credits < credits) {
-    return { ok: false, reason: "INSUFFICIENT_CREDITS", balance: user.credits };
-  }
-  const balance = await applyCreditChange(ctx, userId, { delta: -credits, kind: "reserve", jobId });
-  await ctx.db.patch("users", userId, { reservedCredits: (user.reservedCredits ?? 0) + credits });
-  return { ok: true, balance };
+/**
+ * Holds the job's price (`creditsUsed`) for it: a `reserve` row taking it from the available
+ * balance into `reservedCredits`. INSUFFICIENT_CREDITS (nothing written) if the balance does not
+ * cover it. Called once per job, by `createJob`, in the transaction that inserts the job.
+ */
+export async function reserveJobCredits(ctx: MutationCtx, job: Doc<"jobs">): Promise<number> {
+  assertPositiveCredits(job.creditsUsed);
+  const user = await applyCreditChange(ctx, job.userId, {
+    delta: -job.creditsUsed,
+    reservedDelta: job.creditsUsed,
+    kind: "reserve",
+    jobId: job._id,
+  });
+  return user.credits;
 }
 
-async function releaseHold(ctx: MutationCtx, userId: Id<"users">, credits: number) {
-  const user = (await ctx.db.get("users", userId))!;
-  await ctx.db.patch("users", userId, {
-    reservedCredits: Math.max(0, (user.reservedCredits ?? 0) - credits),
-  });
+/** `reserveJobCredits` that answers a balance too small with `ok: false` instead of throwing. */
+export async function tryReserveJobCredits(
+  ctx: MutationCtx,
+  job: Doc<"jobs">,
+): Promise<ReserveResult> {
+  try {
+    return { ok: true, balance: await reserveJobCredits(ctx, job) };
+  } catch (error) {
+    if (isAppError(error) && error.data.code === "INSUFFICIENT_CREDITS") {
+      const user = await ctx.db.get("users", job.userId);
+      return { ok: false, reason: "INSUFFICIENT_CREDITS", balance: user?.credits ?? 0 };
+    }
+    throw error;
+  }
 }
 
 /**
- * Makes the job's hold final (counted as credits consumed in the metrics). Returns false (and
- * writes nothing) unless the hold is open.
+ * Makes the job's hold final (counted as credits consumed in the metrics): a `settle` row that
+ * takes the price out of `reservedCredits`. Returns false (and writes nothing) unless the hold
+ * is open.
  */
 export async function settleJobCredits(ctx: MutationCtx, job: Doc<"jobs">): Promise<boolean> {
   if (job.creditStatus !== "held") {
     return false;
   }
   await ctx.db.patch("jobs", job._id, { creditStatus: "settled" });
-  // The credits left the balance at reserve time: the settle row records the charge with delta 0.
-  await applyCreditChange(ctx, job.userId, { delta: 0, kind: "settle", jobId: job._id });
-  await releaseHold(ctx, job.userId, job.creditsUsed);
+  await applyCreditChange(ctx, job.userId, {
+    delta: 0,
+    reservedDelta: -job.creditsUsed,
+    kind: "settle",
+    jobId: job._id,
+  });
   await recordCreditsConsumed(ctx, job, job.creditsUsed);
   return true;
 }
 
-/** Returns exactly what the job reserved. Returns false (and writes nothing) unless the hold is open. */
-export async function refundJobCredits(ctx: MutationCtx, job: Doc<"jobs">): Promise<boolean> {
+/**
+ * Gives the job's hold back (failed, canceled, timed out): a `release` row returning exactly
+ * its price to the available balance. If the user owes credits to an executed refund, the
+ * released credits pay that down first (`refund_paydown` rows), so a refund cannot be escaped
+ * by holding credits in jobs while it executes. Returns false (and writes nothing) unless the
+ * hold is open.
+ */
+export async function releaseJobCredits(ctx: MutationCtx, job: Doc<"jobs">): Promise<boolean> {
   if (job.creditStatus !== "held") {
     return false;
   }
   await ctx.db.patch("jobs", job._id, { creditStatus: "refunded" });
-  await applyCreditChange(ctx, job.userId, {
+  const user = await applyCreditChange(ctx, job.userId, {
     delta: job.creditsUsed,
-    kind: "refund",
+    reservedDelta: -job.creditsUsed,
+    kind: "release",
     jobId: job._id,
   });
-  await releaseHold(ctx, job.userId, job.creditsUsed);
+  await payDownOwedCredits(ctx, user, job.creditsUsed);
   return true;
 }
 
 /** A job reserves exactly once (`createJob` does it): reserving again for it is a CONFLICT. */
-export async function assertJobCanReserve(
+export async function requireJobWithoutHold(
   ctx: MutationCtx,
   userId: Id<"users">,
   jobId: Id<"jobs">,
-): Promise<void> {
+  credits: number,
+): Promise<Doc<"jobs">> {
+  assertPositiveCredits(credits);
   const job = await ctx.db.get("jobs", jobId);
   if (job === null) {
     throw appError("NOT_FOUND", "Job not found.");
   }
   if (job.userId !== userId) {
     throw appError("INVALID_ARGUMENT", "jobId belongs to another user.");
+  }
+  if (job.creditsUsed !== credits) {
+    throw appError("INVALID_ARGUMENT", `This job's price is ${job.creditsUsed} credits.`);
   }
   const existing = await ctx.db
     .query("ledger")
@@ -97,6 +122,7 @@ export async function assertJobCanReserve(
   if (existing !== null) {
     throw appError("CONFLICT", "This job already holds its reservation.");
   }
+  return job;
 }
 
 export const ADJUSTMENT_NOTE_MAX_LENGTH = 500;
@@ -118,9 +144,10 @@ export async function grantAdjustment(
       `note must be 1 to ${ADJUSTMENT_NOTE_MAX_LENGTH} characters saying why.`,
     );
   }
-  return await applyCreditChange(ctx, userId, {
+  const user = await applyCreditChange(ctx, userId, {
     delta: credits,
     kind: "adjustment",
     note: trimmed,
   });
+  return user.credits;
 }

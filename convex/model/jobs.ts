@@ -10,7 +10,7 @@ import {
   type CreditStatus,
   type JobStatus,
 } from "../lib/validators";
-import { refundJobCredits, reserveCredits, settleJobCredits } from "./credits";
+import { releaseJobCredits, reserveJobCredits, settleJobCredits } from "./credits";
 import { recordJobOutcome, recordUserActivity } from "./metrics";
 
 export const JOB_DURATIONS = [5, 10, 15] as const;
@@ -196,12 +196,6 @@ export async function createJob(
     }
   }
   const cost = jobCost(input.durationSec);
-  if (user.credits < cost) {
-    throw appError(
-      "INSUFFICIENT_CREDITS",
-      `Not enough credits: ${user.credits} available, ${cost} needed.`,
-    );
-  }
   const jobId = await ctx.db.insert("jobs", {
     userId: user._id,
     prompt: input.prompt,
@@ -215,11 +209,8 @@ export async function createJob(
     creditStatus: "held",
     createdAt: Date.now(),
   });
-  const reserved = await reserveCredits(ctx, user._id, cost, jobId);
-  if (!reserved.ok) {
-    // Unreachable after the check above; throwing rolls the insert back all the same.
-    throw appError("INSUFFICIENT_CREDITS", "Not enough credits.");
-  }
+  // INSUFFICIENT_CREDITS here rolls the insert back with everything else.
+  await reserveJobCredits(ctx, (await ctx.db.get("jobs", jobId))!);
   await recordUserActivity(ctx, user);
   return { jobId, created: true };
 }
@@ -311,7 +302,7 @@ export async function transitionJob(
   if (to === "done") {
     await settleJobCredits(ctx, updated);
   } else if (to === "failed" || to === "canceled") {
-    await refundJobCredits(ctx, updated);
+    await releaseJobCredits(ctx, updated);
   }
   if (to === "done" || to === "failed" || to === "canceled") {
     await recordJobOutcome(ctx, updated, to, now);
@@ -347,7 +338,7 @@ export async function refundJob(ctx: MutationCtx, job: Doc<"jobs">): Promise<Cre
   if (job.status === "queued" || job.status === "running") {
     await transitionJob(ctx, job, "failed", { error: "Refunded by an operator." });
   } else {
-    await refundJobCredits(ctx, job);
+    await releaseJobCredits(ctx, job);
   }
   return { changed: true, creditStatus: "refunded" };
 }
