@@ -1,6 +1,6 @@
 import { Webhook, WebhookVerificationError } from "svix";
 import { internal } from "./_generated/api";
-import { env, httpAction } from "./_generated/server";
+import { httpAction } from "./_generated/server";
 import {
   errorResponse,
   jsonResponse,
@@ -83,7 +83,7 @@ function primaryEmail(data: Record<string, unknown>): string | undefined {
 /** POST /clerk/webhook: Clerk user events, signed with Svix (secret CLERK_WEBHOOK_SECRET). */
 export const clerkWebhook = httpAction((ctx, request) =>
   withJsonErrors(async () => {
-    const secret = env.CLERK_WEBHOOK_SECRET;
+    const secret = process.env.CLERK_WEBHOOK_SECRET;
     if (!secret) {
       console.error("Clerk webhook received but CLERK_WEBHOOK_SECRET is not set.");
       // 5xx: Clerk keeps retrying until the secret is configured.
