@@ -15,7 +15,16 @@ const stub = await startStubDeployment();
 const code = await new Promise((resolve) => {
   const child = spawn(
     "npx",
-    ["convex", "codegen", "--typecheck", "disable", "--url", stub.url, "--admin-key", "offline-stub"],
+    [
+      "convex",
+      "codegen",
+      "--typecheck",
+      "disable",
+      "--url",
+      stub.url,
+      "--admin-key",
+      "offline-stub",
+    ],
     // CI=1: non-interactive, and the CLI reports no crash to Sentry (offline, that would hang).
     { stdio: "inherit", env: { ...process.env, CI: "1" } },
   );

@@ -51,8 +51,11 @@ function decode(req, body) {
   return body;
 }
 
-/** Starts the stub; resolves to `{ url, requests, close }`. `requests` lists "METHOD /path". */
-export async function startStubDeployment({ lifetimeMs = 120_000 } = {}) {
+/**
+ * Starts the stub; resolves to `{ url, requests, close }`. `requests` lists "METHOD /path".
+ * With `refuseAll`, every request gets the 400 (for runs that must not talk to a deployment).
+ */
+export async function startStubDeployment({ lifetimeMs = 120_000, refuseAll = false } = {}) {
   const requests = [];
   const server = http.createServer((req, res) => {
     const chunks = [];
@@ -69,14 +72,14 @@ export async function startStubDeployment({ lifetimeMs = 120_000 } = {}) {
       } catch {
         return reply(400, { code: "BadRequest", message: "undecodable body" });
       }
-      if (req.method === "POST" && path === "/api/get_config_hashes") {
+      if (!refuseAll && req.method === "POST" && path === "/api/get_config_hashes") {
         return reply(200, {
           config: { functions: "convex/" },
           moduleHashes: [],
           nodeDependencies: [],
         });
       }
-      if (req.method === "POST" && path === "/api/deploy2/start_push") {
+      if (!refuseAll && req.method === "POST" && path === "/api/deploy2/start_push") {
         return reply(200, startPushResponse());
       }
       reply(400, {
