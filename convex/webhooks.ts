@@ -1,6 +1,6 @@
 import { Webhook, WebhookVerificationError } from "svix";
 import { internal } from "./_generated/api";
-import { env, httpAction } from "./_generated/server";
+import { httpAction } from "./_generated/server";
 import {
   errorResponse,
   jsonResponse,
@@ -41,7 +41,7 @@ export const trueLayerWebhook = httpAction((ctx, request) =>
       trueLayerEnvironment();
     } catch {
       return unavailable(
-        `TRUELAYER_ENVIRONMENT=${JSON.stringify(env.TRUELAYER_ENVIRONMENT)} must be sandbox or production.`,
+        `TRUELAYER_ENVIRONMENT=${JSON.stringify(process.env.TRUELAYER_ENVIRONMENT)} must be sandbox or production.`,
       );
     }
     const body = await readRawBody(request, MAX_BODY_BYTES);
@@ -152,7 +152,7 @@ function clerkVerifier(secret: string | undefined): Webhook | string {
 /** POST /clerk/webhook: Clerk user events, signed with Svix (secret CLERK_WEBHOOK_SECRET). */
 export const clerkWebhook = httpAction((ctx, request) =>
   withJsonErrors(async () => {
-    const verifier = clerkVerifier(env.CLERK_WEBHOOK_SECRET);
+    const verifier = clerkVerifier(process.env.CLERK_WEBHOOK_SECRET);
     if (typeof verifier === "string") {
       // 5xx: Clerk keeps retrying until the secret is fixed.
       return unavailable(verifier);

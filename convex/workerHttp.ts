@@ -1,5 +1,5 @@
 import { internal } from "./_generated/api";
-import { env, httpAction } from "./_generated/server";
+import { httpAction } from "./_generated/server";
 import {
   checkBearerSecret,
   jsonResponse,
@@ -22,7 +22,7 @@ type Handler = Parameters<typeof httpAction>[0];
 
 function workerRoute(handler: Handler) {
   return httpAction(async (ctx, request) => {
-    const refused = await checkBearerSecret(request, env.WORKER_SECRET, "WORKER_SECRET");
+    const refused = await checkBearerSecret(request, process.env.WORKER_SECRET, "WORKER_SECRET");
     if (refused !== null) {
       return refused;
     }

@@ -1,6 +1,5 @@
 import { v, type Infer } from "convex/values";
 import { literals } from "convex-helpers/validators";
-import { env } from "../_generated/server";
 import { appError } from "./errors";
 
 /**
@@ -45,7 +44,7 @@ export type TrueLayerConfig = {
 
 /** `TRUELAYER_ENVIRONMENT`: "sandbox" (the default) or "production". */
 export function trueLayerEnvironment(): TrueLayerEnvironment {
-  const raw = (env.TRUELAYER_ENVIRONMENT ?? "sandbox").trim().toLowerCase();
+  const raw = (process.env.TRUELAYER_ENVIRONMENT ?? "sandbox").trim().toLowerCase();
   if (raw !== "sandbox" && raw !== "production") {
     throw appError(
       "INVALID_TRANSITION",
@@ -69,14 +68,14 @@ const REQUIRED_VARIABLES = [
  * a crash. Secrets stay inside the functions that read them: never pass them as arguments.
  */
 export function readTrueLayerConfig(): TrueLayerConfig {
-  const missing = REQUIRED_VARIABLES.filter((name) => !env[name]?.trim());
+  const missing = REQUIRED_VARIABLES.filter((name) => !process.env[name]?.trim());
   if (missing.length > 0) {
     throw appError(
       "INVALID_TRANSITION",
       `Payments are not configured: set ${missing.join(", ")} (npx convex env set NAME value).`,
     );
   }
-  const currency = (env.TRUELAYER_CURRENCY ?? "GBP").trim().toUpperCase();
+  const currency = (process.env.TRUELAYER_CURRENCY ?? "GBP").trim().toUpperCase();
   if (!(TRUELAYER_CURRENCIES as readonly string[]).includes(currency)) {
     throw appError(
       "INVALID_TRANSITION",
@@ -85,14 +84,14 @@ export function readTrueLayerConfig(): TrueLayerConfig {
   }
   return {
     environment: trueLayerEnvironment(),
-    clientId: env.TRUELAYER_CLIENT_ID!.trim(),
-    clientSecret: env.TRUELAYER_CLIENT_SECRET!.trim(),
-    signingKeyId: env.TRUELAYER_SIGNING_KEY_ID!.trim(),
+    clientId: process.env.TRUELAYER_CLIENT_ID!.trim(),
+    clientSecret: process.env.TRUELAYER_CLIENT_SECRET!.trim(),
+    signingKeyId: process.env.TRUELAYER_SIGNING_KEY_ID!.trim(),
     // Env values often carry the PEM on one line with literal "\n" escapes.
-    signingPrivateKeyPem: env.TRUELAYER_SIGNING_PRIVATE_KEY!.replace(/\\n/g, "\n").trim(),
-    merchantAccountId: env.TRUELAYER_MERCHANT_ACCOUNT_ID!.trim(),
+    signingPrivateKeyPem: process.env.TRUELAYER_SIGNING_PRIVATE_KEY!.replace(/\\n/g, "\n").trim(),
+    merchantAccountId: process.env.TRUELAYER_MERCHANT_ACCOUNT_ID!.trim(),
     currency,
-    returnUri: env.TRUELAYER_RETURN_URI?.trim() || null,
+    returnUri: process.env.TRUELAYER_RETURN_URI?.trim() || null,
   };
 }
 

@@ -1,5 +1,5 @@
 import type { Doc, Id } from "../_generated/dataModel";
-import { env, type MutationCtx } from "../_generated/server";
+import type { MutationCtx } from "../_generated/server";
 import { appError } from "../lib/errors";
 import { transitionJob } from "./jobs";
 
@@ -32,7 +32,7 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 
 /** A whole number from the environment within [min, max]; anything else is the default. */
 function intFromEnv(name: string, fallback: number, min: number, max: number): number {
-  const raw = env[name];
+  const raw = process.env[name];
   if (raw === undefined || raw.trim() === "") {
     return fallback;
   }
