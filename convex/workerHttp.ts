@@ -51,34 +51,40 @@ export const claim = workerRoute(async (ctx, request) => {
   });
 });
 
-/** `POST /worker/jobs/heartbeat` `{ jobId, workerId, progress? }` → 200 with the new lease. */
+/**
+ * `POST /worker/jobs/heartbeat` `{ jobId, workerId, attempt?, progress? }` → 200 with the new
+ * lease. `attempt` (on every report) is the claim's; a report for another attempt is a 409.
+ */
 export const heartbeat = workerRoute(async (ctx, request) => {
   const body = await readJsonObject(request);
   const result = await ctx.runMutation(internal.worker.heartbeat, {
     jobId: requireString(body, "jobId"),
     workerId: requireString(body, "workerId"),
+    attempt: optionalNumber(body, "attempt"),
     progress: optionalNumber(body, "progress"),
   });
   return jsonResponse(200, { ...result, status: "running", progress: orNull(result.progress) });
 });
 
-/** `POST /worker/jobs/complete` `{ jobId, workerId, r2Url }` → 200 `{ changed, expiresAt }`. */
+/** `POST /worker/jobs/complete` `{ jobId, workerId, attempt?, r2Url }` → 200 `{ changed, expiresAt }`. */
 export const complete = workerRoute(async (ctx, request) => {
   const body = await readJsonObject(request);
   const result = await ctx.runMutation(internal.worker.completeJob, {
     jobId: requireString(body, "jobId"),
     workerId: requireString(body, "workerId"),
+    attempt: optionalNumber(body, "attempt"),
     r2Url: requireString(body, "r2Url"),
   });
   return jsonResponse(200, { ...result, status: "done", expiresAt: orNull(result.expiresAt) });
 });
 
-/** `POST /worker/jobs/fail` `{ jobId, workerId, error, retryable? }` → 200 with the outcome. */
+/** `POST /worker/jobs/fail` `{ jobId, workerId, attempt?, error, retryable? }` → 200 with the outcome. */
 export const fail = workerRoute(async (ctx, request) => {
   const body = await readJsonObject(request);
   const result = await ctx.runMutation(internal.worker.failJob, {
     jobId: requireString(body, "jobId"),
     workerId: requireString(body, "workerId"),
+    attempt: optionalNumber(body, "attempt"),
     error: requireString(body, "error"),
     retryable: optionalBoolean(body, "retryable"),
   });
