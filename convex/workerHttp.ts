@@ -13,7 +13,8 @@ import {
 
 /**
  * HTTP handlers of the GPU worker API (routed in `convex/http.ts`). Each one checks
- * `Authorization: Bearer <WORKER_SECRET>` before reading the body, checks the body's field
+ * `Authorization: Bearer <WORKER_SECRET>` before reading the body (an unset or unusable secret,
+ * or any error while checking, is a 503 that runs nothing), checks the body's field
  * types, then runs one internal mutation from `convex/worker.ts`. Errors are JSON
  * `{ code, message }` with the status of their code (see `convex/lib/http.ts`).
  */
@@ -22,7 +23,8 @@ type Handler = Parameters<typeof httpAction>[0];
 
 function workerRoute(handler: Handler) {
   return httpAction(async (ctx, request) => {
-    const refused = await checkBearerSecret(request, env.WORKER_SECRET, "WORKER_SECRET");
+    // Fail-closed: only an explicit null (the secret matched) reaches the handler.
+    const refused = await checkBearerSecret(request, () => env.WORKER_SECRET, "WORKER_SECRET");
     if (refused !== null) {
       return refused;
     }

@@ -94,6 +94,7 @@ beforeEach(() => {
 });
 
 afterEach(() => {
+  vi.restoreAllMocks();
   vi.unstubAllEnvs();
   vi.useRealTimers();
 });
@@ -143,6 +144,90 @@ describe("authentication", () => {
     vi.stubEnv("WORKER_SECRET", "");
     expect((await claim(t, "w1")).status).toBe(503);
     expect(await dump(t)).toEqual(before);
+  });
+
+  test("a WORKER_SECRET that is set but cannot be used: 503 on every route whatever is sent, nothing written, logged once", async () => {
+    const { t, jobIds } = await withJobs(1);
+    expect((await claim(t, "w1")).status).toBe(200);
+    const before = await dump(t);
+    const logged = vi.spyOn(console, "error").mockImplementation(() => {});
+    const unusable = [
+      ["   ", "only whitespace"],
+      ["\t\n", "only whitespace"],
+      [` ${SECRET} `, "whitespace"],
+      [`${SECRET}\n`, "whitespace"],
+      ["two words", "whitespace"],
+      [`s\u00e9cret-${SECRET}`, "non-ASCII"],
+      [`${SECRET}\u0007`, "control"],
+      [`"${SECRET}"`, "quotes"],
+      [`'${SECRET}'`, "quotes"],
+    ] as const;
+    for (const [value, reason] of unusable) {
+      vi.stubEnv("WORKER_SECRET", value);
+      // Whatever a worker might send for it, including the value itself where a header can carry it.
+      const authorizations = [
+        undefined,
+        `Bearer ${value}`,
+        `Bearer ${value.trim()}`,
+        `Bearer ${value.trim().slice(1, -1)}`,
+        `Bearer ${SECRET}`,
+        "Bearer two words",
+      ].filter((header) => {
+        try {
+          return header === undefined || new Headers({ Authorization: header }) !== null;
+        } catch {
+          return false;
+        }
+      });
+      for (const [path, body] of routes) {
+        for (const authorization of authorizations) {
+          const opts = authorization === undefined ? { secret: null } : { authorization };
+          const reply = await post(t, path, { ...body, jobId: jobIds[0] }, opts);
+          expect(reply.status, `${JSON.stringify(value)} ${path} ${authorization}`).toBe(503);
+          expect(reply.contentType).toBe("application/json");
+          expect(reply.body.code).toBe("UNAVAILABLE");
+          expect(reply.body.message).toContain("WORKER_SECRET");
+          expect(reply.body.message).not.toContain(SECRET);
+        }
+        // Refused before the body is read: a malformed body is a 503 too, not a 400.
+        expect((await post(t, path, undefined, { raw: "{not json" })).status).toBe(503);
+      }
+      expect(
+        logged.mock.calls.some((call) => String(call[0]).includes(reason)),
+        `a log naming "${reason}"`,
+      ).toBe(true);
+    }
+    expect(await dump(t)).toEqual(before);
+    // Logged once per cold start (per problem), naming the variable and never its value.
+    const messages = logged.mock.calls.map((call) => String(call[0]));
+    expect(messages).toHaveLength(new Set(messages).size);
+    for (const message of messages) {
+      expect(message).toContain("WORKER_SECRET");
+      expect(message).not.toContain(SECRET);
+      expect(message).not.toContain("two words");
+    }
+    // Fixed: the same deployment serves the workers again.
+    vi.stubEnv("WORKER_SECRET", SECRET);
+    expect((await claim(t, "w2")).status).toBe(204);
+    logged.mockRestore();
+  });
+
+  test("an error while checking the secret is a 503 and never reaches the handler", async () => {
+    const { t, jobIds } = await withJobs(2);
+    expect((await claim(t, "w1")).status).toBe(200);
+    const before = await dump(t);
+    const logged = vi.spyOn(console, "error").mockImplementation(() => {});
+    const digest = vi.spyOn(crypto.subtle, "digest").mockRejectedValue(new Error("no crypto"));
+    for (const [path, body] of routes) {
+      const reply = await post(t, path, { ...body, jobId: jobIds[0] });
+      expect(reply.status).toBe(503);
+      expect(reply.body).toMatchObject({ code: "UNAVAILABLE" });
+    }
+    expect(await dump(t)).toEqual(before);
+    expect(logged).toHaveBeenCalled();
+    digest.mockRestore();
+    logged.mockRestore();
+    expect((await claim(t, "w2")).body).toMatchObject({ jobId: jobIds[1] });
   });
 
   test("a lowercase bearer scheme is accepted", async () => {
