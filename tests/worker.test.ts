@@ -728,8 +728,7 @@ describe("reports are fenced by attempt (issue item 5)", () => {
       expect(reply.status).toBe(409);
       expect(reply.body).toEqual({
         code: "CONFLICT",
-        message:
-          "This report is for attempt 1, which is over: the job is running on attempt 2. Drop it.",
+        message: "This report is for attempt 1, but the job is running attempt 2. Drop it.",
       });
     }
     expect(await dump(t)).toEqual(before);
@@ -761,7 +760,7 @@ describe("reports are fenced by attempt (issue item 5)", () => {
     const stale = await reportsFor(t, jobId, "w1", 1).complete();
     expect(stale.status).toBe(409);
     expect(stale.body.message).toBe(
-      "This report is for attempt 1, which is over: the job ended done on attempt 2. Drop it.",
+      "This report is for attempt 1, but the job is done after attempt 2. Drop it.",
     );
     expect(await dump(t)).toEqual(after);
     expect(await ledgerKinds(t, jobId)).toEqual([
@@ -790,7 +789,7 @@ describe("reports are fenced by attempt (issue item 5)", () => {
     expect((await fail(t, jobId, "w1", "boom")).body).toMatchObject({ changed: false });
     const stale = await reportsFor(t, jobId, "w1", 1).fail(true);
     expect(stale.status).toBe(409);
-    expect(stale.body.message).toContain("attempt 1, which is over: the job ended failed");
+    expect(stale.body.message).toContain("attempt 1, but the job is failed after attempt 2");
     expect(await dump(t)).toEqual(after);
     expect(await ledgerKinds(t, jobId)).toEqual([
       ["reserve", -5],
@@ -799,14 +798,22 @@ describe("reports are fenced by attempt (issue item 5)", () => {
   });
 
   test("a report for an attempt that has not happened yet is 409 too", async () => {
-    const { t, jobIds } = await withJobs(1);
+    const { t, jobIds } = await withJobs(2);
     await claim(t, "w1");
     const before = await dump(t);
     const ahead = reportsFor(t, jobIds[0], "w1", 2);
     for (const reply of [await ahead.heartbeat(), await ahead.complete(), await ahead.fail()]) {
       expect(reply.status).toBe(409);
-      expect(reply.body.code).toBe("CONFLICT");
+      expect(reply.body).toEqual({
+        code: "CONFLICT",
+        message: "This report is for attempt 2, but the job is running attempt 1. Drop it.",
+      });
     }
+    // A job that was never claimed names no attempt.
+    const queued = await reportsFor(t, jobIds[1], "w1", 1).complete();
+    expect(queued.body.message).toBe(
+      "This report is for attempt 1, but the job is queued and was never claimed. Drop it.",
+    );
     expect(await dump(t)).toEqual(before);
   });
 

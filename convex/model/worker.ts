@@ -163,14 +163,15 @@ function checkAttempt(job: Doc<"jobs">, attempt: number | undefined): void {
     return;
   }
   const current = attemptOf(job);
-  const where =
-    job.status === "running" || job.status === "queued"
-      ? `the job is ${job.status} on attempt ${current}`
-      : `the job ended ${job.status} on attempt ${current}`;
-  throw appError(
-    "CONFLICT",
-    `This report is for attempt ${attempt}, which is over: ${where}. Drop it.`,
-  );
+  let where: string;
+  if (current === 0) {
+    where = `the job is ${job.status} and was never claimed`;
+  } else if (job.status === "running") {
+    where = `the job is running attempt ${current}`;
+  } else {
+    where = `the job is ${job.status} after attempt ${current}`;
+  }
+  throw appError("CONFLICT", `This report is for attempt ${attempt}, but ${where}. Drop it.`);
 }
 
 /** CONFLICT unless the report's worker holds `job` at `now`, on the report's attempt if named. */
