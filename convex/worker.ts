@@ -16,8 +16,12 @@ import {
  * `convex/http.ts` (see `convex/workerHttp.ts`); operators can call them with `npx convex run`.
  * Job ids arrive as strings from HTTP, so an unknown or malformed id is a NOT_FOUND, not a
  * validation failure. The lease length, attempt limit and queue timeout come from the
- * environment (see `workerConfig`).
+ * environment (see `workerConfig`). Reports take the `attempt` the claim returned (optional for
+ * workers written before it): a report for any other attempt is a CONFLICT that changes nothing.
  */
+
+/** The claim's `attempt`, which fences a report to that attempt. */
+const attempt = v.optional(v.number());
 
 const claimedJobValidator = v.object({
   jobId: v.id("jobs"),
@@ -31,7 +35,10 @@ const claimedJobValidator = v.object({
   leaseExpiresAt: v.number(),
 });
 
-/** Claims the oldest queued job for `workerId`, or returns null when the queue is empty. */
+/**
+ * Claims the oldest claimable queued job for `workerId`, or returns null when there is none.
+ * Jobs past their queue timeout or out of attempts are never handed out (see `claimNextJob`).
+ */
 export const claimJob = internalMutation({
   args: { workerId: v.string() },
   returns: v.union(claimedJobValidator, v.null()),
@@ -42,7 +49,12 @@ export const claimJob = internalMutation({
 
 /** Extends the worker's lease on the job and records its progress (0–100). */
 export const heartbeat = internalMutation({
-  args: { jobId: v.string(), workerId: v.string(), progress: v.optional(v.number()) },
+  args: {
+    jobId: v.string(),
+    workerId: v.string(),
+    attempt,
+    progress: v.optional(v.number()),
+  },
   returns: v.object({
     jobId: v.id("jobs"),
     leaseExpiresAt: v.number(),
@@ -55,7 +67,7 @@ export const heartbeat = internalMutation({
 
 /** Marks the worker's job done with its video and settles its credits; repeats change nothing. */
 export const completeJob = internalMutation({
-  args: { jobId: v.string(), workerId: v.string(), r2Url: v.string() },
+  args: { jobId: v.string(), workerId: v.string(), attempt, r2Url: v.string() },
   returns: v.object({
     jobId: v.id("jobs"),
     changed: v.boolean(),
@@ -71,6 +83,7 @@ export const failJob = internalMutation({
   args: {
     jobId: v.string(),
     workerId: v.string(),
+    attempt,
     error: v.string(),
     retryable: v.optional(v.boolean()),
   },

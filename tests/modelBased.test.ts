@@ -12,6 +12,7 @@ import { afterAll, afterEach, expect, test, vi } from "vitest";
 import { api, internal } from "../convex/_generated/api";
 import type { Id } from "../convex/_generated/dataModel";
 import { createJob as createJobInTransaction } from "../convex/model/jobs";
+import { CLAIM_MAX_SKIPS } from "../convex/model/worker";
 import { checkInvariants } from "./invariants";
 import { identityFor, setup, type TestConvex } from "./setup";
 import { Webhook } from "svix";
@@ -435,7 +436,19 @@ class Claim implements Cmd {
   async run(model: Model, real: Real) {
     count("worker claim");
     const reply = await workerPost(real, "/worker/claim", { workerId: this.worker });
-    const next = model.jobs.findIndex((j) => j.status === "queued");
+    // Never handed out: jobs past the queue timeout (left for the sweep) and jobs out of
+    // attempts (failed and refunded by the claim, at most CLAIM_MAX_SKIPS of them).
+    let next = -1;
+    let skipped = 0;
+    for (const [i, j] of model.jobs.entries()) {
+      if (j.status !== "queued" || j.createdAt <= model.now - QUEUE_TIMEOUT_MS) continue;
+      if (j.attempt < MAX_ATTEMPTS) {
+        next = i;
+        break;
+      }
+      if (skipped++ === CLAIM_MAX_SKIPS) break;
+      moveJob(model, j, "failed");
+    }
     if (next < 0) {
       expect(reply.status).toBe(204);
     } else {

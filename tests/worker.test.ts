@@ -2,9 +2,9 @@ import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { api, internal } from "../convex/_generated/api";
 import type { Id } from "../convex/_generated/dataModel";
 import crons from "../convex/crons";
-import { DEFAULT_WORKER_CONFIG, SWEEP_BATCH_SIZE } from "../convex/model/worker";
+import { CLAIM_MAX_SKIPS, DEFAULT_WORKER_CONFIG, SWEEP_BATCH_SIZE } from "../convex/model/worker";
 import { checkInvariants } from "./invariants";
-import { setup, signUp, type TestConvex } from "./setup";
+import { expectCode, setup, signUp, type TestConvex } from "./setup";
 
 const SECRET = "worker-secret-for-tests";
 const R2 = "https://videos.example.com/job.mp4";
@@ -44,6 +44,13 @@ const complete = (t: TestConvex, jobId: string, workerId: string, r2Url = R2) =>
   post(t, "/worker/jobs/complete", { jobId, workerId, r2Url });
 const fail = (t: TestConvex, jobId: string, workerId: string, error: string, retryable?: boolean) =>
   post(t, "/worker/jobs/fail", { jobId, workerId, error, retryable });
+/** The three reports, fenced to `attempt` (what the claim returned). */
+const reportsFor = (t: TestConvex, jobId: string, workerId: string, attempt: unknown) => ({
+  heartbeat: () => post(t, "/worker/jobs/heartbeat", { jobId, workerId, attempt, progress: 50 }),
+  complete: () => post(t, "/worker/jobs/complete", { jobId, workerId, attempt, r2Url: R2 }),
+  fail: (retryable?: boolean) =>
+    post(t, "/worker/jobs/fail", { jobId, workerId, attempt, error: "boom", retryable }),
+});
 
 /** Everything a worker call could write, to prove that a refused call wrote nothing. */
 async function dump(t: TestConvex) {
@@ -87,6 +94,7 @@ beforeEach(() => {
 });
 
 afterEach(() => {
+  vi.restoreAllMocks();
   vi.unstubAllEnvs();
   vi.useRealTimers();
 });
@@ -136,6 +144,90 @@ describe("authentication", () => {
     vi.stubEnv("WORKER_SECRET", "");
     expect((await claim(t, "w1")).status).toBe(503);
     expect(await dump(t)).toEqual(before);
+  });
+
+  test("a WORKER_SECRET that is set but cannot be used: 503 on every route whatever is sent, nothing written, logged once", async () => {
+    const { t, jobIds } = await withJobs(1);
+    expect((await claim(t, "w1")).status).toBe(200);
+    const before = await dump(t);
+    const logged = vi.spyOn(console, "error").mockImplementation(() => {});
+    const unusable = [
+      ["   ", "only whitespace"],
+      ["\t\n", "only whitespace"],
+      [` ${SECRET} `, "whitespace"],
+      [`${SECRET}\n`, "whitespace"],
+      ["two words", "whitespace"],
+      [`s\u00e9cret-${SECRET}`, "non-ASCII"],
+      [`${SECRET}\u0007`, "control"],
+      [`"${SECRET}"`, "quotes"],
+      [`'${SECRET}'`, "quotes"],
+    ] as const;
+    for (const [value, reason] of unusable) {
+      vi.stubEnv("WORKER_SECRET", value);
+      // Whatever a worker might send for it, including the value itself where a header can carry it.
+      const authorizations = [
+        undefined,
+        `Bearer ${value}`,
+        `Bearer ${value.trim()}`,
+        `Bearer ${value.trim().slice(1, -1)}`,
+        `Bearer ${SECRET}`,
+        "Bearer two words",
+      ].filter((header) => {
+        try {
+          return header === undefined || new Headers({ Authorization: header }) !== null;
+        } catch {
+          return false;
+        }
+      });
+      for (const [path, body] of routes) {
+        for (const authorization of authorizations) {
+          const opts = authorization === undefined ? { secret: null } : { authorization };
+          const reply = await post(t, path, { ...body, jobId: jobIds[0] }, opts);
+          expect(reply.status, `${JSON.stringify(value)} ${path} ${authorization}`).toBe(503);
+          expect(reply.contentType).toBe("application/json");
+          expect(reply.body.code).toBe("UNAVAILABLE");
+          expect(reply.body.message).toContain("WORKER_SECRET");
+          expect(reply.body.message).not.toContain(SECRET);
+        }
+        // Refused before the body is read: a malformed body is a 503 too, not a 400.
+        expect((await post(t, path, undefined, { raw: "{not json" })).status).toBe(503);
+      }
+      expect(
+        logged.mock.calls.some((call) => String(call[0]).includes(reason)),
+        `a log naming "${reason}"`,
+      ).toBe(true);
+    }
+    expect(await dump(t)).toEqual(before);
+    // Logged once per cold start (per problem), naming the variable and never its value.
+    const messages = logged.mock.calls.map((call) => String(call[0]));
+    expect(messages).toHaveLength(new Set(messages).size);
+    for (const message of messages) {
+      expect(message).toContain("WORKER_SECRET");
+      expect(message).not.toContain(SECRET);
+      expect(message).not.toContain("two words");
+    }
+    // Fixed: the same deployment serves the workers again.
+    vi.stubEnv("WORKER_SECRET", SECRET);
+    expect((await claim(t, "w2")).status).toBe(204);
+    logged.mockRestore();
+  });
+
+  test("an error while checking the secret is a 503 and never reaches the handler", async () => {
+    const { t, jobIds } = await withJobs(2);
+    expect((await claim(t, "w1")).status).toBe(200);
+    const before = await dump(t);
+    const logged = vi.spyOn(console, "error").mockImplementation(() => {});
+    const digest = vi.spyOn(crypto.subtle, "digest").mockRejectedValue(new Error("no crypto"));
+    for (const [path, body] of routes) {
+      const reply = await post(t, path, { ...body, jobId: jobIds[0] });
+      expect(reply.status).toBe(503);
+      expect(reply.body).toMatchObject({ code: "UNAVAILABLE" });
+    }
+    expect(await dump(t)).toEqual(before);
+    expect(logged).toHaveBeenCalled();
+    digest.mockRestore();
+    logged.mockRestore();
+    expect((await claim(t, "w2")).body).toMatchObject({ jobId: jobIds[1] });
   });
 
   test("a lowercase bearer scheme is accepted", async () => {
@@ -614,6 +706,288 @@ describe("retries keep the original hold (issue 8)", () => {
       ["release", 5],
     ]);
     expect(await as.query(api.credits.getCredits, {})).toMatchObject({ credits: 80, reserved: 0 });
+    await checkInvariants(t);
+  });
+});
+
+describe("reports are fenced by attempt (issue item 5)", () => {
+  test("a late report from attempt 1 after the same worker re-claimed the job is 409 and changes nothing", async () => {
+    const { t, as, jobIds } = await withJobs(1);
+    const jobId = jobIds[0];
+    expect((await claim(t, "w1")).body).toMatchObject({ jobId, attempt: 1 });
+    const first = reportsFor(t, jobId, "w1", 1);
+    expect((await first.fail(true)).body).toMatchObject({ status: "queued", retrying: true });
+    expect((await claim(t, "w1")).body).toMatchObject({ jobId, attempt: 2 });
+    const before = await dump(t);
+    for (const reply of [
+      await first.heartbeat(),
+      await first.complete(),
+      await first.fail(),
+      await first.fail(true),
+    ]) {
+      expect(reply.status).toBe(409);
+      expect(reply.body).toEqual({
+        code: "CONFLICT",
+        message: "This report is for attempt 1, but the job is running attempt 2. Drop it.",
+      });
+    }
+    expect(await dump(t)).toEqual(before);
+    // Attempt 2's own reports are accepted, with or without `attempt`.
+    const second = reportsFor(t, jobId, "w1", 2);
+    expect((await second.heartbeat()).status).toBe(200);
+    expect((await heartbeat(t, jobId, "w1", 60)).status).toBe(200);
+    expect((await second.complete()).body).toMatchObject({ changed: true, status: "done" });
+    expect(await as.query(api.jobs.getJob, { jobId })).toMatchObject({
+      status: "done",
+      attempt: 2,
+      creditStatus: "settled",
+    });
+    await checkInvariants(t);
+  });
+
+  test("a repeated completion is changed:false for the attempt that finished, 409 for an older one", async () => {
+    const { t, jobIds } = await withJobs(1);
+    const jobId = jobIds[0];
+    await claim(t, "w1");
+    await reportsFor(t, jobId, "w1", 1).fail(true);
+    await claim(t, "w1");
+    expect((await reportsFor(t, jobId, "w1", 2).complete()).body).toMatchObject({ changed: true });
+    const after = await dump(t);
+    expect((await reportsFor(t, jobId, "w1", 2).complete()).body).toMatchObject({
+      changed: false,
+    });
+    expect((await complete(t, jobId, "w1")).body).toMatchObject({ changed: false });
+    const stale = await reportsFor(t, jobId, "w1", 1).complete();
+    expect(stale.status).toBe(409);
+    expect(stale.body.message).toBe(
+      "This report is for attempt 1, but the job is done after attempt 2. Drop it.",
+    );
+    expect(await dump(t)).toEqual(after);
+    expect(await ledgerKinds(t, jobId)).toEqual([
+      ["reserve", -5],
+      ["settle", 0],
+    ]);
+  });
+
+  test("a repeated final failure is changed:false for the attempt that failed, 409 for an older one", async () => {
+    const { t, jobIds } = await withJobs(1);
+    const jobId = jobIds[0];
+    await claim(t, "w1");
+    await reportsFor(t, jobId, "w1", 1).fail(true);
+    await claim(t, "w1");
+    expect((await reportsFor(t, jobId, "w1", 2).fail()).body).toMatchObject({
+      changed: true,
+      status: "failed",
+      attempt: 2,
+    });
+    const after = await dump(t);
+    expect((await reportsFor(t, jobId, "w1", 2).fail()).body).toMatchObject({
+      changed: false,
+      status: "failed",
+      attempt: 2,
+    });
+    expect((await fail(t, jobId, "w1", "boom")).body).toMatchObject({ changed: false });
+    const stale = await reportsFor(t, jobId, "w1", 1).fail(true);
+    expect(stale.status).toBe(409);
+    expect(stale.body.message).toContain("attempt 1, but the job is failed after attempt 2");
+    expect(await dump(t)).toEqual(after);
+    expect(await ledgerKinds(t, jobId)).toEqual([
+      ["reserve", -5],
+      ["refund", 5],
+    ]);
+  });
+
+  test("a report for an attempt that has not happened yet is 409 too", async () => {
+    const { t, jobIds } = await withJobs(2);
+    await claim(t, "w1");
+    const before = await dump(t);
+    const ahead = reportsFor(t, jobIds[0], "w1", 2);
+    for (const reply of [await ahead.heartbeat(), await ahead.complete(), await ahead.fail()]) {
+      expect(reply.status).toBe(409);
+      expect(reply.body).toEqual({
+        code: "CONFLICT",
+        message: "This report is for attempt 2, but the job is running attempt 1. Drop it.",
+      });
+    }
+    // A job that was never claimed names no attempt.
+    const queued = await reportsFor(t, jobIds[1], "w1", 1).complete();
+    expect(queued.body.message).toBe(
+      "This report is for attempt 1, but the job is queued and was never claimed. Drop it.",
+    );
+    expect(await dump(t)).toEqual(before);
+  });
+
+  test.each([0, -1, 1.5, Number.MAX_SAFE_INTEGER + 2])(
+    "attempt %s is a 400 on every report and changes nothing",
+    async (attempt) => {
+      const { t, jobIds } = await withJobs(1);
+      await claim(t, "w1");
+      const before = await dump(t);
+      const bad = reportsFor(t, jobIds[0], "w1", attempt);
+      for (const reply of [await bad.heartbeat(), await bad.complete(), await bad.fail()]) {
+        expect(reply.status).toBe(400);
+        expect(reply.body.code).toBe("INVALID_ARGUMENT");
+        expect(reply.body.message).toContain("attempt");
+      }
+      expect(await dump(t)).toEqual(before);
+    },
+  );
+
+  test("the internal mutations take the same fence", async () => {
+    const { t, jobIds } = await withJobs(1);
+    const jobId = jobIds[0];
+    await t.mutation(internal.worker.claimJob, { workerId: "w1" });
+    await t.mutation(internal.worker.failJob, {
+      jobId,
+      workerId: "w1",
+      attempt: 1,
+      error: "x",
+      retryable: true,
+    });
+    await t.mutation(internal.worker.claimJob, { workerId: "w1" });
+    await expectCode(
+      t.mutation(internal.worker.heartbeat, { jobId, workerId: "w1", attempt: 1 }),
+      "CONFLICT",
+    );
+    await expectCode(
+      t.mutation(internal.worker.completeJob, { jobId, workerId: "w1", attempt: 1, r2Url: R2 }),
+      "CONFLICT",
+    );
+    await expectCode(
+      t.mutation(internal.worker.failJob, { jobId, workerId: "w1", attempt: 1, error: "late" }),
+      "CONFLICT",
+    );
+    expect(
+      await t.mutation(internal.worker.completeJob, {
+        jobId,
+        workerId: "w1",
+        attempt: 2,
+        r2Url: R2,
+      }),
+    ).toMatchObject({ changed: true });
+  });
+});
+
+describe("a claim never hands out a job past its queue timeout or out of attempts (issue item 5)", () => {
+  test("a job past QUEUE_TIMEOUT_MS is not claimed before the sweep runs; the sweep refunds it", async () => {
+    const { t, as, jobIds } = await withJobs(1);
+    const stale = jobIds[0];
+    vi.setSystemTime(Date.now() + DAY - 1);
+    const fresh = await as.mutation(api.jobs.createJob, { prompt: "newer", durationSec: 10 });
+    vi.setSystemTime(Date.now() + 1);
+    // `stale` is exactly QUEUE_TIMEOUT_MS old, the sweep has not run: the claim skips it.
+    const reply = await claim(t, "w1");
+    expect(reply.status).toBe(200);
+    expect(reply.body.jobId).toBe(fresh);
+    expect(await jobDoc(t, stale)).toMatchObject({ status: "queued", creditStatus: "held" });
+    expect((await claim(t, "w2")).status).toBe(204);
+    expect(await jobDoc(t, stale)).toMatchObject({ status: "queued", creditStatus: "held" });
+    // The sweep (every minute) fails and refunds it.
+    expect(await t.mutation(internal.worker.sweepQueueTimeouts, {})).toEqual({
+      failed: 1,
+      more: false,
+    });
+    const job = (await as.query(api.jobs.getJob, { jobId: stale }))!;
+    expect(job).toMatchObject({ status: "failed", creditStatus: "refunded" });
+    expect(job.error).toBe(
+      "Queue timeout: no worker finished the job within 24 h of its creation. Credits refunded.",
+    );
+    expect(await ledgerKinds(t, stale)).toEqual([
+      ["reserve", -5],
+      ["refund", 5],
+    ]);
+    await checkInvariants(t);
+  });
+
+  test("a requeued job that timed out is not claimed again either", async () => {
+    vi.stubEnv("QUEUE_TIMEOUT_MS", "60000");
+    const { t, jobIds } = await withJobs(1);
+    expect((await claim(t, "w1")).body).toMatchObject({ attempt: 1 });
+    vi.setSystemTime(Date.now() + 2 * 60_000);
+    expect((await reportsFor(t, jobIds[0], "w1", 1).fail(true)).body).toMatchObject({
+      status: "queued",
+    });
+    expect((await claim(t, "w2")).status).toBe(204);
+    expect(await jobDoc(t, jobIds[0])).toMatchObject({ status: "queued", attempt: 1 });
+    expect(await t.mutation(internal.worker.sweepQueueTimeouts, {})).toEqual({
+      failed: 1,
+      more: false,
+    });
+    expect(await jobDoc(t, jobIds[0])).toMatchObject({
+      status: "failed",
+      creditStatus: "refunded",
+    });
+    await checkInvariants(t);
+  });
+
+  test("WORKER_MAX_ATTEMPTS lowered from 3 to 2 after a requeue: the claim fails and refunds the job", async () => {
+    vi.stubEnv("WORKER_MAX_ATTEMPTS", "3");
+    const { t, as, jobIds } = await withJobs(2);
+    const [tired, next] = jobIds;
+    for (const attempt of [1, 2]) {
+      expect((await claim(t, "w1")).body).toMatchObject({ jobId: tired, attempt, maxAttempts: 3 });
+      expect((await reportsFor(t, tired, "w1", attempt).fail(true)).body).toMatchObject({
+        status: "queued",
+      });
+    }
+    vi.stubEnv("WORKER_MAX_ATTEMPTS", "2");
+    const reply = await claim(t, "w1");
+    expect(reply.body).toMatchObject({ jobId: next, attempt: 1, maxAttempts: 2 });
+    const job = (await as.query(api.jobs.getJob, { jobId: tired }))!;
+    expect(job).toMatchObject({ status: "failed", attempt: 2, creditStatus: "refunded" });
+    expect(job.error).toBe(
+      "Gave up after 2 attempts: the limit is now 2 attempts. Credits refunded.",
+    );
+    expect(await ledgerKinds(t, tired)).toEqual([
+      ["reserve", -5],
+      ["refund", 5],
+    ]);
+    expect((await claim(t, "w2")).status).toBe(204);
+    await checkInvariants(t);
+  });
+
+  test("out-of-attempts jobs anywhere in the queue are never handed out", async () => {
+    const { t, jobIds } = await withJobs(4);
+    // Jobs 1 and 3 use up two attempts each; jobs 0 and 2 are fresh.
+    await t.run(async (ctx) => {
+      for (const i of [1, 3]) {
+        await ctx.db.patch("jobs", jobIds[i], { attempt: 2 });
+      }
+    });
+    vi.stubEnv("WORKER_MAX_ATTEMPTS", "2");
+    const handedOut = [];
+    for (let i = 0; i < 3; i++) {
+      const reply = await claim(t, `w${i}`);
+      if (reply.status === 200) handedOut.push(reply.body.jobId);
+    }
+    expect(handedOut).toEqual([jobIds[0], jobIds[2]]);
+    const jobs = await dump(t);
+    expect(jobs.jobs.map((job) => job.status)).toEqual(["running", "failed", "running", "failed"]);
+    await checkInvariants(t);
+  });
+
+  test(`one claim fails at most ${CLAIM_MAX_SKIPS} out-of-attempts jobs, then 204; the next claim carries on`, async () => {
+    const t = await setup();
+    const { as, userId } = await signUp(t, "owner");
+    await t.mutation(internal.credits.grantCredits, { userId, credits: 500, note: "backlog" });
+    const count = CLAIM_MAX_SKIPS + 10;
+    const ids: Id<"jobs">[] = [];
+    for (let i = 0; i < count + 1; i++) {
+      ids.push(await as.mutation(api.jobs.createJob, { prompt: `job ${i}`, durationSec: 5 }));
+      vi.setSystemTime(Date.now() + 1);
+    }
+    await t.run(async (ctx) => {
+      for (const id of ids.slice(0, count)) {
+        await ctx.db.patch("jobs", id, { attempt: 1 });
+      }
+    });
+    vi.stubEnv("WORKER_MAX_ATTEMPTS", "1");
+    expect((await claim(t, "w1")).status).toBe(204);
+    const statuses = async () => (await dump(t)).jobs.map((job) => job.status);
+    expect((await statuses()).filter((s) => s === "failed")).toHaveLength(CLAIM_MAX_SKIPS);
+    const reply = await claim(t, "w1");
+    expect(reply.body).toMatchObject({ jobId: ids[count], attempt: 1 });
+    expect((await statuses()).filter((s) => s === "failed")).toHaveLength(count);
     await checkInvariants(t);
   });
 });

@@ -218,29 +218,82 @@ export async function constantTimeEqual(a: string, b: string): Promise<boolean> 
 }
 
 /**
- * Checks `Authorization: Bearer <secret>` against `expected` (an env var's value). Returns the
- * error response to send, or null when the caller is authorised. An unset or empty `expected`
- * refuses everyone with 503, naming `envName` so operators know what to set.
+ * Why a shared secret from the environment cannot be used, or null when it can. Usable means
+ * 1 or more printable ASCII characters without spaces (what a Bearer token can carry), not
+ * wrapped in quotes: whitespace, control characters, non-ASCII or surrounding quotes are
+ * pasting mistakes that no worker's header would match as intended.
+ */
+export function unusableSecretReason(value: string | undefined): string | null {
+  if (value === undefined || value === "") {
+    return "it is not set";
+  }
+  if (value.trim() === "") {
+    return "it is only whitespace";
+  }
+  if (value.length >= 2 && /^(["'`]).*\1$/s.test(value)) {
+    return "it is wrapped in quotes";
+  }
+  if (!/^[\x21-\x7e]+$/.test(value)) {
+    return "it contains whitespace, control or non-ASCII characters";
+  }
+  return null;
+}
+
+/** Configuration problems already logged by this isolate (so: once per cold start). */
+const loggedConfigProblems = new Set<string>();
+
+function logConfigProblemOnce(envName: string, reason: string): void {
+  const key = `${envName}: ${reason}`;
+  if (!loggedConfigProblems.has(key)) {
+    loggedConfigProblems.add(key);
+    console.error(
+      `${envName} cannot be used (${reason}); its routes answer 503 until it is fixed.`,
+    );
+  }
+}
+
+/**
+ * Checks `Authorization: Bearer <secret>` against the secret `readExpected` returns (an env var's
+ * value). Returns the error response to send, or null when the caller is authorised; it never
+ * throws, and null comes only from a successful comparison, so a caller cannot fall through
+ * into its handler by mistake. Fail-closed:
+ * - an unset or unusable secret (see `unusableSecretReason`) refuses everyone with 503
+ *   UNAVAILABLE naming `envName` (the reason is logged once per cold start, never the value);
+ * - anything thrown while checking (reading the env, hashing) is a 503 too, logged;
+ * - a missing or wrong secret is a 401.
  */
 export async function checkBearerSecret(
   request: Request,
-  expected: string | undefined,
+  readExpected: () => string | undefined,
   envName: string,
 ): Promise<Response | null> {
-  if (expected === undefined || expected === "") {
+  try {
+    const expected = readExpected();
+    const unusable = unusableSecretReason(expected);
+    if (unusable !== null || expected === undefined) {
+      logConfigProblemOnce(envName, unusable ?? "it is not set");
+      return errorResponse(
+        "UNAVAILABLE",
+        unusable === "it is not set"
+          ? `This endpoint is disabled: the ${envName} environment variable is not set.`
+          : `This endpoint is disabled: the ${envName} environment variable is set but cannot be used; see the deployment logs.`,
+      );
+    }
+    const header = request.headers.get("Authorization") ?? "";
+    const match = /^Bearer[ ]+(.+)$/i.exec(header.trim());
+    if (match === null || !(await constantTimeEqual(match[1], expected))) {
+      return errorResponse(
+        "UNAUTHENTICATED",
+        "Missing or wrong credentials: send Authorization: Bearer <secret>.",
+        { "WWW-Authenticate": "Bearer" },
+      );
+    }
+    return null;
+  } catch (error) {
+    console.error(`Checking ${envName} failed; refusing the request.`, error);
     return errorResponse(
       "UNAVAILABLE",
-      `This endpoint is disabled: the ${envName} environment variable is not set.`,
+      "Credentials cannot be checked right now; try again later.",
     );
   }
-  const header = request.headers.get("Authorization") ?? "";
-  const match = /^Bearer[ ]+(.+)$/i.exec(header.trim());
-  if (match === null || !(await constantTimeEqual(match[1], expected))) {
-    return errorResponse(
-      "UNAUTHENTICATED",
-      "Missing or wrong credentials: send Authorization: Bearer <secret>.",
-      { "WWW-Authenticate": "Bearer" },
-    );
-  }
-  return null;
 }

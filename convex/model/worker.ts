@@ -8,9 +8,12 @@ import { transitionJob } from "./jobs";
  * lease; heartbeats extend the lease, and the job ends with a completion (done, settled) or a
  * failure (requeued while attempts remain, otherwise failed and refunded). A worker holds a job
  * while it is `running`, its `workerId` is the job's and its lease has not passed; any other
- * report is a CONFLICT that changes nothing. Sweeps requeue or fail jobs whose lease passed and
- * fail jobs left in the queue too long. Every status change goes through `transitionJob`, so a
- * requeue keeps the credits held and the job settles or refunds exactly once.
+ * report is a CONFLICT that changes nothing. Reports are fenced by attempt: a report naming an
+ * `attempt` other than the job's (a late report from before a requeue, even by the same worker)
+ * is a CONFLICT too. Sweeps requeue or fail jobs whose lease passed and fail jobs left in the
+ * queue too long; a claim never hands out either kind (see `claimNextJob`). Every status change
+ * goes through `transitionJob`, so a requeue keeps the credits held and the job settles or
+ * refunds exactly once.
  */
 
 export type WorkerConfig = {
@@ -75,6 +78,45 @@ export function validateWorkerId(workerId: string): string {
   return workerId;
 }
 
+/** The `attempt` a report names (the claim's); absent means "the attempt this worker holds". */
+export function validateAttempt(attempt: number | undefined): number | undefined {
+  if (attempt !== undefined && !(Number.isSafeInteger(attempt) && attempt >= 1)) {
+    throw appError(
+      "INVALID_ARGUMENT",
+      "attempt must be the whole number (1 or more) that the claim returned.",
+    );
+  }
+  return attempt;
+}
+
+const LEASE_LOST = "the worker stopped reporting before its lease expired";
+
+/**
+ * The `error` texts the protocol writes on a job (the owner sees them through `jobs:getJob`).
+ * Reports, claims and sweeps share them so the same outcome always reads the same.
+ */
+export const JOB_ERRORS = {
+  /** An attempt failed and the job went back to the queue. */
+  retrying: (attempt: number, maxAttempts: number, reason: string) =>
+    `Attempt ${attempt} of ${maxAttempts} failed, retrying: ${reason}`,
+  /** A retryable failure on the last attempt. */
+  gaveUpAfterError: (attempt: number, message: string) =>
+    `Gave up after ${attempt} attempts. Last error: ${message}`,
+  /** A lease that passed on the last attempt (the lease sweep). */
+  gaveUpAfterLeaseLoss: (attempt: number) =>
+    `Gave up after ${attempt} attempts: ${LEASE_LOST}. Credits refunded.`,
+  /** A requeued job whose attempts ran out because WORKER_MAX_ATTEMPTS was lowered (claims). */
+  gaveUpAtLimit: (attempt: number, maxAttempts: number) =>
+    `Gave up after ${attempt} attempts: the limit is now ${maxAttempts} attempts. Credits refunded.`,
+  /** A job still queued `queueTimeoutMs` after its creation (the queue-timeout sweep). */
+  queueTimeout: (queueTimeoutMs: number) =>
+    `Queue timeout: no worker finished the job within ${describeDuration(queueTimeoutMs)} of its creation. Credits refunded.`,
+};
+
+function describeDuration(ms: number): string {
+  return ms % 3_600_000 === 0 ? `${ms / 3_600_000} h` : `${Math.round(ms / 60_000)} min`;
+}
+
 /** The job behind an id string from a worker; malformed and unknown ids are NOT_FOUND alike. */
 export async function jobByIdString(ctx: MutationCtx, jobId: string): Promise<Doc<"jobs">> {
   const id = ctx.db.normalizeId("jobs", jobId);
@@ -111,18 +153,37 @@ function lostLease(job: Doc<"jobs">, workerId: string, now: number) {
   return appError("CONFLICT", `This worker no longer holds the job: ${why}. Drop it.`);
 }
 
-/** The job, if `workerId` holds it at `now`; otherwise NOT_FOUND or CONFLICT. */
-async function requireHeldJob(
-  ctx: MutationCtx,
-  jobId: string,
-  workerId: string,
-  now: number,
-): Promise<Doc<"jobs">> {
-  const job = await jobByIdString(ctx, jobId);
-  if (!holdsLease(job, workerId, now)) {
-    throw lostLease(job, workerId, now);
+/**
+ * The fence: a report naming an attempt (the `attempt` its claim returned) must name the job's
+ * current attempt, whoever sends it and whatever the job's status. A report without one is for
+ * the attempt its worker holds (workers written before the fence). CONFLICT otherwise.
+ */
+function checkAttempt(job: Doc<"jobs">, attempt: number | undefined): void {
+  if (attempt === undefined || attempt === attemptOf(job)) {
+    return;
   }
-  return job;
+  const current = attemptOf(job);
+  let where: string;
+  if (current === 0) {
+    where = `the job is ${job.status} and was never claimed`;
+  } else if (job.status === "running") {
+    where = `the job is running attempt ${current}`;
+  } else {
+    where = `the job is ${job.status} after attempt ${current}`;
+  }
+  throw appError("CONFLICT", `This report is for attempt ${attempt}, but ${where}. Drop it.`);
+}
+
+/** CONFLICT unless the report's worker holds `job` at `now`, on the report's attempt if named. */
+function requireHeld(
+  job: Doc<"jobs">,
+  report: { workerId: string; attempt?: number },
+  now: number,
+): void {
+  checkAttempt(job, report.attempt);
+  if (!holdsLease(job, report.workerId, now)) {
+    throw lostLease(job, report.workerId, now);
+  }
 }
 
 export type ClaimedJob = {
@@ -138,9 +199,26 @@ export type ClaimedJob = {
 };
 
 /**
- * Claims the oldest queued job (FIFO by `createdAt` through `by_status`) for `workerId`:
- * running, with a lease until `now + leaseMs` and its attempt count raised. Null when nothing
- * is queued. Concurrent claims are serialised by the database, so a job is claimed once.
+ * Out-of-attempts jobs one claim fails (with a refund) before it gives up and answers "nothing
+ * to claim". Each one costs a few writes (job, user, ledger, metrics), so 25 stay far below the
+ * transaction limits; the next claim carries on from there, so a backlog still drains.
+ */
+export const CLAIM_MAX_SKIPS = 25;
+
+/**
+ * Claims the oldest claimable job (FIFO by `createdAt` through `by_status`) for `workerId`:
+ * running, with a lease until `now + leaseMs` and its attempt count raised. Concurrent claims
+ * are serialised by the database, so a job is claimed once. A claim never hands out:
+ * - a job past its queue timeout (`createdAt <= now - queueTimeoutMs`). Those are the oldest,
+ *   so they sit at the head of `by_status`: the index range starts after them, which costs no
+ *   reads, and `sweepQueueTimeouts` (every minute, in batches) fails and refunds them. A claim
+ *   therefore never stalls behind a timed-out backlog.
+ * - a job whose attempts ran out (`attempt >= maxAttempts`, possible only when
+ *   WORKER_MAX_ATTEMPTS was lowered after it was requeued). No index finds those and no sweep
+ *   looks for them, so the claim fails and refunds each one it meets at the head, then moves on,
+ *   at most `CLAIM_MAX_SKIPS` of them per claim; past that it returns null and the next claim
+ *   continues.
+ * Null when nothing claimable is queued (or the skip bound was reached).
  */
 export async function claimNextJob(
   ctx: MutationCtx,
@@ -149,41 +227,62 @@ export async function claimNextJob(
   config: WorkerConfig,
 ): Promise<ClaimedJob | null> {
   validateWorkerId(workerId);
-  const next = await ctx.db
-    .query("jobs")
-    .withIndex("by_status", (q) => q.eq("status", "queued"))
-    .order("asc")
-    .first();
-  if (next === null) {
-    return null;
+  const oldestClaimable = now - config.queueTimeoutMs;
+  for (let skipped = 0; ; skipped++) {
+    // Queried again after each skip: the job failed below has left the range (a mutation's
+    // queries see its own writes).
+    const next = await ctx.db
+      .query("jobs")
+      .withIndex("by_status", (q) => q.eq("status", "queued").gt("createdAt", oldestClaimable))
+      .order("asc")
+      .first();
+    if (next === null) {
+      return null;
+    }
+    const attempt = attemptOf(next);
+    if (attempt < config.maxAttempts) {
+      const { job } = await transitionJob(ctx, next, "running", {
+        patch: {
+          workerId,
+          leaseExpiresAt: now + config.leaseMs,
+          attempt: attempt + 1,
+          startedAt: now,
+          progress: 0,
+          error: undefined,
+        },
+      });
+      return {
+        jobId: job._id,
+        prompt: job.prompt,
+        imageUrl: job.imageUrl,
+        durationSec: job.durationSec,
+        seed: job.seed,
+        cfg: job.cfg,
+        attempt: attemptOf(job),
+        maxAttempts: config.maxAttempts,
+        leaseExpiresAt: job.leaseExpiresAt!,
+      };
+    }
+    if (skipped === CLAIM_MAX_SKIPS) {
+      return null;
+    }
+    await transitionJob(ctx, next, "failed", {
+      error: JOB_ERRORS.gaveUpAtLimit(attempt, config.maxAttempts),
+    });
   }
-  const { job } = await transitionJob(ctx, next, "running", {
-    patch: {
-      workerId,
-      leaseExpiresAt: now + config.leaseMs,
-      attempt: attemptOf(next) + 1,
-      startedAt: now,
-      progress: 0,
-      error: undefined,
-    },
-  });
-  return {
-    jobId: job._id,
-    prompt: job.prompt,
-    imageUrl: job.imageUrl,
-    durationSec: job.durationSec,
-    seed: job.seed,
-    cfg: job.cfg,
-    attempt: attemptOf(job),
-    maxAttempts: config.maxAttempts,
-    leaseExpiresAt: job.leaseExpiresAt!,
-  };
 }
+
+export type WorkerReport = {
+  jobId: string;
+  workerId: string;
+  /** The attempt the claim returned; a report for any other attempt is a CONFLICT. */
+  attempt?: number;
+};
 
 /** Extends the lease of a held job to `now + leaseMs` and records `progress` (0–100) if given. */
 export async function heartbeat(
   ctx: MutationCtx,
-  report: { jobId: string; workerId: string; progress?: number },
+  report: WorkerReport & { progress?: number },
   now: number,
   config: WorkerConfig,
 ): Promise<{ jobId: Id<"jobs">; leaseExpiresAt: number; progress: number | undefined }> {
@@ -191,7 +290,10 @@ export async function heartbeat(
   if (progress !== undefined && !(Number.isInteger(progress) && progress >= 0 && progress <= 100)) {
     throw appError("INVALID_ARGUMENT", "progress must be a whole number from 0 to 100.");
   }
-  const job = await requireHeldJob(ctx, report.jobId, validateWorkerId(report.workerId), now);
+  validateWorkerId(report.workerId);
+  validateAttempt(report.attempt);
+  const job = await jobByIdString(ctx, report.jobId);
+  requireHeld(job, report, now);
   const leaseExpiresAt = now + config.leaseMs;
   await ctx.db.patch("jobs", job._id, {
     leaseExpiresAt,
@@ -202,22 +304,23 @@ export async function heartbeat(
 
 /**
  * Marks a held job done with its video (settling its credits) through `transitionJob`, like
- * `jobs:updateJobStatus`. The finishing worker's id stays on the job, so the same worker
- * repeating the same completion is answered `changed: false` and nothing happens twice.
+ * `jobs:updateJobStatus`. The finishing worker's id stays on the job (and so does its attempt),
+ * so the same worker repeating the same completion for the same attempt is answered
+ * `changed: false` and nothing happens twice.
  */
 export async function completeJob(
   ctx: MutationCtx,
-  report: { jobId: string; workerId: string; r2Url: string },
+  report: WorkerReport & { r2Url: string },
   now: number,
 ): Promise<{ jobId: Id<"jobs">; changed: boolean; expiresAt: number | undefined }> {
   validateWorkerId(report.workerId);
+  validateAttempt(report.attempt);
   const job = await jobByIdString(ctx, report.jobId);
+  checkAttempt(job, report.attempt);
   if (job.status === "done" && job.workerId === report.workerId && job.r2Url === report.r2Url) {
     return { jobId: job._id, changed: false, expiresAt: job.expiresAt };
   }
-  if (!holdsLease(job, report.workerId, now)) {
-    throw lostLease(job, report.workerId, now);
-  }
+  requireHeld(job, report, now);
   const result = await transitionJob(ctx, job, "done", {
     r2Url: report.r2Url,
     patch: { workerId: report.workerId },
@@ -236,20 +339,22 @@ export type FailOutcome = {
 /**
  * Reports a held job's failure. Retryable and attempts left: back to `queued` (credits stay
  * held, the error is shown to the owner). Otherwise `failed` with a refund. The failing worker's
- * id stays on a failed job, so repeating the report changes nothing.
+ * id (and its attempt) stays on a failed job, so repeating the report changes nothing.
  */
 export async function failJob(
   ctx: MutationCtx,
-  report: { jobId: string; workerId: string; error: string; retryable?: boolean },
+  report: WorkerReport & { error: string; retryable?: boolean },
   now: number,
   config: WorkerConfig,
 ): Promise<FailOutcome> {
   validateWorkerId(report.workerId);
+  validateAttempt(report.attempt);
   const message = report.error.trim();
   if (message.length === 0) {
     throw appError("INVALID_ARGUMENT", "error must describe the failure.");
   }
   const job = await jobByIdString(ctx, report.jobId);
+  checkAttempt(job, report.attempt);
   if (job.status === "failed" && job.workerId === report.workerId) {
     return {
       jobId: job._id,
@@ -259,21 +364,16 @@ export async function failJob(
       retrying: false,
     };
   }
-  if (!holdsLease(job, report.workerId, now)) {
-    throw lostLease(job, report.workerId, now);
-  }
+  requireHeld(job, report, now);
   const attempt = attemptOf(job);
   if (report.retryable === true && attempt < config.maxAttempts) {
     await transitionJob(ctx, job, "queued", {
-      error: `Attempt ${attempt} of ${config.maxAttempts} failed, retrying: ${message}`,
+      error: JOB_ERRORS.retrying(attempt, config.maxAttempts, message),
     });
     return { jobId: job._id, changed: true, status: "queued", attempt, retrying: true };
   }
   await transitionJob(ctx, job, "failed", {
-    error:
-      report.retryable === true
-        ? `Gave up after ${attempt} attempts. Last error: ${message}`
-        : message,
+    error: report.retryable === true ? JOB_ERRORS.gaveUpAfterError(attempt, message) : message,
     patch: { workerId: report.workerId },
   });
   return { jobId: job._id, changed: true, status: "failed", attempt, retrying: false };
@@ -303,21 +403,17 @@ export async function sweepExpiredLeases(
     const attempt = attemptOf(job);
     if (attempt < config.maxAttempts) {
       await transitionJob(ctx, job, "queued", {
-        error: `Attempt ${attempt} of ${config.maxAttempts} failed, retrying: the worker stopped reporting before its lease expired.`,
+        error: JOB_ERRORS.retrying(attempt, config.maxAttempts, `${LEASE_LOST}.`),
       });
       requeued++;
     } else {
       await transitionJob(ctx, job, "failed", {
-        error: `Gave up after ${attempt} attempts: the worker stopped reporting before its lease expired. Credits refunded.`,
+        error: JOB_ERRORS.gaveUpAfterLeaseLoss(attempt),
       });
       failed++;
     }
   }
   return { requeued, failed, more: expired.length === SWEEP_BATCH_SIZE };
-}
-
-function describeDuration(ms: number): string {
-  return ms % 3_600_000 === 0 ? `${ms / 3_600_000} h` : `${Math.round(ms / 60_000)} min`;
 }
 
 /** One batch of jobs still queued `queueTimeoutMs` after creation: failed with a refund. */
@@ -332,10 +428,9 @@ export async function sweepQueueTimeouts(
       q.eq("status", "queued").lte("createdAt", now - config.queueTimeoutMs),
     )
     .take(SWEEP_BATCH_SIZE);
-  const limit = describeDuration(config.queueTimeoutMs);
   for (const job of stale) {
     await transitionJob(ctx, job, "failed", {
-      error: `Queue timeout: no worker finished the job within ${limit} of its creation. Credits refunded.`,
+      error: JOB_ERRORS.queueTimeout(config.queueTimeoutMs),
     });
   }
   return { failed: stale.length, more: stale.length === SWEEP_BATCH_SIZE };
