@@ -710,7 +710,7 @@ describe("retries keep the original hold (issue 8)", () => {
   });
 });
 
-describe("reports are fenced by attempt (issue item 5)", () => {
+describe("reports are fenced by attempt", () => {
   test("a late report from attempt 1 after the same worker re-claimed the job is 409 and changes nothing", async () => {
     const { t, as, jobIds } = await withJobs(1);
     const jobId = jobIds[0];
@@ -793,7 +793,7 @@ describe("reports are fenced by attempt (issue item 5)", () => {
     expect(await dump(t)).toEqual(after);
     expect(await ledgerKinds(t, jobId)).toEqual([
       ["reserve", -5],
-      ["refund", 5],
+      ["release", 5],
     ]);
   });
 
@@ -868,7 +868,7 @@ describe("reports are fenced by attempt (issue item 5)", () => {
   });
 });
 
-describe("a claim never hands out a job past its queue timeout or out of attempts (issue item 5)", () => {
+describe("a claim never hands out a job past its queue timeout or out of attempts", () => {
   test("a job past QUEUE_TIMEOUT_MS is not claimed before the sweep runs; the sweep refunds it", async () => {
     const { t, as, jobIds } = await withJobs(1);
     const stale = jobIds[0];
@@ -894,7 +894,7 @@ describe("a claim never hands out a job past its queue timeout or out of attempt
     );
     expect(await ledgerKinds(t, stale)).toEqual([
       ["reserve", -5],
-      ["refund", 5],
+      ["release", 5],
     ]);
     await checkInvariants(t);
   });
@@ -940,7 +940,7 @@ describe("a claim never hands out a job past its queue timeout or out of attempt
     );
     expect(await ledgerKinds(t, tired)).toEqual([
       ["reserve", -5],
-      ["refund", 5],
+      ["release", 5],
     ]);
     expect((await claim(t, "w2")).status).toBe(204);
     await checkInvariants(t);
