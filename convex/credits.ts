@@ -2,9 +2,8 @@ import { paginationOptsValidator, paginationResultValidator } from "convex/serve
 import { v } from "convex/values";
 import { doc } from "convex-helpers/validators";
 import schema from "./schema";
-import { internalMutation, query } from "./_generated/server";
-import { getCallerUser, requireCallerUser } from "./lib/auth";
-import { appError } from "./lib/errors";
+import { internalMutation } from "./_generated/server";
+import { maybeUserQuery, userQueryWithUserId } from "./lib/functions";
 import { planValidator, creditStatusValidator } from "./lib/validators";
 import { grantAdjustment, requireJobWithoutHold, tryReserveJobCredits } from "./model/credits";
 import { refundJob, requireJob, settleJob } from "./model/jobs";
@@ -15,25 +14,22 @@ import { emptyPage, pageOptions, paginateChecked } from "./lib/pagination";
  * The caller's balance and plan. `credits` is what can be spent now; `reserved` is held by
  * unfinished jobs (it comes back if they fail). Another user's id: FORBIDDEN.
  */
-export const getCredits = query({
-  args: { userId: v.optional(v.id("users")) },
+export const getCredits = userQueryWithUserId({
+  args: {},
   returns: v.object({ credits: v.number(), reserved: v.number(), plan: planValidator }),
-  handler: async (ctx, { userId }) => {
-    const user = await requireCallerUser(ctx);
-    if (userId !== undefined && userId !== user._id) {
-      throw appError("FORBIDDEN", "You can only read your own credits.");
-    }
+  handler: async (ctx) => {
+    const { user } = ctx;
     const plan = await requirePlan(ctx, user.plan);
     return { credits: user.credits, reserved: user.reservedCredits ?? 0, plan: publicPlan(plan) };
   },
 });
 
 /** The caller's ledger, newest first (works with `usePaginatedQuery`; pages of at most 100). */
-export const listLedger = query({
+export const listLedger = maybeUserQuery({
   args: { paginationOpts: paginationOptsValidator },
   returns: paginationResultValidator(doc(schema, "ledger")),
   handler: async (ctx, { paginationOpts }) => {
-    const user = await getCallerUser(ctx);
+    const { user } = ctx;
     const page = pageOptions(paginationOpts);
     if (user === null) {
       return emptyPage<never>();

@@ -4,14 +4,8 @@ import { doc, literals } from "convex-helpers/validators";
 import schema from "./schema";
 import { internal } from "./_generated/api";
 import type { Id } from "./_generated/dataModel";
-import {
-  action,
-  internalAction,
-  internalMutation,
-  internalQuery,
-  query,
-} from "./_generated/server";
-import { getCallerUser, requireIdentity } from "./lib/auth";
+import { internalAction, internalMutation, internalQuery } from "./_generated/server";
+import { identityAction, maybeUserQuery } from "./lib/functions";
 import { appError } from "./lib/errors";
 import { emptyPage, pageOptions, paginateChecked } from "./lib/pagination";
 import { assertPlanName } from "./model/plans";
@@ -74,11 +68,11 @@ const startedRefundValidator = v.object({
  * `payment_executed`/`payment_settled` webhook. If TrueLayer refuses or cannot be reached, the
  * payment is left `failed` and the call throws INVALID_TRANSITION.
  */
-export const createCheckout = action({
+export const createCheckout = identityAction({
   args: { planName: v.string() },
   returns: checkoutResultValidator,
   handler: async (ctx, { planName }): Promise<Infer<typeof checkoutResultValidator>> => {
-    const identity = await requireIdentity(ctx);
+    const { identity } = ctx;
     assertPlanName(planName);
     // A missing variable is a clear error before anything is written.
     const config = readTrueLayerConfig();
@@ -138,11 +132,11 @@ export const createCheckout = action({
 });
 
 /** The caller's payments, newest first (empty before `users:getOrCreateUser`). */
-export const listPayments = query({
+export const listPayments = maybeUserQuery({
   args: { paginationOpts: paginationOptsValidator },
   returns: paginationResultValidator(paymentView),
   handler: async (ctx, { paginationOpts }) => {
-    const user = await getCallerUser(ctx);
+    const { user } = ctx;
     const page = pageOptions(paginationOpts);
     if (user === null) {
       return emptyPage<never>();

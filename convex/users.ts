@@ -1,9 +1,9 @@
 import { v } from "convex/values";
 import { doc } from "convex-helpers/validators";
 import schema from "./schema";
-import { internalMutation, mutation, query } from "./_generated/server";
-import { getCallerUser, requireIdentity } from "./lib/auth";
+import { internalMutation } from "./_generated/server";
 import { appError } from "./lib/errors";
+import { identityMutation, maybeUserQuery } from "./lib/functions";
 import { planNameValidator } from "./lib/validators";
 import { changePlan, upsertUser } from "./model/users";
 
@@ -13,12 +13,11 @@ const userDoc = doc(schema, "users");
  * The caller's user, created on the first call (plan starter with its monthly credits).
  * `clerkId` must be the caller's own (the identity's subject); the email is updated if it changed.
  */
-export const getOrCreateUser = mutation({
+export const getOrCreateUser = identityMutation({
   args: { clerkId: v.string(), email: v.string() },
   returns: userDoc,
   handler: async (ctx, { clerkId, email }) => {
-    const identity = await requireIdentity(ctx);
-    if (identity.subject !== clerkId) {
+    if (ctx.identity.subject !== clerkId) {
       throw appError("FORBIDDEN", "clerkId does not match the signed-in user.");
     }
     return await upsertUser(ctx, clerkId, email);
@@ -26,10 +25,10 @@ export const getOrCreateUser = mutation({
 });
 
 /** The caller's user document, or null before `getOrCreateUser` has run. */
-export const me = query({
+export const me = maybeUserQuery({
   args: {},
   returns: v.union(userDoc, v.null()),
-  handler: async (ctx) => await getCallerUser(ctx),
+  handler: async (ctx) => ctx.user,
 });
 
 /**

@@ -15,6 +15,7 @@ import type * as http from "../http.js";
 import type * as jobs from "../jobs.js";
 import type * as lib_auth from "../lib/auth.js";
 import type * as lib_errors from "../lib/errors.js";
+import type * as lib_functions from "../lib/functions.js";
 import type * as lib_http from "../lib/http.js";
 import type * as lib_pagination from "../lib/pagination.js";
 import type * as lib_text from "../lib/text.js";
@@ -53,6 +54,7 @@ declare const fullApi: ApiFromModules<{
   jobs: typeof jobs;
   "lib/auth": typeof lib_auth;
   "lib/errors": typeof lib_errors;
+  "lib/functions": typeof lib_functions;
   "lib/http": typeof lib_http;
   "lib/pagination": typeof lib_pagination;
   "lib/text": typeof lib_text;
