@@ -66,7 +66,7 @@ const startedRefundValidator = v.object({
  * price, creates the payment with TrueLayer (Payments API v3, signed, idempotent) and returns
  * what the front end needs to open TrueLayer's payment page. Credits arrive later, with the
  * `payment_executed`/`payment_settled` webhook. If TrueLayer refuses or cannot be reached, the
- * payment is left `failed` and the call throws INVALID_TRANSITION.
+ * payment is left `failed` and the call throws PAYMENT_PROVIDER_ERROR.
  */
 export const createCheckout = identityAction({
   args: { planName: v.string() },
@@ -106,7 +106,7 @@ export const createCheckout = identityAction({
         reason: created.reason,
       });
       throw appError(
-        "INVALID_TRANSITION",
+        "PAYMENT_PROVIDER_ERROR",
         `TrueLayer could not create the payment (${created.reason}). Nothing was charged; try again.`,
       );
     }
@@ -199,7 +199,7 @@ export const refundPayment = internalAction({
         refundId: started.refundId,
         reason: created.reason,
       });
-      throw appError("INVALID_TRANSITION", `TrueLayer refused the refund: ${created.reason}.`);
+      throw appError("PAYMENT_PROVIDER_ERROR", `TrueLayer refused the refund: ${created.reason}.`);
     }
     await ctx.runMutation(internal.payments.attachRefund, {
       refundId: started.refundId,

@@ -46,7 +46,7 @@ type MatrixRow = {
 };
 
 const ok: Outcome = { ok: true };
-const INVALID_TRANSITION: Outcome = { code: "INVALID_TRANSITION" };
+const UNAVAILABLE: Outcome = { code: "UNAVAILABLE" };
 const UNAUTHENTICATED: Outcome = { code: "UNAUTHENTICATED" };
 const FORBIDDEN: Outcome = { code: "FORBIDDEN" };
 const NOT_FOUND: Outcome = { code: "NOT_FOUND" };
@@ -219,11 +219,11 @@ export const MATRIX: { [Path in PublicPath]: MatrixRow } = {
     args: () => ({ planName: "creator" }),
     expect: {
       anonymous: UNAUTHENTICATED,
-      unregistered: INVALID_TRANSITION,
-      stranger: INVALID_TRANSITION,
-      owner: INVALID_TRANSITION,
-      admin: INVALID_TRANSITION,
-      deleted: INVALID_TRANSITION,
+      unregistered: UNAVAILABLE,
+      stranger: UNAVAILABLE,
+      owner: UNAVAILABLE,
+      admin: UNAVAILABLE,
+      deleted: UNAVAILABLE,
     },
   },
 };

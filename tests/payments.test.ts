@@ -168,7 +168,7 @@ describe("createCheckout", () => {
     });
     await expectCode(
       as.action(api.payments.createCheckout, { planName: "creator" }),
-      "INVALID_TRANSITION",
+      "PAYMENT_PROVIDER_ERROR",
     );
     const { payments, user } = await state(t, userId);
     expect(payments).toHaveLength(1);
@@ -187,7 +187,7 @@ describe("createCheckout", () => {
     });
     await expectCode(
       as.action(api.payments.createCheckout, { planName: "creator" }),
-      "INVALID_TRANSITION",
+      "PAYMENT_PROVIDER_ERROR",
     );
     const attempts = requests.filter((r) => r.url === PAYMENTS_URL);
     expect(attempts).toHaveLength(2);
@@ -204,7 +204,7 @@ describe("createCheckout", () => {
     });
     await expectCode(
       as.action(api.payments.createCheckout, { planName: "studio" }),
-      "INVALID_TRANSITION",
+      "PAYMENT_PROVIDER_ERROR",
     );
     const { payments } = await state(t, userId);
     expect(payments).toMatchObject([{ status: "failed", failureReason: "fetch failed" }]);
@@ -219,6 +219,7 @@ describe("createCheckout", () => {
       .action(api.payments.createCheckout, { planName: "creator" })
       .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ConvexError);
+    expect((error as ConvexError<{ code: string }>).data.code).toBe("UNAVAILABLE");
     expect((error as ConvexError<{ message: string }>).data.message).toBe(
       "Payments are not configured: set TRUELAYER_CLIENT_SECRET, TRUELAYER_MERCHANT_ACCOUNT_ID (npx convex env set NAME value).",
     );

@@ -174,7 +174,7 @@ describe("refundPayment (operators)", () => {
     trueLayerNetwork(trueLayerKey, { [refundsUrl("tl-pay-1")]: () => answer });
     await expectCode(
       t.action(internal.payments.refundPayment, { paymentId }),
-      "INVALID_TRANSITION",
+      "PAYMENT_PROVIDER_ERROR",
     );
     const { payment, user, refunds } = await state(t, userId, paymentId);
     expect(payment.refundStatus).toBe("failed");
@@ -407,7 +407,7 @@ describe("refunds remember which refund failed", () => {
     });
     await expectCode(
       t.action(internal.payments.refundPayment, { paymentId }),
-      "INVALID_TRANSITION",
+      "PAYMENT_PROVIDER_ERROR",
     );
     const late = await deliverTrueLayer(t, trueLayerKey, refundExecuted("evt-e1"));
     expect(await late.json()).toMatchObject({ outcome: "ignored" });
@@ -516,7 +516,7 @@ describe("a webhook retried after success credits once", () => {
     });
     await expectCode(
       as.action(api.payments.createCheckout, { planName: "creator" }),
-      "INVALID_TRANSITION",
+      "PAYMENT_PROVIDER_ERROR",
     );
     await t.mutation(internal.users.setRole, { userId, role: "admin" });
     expect(await as.query(api.metrics.overview, { hours: 1 })).toMatchObject({

@@ -8,7 +8,11 @@ export type ErrorCode =
   | "INVALID_ARGUMENT"
   | "INSUFFICIENT_CREDITS"
   | "INVALID_TRANSITION"
-  | "CONFLICT";
+  | "CONFLICT"
+  /** A service the call needs is not configured here (payments without TrueLayer settings). */
+  | "UNAVAILABLE"
+  /** The payment provider refused or could not be reached; nothing was charged or refunded. */
+  | "PAYMENT_PROVIDER_ERROR";
 
 export type ErrorData = { code: ErrorCode; message: string };
 

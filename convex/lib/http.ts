@@ -7,8 +7,7 @@ import { isAppError, type ErrorCode } from "./errors";
  */
 
 /** Codes only the HTTP layer produces, on top of the ConvexError codes. */
-export type HttpErrorCode =
-  ErrorCode | "UNAVAILABLE" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "INTERNAL";
+export type HttpErrorCode = ErrorCode | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "INTERNAL";
 
 export const HTTP_STATUS_BY_CODE: Record<HttpErrorCode, number> = {
   INVALID_ARGUMENT: 400,
@@ -21,6 +20,7 @@ export const HTTP_STATUS_BY_CODE: Record<HttpErrorCode, number> = {
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   INTERNAL: 500,
+  PAYMENT_PROVIDER_ERROR: 502,
   UNAVAILABLE: 503,
 };
 

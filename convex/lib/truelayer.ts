@@ -47,7 +47,7 @@ export function trueLayerEnvironment(): TrueLayerEnvironment {
   const raw = (process.env.TRUELAYER_ENVIRONMENT ?? "sandbox").trim().toLowerCase();
   if (raw !== "sandbox" && raw !== "production") {
     throw appError(
-      "INVALID_TRANSITION",
+      "UNAVAILABLE",
       `Payments are misconfigured: TRUELAYER_ENVIRONMENT must be "sandbox" or "production", not "${raw}".`,
     );
   }
@@ -64,21 +64,21 @@ const REQUIRED_VARIABLES = [
 
 /**
  * The TrueLayer settings from the deployment's env vars. A missing or invalid variable is a
- * ConvexError naming it (code INVALID_TRANSITION: payments cannot start in this state), never
+ * ConvexError naming it (code UNAVAILABLE: payments cannot start here), never
  * a crash. Secrets stay inside the functions that read them: never pass them as arguments.
  */
 export function readTrueLayerConfig(): TrueLayerConfig {
   const missing = REQUIRED_VARIABLES.filter((name) => !process.env[name]?.trim());
   if (missing.length > 0) {
     throw appError(
-      "INVALID_TRANSITION",
+      "UNAVAILABLE",
       `Payments are not configured: set ${missing.join(", ")} (npx convex env set NAME value).`,
     );
   }
   const currency = (process.env.TRUELAYER_CURRENCY ?? "GBP").trim().toUpperCase();
   if (!(TRUELAYER_CURRENCIES as readonly string[]).includes(currency)) {
     throw appError(
-      "INVALID_TRANSITION",
+      "UNAVAILABLE",
       `Payments are misconfigured: TRUELAYER_CURRENCY must be one of ${TRUELAYER_CURRENCIES.join(", ")}.`,
     );
   }
