@@ -9,7 +9,17 @@ import {
   type CronStep,
   type Deployment,
 } from "./cases";
+import { convexTest } from "convex-test";
+import schema from "../convex/schema";
+import { QUEUE_POSITION_CAP } from "../convex/model/jobs";
 import { setFastIndexes, setIndexCheck } from "./fastIndexes";
+import {
+  LIVE_QUERIES,
+  LIVE_WRITES,
+  liveWorld,
+  measureLiveWrites,
+  type LiveResult,
+} from "./liveWorld";
 import { lineChart } from "./png";
 import { judge, markdownTable, summariseCron, type CaseResult, type Sample } from "./report";
 import type { BenchEnv } from "./seed";
@@ -27,6 +37,9 @@ import type { BenchEnv } from "./seed";
  * the smallest N every query is also answered by convex-test's own scan and compared
  * (`BENCH_INDEX_CHECK=all` compares at every N, slowly; `BENCH_FAST_INDEXES=0` turns the
  * indexes off altogether, which takes hours at N = 100,000).
+ *
+ * A second test measures live-query cost (what one write re-runs; see its comment below). Run
+ * one of the two with `-t "as tables grow"` or `-t "live queries"`.
  */
 const NS = (process.env.BENCH_NS ?? "1000,10000,100000").split(",").map(Number);
 const FAST_INDEXES = process.env.BENCH_FAST_INDEXES !== "0";
@@ -175,6 +188,116 @@ test(
       results.filter((r) => !r.flat).map((r) => `${r.name}: ${r.reason}`),
       "functions that are not flat",
     ).toEqual([]);
+  },
+  15 * 60 * 1000,
+);
+
+/**
+ * Live-query cost (bench/liveWorld.ts): Q = 1,000 and 10,000 users, each with a queued job and
+ * its five live queries open, plus the admins' dashboards; for each common write, how many
+ * subscriptions it invalidates and what their re-runs read. Passes when both are within ±2 of
+ * the smallest Q at the largest (flat in Q) and a claim re-runs at most cap + 1 `getJob`s.
+ * Writes bench/liveResults.json. `LIVE_QS=300,3000` runs other sizes.
+ */
+const LIVE_QS = (process.env.LIVE_QS ?? "1000,10000").split(",").map(Number);
+const liveModules = import.meta.glob("../convex/**/*.ts");
+
+test(
+  "live queries: one write re-runs a number of subscriptions that does not grow with Q",
+  async () => {
+    const started = performance.now();
+    const byQ: Record<string, LiveResult[]> = {};
+    const timings: Record<string, { seedAndSubscribeMs: number; writesMs: number }> = {};
+    for (const q of LIVE_QS) {
+      if (FAST_INDEXES) {
+        setIndexCheck(INDEX_CHECK_ALL || q === LIVE_QS[0]);
+      } else {
+        setFastIndexes(false);
+      }
+      const t0 = performance.now();
+      const t = convexTest({ schema, modules: liveModules, transactionLimits: true });
+      const world = await liveWorld(t, q, NOW);
+      const t1 = performance.now();
+      byQ[q] = await measureLiveWrites(world);
+      timings[q] = {
+        seedAndSubscribeMs: Math.round(t1 - t0),
+        writesMs: Math.round(performance.now() - t1),
+      };
+      log(
+        `Q=${q}: ${world.subscriptions.length} subscriptions in ` +
+          `${((t1 - t0) / 1000).toFixed(1)} s, writes in ${((performance.now() - t1) / 1000).toFixed(1)} s`,
+      );
+    }
+    const small = byQ[LIVE_QS[0]];
+    const large = byQ[LIVE_QS[LIVE_QS.length - 1]];
+    const problems: string[] = [];
+    const header = [
+      "write",
+      "live query",
+      ...LIVE_QS.map((q) => `Q=${q.toLocaleString("en-US")} invalidated / re-run reads`),
+      "flat",
+    ];
+    const lines = [
+      `| ${header.join(" | ")} |`,
+      `| ${header.map((_, i) => (i < 2 ? "---" : "---:")).join(" | ")} |`,
+    ];
+    LIVE_WRITES.forEach((write, w) => {
+      for (const query of LIVE_QUERIES) {
+        const a = small[w].byQuery[query];
+        const b = large[w].byQuery[query];
+        const flat =
+          Math.abs(a.invalidated - b.invalidated) <= 2 &&
+          Math.abs(a.rerunReads - b.rerunReads) <= 2;
+        if (!flat) {
+          problems.push(
+            `${write.name} / ${query}: ${a.invalidated}/${a.rerunReads} -> ${b.invalidated}/${b.rerunReads}`,
+          );
+        }
+        if (a.invalidated === 0 && b.invalidated === 0) {
+          continue; // untouched: left out of the table
+        }
+        const cells = LIVE_QS.map((q) => {
+          const c = byQ[q][w].byQuery[query];
+          return `${c.invalidated} / ${c.rerunReads}`;
+        });
+        lines.push(`| ${[write.name, query, ...cells, flat ? "yes" : "no"].join(" | ")} |`);
+      }
+      const totals = LIVE_QS.map(
+        (q) => `${byQ[q][w].total.invalidated} / ${byQ[q][w].total.rerunReads}`,
+      );
+      lines.push(`| ${[write.name, "**all**", ...totals, ""].join(" | ")} |`);
+    });
+    const claim = LIVE_WRITES.findIndex((write) => write.name === "worker.claimJob");
+    for (const q of LIVE_QS) {
+      const invalidated = byQ[q][claim].byQuery["jobs.getJob"].invalidated;
+      if (invalidated > QUEUE_POSITION_CAP + 1) {
+        problems.push(`Q=${q}: a claim re-ran ${invalidated} getJob subscriptions (> cap + 1)`);
+      }
+    }
+    const wallMs = Math.round(performance.now() - started);
+    log();
+    log(lines.join("\n"));
+    log();
+    log(`live-query bench wall time: ${(wallMs / 1000).toFixed(1)} s`);
+    writeFileSync(
+      out("./liveResults.json"),
+      `${JSON.stringify(
+        {
+          qs: LIVE_QS,
+          now: new Date(NOW).toISOString(),
+          rule:
+            "per write and live query: subscriptions invalidated and documents their re-runs read " +
+            "within ±2 of the smallest Q at the largest; a claim re-runs at most cap + 1 getJobs",
+          timings,
+          wallMs,
+          results: byQ,
+        },
+        null,
+        2,
+      )}\n`,
+    );
+    log("wrote bench/liveResults.json");
+    expect(problems, "live queries whose cost grows with Q").toEqual([]);
   },
   15 * 60 * 1000,
 );

@@ -5,22 +5,31 @@ import { requireAdmin } from "./lib/auth";
 import {
   DEFAULT_WINDOW_HOURS,
   metricsOverview,
+  newestBucketHour,
   overviewValidator,
   pruneBucketsBatch,
+  validateWindowHours,
 } from "./model/metrics";
 
 /**
  * The operator dashboard: credits consumed, job outcomes and durations, active users per plan
- * and payment outcomes over the last `hours` hours (default 24, at most 720; the current hour
- * counts as one). Admins only (`users:setRole`). Reads only the window's rollup rows, so its
- * cost does not grow with the number of jobs, users or payments.
+ * and payment outcomes over `hours` hours (default 24, at most 720) ending with the hour that
+ * starts at `endHour`. Admins only (`users:setRole`). Reads only the window's rollup rows, so
+ * its cost does not grow with the number of jobs, users or payments.
+ *
+ * No `Date.now()` here (a query that reads the clock is not re-run when time passes): a live
+ * dashboard passes the current hour, `Math.floor(Date.now() / 3_600_000) * 3_600_000`, and
+ * subscribes again with the next one at each hour boundary (every dashboard asks for the same
+ * arguments within an hour, so they share one cached result). Without `endHour` (the CLI, older
+ * clients) the window ends at the newest hour that has any recorded activity.
  */
 export const overview = query({
-  args: { hours: v.optional(v.number()) },
+  args: { hours: v.optional(v.number()), endHour: v.optional(v.number()) },
   returns: overviewValidator,
-  handler: async (ctx, { hours }) => {
+  handler: async (ctx, { hours, endHour }) => {
     await requireAdmin(ctx);
-    return await metricsOverview(ctx, hours ?? DEFAULT_WINDOW_HOURS, Date.now());
+    const windowHours = validateWindowHours(hours ?? DEFAULT_WINDOW_HOURS);
+    return await metricsOverview(ctx, windowHours, endHour ?? (await newestBucketHour(ctx)));
   },
 });
 

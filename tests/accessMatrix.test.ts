@@ -203,7 +203,7 @@ export const MATRIX: { [Path in PublicPath]: MatrixRow } = {
     },
   },
   "metrics:overview": {
-    args: () => ({ hours: 24 }),
+    args: () => ({ hours: 24, endHour: 3_600_000 * 480_000 }),
     expect: {
       anonymous: UNAUTHENTICATED,
       unregistered: NOT_FOUND,

@@ -557,6 +557,32 @@ for (const hours of wrongTypesFor("number")) {
     "admin",
   );
 }
+for (const endHour of [
+  -3_600_000,
+  1,
+  3_600_000 + 1,
+  0.5,
+  Number.NaN,
+  Number.POSITIVE_INFINITY,
+  2 ** 60,
+]) {
+  row(
+    "metrics:overview",
+    `endHour ${show(endHour)}`,
+    () => ({ endHour }),
+    invalid("endHour"),
+    "admin",
+  );
+}
+for (const endHour of wrongTypesFor("number")) {
+  row(
+    "metrics:overview",
+    `endHour ${show(endHour)}`,
+    () => ({ endHour }),
+    expectedType("number"),
+    "admin",
+  );
+}
 row(
   "metrics:overview",
   "extra field",

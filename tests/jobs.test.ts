@@ -454,6 +454,44 @@ describe("getJob", () => {
   });
 });
 
+describe("queue position with jobs created in the same millisecond", () => {
+  // One transaction inserts them all at one Date.now(): convex-test then orders them by
+  // _creationTime (the index's last key), as workers claim them.
+  test.each([
+    { earlier: 3, same: 5, label: "few ahead" },
+    { earlier: 40, same: 90, label: "the cap reached inside the same millisecond" },
+    { earlier: 150, same: 20, label: "the cap reached among earlier jobs" },
+  ])("matches a full count ($label)", async ({ earlier, same }) => {
+    const t = await setup();
+    const { as, userId } = await signUp(t, "u1");
+    const base = Date.now() - 1_000_000;
+    const ids = await t.run(async (ctx) => {
+      const job = (createdAt: number) => ({
+        userId,
+        prompt: "p",
+        durationSec: 5,
+        creditsUsed: 5,
+        status: "queued" as const,
+        creditStatus: "held" as const,
+        createdAt,
+      });
+      for (let i = 0; i < earlier; i++) await ctx.db.insert("jobs", job(base + i));
+      const tied = [];
+      for (let i = 0; i < same; i++) tied.push(await ctx.db.insert("jobs", job(base + earlier)));
+      // Later jobs never count.
+      await ctx.db.insert("jobs", job(base + earlier + 1));
+      return tied;
+    });
+    for (const [i, jobId] of ids.entries()) {
+      const ahead = earlier + i;
+      expect((await as.query(api.jobs.getJob, { jobId }))?.queuePosition).toEqual({
+        position: Math.min(ahead, 100) + 1,
+        atLeast: ahead >= 100,
+      });
+    }
+  });
+});
+
 describe("listUserJobs", () => {
   test("pages through the caller's jobs newest first across three pages", async () => {
     const t = await setup();

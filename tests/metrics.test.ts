@@ -132,12 +132,13 @@ function emptyHour(hour: number) {
 describe("metrics.overview on the fixture", () => {
   test("default window (24 hours): every metric matches the hand-computed value", async () => {
     const { t, admin } = await fixture();
-    const overview = await admin.query(api.metrics.overview, {});
+    // As a dashboard asks at 11:40: the current hour, from its own clock.
+    const overview = await admin.query(api.metrics.overview, { endHour: H11 });
     const from = H11 - 23 * HOUR_MS;
     expect(overview).toMatchObject({
       hours: 24,
       from,
-      to: H11 + 40 * MIN,
+      to: H11 + HOUR_MS,
       // A (5) settled at 10:13, D (10) at 11:35.
       credits: { consumed: 15, perHour: 15 / 24 },
       // done A, D; failed B; canceled C. Success ratio = done / (done + failed).
@@ -177,10 +178,10 @@ describe("metrics.overview on the fixture", () => {
 
   test("a one-hour window sees only the current hour", async () => {
     const { admin } = await fixture();
-    expect(await admin.query(api.metrics.overview, { hours: 1 })).toEqual({
+    expect(await admin.query(api.metrics.overview, { hours: 1, endHour: H11 })).toEqual({
       hours: 1,
       from: H11,
-      to: H11 + 40 * MIN,
+      to: H11 + HOUR_MS,
       credits: { consumed: 10, perHour: 10 },
       jobs: { done: 1, failed: 0, canceled: 0, successRatio: 1 },
       durations: {
@@ -205,7 +206,7 @@ describe("metrics.overview on the fixture", () => {
   test("the window slides: a day later hour 10 has dropped out", async () => {
     const { admin } = await fixture();
     at(H10 + 24 * HOUR_MS + 30 * MIN);
-    const overview = await admin.query(api.metrics.overview, {});
+    const overview = await admin.query(api.metrics.overview, { endHour: H10 + 24 * HOUR_MS });
     expect(overview).toMatchObject({
       from: H11,
       credits: { consumed: 10 },
@@ -214,7 +215,7 @@ describe("metrics.overview on the fixture", () => {
       payments: { succeeded: 3, failed: 1 },
     });
     at(H10 + 26 * HOUR_MS);
-    expect(await admin.query(api.metrics.overview, {})).toMatchObject({
+    expect(await admin.query(api.metrics.overview, { endHour: H10 + 26 * HOUR_MS })).toMatchObject({
       credits: { consumed: 0, perHour: 0 },
       jobs: { done: 0, failed: 0, canceled: 0, successRatio: null },
       durations: {
@@ -224,6 +225,34 @@ describe("metrics.overview on the fixture", () => {
       activeUsers: { total: 0 },
       payments: { succeeded: 0, failed: 0, successRatio: null },
     });
+  });
+
+  test("without endHour the window ends at the newest hour with activity (no clock read)", async () => {
+    const { t, admin } = await fixture();
+    const explicit = await admin.query(api.metrics.overview, { endHour: H11 });
+    expect(await admin.query(api.metrics.overview, {})).toEqual(explicit);
+    // Hours later, nothing has happened since 11:35: the window still ends at hour 11 and says so.
+    at(H10 + 5 * HOUR_MS);
+    expect(await admin.query(api.metrics.overview, {})).toEqual(explicit);
+    // The first event of a later hour moves it (its bucket is the newest row).
+    await paymentOutcomes(t, (await signUp(t, "u4")).userId, [true]);
+    expect(await admin.query(api.metrics.overview, {})).toMatchObject({
+      from: H10 + 5 * HOUR_MS - 23 * HOUR_MS,
+      to: H10 + 6 * HOUR_MS,
+      // 11:10's three and the new one.
+      payments: { succeeded: 4 },
+    });
+  });
+
+  test("a window in the future, or before any activity, is all zeros", async () => {
+    const { admin } = await fixture();
+    for (const endHour of [H10 + 100 * HOUR_MS, H10 - 24 * HOUR_MS]) {
+      expect(await admin.query(api.metrics.overview, { endHour })).toMatchObject({
+        credits: { consumed: 0 },
+        jobs: { done: 0, failed: 0, canceled: 0 },
+        activeUsers: { total: 0 },
+      });
+    }
   });
 
   test("the largest window (720 hours) still includes everything", async () => {
@@ -426,6 +455,30 @@ describe("access control and arguments", () => {
       await expectCode(admin.query(api.metrics.overview, { hours }), "INVALID_ARGUMENT");
     },
   );
+
+  test.each([-HOUR_MS, 1, H11 + 1, H11 + 0.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 60])(
+    "endHour %s is INVALID_ARGUMENT",
+    async (endHour) => {
+      const t = await setup();
+      const admin = await signUpAdmin(t);
+      await expectCode(admin.query(api.metrics.overview, { endHour }), "INVALID_ARGUMENT");
+    },
+  );
+
+  test("with no rollup rows at all, the window without endHour ends at the epoch hour", async () => {
+    const t = await setup();
+    const admin = await signUpAdmin(t);
+    await t.run(async (ctx) => {
+      for (const bucket of await ctx.db.query("metricsBuckets").collect()) {
+        await ctx.db.delete("metricsBuckets", bucket._id);
+      }
+    });
+    expect(await admin.query(api.metrics.overview, { hours: 2 })).toMatchObject({
+      from: -HOUR_MS,
+      to: HOUR_MS,
+      activeUsers: { total: 0 },
+    });
+  });
 
   test("hours 1 and 720 are accepted", async () => {
     const t = await setup();

@@ -322,24 +322,38 @@ export function jobView(job: Doc<"jobs">): JobView {
 
 /**
  * Counts the queued jobs ahead of this one (the order workers claim in: `by_status`, i.e.
- * createdAt then creation time) through the index, reading at most the cap.
+ * createdAt, then creation time) through the index, reading at most the cap.
+ *
+ * It reads the jobs *immediately* ahead (descending from this job's own index key), not the
+ * head of the queue: a live `getJob` subscription then depends only on the index range between
+ * this job and the cap-th job ahead of it. A claim (which takes the head) changes that range
+ * only for the jobs at most the cap behind the head, so it re-runs at most cap + 1 `getJob`
+ * subscriptions however long the queue is (reading from the head, every queued job's
+ * subscription held the head and re-ran on every claim).
  */
 export async function queuePosition(
   ctx: QueryCtx,
   job: Doc<"jobs">,
 ): Promise<{ position: number; atLeast: boolean }> {
-  const earlier = await ctx.db
+  // Jobs created in the same millisecond are ordered by creation time, the index's last key.
+  const sameMillisecond = await ctx.db
     .query("jobs")
-    .withIndex("by_status", (q) => q.eq("status", "queued").lt("createdAt", job.createdAt))
+    .withIndex("by_status", (q) =>
+      q
+        .eq("status", "queued")
+        .eq("createdAt", job.createdAt)
+        .lt("_creationTime", job._creationTime),
+    )
+    .order("desc")
     .take(QUEUE_POSITION_CAP);
-  let ahead = earlier.length;
+  let ahead = sameMillisecond.length;
   if (ahead < QUEUE_POSITION_CAP) {
-    // Jobs created in the same millisecond are ordered by creation time.
-    const sameMillisecond = await ctx.db
+    const earlier = await ctx.db
       .query("jobs")
-      .withIndex("by_status", (q) => q.eq("status", "queued").eq("createdAt", job.createdAt))
+      .withIndex("by_status", (q) => q.eq("status", "queued").lt("createdAt", job.createdAt))
+      .order("desc")
       .take(QUEUE_POSITION_CAP - ahead);
-    ahead += sameMillisecond.filter((other) => other._creationTime < job._creationTime).length;
+    ahead += earlier.length;
   }
   return { position: ahead + 1, atLeast: ahead === QUEUE_POSITION_CAP };
 }

@@ -279,7 +279,7 @@ export const overviewValidator = v.object({
   hours: v.number(),
   /** Start of the oldest hour in the window (ms). */
   from: v.number(),
-  /** When the overview was computed (ms); the window is [from, to]. */
+  /** End of the newest hour of the window (ms, exclusive): the window is [from, to). */
   to: v.number(),
   credits: v.object({
     consumed: v.number(),
@@ -319,6 +319,34 @@ export const overviewValidator = v.object({
   ),
 });
 export type Overview = Infer<typeof overviewValidator>;
+
+/**
+ * The start of the window's newest UTC hour, as a client passes it: a whole number of hours
+ * since the epoch, in ms (`Math.floor(Date.now() / HOUR_MS) * HOUR_MS`).
+ */
+export function validateEndHour(endHour: number): number {
+  if (!Number.isSafeInteger(endHour) || endHour < 0 || endHour % HOUR_MS !== 0) {
+    throw appError(
+      "INVALID_ARGUMENT",
+      `endHour must be the start of a UTC hour in ms (a whole multiple of ${HOUR_MS}, >= 0).`,
+    );
+  }
+  return endHour;
+}
+
+/**
+ * The newest hour holding a rollup row (0 when there is none): the window's end for callers
+ * that do not say which hour they want. Read through the index (one row); a write in a newer
+ * hour lands in this read, so a subscription moves on with the first event of each hour.
+ */
+export async function newestBucketHour(ctx: QueryCtx): Promise<number> {
+  const newest = await ctx.db
+    .query("metricsBuckets")
+    .withIndex("by_hour_and_shard")
+    .order("desc")
+    .first();
+  return newest?.hour ?? 0;
+}
 
 export function validateWindowHours(hours: number): number {
   if (!Number.isInteger(hours) || hours < 1 || hours > MAX_WINDOW_HOURS) {
@@ -369,16 +397,17 @@ function ratio(good: number, bad: number): number | null {
 }
 
 /**
- * The metrics of the last `hours` hours: the current (partial) UTC hour and the `hours - 1`
- * before it. Reads only that window's bucket rows, through the index.
+ * The metrics of the `hours` hours ending with the hour that starts at `endHour` (that hour and
+ * the `hours - 1` before it). Reads only that window's bucket rows, through the index. No clock:
+ * the caller names the hour (see `metrics.overview`).
  */
 export async function metricsOverview(
   ctx: QueryCtx,
   hours: number,
-  now: number,
+  endHour: number,
 ): Promise<Overview> {
   validateWindowHours(hours);
-  const last = hourStart(now);
+  const last = validateEndHour(endHour);
   const from = last - (hours - 1) * HOUR_MS;
   const buckets = await ctx.db
     .query("metricsBuckets")
@@ -421,7 +450,7 @@ export async function metricsOverview(
   return {
     hours,
     from,
-    to: now,
+    to: last + HOUR_MS,
     credits: { consumed, perHour: consumed / hours },
     jobs: { done, failed, canceled: sum("jobsCanceled"), successRatio: ratio(done, failed) },
     durations: {
