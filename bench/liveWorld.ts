@@ -103,6 +103,7 @@ export async function liveWorld(t: Client, q: number, now: number): Promise<Live
             await ctx.db.insert("ledger", {
               userId,
               delta: -10,
+              reservedDelta: 10,
               balanceAfter: 100,
               kind: "reserve",
               jobId,
@@ -113,6 +114,7 @@ export async function liveWorld(t: Client, q: number, now: number): Promise<Live
               trueLayerTxnId: `tl_live_${i}`,
               amount: 3100,
               creditsAdded: 0,
+              creditsPurchased: 250,
               timestamp: now - q + i,
               status: "pending",
               planName: "creator",

@@ -20,6 +20,7 @@ import type * as lib_http from "../lib/http.js";
 import type * as lib_pagination from "../lib/pagination.js";
 import type * as lib_text from "../lib/text.js";
 import type * as lib_truelayer from "../lib/truelayer.js";
+import type * as lib_urls from "../lib/urls.js";
 import type * as lib_validators from "../lib/validators.js";
 import type * as metrics from "../metrics.js";
 import type * as model_credits from "../model/credits.js";
@@ -59,6 +60,7 @@ declare const fullApi: ApiFromModules<{
   "lib/pagination": typeof lib_pagination;
   "lib/text": typeof lib_text;
   "lib/truelayer": typeof lib_truelayer;
+  "lib/urls": typeof lib_urls;
   "lib/validators": typeof lib_validators;
   metrics: typeof metrics;
   "model/credits": typeof model_credits;
