@@ -1,27 +1,24 @@
 import { paginationOptsValidator, paginationResultValidator } from "convex/server";
 import { v } from "convex/values";
 import { internal } from "./_generated/api";
-import { internalMutation, mutation, query } from "./_generated/server";
-import { getCallerUser, requireCallerUser } from "./lib/auth";
+import { internalMutation } from "./_generated/server";
 import { appError } from "./lib/errors";
-import { emptyPage, pageOptions, paginateChecked } from "./lib/pagination";
-import { jobStatusValidator } from "./lib/validators";
 import {
-  createJob as createJobForUser,
-  expireBatch,
-  jobView,
-  jobViewValidator,
-  queuePosition,
-  requireJob,
-  transitionJob,
-} from "./model/jobs";
+  maybeUserQuery,
+  maybeUserQueryWithUserId,
+  userMutation,
+  userMutationWithUserId,
+} from "./lib/functions";
+import { emptyPage, firstPage, pageOptions, paginateChecked } from "./lib/pagination";
+import { jobStatusValidator } from "./lib/validators";
+import * as Jobs from "./model/jobs";
 
 /**
  * Starts a video job for the caller: validates, reserves `jobCost(durationSec)` credits and
  * queues the job, in one transaction. Retrying with the same `idempotencyKey` and the same
  * request returns the first job's id and charges nothing.
  */
-export const createJob = mutation({
+export const createJob = userMutationWithUserId({
   args: {
     prompt: v.string(),
     imageUrl: v.optional(v.string()),
@@ -29,18 +26,9 @@ export const createJob = mutation({
     seed: v.optional(v.number()),
     cfg: v.optional(v.number()),
     idempotencyKey: v.optional(v.string()),
-    /** Seed-compatible; must be the caller's own id when given. */
-    userId: v.optional(v.id("users")),
   },
   returns: v.id("jobs"),
-  handler: async (ctx, { userId, ...input }) => {
-    const user = await requireCallerUser(ctx);
-    if (userId !== undefined && userId !== user._id) {
-      throw appError("FORBIDDEN", "You can only create jobs for yourself.");
-    }
-    const { jobId } = await createJobForUser(ctx, user, input);
-    return jobId;
-  },
+  handler: async (ctx, input) => (await Jobs.createJob(ctx, ctx.user, input)).jobId,
 });
 
 /**
@@ -59,7 +47,7 @@ export const updateJobStatus = internalMutation({
   },
   returns: v.object({ changed: v.boolean(), status: jobStatusValidator }),
   handler: async (ctx, { jobId, status, ...options }) => {
-    const job = await requireJob(ctx, jobId);
+    const job = await Jobs.requireJob(ctx, jobId);
     if ((status === "canceled" || status === "expired") && job.status !== status) {
       throw appError(
         "INVALID_TRANSITION",
@@ -68,7 +56,7 @@ export const updateJobStatus = internalMutation({
           : "Jobs expire through jobs:expireOldJobs.",
       );
     }
-    const result = await transitionJob(ctx, job, status, options);
+    const result = await Jobs.transitionJob(ctx, job, status, options);
     return { changed: result.changed, status: result.job.status };
   },
 });
@@ -77,32 +65,35 @@ export const updateJobStatus = internalMutation({
  * One of the caller's jobs with its status, video URL, progress and, while queued, its place in
  * the queue. Another user's job (or a job that does not exist) is null: nobody can probe ids.
  */
-export const getJob = query({
+export const getJob = maybeUserQuery({
   args: { jobId: v.id("jobs") },
-  returns: v.union(jobViewValidator, v.null()),
+  returns: v.union(Jobs.jobViewValidator, v.null()),
   handler: async (ctx, { jobId }) => {
-    const user = await getCallerUser(ctx);
     const job = await ctx.db.get("jobs", jobId);
-    if (user === null || job === null || job.userId !== user._id) {
+    if (ctx.user === null || job === null || job.userId !== ctx.user._id) {
       return null;
     }
-    const view = jobView(job);
+    const view = Jobs.jobView(job);
     return job.status === "queued"
-      ? { ...view, queuePosition: await queuePosition(ctx, job) }
+      ? { ...view, queuePosition: await Jobs.queuePosition(ctx, job) }
       : view;
   },
 });
 
-/** The caller's jobs, newest first; pages of at most 100 (works with `usePaginatedQuery`). */
-export const listUserJobs = query({
-  args: { userId: v.optional(v.id("users")), paginationOpts: paginationOptsValidator },
-  returns: paginationResultValidator(jobViewValidator),
-  handler: async (ctx, { userId, paginationOpts }) => {
-    const user = await getCallerUser(ctx);
-    if (userId !== undefined && userId !== user?._id) {
-      throw appError("FORBIDDEN", "You can only list your own jobs.");
+/**
+ * The caller's jobs, newest first; pages of at most 100. With `paginationOpts` it works with
+ * `usePaginatedQuery`; without (the seed's `listUserJobs(userId, limit?)`), it returns the
+ * newest `limit` jobs (default 20, at most 100) in the same paginated shape.
+ */
+export const listUserJobs = maybeUserQueryWithUserId({
+  args: { paginationOpts: v.optional(paginationOptsValidator), limit: v.optional(v.number()) },
+  returns: paginationResultValidator(Jobs.jobViewValidator),
+  handler: async (ctx, { paginationOpts, limit }) => {
+    const { user } = ctx;
+    if (paginationOpts !== undefined && limit !== undefined) {
+      throw appError("INVALID_ARGUMENT", "Pass either paginationOpts or limit, not both.");
     }
-    const page = pageOptions(paginationOpts);
+    const page = pageOptions(paginationOpts ?? firstPage(limit));
     if (user === null) {
       return emptyPage<never>();
     }
@@ -113,7 +104,7 @@ export const listUserJobs = query({
         .order("desc"),
       page,
     );
-    return { ...result, page: result.page.map(jobView) };
+    return { ...result, page: result.page.map(Jobs.jobView) };
   },
 });
 
@@ -121,19 +112,18 @@ export const listUserJobs = query({
  * Cancels one of the caller's queued jobs and refunds its credits. Canceling it again changes
  * nothing; a job that a worker already started (or that finished) cannot be canceled.
  */
-export const cancelJob = mutation({
+export const cancelJob = userMutation({
   args: { jobId: v.id("jobs") },
   returns: v.object({ changed: v.boolean(), status: jobStatusValidator }),
   handler: async (ctx, { jobId }) => {
-    const user = await requireCallerUser(ctx);
     const job = await ctx.db.get("jobs", jobId);
-    if (job === null || job.userId !== user._id) {
+    if (job === null || job.userId !== ctx.user._id) {
       throw appError("NOT_FOUND", "Job not found.");
     }
     if (job.status !== "queued" && job.status !== "canceled") {
       throw appError("INVALID_TRANSITION", `A ${job.status} job cannot be canceled.`);
     }
-    const result = await transitionJob(ctx, job, "canceled");
+    const result = await Jobs.transitionJob(ctx, job, "canceled");
     return { changed: result.changed, status: result.job.status };
   },
 });
@@ -146,7 +136,7 @@ export const expireOldJobs = internalMutation({
   args: {},
   returns: v.object({ expired: v.number(), more: v.boolean() }),
   handler: async (ctx) => {
-    const result = await expireBatch(ctx, Date.now());
+    const result = await Jobs.expireBatch(ctx, Date.now());
     if (result.more) {
       await ctx.scheduler.runAfter(0, internal.jobs.expireOldJobs, {});
     }

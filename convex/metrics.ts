@@ -1,7 +1,7 @@
 import { v } from "convex/values";
 import { internal } from "./_generated/api";
-import { internalMutation, query } from "./_generated/server";
-import { requireAdmin } from "./lib/auth";
+import { internalMutation } from "./_generated/server";
+import { adminQuery } from "./lib/functions";
 import {
   DEFAULT_WINDOW_HOURS,
   metricsOverview,
@@ -23,11 +23,10 @@ import {
  * arguments within an hour, so they share one cached result). Without `endHour` (the CLI, older
  * clients) the window ends at the newest hour that has any recorded activity.
  */
-export const overview = query({
+export const overview = adminQuery({
   args: { hours: v.optional(v.number()), endHour: v.optional(v.number()) },
   returns: overviewValidator,
   handler: async (ctx, { hours, endHour }) => {
-    await requireAdmin(ctx);
     const windowHours = validateWindowHours(hours ?? DEFAULT_WINDOW_HOURS);
     return await metricsOverview(ctx, windowHours, endHour ?? (await newestBucketHour(ctx)));
   },

@@ -511,7 +511,21 @@ for (const fn of ["jobs:listUserJobs", "credits:listLedger", "payments:listPayme
   page({ cursor: 5 }, validator(/Expected one of string, null/), "cursor 5");
   page({ cursor: undefined }, missing("cursor"), "cursor missing");
   page({ extra: 1 }, extra("extra"), "extra field in paginationOpts");
-  row(fn, "paginationOpts missing", () => ({}), missing("paginationOpts"));
+  if (fn === "jobs:listUserJobs") {
+    // The seed's call: no paginationOpts means the newest page (see the answers below).
+    for (const limit of [0, -1, 2.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+      row(fn, `limit ${show(limit)}`, () => ({ limit }), invalid("limit"));
+    }
+    row(
+      fn,
+      "both paginationOpts and limit",
+      () => ({ limit: 5, paginationOpts: { numItems: 5, cursor: null } }),
+      invalid("limit"),
+    );
+    row(fn, "limit as a string", () => ({ limit: "5" }), expectedType("number"));
+  } else {
+    row(fn, "paginationOpts missing", () => ({}), missing("paginationOpts"));
+  }
   row(
     fn,
     "paginationOpts is an array",
@@ -789,6 +803,17 @@ describe("odd input with a documented answer (not an error), writing nothing", (
       "cancelJob of a canceled job changes nothing",
       (w) => clientFor(w, "owner").mutation(api.jobs.cancelJob, { jobId: w.job.canceled }),
       () => ({ changed: false, status: "canceled" }),
+    ],
+    [
+      "listUserJobs without paginationOpts: the newest page (default 20), all 8 of the owner's jobs",
+      async (w) => (await clientFor(w, "owner").query(api.jobs.listUserJobs, {})).page.length,
+      () => 8,
+    ],
+    [
+      "listUserJobs with only a limit: that many of the newest",
+      async (w) =>
+        (await clientFor(w, "owner").query(api.jobs.listUserJobs, { limit: 3 })).page.length,
+      () => 3,
     ],
     [
       "numItems 1000 is allowed (pages are capped at 100): all 8 of the owner's jobs",

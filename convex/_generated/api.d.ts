@@ -13,7 +13,6 @@ import type * as credits from "../credits.js";
 import type * as crons from "../crons.js";
 import type * as http from "../http.js";
 import type * as jobs from "../jobs.js";
-import type * as lib_auth from "../lib/auth.js";
 import type * as lib_errors from "../lib/errors.js";
 import type * as lib_functions from "../lib/functions.js";
 import type * as lib_http from "../lib/http.js";
@@ -53,7 +52,6 @@ declare const fullApi: ApiFromModules<{
   crons: typeof crons;
   http: typeof http;
   jobs: typeof jobs;
-  "lib/auth": typeof lib_auth;
   "lib/errors": typeof lib_errors;
   "lib/functions": typeof lib_functions;
   "lib/http": typeof lib_http;

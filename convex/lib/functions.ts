@@ -6,9 +6,10 @@ import {
   customMutation,
   customQuery,
 } from "convex-helpers/server/customFunctions";
+import type { UserIdentity } from "convex/server";
 import type { Doc, Id } from "../_generated/dataModel";
-import { action, mutation, query, type QueryCtx } from "../_generated/server";
-import { getCallerUser, requireAdmin, requireCallerUser, requireIdentity } from "./auth";
+import { action, mutation, query, type ActionCtx, type QueryCtx } from "../_generated/server";
+import { findUserByClerkId, requireActiveUserByClerkId } from "../model/users";
 import { appError } from "./errors";
 
 /**
@@ -25,6 +26,38 @@ import { appError } from "./errors";
  * - `admin*`: the caller must be an admin (FORBIDDEN otherwise);
  * - `identity*`: only the identity, for functions that run before a user row exists.
  */
+
+/** The signed-in caller's identity (Clerk: `subject` is the clerkId), or UNAUTHENTICATED. */
+async function requireIdentity(ctx: Pick<QueryCtx | ActionCtx, "auth">): Promise<UserIdentity> {
+  const identity = await ctx.auth.getUserIdentity();
+  if (identity === null) {
+    throw appError("UNAUTHENTICATED", "Sign in to do this.");
+  }
+  return identity;
+}
+
+/** The caller's row, or null before `users:getOrCreateUser`; a deleted account: FORBIDDEN. */
+async function getCallerUser(ctx: QueryCtx): Promise<Doc<"users"> | null> {
+  const identity = await requireIdentity(ctx);
+  const user = await findUserByClerkId(ctx, identity.subject);
+  if (user?.deletedAt !== undefined) {
+    throw appError("FORBIDDEN", "This account has been deleted.");
+  }
+  return user;
+}
+
+async function requireCallerUser(ctx: QueryCtx): Promise<Doc<"users">> {
+  return await requireActiveUserByClerkId(ctx, (await requireIdentity(ctx)).subject);
+}
+
+/** Admins are users with `role: "admin"` (set by operators with `users:setRole`). */
+async function requireAdmin(ctx: QueryCtx): Promise<Doc<"users">> {
+  const user = await requireCallerUser(ctx);
+  if (user.role !== "admin") {
+    throw appError("FORBIDDEN", "Only admins can do this.");
+  }
+  return user;
+}
 
 /** The seed's calls name the user (`getCredits(userId)`); it may only be the caller's own id. */
 const legacyUserIdArgs = { userId: v.optional(v.id("users")) };

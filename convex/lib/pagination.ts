@@ -22,7 +22,10 @@ function isPositiveWholeNumber(value: number): boolean {
  */
 export function pageOptions(opts: PaginationOptions): PaginationOptions {
   if (!isPositiveWholeNumber(opts.numItems)) {
-    throw appError("INVALID_ARGUMENT", "paginationOpts.numItems must be a whole number >= 1.");
+    throw appError(
+      "INVALID_ARGUMENT",
+      "paginationOpts.numItems (or limit) must be a whole number >= 1.",
+    );
   }
   for (const field of ["maximumRowsRead", "maximumBytesRead"] as const) {
     const value = opts[field];
@@ -56,6 +59,16 @@ export async function paginateChecked<T extends GenericTableInfo>(
       "paginationOpts.cursor (or endCursor) is not a cursor returned by this query.",
     );
   }
+}
+
+export const DEFAULT_PAGE_SIZE = 20;
+
+/**
+ * The first page for a caller that names only a `limit` (default 20, at most 100), as the
+ * seed's list calls do; `pageOptions` checks it like any page size.
+ */
+export function firstPage(limit: number | undefined): PaginationOptions {
+  return { numItems: limit ?? DEFAULT_PAGE_SIZE, cursor: null };
 }
 
 /** The page a caller without a user row gets: nothing, and nothing more to load. */

@@ -1,16 +1,12 @@
-import type { Infer } from "convex/values";
-import { v } from "convex/values";
+import { v, type Infer } from "convex/values";
+import { doc } from "convex-helpers/validators";
+import schema from "../schema";
 import type { Doc, Id } from "../_generated/dataModel";
 import type { MutationCtx, QueryCtx } from "../_generated/server";
 import { appError } from "../lib/errors";
 import { hasControlCharacters, isBlank, isWellFormed } from "../lib/text";
 import { URL_MAX_LENGTH, isHttpsUrl, isPublicHttpsUrl } from "../lib/urls";
-import {
-  creditStatusValidator,
-  jobStatusValidator,
-  type CreditStatus,
-  type JobStatus,
-} from "../lib/validators";
+import type { CreditStatus, JobStatus } from "../lib/validators";
 import { releaseJobCredits, reserveJobCredits, settleJobCredits } from "./credits";
 import { recordJobOutcome, recordUserActivity } from "./metrics";
 
@@ -288,31 +284,13 @@ export async function requireJob(ctx: QueryCtx, jobId: Id<"jobs">): Promise<Doc<
   return job;
 }
 
-/** What the job's owner sees: no worker internals. */
-export const jobViewValidator = v.object({
-  _id: v.id("jobs"),
-  _creationTime: v.number(),
-  userId: v.id("users"),
-  prompt: v.string(),
-  imageUrl: v.optional(v.string()),
-  durationSec: v.number(),
-  creditsUsed: v.number(),
-  creditStatus: creditStatusValidator,
-  status: jobStatusValidator,
-  r2Url: v.optional(v.string()),
-  expiresAt: v.optional(v.number()),
-  seed: v.optional(v.number()),
-  cfg: v.optional(v.number()),
-  createdAt: v.number(),
-  idempotencyKey: v.optional(v.string()),
-  error: v.optional(v.string()),
-  startedAt: v.optional(v.number()),
-  finishedAt: v.optional(v.number()),
-  attempt: v.optional(v.number()),
-  progress: v.optional(v.number()),
-  /** While queued: jobs ahead + 1; `atLeast` when more than the counting cap are ahead. */
-  queuePosition: v.optional(v.object({ position: v.number(), atLeast: v.boolean() })),
-});
+/** What the job's owner sees: the job without the worker's lease, plus its queue position. */
+export const jobViewValidator = doc(schema, "jobs")
+  .omit("workerId", "leaseExpiresAt")
+  .extend({
+    /** While queued: jobs ahead + 1; `atLeast` when more than the counting cap are ahead. */
+    queuePosition: v.optional(v.object({ position: v.number(), atLeast: v.boolean() })),
+  });
 export type JobView = Infer<typeof jobViewValidator>;
 
 export function jobView(job: Doc<"jobs">): JobView {

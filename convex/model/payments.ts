@@ -1,6 +1,5 @@
 import type { Doc, Id } from "../_generated/dataModel";
 import type { MutationCtx } from "../_generated/server";
-import { findUserByClerkId } from "../lib/auth";
 import { appError } from "../lib/errors";
 import type { TrueLayerEvent } from "../lib/truelayer";
 import { applyCreditChange } from "./ledger";
@@ -8,7 +7,7 @@ import { requirePlan } from "./plans";
 import { applyRefundEvent, isSucceeded } from "./refunds";
 import { isWebhookEventRecorded, recordWebhookEvent } from "./webhookEvents";
 import { recordPaymentOutcome } from "./metrics";
-import { changePlan } from "./users";
+import { changePlan, requireActiveUserByClerkId } from "./users";
 
 /**
  * Payments (refunds: model/refunds.ts). Every function here runs inside one mutation, so each
@@ -39,13 +38,7 @@ export async function startCheckout(
   planName: string,
   currency: string,
 ) {
-  const user = await findUserByClerkId(ctx, clerkId);
-  if (user === null) {
-    throw appError("NOT_FOUND", "No user for this identity yet: call users:getOrCreateUser first.");
-  }
-  if (user.deletedAt !== undefined) {
-    throw appError("FORBIDDEN", "This account has been deleted.");
-  }
+  const user = await requireActiveUserByClerkId(ctx, clerkId);
   const plan = await requirePlan(ctx, planName);
   const paymentId = await ctx.db.insert("payments", {
     userId: user._id,

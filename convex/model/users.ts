@@ -1,12 +1,36 @@
 import type { Doc, Id } from "../_generated/dataModel";
-import type { MutationCtx } from "../_generated/server";
-import { findUserByClerkId } from "../lib/auth";
+import type { MutationCtx, QueryCtx } from "../_generated/server";
 import { appError } from "../lib/errors";
 import { hasInvisibleOrControlCharacters } from "../lib/text";
 import type { PlanName } from "../lib/validators";
 import { applyCreditChange } from "./ledger";
 import { recordUserActivity } from "./metrics";
 import { DEFAULT_PLAN, requirePlan } from "./plans";
+
+export async function findUserByClerkId(
+  ctx: QueryCtx,
+  clerkId: string,
+): Promise<Doc<"users"> | null> {
+  return await ctx.db
+    .query("users")
+    .withIndex("by_clerkId", (q) => q.eq("clerkId", clerkId))
+    .unique();
+}
+
+/** The user for `clerkId`, able to act: NOT_FOUND without a row, FORBIDDEN once deleted. */
+export async function requireActiveUserByClerkId(
+  ctx: QueryCtx,
+  clerkId: string,
+): Promise<Doc<"users">> {
+  const user = await findUserByClerkId(ctx, clerkId);
+  if (user === null) {
+    throw appError("NOT_FOUND", "No user for this identity yet: call users:getOrCreateUser first.");
+  }
+  if (user.deletedAt !== undefined) {
+    throw appError("FORBIDDEN", "This account has been deleted.");
+  }
+  return user;
+}
 
 const EMAIL_MAX_LENGTH = 254;
 // Deliberately simple: one "@", no spaces, a dot in the domain. Clerk has verified the address.
