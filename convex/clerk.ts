@@ -2,6 +2,7 @@ import { v } from "convex/values";
 import { literals } from "convex-helpers/validators";
 import { internalMutation } from "./_generated/server";
 import { isAppError } from "./lib/errors";
+import { webhookOutcomeValidator } from "./lib/validators";
 import { isWebhookEventRecorded, recordWebhookEvent } from "./model/webhookEvents";
 import { anonymiseUser, upsertUser } from "./model/users";
 
@@ -18,10 +19,7 @@ export const applyClerkEvent = internalMutation({
     clerkId: v.string(),
     email: v.optional(v.string()),
   },
-  returns: v.object({
-    outcome: literals("applied", "duplicate", "ignored"),
-    message: v.string(),
-  }),
+  returns: webhookOutcomeValidator,
   handler: async (ctx, { eventId, type, clerkId, email }) => {
     if (await isWebhookEventRecorded(ctx, "clerk", eventId)) {
       return { outcome: "duplicate" as const, message: `Event ${eventId} was already processed.` };

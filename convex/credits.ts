@@ -5,7 +5,7 @@ import schema from "./schema";
 import { internalMutation } from "./_generated/server";
 import { maybeUserQuery, userQueryWithUserId } from "./lib/functions";
 import { planValidator, creditStatusValidator } from "./lib/validators";
-import { grantAdjustment, requireJobWithoutHold, tryReserveJobCredits } from "./model/credits";
+import * as Credits from "./model/credits";
 import { refundJob, requireJob, settleJob } from "./model/jobs";
 import { requirePlan, publicPlan } from "./model/plans";
 import { emptyPage, pageOptions, paginateChecked } from "./lib/pagination";
@@ -61,7 +61,10 @@ export const reserveCredits = internalMutation({
     }),
   ),
   handler: async (ctx, { userId, credits, jobId }) =>
-    await tryReserveJobCredits(ctx, await requireJobWithoutHold(ctx, userId, jobId, credits)),
+    await Credits.tryReserveJobCredits(
+      ctx,
+      await Credits.requireJobWithoutHold(ctx, userId, jobId, credits),
+    ),
 });
 
 const creditOutcome = v.object({ changed: v.boolean(), creditStatus: creditStatusValidator });
@@ -94,6 +97,6 @@ export const grantCredits = internalMutation({
   args: { userId: v.id("users"), credits: v.number(), note: v.string() },
   returns: v.object({ balance: v.number() }),
   handler: async (ctx, { userId, credits, note }) => ({
-    balance: await grantAdjustment(ctx, userId, credits, note),
+    balance: await Credits.grantAdjustment(ctx, userId, credits, note),
   }),
 });

@@ -2,14 +2,7 @@ import { v } from "convex/values";
 import { internal } from "./_generated/api";
 import { internalMutation } from "./_generated/server";
 import { adminQuery } from "./lib/functions";
-import {
-  DEFAULT_WINDOW_HOURS,
-  metricsOverview,
-  newestBucketHour,
-  overviewValidator,
-  pruneBucketsBatch,
-  validateWindowHours,
-} from "./model/metrics";
+import * as Metrics from "./model/metrics";
 
 /**
  * The operator dashboard: credits consumed, job outcomes and durations, active users per plan
@@ -25,10 +18,14 @@ import {
  */
 export const overview = adminQuery({
   args: { hours: v.optional(v.number()), endHour: v.optional(v.number()) },
-  returns: overviewValidator,
+  returns: Metrics.overviewValidator,
   handler: async (ctx, { hours, endHour }) => {
-    const windowHours = validateWindowHours(hours ?? DEFAULT_WINDOW_HOURS);
-    return await metricsOverview(ctx, windowHours, endHour ?? (await newestBucketHour(ctx)));
+    const windowHours = Metrics.validateWindowHours(hours ?? Metrics.DEFAULT_WINDOW_HOURS);
+    return await Metrics.metricsOverview(
+      ctx,
+      windowHours,
+      endHour ?? (await Metrics.newestBucketHour(ctx)),
+    );
   },
 });
 
@@ -40,7 +37,7 @@ export const pruneOldBuckets = internalMutation({
   args: {},
   returns: v.object({ deleted: v.number(), more: v.boolean() }),
   handler: async (ctx) => {
-    const result = await pruneBucketsBatch(ctx, Date.now());
+    const result = await Metrics.pruneBucketsBatch(ctx, Date.now());
     if (result.more) {
       await ctx.scheduler.runAfter(0, internal.metrics.pruneOldBuckets, {});
     }

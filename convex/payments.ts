@@ -3,7 +3,6 @@ import { v, type Infer } from "convex/values";
 import { doc, literals } from "convex-helpers/validators";
 import schema from "./schema";
 import { internal } from "./_generated/api";
-import type { Id } from "./_generated/dataModel";
 import { internalAction, internalMutation, internalQuery } from "./_generated/server";
 import { identityAction, maybeUserQuery } from "./lib/functions";
 import { appError } from "./lib/errors";
@@ -14,7 +13,7 @@ import {
   readTrueLayerConfig,
   trueLayerEventValidator,
 } from "./lib/truelayer";
-import { planNameValidator } from "./lib/validators";
+import { planNameValidator, webhookOutcomeValidator } from "./lib/validators";
 import * as Payments from "./model/payments";
 import * as Refunds from "./model/refunds";
 import { MAX_REFUNDS_PER_PAYMENT } from "./model/refunds";
@@ -24,11 +23,6 @@ const refundDoc = doc(schema, "refunds");
 
 /** What the caller sees of a payment: operators' follow-up fields stay internal. */
 const paymentView = paymentDoc.omit("userId", "trueLayerTxnId", "outstandingCredits");
-
-const webhookOutcomeValidator = v.object({
-  outcome: literals("applied", "duplicate", "ignored", "unknown_payment"),
-  message: v.string(),
-});
 
 const checkoutResultValidator = v.object({
   paymentId: v.id("payments"),
@@ -49,6 +43,12 @@ const startedCheckoutValidator = v.object({
   currency: v.string(),
   planName: planNameValidator,
   email: v.string(),
+});
+
+const refundResultValidator = v.object({
+  refundId: v.id("refunds"),
+  trueLayerRefundId: v.string(),
+  amount: v.number(),
 });
 
 const startedRefundValidator = v.object({
@@ -169,15 +169,8 @@ export const listPayments = maybeUserQuery({
  */
 export const refundPayment = internalAction({
   args: { paymentId: v.id("payments"), amount: v.optional(v.number()) },
-  returns: v.object({
-    refundId: v.id("refunds"),
-    trueLayerRefundId: v.string(),
-    amount: v.number(),
-  }),
-  handler: async (
-    ctx,
-    { paymentId, amount },
-  ): Promise<{ refundId: Id<"refunds">; trueLayerRefundId: string; amount: number }> => {
+  returns: refundResultValidator,
+  handler: async (ctx, { paymentId, amount }): Promise<Infer<typeof refundResultValidator>> => {
     readTrueLayerConfig();
     const started: Infer<typeof startedRefundValidator> = await ctx.runMutation(
       internal.payments.startRefund,

@@ -1,7 +1,7 @@
 import { v } from "convex/values";
 import { internalMutation, query } from "./_generated/server";
 import { planValidator } from "./lib/validators";
-import { PLAN_CATALOG, findPlan, publicPlan } from "./model/plans";
+import * as Plans from "./model/plans";
 
 /** All plans, cheapest first. No sign-in needed: the pricing page calls it. */
 export const listPlans = query({
@@ -10,7 +10,7 @@ export const listPlans = query({
   handler: async (ctx) => {
     // Three rows by design; `take` keeps the read bounded even if someone adds many.
     const plans = await ctx.db.query("plans").take(100);
-    return plans.map(publicPlan).sort((a, b) => a.price - b.price);
+    return plans.map(Plans.publicPlan).sort((a, b) => a.price - b.price);
   },
 });
 
@@ -19,8 +19,8 @@ export const getPlan = query({
   args: { name: v.string() },
   returns: v.union(planValidator, v.null()),
   handler: async (ctx, { name }) => {
-    const plan = await findPlan(ctx, name);
-    return plan === null ? null : publicPlan(plan);
+    const plan = await Plans.findPlan(ctx, name);
+    return plan === null ? null : Plans.publicPlan(plan);
   },
 });
 
@@ -34,8 +34,8 @@ export const seedPlans = internalMutation({
   handler: async (ctx) => {
     let inserted = 0;
     let updated = 0;
-    for (const entry of PLAN_CATALOG) {
-      const existing = await findPlan(ctx, entry.name);
+    for (const entry of Plans.PLAN_CATALOG) {
+      const existing = await Plans.findPlan(ctx, entry.name);
       if (existing === null) {
         await ctx.db.insert("plans", { ...entry });
         inserted++;

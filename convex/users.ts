@@ -5,7 +5,7 @@ import { internalMutation } from "./_generated/server";
 import { appError } from "./lib/errors";
 import { identityMutation, maybeUserQuery } from "./lib/functions";
 import { planNameValidator } from "./lib/validators";
-import { changePlan, upsertUser } from "./model/users";
+import * as Users from "./model/users";
 
 const userDoc = doc(schema, "users");
 
@@ -20,7 +20,7 @@ export const getOrCreateUser = identityMutation({
     if (ctx.identity.subject !== clerkId) {
       throw appError("FORBIDDEN", "clerkId does not match the signed-in user.");
     }
-    return await upsertUser(ctx, clerkId, email);
+    return await Users.upsertUser(ctx, clerkId, email);
   },
 });
 
@@ -33,12 +33,12 @@ export const me = maybeUserQuery({
 
 /**
  * Moves a user to another plan (a successful plan purchase calls this; operators may too).
- * Moves no credits: see `changePlan` and the README. Same plan: no-op.
+ * Moves no credits: see `Users.changePlan` and the README. Same plan: no-op.
  */
 export const updateUserPlan = internalMutation({
   args: { userId: v.id("users"), planName: v.string() },
   returns: v.object({ changed: v.boolean(), plan: planNameValidator }),
-  handler: async (ctx, { userId, planName }) => await changePlan(ctx, userId, planName),
+  handler: async (ctx, { userId, planName }) => await Users.changePlan(ctx, userId, planName),
 });
 
 /** Operators grant or revoke admin (metrics access): `npx convex run users:setRole`. */

@@ -2,6 +2,7 @@ import { Webhook, WebhookVerificationError } from "svix";
 import { internal } from "./_generated/api";
 import { httpAction } from "./_generated/server";
 import {
+  asJsonObject,
   errorResponse,
   jsonResponse,
   parseJsonObject,
@@ -163,9 +164,11 @@ export const clerkWebhook = httpAction((ctx, request) =>
       "svix-timestamp": request.headers.get("svix-timestamp") ?? "",
       "svix-signature": request.headers.get("svix-signature") ?? "",
     };
+    let payload: unknown;
     try {
-      // Checks the HMAC and that the timestamp is within five minutes (stale or future: refused).
-      verifier.verify(body, svixHeaders);
+      // Checks the HMAC and that the timestamp is within five minutes (stale or future: refused),
+      // then parses the body: the one parse.
+      payload = verifier.verify(body, svixHeaders);
     } catch (error) {
       if (error instanceof WebhookVerificationError) {
         console.warn(`Clerk webhook rejected: ${error.message}`);
@@ -179,7 +182,7 @@ export const clerkWebhook = httpAction((ctx, request) =>
       // verify() parses the body only after the signature matched: this one is signed, not JSON.
       return errorResponse("INVALID_ARGUMENT", "The body must be valid JSON.");
     }
-    const event = parseJsonObject(body) as { type?: unknown; data?: unknown };
+    const event = asJsonObject(payload, body) as { type?: unknown; data?: unknown };
     if (typeof event.type !== "string" || typeof event.data !== "object" || event.data === null) {
       return errorResponse("INVALID_ARGUMENT", "Body needs a string `type` and a `data` object.");
     }

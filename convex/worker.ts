@@ -1,22 +1,14 @@
 import { v } from "convex/values";
 import { internal } from "./_generated/api";
 import { internalMutation } from "./_generated/server";
-import {
-  claimNextJob,
-  completeJob as complete,
-  failJob as fail,
-  heartbeat as extendLease,
-  sweepExpiredLeases as sweepLeases,
-  sweepQueueTimeouts as sweepQueue,
-  workerConfig,
-} from "./model/worker";
+import * as Worker from "./model/worker";
 
 /**
  * The GPU worker API's mutations. Workers reach them through the authenticated HTTP routes in
  * `convex/http.ts` (see `convex/workerHttp.ts`); operators can call them with `npx convex run`.
  * Job ids arrive as strings from HTTP, so an unknown or malformed id is a NOT_FOUND, not a
  * validation failure. The lease length, attempt limit and queue timeout come from the
- * environment (see `workerConfig`). Reports take the `attempt` the claim returned (optional for
+ * environment (see `Worker.workerConfig`). Reports take the `attempt` the claim returned (optional for
  * workers written before it): a report for any other attempt is a CONFLICT that changes nothing.
  */
 
@@ -37,13 +29,13 @@ const claimedJobValidator = v.object({
 
 /**
  * Claims the oldest claimable queued job for `workerId`, or returns null when there is none.
- * Jobs past their queue timeout or out of attempts are never handed out (see `claimNextJob`).
+ * Jobs past their queue timeout or out of attempts are never handed out (see `Worker.claimNextJob`).
  */
 export const claimJob = internalMutation({
   args: { workerId: v.string() },
   returns: v.union(claimedJobValidator, v.null()),
   handler: async (ctx, { workerId }) => {
-    return await claimNextJob(ctx, workerId, Date.now(), workerConfig());
+    return await Worker.claimNextJob(ctx, workerId, Date.now(), Worker.workerConfig());
   },
 });
 
@@ -61,7 +53,7 @@ export const heartbeat = internalMutation({
     progress: v.optional(v.number()),
   }),
   handler: async (ctx, report) => {
-    return await extendLease(ctx, report, Date.now(), workerConfig());
+    return await Worker.heartbeat(ctx, report, Date.now(), Worker.workerConfig());
   },
 });
 
@@ -74,7 +66,7 @@ export const completeJob = internalMutation({
     expiresAt: v.optional(v.number()),
   }),
   handler: async (ctx, report) => {
-    return await complete(ctx, report, Date.now());
+    return await Worker.completeJob(ctx, report, Date.now());
   },
 });
 
@@ -95,7 +87,7 @@ export const failJob = internalMutation({
     retrying: v.boolean(),
   }),
   handler: async (ctx, report) => {
-    return await fail(ctx, report, Date.now(), workerConfig());
+    return await Worker.failJob(ctx, report, Date.now(), Worker.workerConfig());
   },
 });
 
@@ -108,7 +100,7 @@ export const sweepExpiredLeases = internalMutation({
   args: {},
   returns: v.object({ requeued: v.number(), failed: v.number(), more: v.boolean() }),
   handler: async (ctx) => {
-    const result = await sweepLeases(ctx, Date.now(), workerConfig());
+    const result = await Worker.sweepExpiredLeases(ctx, Date.now(), Worker.workerConfig());
     if (result.more) {
       await ctx.scheduler.runAfter(0, internal.worker.sweepExpiredLeases, {});
     }
@@ -124,7 +116,7 @@ export const sweepQueueTimeouts = internalMutation({
   args: {},
   returns: v.object({ failed: v.number(), more: v.boolean() }),
   handler: async (ctx) => {
-    const result = await sweepQueue(ctx, Date.now(), workerConfig());
+    const result = await Worker.sweepQueueTimeouts(ctx, Date.now(), Worker.workerConfig());
     if (result.more) {
       await ctx.scheduler.runAfter(0, internal.worker.sweepQueueTimeouts, {});
     }

@@ -116,6 +116,14 @@ export function parseJsonObject(text: string): JsonObject {
   } catch {
     throw new HttpError("INVALID_ARGUMENT", "The body must be valid JSON.");
   }
+  return asJsonObject(body, text);
+}
+
+/**
+ * `body` (JSON.parse of `text`, by whoever parsed it already) as a JSON object, refused like
+ * `parseJsonObject` refuses it: not an object, or a key given twice.
+ */
+export function asJsonObject(body: unknown, text: string): JsonObject {
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     throw new HttpError("INVALID_ARGUMENT", "The body must be a JSON object.");
   }

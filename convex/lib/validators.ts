@@ -49,6 +49,16 @@ export type RefundStatus = Infer<typeof refundStatusValidator>;
 /** A payment's refund summary, derived from its refunds (see model/refunds.ts). */
 export const paymentRefundStatusValidator = literals("pending", "executed", "failed");
 
+/**
+ * What a webhook delivery did (TrueLayer and Clerk): applied (state changed), duplicate (event id
+ * seen before), ignored (nothing to do), unknown_payment (TrueLayer: no such payment here).
+ */
+export const webhookOutcomeValidator = v.object({
+  outcome: literals("applied", "duplicate", "ignored", "unknown_payment"),
+  message: v.string(),
+});
+export type WebhookOutcome = Infer<typeof webhookOutcomeValidator>;
+
 export const paymentStatusValidator = literals("pending", "executed", "settled", "failed");
 export type PaymentStatus = Infer<typeof paymentStatusValidator>;
 

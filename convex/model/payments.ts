@@ -8,18 +8,13 @@ import { applyRefundEvent, isSucceeded } from "./refunds";
 import { isWebhookEventRecorded, recordWebhookEvent } from "./webhookEvents";
 import { recordPaymentOutcome } from "./metrics";
 import { changePlan, requireActiveUserByClerkId } from "./users";
+import type { WebhookOutcome } from "../lib/validators";
 
 /**
  * Payments (refunds: model/refunds.ts). Every function here runs inside one mutation, so each
  * status check and the credit change it guards commit together: a payment is credited at most
  * once, whatever the number or order of webhook deliveries.
  */
-
-export type WebhookOutcome = {
-  /** applied: state changed; duplicate: event id seen before; ignored: nothing to do. */
-  outcome: "applied" | "duplicate" | "ignored" | "unknown_payment";
-  message: string;
-};
 
 const applied = (message: string): WebhookOutcome => ({ outcome: "applied", message });
 const ignored = (message: string): WebhookOutcome => ({ outcome: "ignored", message });
