@@ -15,7 +15,24 @@ export default tseslint.config(
       // regenerates that `env` typed with CONVEX_CLOUD_URL and CONVEX_SITE_URL only, so every other
       // variable is read from process.env (the same object at runtime).
       "@convex-dev/no-process-env": "off",
+      // Mutations come from lib/functions.ts, which runs the database triggers on every write.
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              group: ["**/_generated/server"],
+              importNames: ["mutation", "internalMutation"],
+              message: "Use mutation/internalMutation from convex/lib/functions.ts (triggers).",
+            },
+          ],
+        },
+      ],
     },
+  },
+  {
+    files: ["convex/lib/functions.ts"],
+    rules: { "no-restricted-imports": "off" },
   },
   {
     rules: {

@@ -2,7 +2,7 @@ import { api, internal } from "../convex/_generated/api";
 import type { Id } from "../convex/_generated/dataModel";
 import { MAX_PAGE_SIZE } from "../convex/lib/pagination";
 import { QUEUE_POSITION_CAP } from "../convex/model/jobs";
-import { METRIC_SHARDS, hourStart } from "../convex/model/metrics";
+import { METRIC_SHARDS, hourStart } from "../convex/model/metricsBuckets";
 import { measure, type Cost, type Limits } from "./measure";
 import { seed, seedLeaseBacklog, seedQueueBacklog, type BenchEnv } from "./seed";
 

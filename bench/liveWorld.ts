@@ -1,7 +1,7 @@
 import { api, internal } from "../convex/_generated/api";
 import type { Id } from "../convex/_generated/dataModel";
 import { MAX_PAGE_SIZE } from "../convex/lib/pagination";
-import { HOUR_MS, METRIC_SHARDS, hourStart } from "../convex/model/metrics";
+import { HOUR_MS, METRIC_SHARDS, hourStart } from "../convex/model/metricsBuckets";
 import type { Client } from "./measure";
 import { liveCost, subscribe, type LiveCost, type Subscription } from "./readSets";
 

@@ -9,7 +9,7 @@ import {
   METRIC_SHARDS,
   RETENTION_HOURS,
   hourStart,
-} from "../convex/model/metrics";
+} from "../convex/model/metricsBuckets";
 import { DEFAULT_WORKER_CONFIG } from "../convex/model/worker";
 import type { Client } from "./measure";
 

@@ -1,10 +1,10 @@
 import { v } from "convex/values";
 import { literals } from "convex-helpers/validators";
-import { internalMutation } from "./_generated/server";
 import { isAppError } from "./lib/errors";
 import { webhookOutcomeValidator } from "./lib/validators";
 import { isWebhookEventRecorded, recordWebhookEvent } from "./model/webhookEvents";
 import { anonymiseUser, upsertUser } from "./model/users";
+import { internalMutation } from "./lib/functions";
 
 /**
  * Applies one verified Clerk webhook event (the Svix message id is the event id), once:

@@ -2,8 +2,7 @@ import { paginationOptsValidator, paginationResultValidator } from "convex/serve
 import { v } from "convex/values";
 import { doc } from "convex-helpers/validators";
 import schema from "./schema";
-import { internalMutation } from "./_generated/server";
-import { maybeUserQuery, userQueryWithUserId } from "./lib/functions";
+import { internalMutation, maybeUserQuery, userQueryWithUserId } from "./lib/functions";
 import { planValidator, creditStatusValidator } from "./lib/validators";
 import * as Credits from "./model/credits";
 import { refundJob, requireJob, settleJob } from "./model/jobs";

@@ -1,9 +1,9 @@
 import { paginationOptsValidator, paginationResultValidator } from "convex/server";
 import { v } from "convex/values";
 import { internal } from "./_generated/api";
-import { internalMutation } from "./_generated/server";
 import { appError } from "./lib/errors";
 import {
+  internalMutation,
   maybeUserQuery,
   maybeUserQueryWithUserId,
   userMutation,

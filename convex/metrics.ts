@@ -1,8 +1,8 @@
 import { v } from "convex/values";
 import { internal } from "./_generated/api";
-import { internalMutation } from "./_generated/server";
-import { adminQuery } from "./lib/functions";
-import * as Metrics from "./model/metrics";
+import { adminQuery, internalMutation } from "./lib/functions";
+import { DEFAULT_WINDOW_HOURS, pruneBucketsBatch } from "./model/metricsBuckets";
+import * as Metrics from "./model/metricsOverview";
 
 /**
  * The operator dashboard: credits consumed, job outcomes and durations, active users per plan
@@ -20,7 +20,7 @@ export const overview = adminQuery({
   args: { hours: v.optional(v.number()), endHour: v.optional(v.number()) },
   returns: Metrics.overviewValidator,
   handler: async (ctx, { hours, endHour }) => {
-    const windowHours = Metrics.validateWindowHours(hours ?? Metrics.DEFAULT_WINDOW_HOURS);
+    const windowHours = Metrics.validateWindowHours(hours ?? DEFAULT_WINDOW_HOURS);
     return await Metrics.metricsOverview(
       ctx,
       windowHours,
@@ -37,7 +37,7 @@ export const pruneOldBuckets = internalMutation({
   args: {},
   returns: v.object({ deleted: v.number(), more: v.boolean() }),
   handler: async (ctx) => {
-    const result = await Metrics.pruneBucketsBatch(ctx, Date.now());
+    const result = await pruneBucketsBatch(ctx, Date.now());
     if (result.more) {
       await ctx.scheduler.runAfter(0, internal.metrics.pruneOldBuckets, {});
     }

@@ -1,7 +1,8 @@
 import { v } from "convex/values";
-import { internalMutation, query } from "./_generated/server";
+import { query } from "./_generated/server";
 import { planValidator } from "./lib/validators";
 import * as Plans from "./model/plans";
+import { internalMutation } from "./lib/functions";
 
 /** All plans, cheapest first. No sign-in needed: the pricing page calls it. */
 export const listPlans = query({

@@ -1,9 +1,8 @@
 import { v } from "convex/values";
 import { doc } from "convex-helpers/validators";
 import schema from "./schema";
-import { internalMutation } from "./_generated/server";
 import { appError } from "./lib/errors";
-import { identityMutation, maybeUserQuery } from "./lib/functions";
+import { identityMutation, internalMutation, maybeUserQuery } from "./lib/functions";
 import { planNameValidator } from "./lib/validators";
 import * as Users from "./model/users";
 

@@ -1,7 +1,7 @@
 import { v } from "convex/values";
 import { internal } from "./_generated/api";
-import { internalMutation } from "./_generated/server";
 import * as Worker from "./model/worker";
+import { internalMutation } from "./lib/functions";
 
 /**
  * The GPU worker API's mutations. Workers reach them through the authenticated HTTP routes in

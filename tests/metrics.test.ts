@@ -8,10 +8,10 @@ import {
   PRUNE_BATCH_SIZE,
   RETENTION_HOURS,
   durationBin,
-  p95FromHistogram,
-  recordPaymentOutcome,
   shardOf,
-} from "../convex/model/metrics";
+} from "../convex/model/metricsBuckets";
+import { p95FromHistogram } from "../convex/model/metricsOverview";
+import { recordPaymentOutcome } from "../convex/model/metricsRollups";
 import { checkInvariants } from "./invariants";
 import { expectCode, identityFor, setup, signUp, type TestConvex } from "./setup";
 

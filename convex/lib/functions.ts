@@ -8,9 +8,17 @@ import {
 } from "convex-helpers/server/customFunctions";
 import type { UserIdentity } from "convex/server";
 import type { Doc, Id } from "../_generated/dataModel";
-import { action, mutation, query, type ActionCtx, type QueryCtx } from "../_generated/server";
+import {
+  action,
+  internalMutation as rawInternalMutation,
+  mutation as rawMutation,
+  query,
+  type ActionCtx,
+  type QueryCtx,
+} from "../_generated/server";
 import { findUserByClerkId, requireActiveUserByClerkId } from "../model/users";
 import { appError } from "./errors";
+import { triggers } from "./triggers";
 
 /**
  * Builders for public functions that resolve the caller once, before the handler runs (the
@@ -25,7 +33,13 @@ import { appError } from "./errors";
  *   own id (FORBIDDEN otherwise, also when the caller has no row);
  * - `admin*`: the caller must be an admin (FORBIDDEN otherwise);
  * - `identity*`: only the identity, for functions that run before a user row exists.
+ *
+ * Every mutation, public or internal, is built on `mutation` / `internalMutation` below: they
+ * run the database triggers of lib/triggers.ts on every write.
  */
+
+export const mutation = customMutation(rawMutation, customCtx(triggers.wrapDB));
+export const internalMutation = customMutation(rawInternalMutation, customCtx(triggers.wrapDB));
 
 /** The signed-in caller's identity (Clerk: `subject` is the clerkId), or UNAUTHENTICATED. */
 async function requireIdentity(ctx: Pick<QueryCtx | ActionCtx, "auth">): Promise<UserIdentity> {

@@ -2,7 +2,6 @@ import type { Doc, Id } from "../_generated/dataModel";
 import type { MutationCtx } from "../_generated/server";
 import { appError, isAppError } from "../lib/errors";
 import { applyCreditChange } from "./ledger";
-import { recordCreditsConsumed } from "./metrics";
 import { payDownOwedCredits } from "./refunds";
 
 /**
@@ -56,7 +55,7 @@ export async function tryReserveJobCredits(
 }
 
 /**
- * Makes the job's hold final (counted as credits consumed in the metrics): a `settle` row that
+ * Makes the job's hold final (the metrics count it as consumed): a `settle` row that
  * takes the price out of `reservedCredits`. Returns false (and writes nothing) unless the hold
  * is open.
  */
@@ -65,14 +64,18 @@ export async function settleJobCredits(ctx: MutationCtx, job: Doc<"jobs">): Prom
     return false;
   }
   await ctx.db.patch("jobs", job._id, { creditStatus: "settled" });
+  await settleHold(ctx, job);
+  return true;
+}
+
+/** The ledger half of a settle; the caller marks the job `settled` in the same transaction. */
+export async function settleHold(ctx: MutationCtx, job: Doc<"jobs">): Promise<void> {
   await applyCreditChange(ctx, job.userId, {
     delta: 0,
     reservedDelta: -job.creditsUsed,
     kind: "settle",
     jobId: job._id,
   });
-  await recordCreditsConsumed(ctx, job, job.creditsUsed);
-  return true;
 }
 
 /**
@@ -87,6 +90,12 @@ export async function releaseJobCredits(ctx: MutationCtx, job: Doc<"jobs">): Pro
     return false;
   }
   await ctx.db.patch("jobs", job._id, { creditStatus: "refunded" });
+  await releaseHold(ctx, job);
+  return true;
+}
+
+/** The ledger half of a release; the caller marks the job `refunded` in the same transaction. */
+export async function releaseHold(ctx: MutationCtx, job: Doc<"jobs">): Promise<void> {
   const user = await applyCreditChange(ctx, job.userId, {
     delta: job.creditsUsed,
     reservedDelta: -job.creditsUsed,
@@ -94,7 +103,6 @@ export async function releaseJobCredits(ctx: MutationCtx, job: Doc<"jobs">): Pro
     jobId: job._id,
   });
   await payDownOwedCredits(ctx, user, job.creditsUsed);
-  return true;
 }
 
 /** A job reserves exactly once (`createJob` does it): reserving again for it is a CONFLICT. */

@@ -7,8 +7,13 @@ import { appError } from "../lib/errors";
 import { hasControlCharacters, isBlank, isWellFormed } from "../lib/text";
 import { URL_MAX_LENGTH, isHttpsUrl, isPublicHttpsUrl } from "../lib/urls";
 import type { CreditStatus, JobStatus } from "../lib/validators";
-import { releaseJobCredits, reserveJobCredits, settleJobCredits } from "./credits";
-import { recordJobOutcome, recordUserActivity } from "./metrics";
+import {
+  releaseHold,
+  releaseJobCredits,
+  reserveJobCredits,
+  settleHold,
+  settleJobCredits,
+} from "./credits";
 
 export const JOB_DURATIONS = [5, 10, 15] as const;
 export const PROMPT_MAX_LENGTH = 2000;
@@ -144,7 +149,6 @@ export async function createJob(
   });
   // INSUFFICIENT_CREDITS here rolls the insert back with everything else.
   await reserveJobCredits(ctx, (await ctx.db.get("jobs", jobId))!);
-  await recordUserActivity(ctx, user);
   return { jobId, created: true };
 }
 
@@ -173,8 +177,8 @@ export const ERROR_MAX_LENGTH = 2000;
 /**
  * The one way a job changes status. Applies the side effects of the target status in the same
  * transaction: `done` settles the credits and sets the video URL and its expiry; `failed` and
- * `canceled` refund; `queued` (a retry) keeps the hold; `expired` drops the video URL. Done,
- * failed and canceled are counted in the metrics rollups (`recordJobOutcome`).
+ * `canceled` refund; `queued` (a retry) keeps the hold; `expired` drops the video URL. (The
+ * metrics rollups count outcomes through a trigger on `jobs`: model/metricsRollups.ts.)
  * Repeating the current status changes nothing.
  */
 export async function transitionJob(
@@ -229,16 +233,17 @@ export async function transitionJob(
       patch = { status: to, r2Url: undefined };
       break;
   }
-  patch = { ...patch, ...options.patch };
+  // The hold's fate is written with the status, in one write of the job.
+  const held = job.creditStatus === "held";
+  const settles = held && to === "done";
+  const releases = held && (to === "failed" || to === "canceled");
+  const creditStatus = settles ? "settled" : releases ? "refunded" : job.creditStatus;
+  patch = { ...patch, ...options.patch, creditStatus };
   await ctx.db.patch("jobs", job._id, patch);
-  const updated = { ...job, ...patch } as Doc<"jobs">;
-  if (to === "done") {
-    await settleJobCredits(ctx, updated);
-  } else if (to === "failed" || to === "canceled") {
-    await releaseJobCredits(ctx, updated);
-  }
-  if (to === "done" || to === "failed" || to === "canceled") {
-    await recordJobOutcome(ctx, updated, to, now);
+  if (settles) {
+    await settleHold(ctx, job);
+  } else if (releases) {
+    await releaseHold(ctx, job);
   }
   return { changed: true, job: (await ctx.db.get("jobs", job._id))! };
 }

@@ -6,7 +6,6 @@ import { applyCreditChange } from "./ledger";
 import { requirePlan } from "./plans";
 import { applyRefundEvent, isSucceeded } from "./refunds";
 import { isWebhookEventRecorded, recordWebhookEvent } from "./webhookEvents";
-import { recordPaymentOutcome } from "./metrics";
 import { changePlan, requireActiveUserByClerkId } from "./users";
 import type { WebhookOutcome } from "../lib/validators";
 
@@ -76,7 +75,6 @@ export async function failCheckout(
   const payment = await ctx.db.get("payments", paymentId);
   if (payment?.status === "pending") {
     await ctx.db.patch("payments", paymentId, { status: "failed", failureReason: reason });
-    await recordPaymentOutcome(ctx, { paymentId, succeeded: false });
   }
 }
 
@@ -118,7 +116,6 @@ export async function markPaymentSucceeded(
     note: `Purchase of the ${payment.planName} plan`,
   });
   await changePlan(ctx, payment.userId, payment.planName);
-  await recordPaymentOutcome(ctx, { paymentId: payment._id, succeeded: true });
   return applied(`Payment ${status}: ${payment.creditsPurchased} credits added.`);
 }
 
@@ -135,7 +132,6 @@ export async function markPaymentFailed(
     return ignored("Payment already failed.");
   }
   await ctx.db.patch("payments", payment._id, { status: "failed", failureReason: reason });
-  await recordPaymentOutcome(ctx, { paymentId: payment._id, succeeded: false });
   return applied(`Payment failed: ${reason}.`);
 }
 

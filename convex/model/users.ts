@@ -4,7 +4,7 @@ import { appError } from "../lib/errors";
 import { hasInvisibleOrControlCharacters } from "../lib/text";
 import type { PlanName } from "../lib/validators";
 import { applyCreditChange } from "./ledger";
-import { recordUserActivity } from "./metrics";
+import { recordUserActivity } from "./metricsRollups";
 import { DEFAULT_PLAN, requirePlan } from "./plans";
 
 export async function findUserByClerkId(
@@ -66,8 +66,9 @@ export function validateClerkId(clerkId: string): void {
 /**
  * The user for `clerkId`, created on first sight (plan starter, the starter plan's credits as a
  * `grant` ledger row). Used by `users:getOrCreateUser` and the Clerk webhook, so whichever
- * arrives first creates the user and the other finds it: one user, one grant. Counts as
- * activity for the "active users" metric (`recordUserActivity`).
+ * arrives first creates the user and the other finds it: one user, one grant. Signing in again
+ * counts as activity for the "active users" metric (`recordUserActivity`; a new user is counted
+ * by the trigger on `users`).
  */
 export async function upsertUser(
   ctx: MutationCtx,
@@ -101,7 +102,7 @@ export async function upsertUser(
     note: `Sign-up grant (${plan.name} plan)`,
   });
   const created = (await ctx.db.get("users", userId))!;
-  return { ...created, ...(await recordUserActivity(ctx, created)) };
+  return created;
 }
 
 /**
@@ -137,7 +138,6 @@ export async function changePlan(
     kind: "plan_change",
     note: `Plan ${user.plan} -> ${plan.name}`,
   });
-  await recordUserActivity(ctx, user, plan.name);
   return { changed: true, plan: plan.name };
 }
 

@@ -1,0 +1,15 @@
+import { Triggers } from "convex-helpers/server/triggers";
+import type { DataModel } from "../_generated/dataModel";
+import { onJobChange, onPaymentChange, onUserChange } from "../model/metricsRollups";
+
+/**
+ * Database triggers (convex-helpers): code that runs inside the mutation that writes a table,
+ * keeping denormalised data in step. Every mutation of this app is built with `mutation` or
+ * `internalMutation` from lib/functions.ts, which wrap `ctx.db` with these (lint forbids the
+ * unwrapped builders), so no write path can skip them. Today: the metrics rollups.
+ */
+export const triggers = new Triggers<DataModel>();
+
+triggers.register("jobs", onJobChange);
+triggers.register("payments", onPaymentChange);
+triggers.register("users", onUserChange);

@@ -1,0 +1,184 @@
+import type { Doc } from "../_generated/dataModel";
+import type { MutationCtx, QueryCtx } from "../_generated/server";
+import type { DurationStats, PlanCounts, PlanName } from "../lib/validators";
+
+/**
+ * Storage of the monitoring rollups: `metricsBuckets` rows keyed by (UTC hour, shard), the only
+ * code that writes them (`bumpBucket`, `pruneBucketsBatch`). metricsRollups.ts decides what each
+ * change adds; metricsOverview.ts reads a window.
+ *
+ * A writer picks its shard by hashing the job, user or payment id, so two concurrent mutations
+ * write the same row only when they land in the same hour and shard (1 in METRIC_SHARDS): no
+ * single hot document serialises all writers. `metrics.overview` reads only the bucket rows of
+ * its window through the index: at most hours x METRIC_SHARDS rows, whatever the table sizes.
+ */
+
+export const HOUR_MS = 60 * 60 * 1000;
+/** Rows per hour. A small fixed number: changing it only affects hours written afterwards. */
+export const METRIC_SHARDS = 8;
+export const DEFAULT_WINDOW_HOURS = 24;
+export const MAX_WINDOW_HOURS = 720;
+/** Buckets older than this are deleted by the `metrics:pruneOldBuckets` cron. */
+export const RETENTION_HOURS = MAX_WINDOW_HOURS + 48;
+export const PRUNE_BATCH_SIZE = 500;
+
+/**
+ * Upper edges (inclusive, ms) of the duration histogram bins; one more bin holds anything
+ * longer. Fixed: changing it needs a migration of the existing buckets.
+ */
+export const DURATION_BIN_UPPER_MS: readonly number[] = [
+  1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 240, 300, 420, 600, 900, 1200, 1800, 2700, 3600,
+  7200, 14400, 28800, 86400,
+].map((seconds) => seconds * 1000);
+export const BIN_COUNT = DURATION_BIN_UPPER_MS.length + 1;
+
+export function hourStart(time: number): number {
+  return Math.floor(time / HOUR_MS) * HOUR_MS;
+}
+
+/** FNV-1a over the id's characters, reduced to a shard number. Stable for a given id. */
+export function shardOf(id: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) {
+    hash ^= id.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return (hash >>> 0) % METRIC_SHARDS;
+}
+
+/** Index of the histogram bin a duration falls into (the last one is the overflow bin). */
+export function durationBin(ms: number): number {
+  const index = DURATION_BIN_UPPER_MS.findIndex((upper) => ms <= upper);
+  return index === -1 ? BIN_COUNT - 1 : index;
+}
+
+export function emptyDurations(): DurationStats {
+  return { count: 0, sumMs: 0, maxMs: 0, bins: new Array<number>(BIN_COUNT).fill(0) };
+}
+
+export function emptyPlanCounts(): PlanCounts {
+  return { starter: 0, creator: 0, studio: 0 };
+}
+
+type BucketFields = Omit<Doc<"metricsBuckets">, "_id" | "_creationTime">;
+
+function emptyBucket(hour: number, shard: number): BucketFields {
+  return {
+    hour,
+    shard,
+    creditsConsumed: 0,
+    jobsDone: 0,
+    jobsFailed: 0,
+    jobsCanceled: 0,
+    queuedToDone: emptyDurations(),
+    runningToDone: emptyDurations(),
+    activeUsers: emptyPlanCounts(),
+    paymentsSucceeded: 0,
+    paymentsFailed: 0,
+  };
+}
+
+/** What one event adds to a bucket. */
+export type BucketDelta = {
+  creditsConsumed?: number;
+  jobsDone?: number;
+  jobsFailed?: number;
+  jobsCanceled?: number;
+  queuedToDoneMs?: number;
+  runningToDoneMs?: number;
+  activeUsers?: Partial<PlanCounts>;
+  paymentsSucceeded?: number;
+  paymentsFailed?: number;
+};
+
+function addDuration(stats: DurationStats, ms: number): DurationStats {
+  const duration = Math.max(0, ms);
+  const bins = stats.bins.length === BIN_COUNT ? [...stats.bins] : emptyDurations().bins;
+  bins[durationBin(duration)] += 1;
+  return {
+    count: stats.count + 1,
+    sumMs: stats.sumMs + duration,
+    maxMs: Math.max(stats.maxMs, duration),
+    bins,
+  };
+}
+
+function applyDelta(bucket: BucketFields, delta: BucketDelta): Partial<BucketFields> {
+  const patch: Partial<BucketFields> = {};
+  const counters = [
+    "creditsConsumed",
+    "jobsDone",
+    "jobsFailed",
+    "jobsCanceled",
+    "paymentsSucceeded",
+    "paymentsFailed",
+  ] as const;
+  for (const key of counters) {
+    const add = delta[key];
+    if (add !== undefined && add !== 0) {
+      patch[key] = bucket[key] + add;
+    }
+  }
+  if (delta.queuedToDoneMs !== undefined) {
+    patch.queuedToDone = addDuration(bucket.queuedToDone, delta.queuedToDoneMs);
+  }
+  if (delta.runningToDoneMs !== undefined) {
+    patch.runningToDone = addDuration(bucket.runningToDone, delta.runningToDoneMs);
+  }
+  if (delta.activeUsers !== undefined) {
+    const counts = { ...bucket.activeUsers };
+    for (const plan of Object.keys(delta.activeUsers) as PlanName[]) {
+      // Never below zero, even if a bucket was edited by hand.
+      counts[plan] = Math.max(0, counts[plan] + (delta.activeUsers[plan] ?? 0));
+    }
+    patch.activeUsers = counts;
+  }
+  return patch;
+}
+
+async function findBucket(
+  ctx: QueryCtx,
+  hour: number,
+  shard: number,
+): Promise<Doc<"metricsBuckets"> | null> {
+  return await ctx.db
+    .query("metricsBuckets")
+    .withIndex("by_hour_and_shard", (q) => q.eq("hour", hour).eq("shard", shard))
+    .unique();
+}
+
+/**
+ * Adds `delta` to the (hour, shard) bucket, creating it when `create` (two transactions that
+ * both create it conflict on the index range they read, so Convex retries one: never two rows).
+ */
+export async function bumpBucket(
+  ctx: MutationCtx,
+  hour: number,
+  shard: number,
+  delta: BucketDelta,
+  create = true,
+): Promise<void> {
+  const existing = await findBucket(ctx, hour, shard);
+  if (existing !== null) {
+    await ctx.db.patch("metricsBuckets", existing._id, applyDelta(existing, delta));
+  } else if (create) {
+    const fresh = emptyBucket(hour, shard);
+    await ctx.db.insert("metricsBuckets", { ...fresh, ...applyDelta(fresh, delta) });
+  }
+}
+
+/** Deletes one batch of buckets older than the retention; says whether more may remain. */
+export async function pruneBucketsBatch(
+  ctx: MutationCtx,
+  now: number,
+): Promise<{ deleted: number; more: boolean }> {
+  const cutoff = hourStart(now) - RETENTION_HOURS * HOUR_MS;
+  const old = await ctx.db
+    .query("metricsBuckets")
+    .withIndex("by_hour_and_shard", (q) => q.lt("hour", cutoff))
+    .take(PRUNE_BATCH_SIZE);
+  for (const bucket of old) {
+    await ctx.db.delete("metricsBuckets", bucket._id);
+  }
+  return { deleted: old.length, more: old.length === PRUNE_BATCH_SIZE };
+}

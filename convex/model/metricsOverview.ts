@@ -1,0 +1,219 @@
+import { v, type Infer } from "convex/values";
+import type { QueryCtx } from "../_generated/server";
+import { appError } from "../lib/errors";
+import type { DurationStats, PlanName } from "../lib/validators";
+import { planCountsValidator } from "../lib/validators";
+import {
+  BIN_COUNT,
+  DURATION_BIN_UPPER_MS,
+  HOUR_MS,
+  MAX_WINDOW_HOURS,
+  METRIC_SHARDS,
+  emptyDurations,
+  emptyPlanCounts,
+} from "./metricsBuckets";
+
+/** The read half of the metrics: one window of rollups, summed (`metrics.overview`). */
+
+const durationSummaryValidator = v.object({
+  /** Done jobs with this duration measured. */
+  count: v.number(),
+  avgMs: v.union(v.number(), v.null()),
+  /** Upper edge of the histogram bin holding the 95th percentile, capped at the longest seen. */
+  p95Ms: v.union(v.number(), v.null()),
+});
+
+export const overviewValidator = v.object({
+  hours: v.number(),
+  /** Start of the oldest hour in the window (ms). */
+  from: v.number(),
+  /** End of the newest hour of the window (ms, exclusive): the window is [from, to). */
+  to: v.number(),
+  credits: v.object({
+    consumed: v.number(),
+    /** consumed / hours. */
+    perHour: v.number(),
+  }),
+  jobs: v.object({
+    done: v.number(),
+    failed: v.number(),
+    canceled: v.number(),
+    /** done / (done + failed); null when neither happened. Canceled jobs do not count. */
+    successRatio: v.union(v.number(), v.null()),
+  }),
+  durations: v.object({
+    queuedToDone: durationSummaryValidator,
+    runningToDone: durationSummaryValidator,
+  }),
+  /** Distinct users whose latest activity is in the window, by plan. */
+  activeUsers: v.object({ ...planCountsValidator.fields, total: v.number() }),
+  payments: v.object({
+    succeeded: v.number(),
+    failed: v.number(),
+    /** succeeded / (succeeded + failed); null when neither happened. */
+    successRatio: v.union(v.number(), v.null()),
+  }),
+  /** One entry per hour of the window, oldest first, hours without activity included. */
+  hourly: v.array(
+    v.object({
+      hour: v.number(),
+      creditsConsumed: v.number(),
+      jobsDone: v.number(),
+      jobsFailed: v.number(),
+      jobsCanceled: v.number(),
+      paymentsSucceeded: v.number(),
+      paymentsFailed: v.number(),
+    }),
+  ),
+});
+export type Overview = Infer<typeof overviewValidator>;
+
+/**
+ * The start of the window's newest UTC hour, as a client passes it: a whole number of hours
+ * since the epoch, in ms (`Math.floor(Date.now() / HOUR_MS) * HOUR_MS`).
+ */
+export function validateEndHour(endHour: number): number {
+  if (!Number.isSafeInteger(endHour) || endHour < 0 || endHour % HOUR_MS !== 0) {
+    throw appError(
+      "INVALID_ARGUMENT",
+      `endHour must be the start of a UTC hour in ms (a whole multiple of ${HOUR_MS}, >= 0).`,
+    );
+  }
+  return endHour;
+}
+
+/**
+ * The newest hour holding a rollup row (0 when there is none): the window's end for callers
+ * that do not say which hour they want. Read through the index (one row); a write in a newer
+ * hour lands in this read, so a subscription moves on with the first event of each hour.
+ */
+export async function newestBucketHour(ctx: QueryCtx): Promise<number> {
+  const newest = await ctx.db
+    .query("metricsBuckets")
+    .withIndex("by_hour_and_shard")
+    .order("desc")
+    .first();
+  return newest?.hour ?? 0;
+}
+
+export function validateWindowHours(hours: number): number {
+  if (!Number.isInteger(hours) || hours < 1 || hours > MAX_WINDOW_HOURS) {
+    throw appError(
+      "INVALID_ARGUMENT",
+      `hours must be a whole number from 1 to ${MAX_WINDOW_HOURS}.`,
+    );
+  }
+  return hours;
+}
+
+function mergeDurations(into: DurationStats, from: DurationStats): void {
+  into.count += from.count;
+  into.sumMs += from.sumMs;
+  into.maxMs = Math.max(into.maxMs, from.maxMs);
+  from.bins.forEach((n, i) => {
+    if (i < BIN_COUNT) into.bins[i] += n;
+  });
+}
+
+/** Nearest-rank p95 read off the histogram (see `durationSummaryValidator`). */
+export function p95FromHistogram(stats: DurationStats): number | null {
+  if (stats.count === 0) {
+    return null;
+  }
+  const rank = Math.ceil(0.95 * stats.count);
+  let seen = 0;
+  for (let i = 0; i < BIN_COUNT; i++) {
+    seen += stats.bins[i];
+    if (seen >= rank) {
+      const upper = i < DURATION_BIN_UPPER_MS.length ? DURATION_BIN_UPPER_MS[i] : Infinity;
+      return Math.min(upper, stats.maxMs);
+    }
+  }
+  return stats.maxMs;
+}
+
+function summarise(stats: DurationStats) {
+  return {
+    count: stats.count,
+    avgMs: stats.count === 0 ? null : stats.sumMs / stats.count,
+    p95Ms: p95FromHistogram(stats),
+  };
+}
+
+function ratio(good: number, bad: number): number | null {
+  return good + bad === 0 ? null : good / (good + bad);
+}
+
+/**
+ * The metrics of the `hours` hours ending with the hour that starts at `endHour` (that hour and
+ * the `hours - 1` before it). Reads only that window's bucket rows, through the index. No clock:
+ * the caller names the hour (see `metrics.overview`).
+ */
+export async function metricsOverview(
+  ctx: QueryCtx,
+  hours: number,
+  endHour: number,
+): Promise<Overview> {
+  validateWindowHours(hours);
+  const last = validateEndHour(endHour);
+  const from = last - (hours - 1) * HOUR_MS;
+  const buckets = await ctx.db
+    .query("metricsBuckets")
+    .withIndex("by_hour_and_shard", (q) => q.gte("hour", from).lte("hour", last))
+    .take(hours * METRIC_SHARDS);
+
+  const hourly = Array.from({ length: hours }, (_, i) => ({
+    hour: from + i * HOUR_MS,
+    creditsConsumed: 0,
+    jobsDone: 0,
+    jobsFailed: 0,
+    jobsCanceled: 0,
+    paymentsSucceeded: 0,
+    paymentsFailed: 0,
+  }));
+  const queuedToDone = emptyDurations();
+  const runningToDone = emptyDurations();
+  const activeUsers = emptyPlanCounts();
+  for (const bucket of buckets) {
+    const row = hourly[Math.round((bucket.hour - from) / HOUR_MS)];
+    row.creditsConsumed += bucket.creditsConsumed;
+    row.jobsDone += bucket.jobsDone;
+    row.jobsFailed += bucket.jobsFailed;
+    row.jobsCanceled += bucket.jobsCanceled;
+    row.paymentsSucceeded += bucket.paymentsSucceeded;
+    row.paymentsFailed += bucket.paymentsFailed;
+    mergeDurations(queuedToDone, bucket.queuedToDone);
+    mergeDurations(runningToDone, bucket.runningToDone);
+    for (const plan of Object.keys(activeUsers) as PlanName[]) {
+      activeUsers[plan] += bucket.activeUsers[plan];
+    }
+  }
+  const sum = (key: Exclude<keyof (typeof hourly)[number], "hour">) =>
+    hourly.reduce((total, row) => total + row[key], 0);
+  const consumed = sum("creditsConsumed");
+  const done = sum("jobsDone");
+  const failed = sum("jobsFailed");
+  const succeeded = sum("paymentsSucceeded");
+  const paymentsFailed = sum("paymentsFailed");
+  return {
+    hours,
+    from,
+    to: last + HOUR_MS,
+    credits: { consumed, perHour: consumed / hours },
+    jobs: { done, failed, canceled: sum("jobsCanceled"), successRatio: ratio(done, failed) },
+    durations: {
+      queuedToDone: summarise(queuedToDone),
+      runningToDone: summarise(runningToDone),
+    },
+    activeUsers: {
+      ...activeUsers,
+      total: activeUsers.starter + activeUsers.creator + activeUsers.studio,
+    },
+    payments: {
+      succeeded,
+      failed: paymentsFailed,
+      successRatio: ratio(succeeded, paymentsFailed),
+    },
+    hourly,
+  };
+}
