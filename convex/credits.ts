@@ -7,7 +7,7 @@ import { planValidator, creditStatusValidator } from "./lib/validators";
 import * as Credits from "./model/credits";
 import { refundJob, requireJob, settleJob } from "./model/jobs";
 import { requirePlan, publicPlan } from "./model/plans";
-import { emptyPage, pageOptions, paginateChecked } from "./lib/pagination";
+import { pageOfUserRows } from "./lib/pagination";
 
 /**
  * The caller's balance and plan. `credits` is what can be spent now; `reserved` is held by
@@ -27,20 +27,8 @@ export const getCredits = userQueryWithUserId({
 export const listLedger = maybeUserQuery({
   args: { paginationOpts: paginationOptsValidator },
   returns: paginationResultValidator(doc(schema, "ledger")),
-  handler: async (ctx, { paginationOpts }) => {
-    const { user } = ctx;
-    const page = pageOptions(paginationOpts);
-    if (user === null) {
-      return emptyPage<never>();
-    }
-    return await paginateChecked(
-      ctx.db
-        .query("ledger")
-        .withIndex("by_userId", (q) => q.eq("userId", user._id))
-        .order("desc"),
-      page,
-    );
-  },
+  handler: async (ctx, { paginationOpts }) =>
+    await pageOfUserRows(ctx, "ledger", ctx.user, paginationOpts),
 });
 
 /**

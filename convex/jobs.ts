@@ -9,7 +9,7 @@ import {
   userMutation,
   userMutationWithUserId,
 } from "./lib/functions";
-import { emptyPage, firstPage, pageOptions, paginateChecked } from "./lib/pagination";
+import { firstPage, pageOfUserRows } from "./lib/pagination";
 import { jobStatusValidator } from "./lib/validators";
 import * as Jobs from "./model/jobs";
 
@@ -93,17 +93,7 @@ export const listUserJobs = maybeUserQueryWithUserId({
     if (paginationOpts !== undefined && limit !== undefined) {
       throw appError("INVALID_ARGUMENT", "Pass either paginationOpts or limit, not both.");
     }
-    const page = pageOptions(paginationOpts ?? firstPage(limit));
-    if (user === null) {
-      return emptyPage<never>();
-    }
-    const result = await paginateChecked(
-      ctx.db
-        .query("jobs")
-        .withIndex("by_userId", (q) => q.eq("userId", user._id))
-        .order("desc"),
-      page,
-    );
+    const result = await pageOfUserRows(ctx, "jobs", user, paginationOpts ?? firstPage(limit));
     return { ...result, page: result.page.map(Jobs.jobView) };
   },
 });

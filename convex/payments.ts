@@ -6,7 +6,7 @@ import { internal } from "./_generated/api";
 import { internalAction, internalQuery } from "./_generated/server";
 import { identityAction, internalMutation, maybeUserQuery } from "./lib/functions";
 import { appError } from "./lib/errors";
-import { emptyPage, pageOptions, paginateChecked } from "./lib/pagination";
+import { pageOfUserRows } from "./lib/pagination";
 import { assertPlanName } from "./model/plans";
 import {
   hostedPaymentPageUrl,
@@ -136,18 +136,7 @@ export const listPayments = maybeUserQuery({
   args: { paginationOpts: paginationOptsValidator },
   returns: paginationResultValidator(paymentView),
   handler: async (ctx, { paginationOpts }) => {
-    const { user } = ctx;
-    const page = pageOptions(paginationOpts);
-    if (user === null) {
-      return emptyPage<never>();
-    }
-    const result = await paginateChecked(
-      ctx.db
-        .query("payments")
-        .withIndex("by_userId", (q) => q.eq("userId", user._id))
-        .order("desc"),
-      page,
-    );
+    const result = await pageOfUserRows(ctx, "payments", ctx.user, paginationOpts);
     return {
       ...result,
       page: result.page.map(

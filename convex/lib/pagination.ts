@@ -5,6 +5,8 @@ import type {
   PaginationOptions,
   PaginationResult,
 } from "convex/server";
+import type { Doc } from "../_generated/dataModel";
+import type { QueryCtx } from "../_generated/server";
 import { appError } from "./errors";
 
 /** Largest page any list query returns, whatever the client asks for. */
@@ -74,4 +76,29 @@ export function firstPage(limit: number | undefined): PaginationOptions {
 /** The page a caller without a user row gets: nothing, and nothing more to load. */
 export function emptyPage<T>() {
   return { page: [] as T[], isDone: true, continueCursor: "" };
+}
+
+/** Tables listed per user, newest first, through a `by_userId` index of ["userId", time]. */
+type UserListedTable = "jobs" | "payments" | "ledger";
+
+/**
+ * One page of the caller's rows of `table`, newest first (checked options, at most 100 rows);
+ * an empty page for a caller without a user row. The list queries the front end holds open.
+ */
+export async function pageOfUserRows<T extends UserListedTable>(
+  ctx: QueryCtx,
+  table: T,
+  user: Doc<"users"> | null,
+  paginationOpts: PaginationOptions,
+): Promise<PaginationResult<Doc<T>>> {
+  const page = pageOptions(paginationOpts);
+  if (user === null) {
+    return emptyPage<Doc<T>>();
+  }
+  // Every listed table has the same index shape; the cast names one of them for the types.
+  const rows = ctx.db
+    .query(table as "jobs")
+    .withIndex("by_userId", (q) => q.eq("userId", user._id))
+    .order("desc");
+  return (await paginateChecked(rows, page)) as unknown as PaginationResult<Doc<T>>;
 }
