@@ -52,7 +52,11 @@ export function summariseCron(
   };
 }
 
-/** The acceptance rule, per case. */
+/**
+ * The acceptance rule, per case: a call reads at most its budget at the largest N and within ±2
+ * of the smallest N; a cron drains its whole backlog with every transaction under 25% of each
+ * Convex transaction limit.
+ */
 export function judge(benchCase: BenchCase, byN: Record<string, Sample>, ns: number[]): CaseResult {
   const smallest = byN[String(ns[0])];
   const largest = byN[String(ns[ns.length - 1])];

@@ -1,8 +1,8 @@
 import { describe, expect, test } from "vitest";
 import { api, internal } from "../convex/_generated/api";
-import { checkInvariants } from "./invariants";
+import { checkInvariants } from "./support/invariants";
 import type { Id } from "../convex/_generated/dataModel";
-import { expectCode, identityFor, setup, signUp, type TestConvex } from "./setup";
+import { expectCode, identityFor, setup, signUp, type TestConvex } from "./support/setup";
 
 const R2 = "https://videos.example.com/v.mp4";
 

@@ -12,8 +12,8 @@ import {
   recordPaymentOutcome,
   shardOf,
 } from "../convex/model/metrics";
-import { checkInvariants } from "./invariants";
-import { expectCode, identityFor, setup, signUp, type TestConvex } from "./setup";
+import { checkInvariants } from "./support/invariants";
+import { expectCode, identityFor, setup, signUp, type TestConvex } from "./support/setup";
 
 const R2 = "https://videos.example.com/v.mp4";
 const MIN = 60 * 1000;
