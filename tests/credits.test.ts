@@ -204,7 +204,11 @@ describe("grantCredits and listLedger", () => {
     const t = await setup();
     const { as, userId } = await signUp(t, "u1");
     expect(
-      await t.mutation(internal.credits.grantCredits, { userId, credits: 20, note: "support ticket 12" }),
+      await t.mutation(internal.credits.grantCredits, {
+        userId,
+        credits: 20,
+        note: "support ticket 12",
+      }),
     ).toEqual({ balance: 100 });
     expect(
       await t.mutation(internal.credits.grantCredits, { userId, credits: -30, note: "correction" }),
