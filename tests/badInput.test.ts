@@ -5,7 +5,7 @@
  * - `rejects.code(...)` / `rejects.invalid(field)`: the handler throws a ConvexError with that
  *   documented code (for INVALID_ARGUMENT, naming the field);
  * - `rejects.validator(/.../)`: a wrong argument *type*, an extra or a missing field, refused by
- *   Convex's argument validator before the handler runs (README: "Argument types ... are
+ *   Convex's argument validator before the handler runs (docs/api.md: "Argument types ... are
  *   rejected by Convex's argument validators before the function runs").
  * After every row the whole database (every table of the schema, plus the scheduler and
  * storage system tables) must be exactly as before.
