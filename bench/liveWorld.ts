@@ -6,7 +6,7 @@ import type { Client } from "./measure";
 import { liveCost, subscribe, type LiveCost, type Subscription } from "./readSets";
 
 /**
- * The live-query cost scenario (issue item 7): Q users, each with one queued job and the live
+ * The live-query cost scenario: Q users, each with one queued job and the live
  * queries the front end holds open (`getJob` of that job, `getCredits`, the first page of
  * `listUserJobs`, `listLedger` and `listPayments`), plus a few admins' `metrics.overview`
  * dashboards. Then the writes that most often touch those queries, one after the other; for

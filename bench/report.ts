@@ -52,7 +52,11 @@ export function summariseCron(
   };
 }
 
-/** The issue's acceptance rule, per case. */
+/**
+ * The acceptance rule, per case: a call reads at most its budget at the largest N and within ±2
+ * of the smallest N; a cron drains its whole backlog with every transaction under 25% of each
+ * Convex transaction limit.
+ */
 export function judge(benchCase: BenchCase, byN: Record<string, Sample>, ns: number[]): CaseResult {
   const smallest = byN[String(ns[0])];
   const largest = byN[String(ns[ns.length - 1])];
@@ -98,29 +102,5 @@ export function judge(benchCase: BenchCase, byN: Record<string, Sample>, ns: num
   };
 }
 
-function kb(bytes: number): string {
-  return bytes >= 10_000 ? `${(bytes / 1024).toFixed(0)}K` : String(bytes);
-}
-
-/** A Markdown table: function × N -> documents read / bytes read / documents written, flat. */
-export function markdownTable(results: CaseResult[], ns: number[]): string {
-  const header = [
-    "function",
-    ...ns.map((n) => `N=${n.toLocaleString("en-US")} read / bytes / written`),
-    "budget",
-    "flat",
-  ];
-  const lines = [
-    `| ${header.join(" | ")} |`,
-    `| ${header.map((_, i) => (i === 0 ? "---" : "---:")).join(" | ")} |`,
-  ];
-  for (const result of results) {
-    const cells = ns.map((n) => {
-      const { cost } = result.byN[String(n)];
-      return `${cost.documentsRead} / ${kb(cost.bytesRead)} / ${cost.documentsWritten}`;
-    });
-    const budget = result.kind === "call" ? String(result.budget) : "< 25% of limits";
-    lines.push(`| ${[result.name, ...cells, budget, result.flat ? "yes" : "no"].join(" | ")} |`);
-  }
-  return lines.join("\n");
-}
+/** The results table (kept with the README's generator, bench/readme.mjs). */
+export { markdownTable } from "./readme.mjs";

@@ -21,6 +21,7 @@ import {
   type LiveResult,
 } from "./liveWorld";
 import { lineChart } from "./png";
+import { liveFlat, liveTable, updateReadme, type BenchRun, type LiveRun } from "./readme.mjs";
 import { judge, markdownTable, summariseCron, type CaseResult, type Sample } from "./report";
 import type { BenchEnv } from "./seed";
 
@@ -142,27 +143,21 @@ test(
     log();
     log(`bench wall time (seeding + all cases, all N): ${(wallMs / 1000).toFixed(1)} s`);
 
-    writeFileSync(
-      out("./results.json"),
-      `${JSON.stringify(
-        {
-          ns: NS,
-          now: new Date(NOW).toISOString(),
-          fastIndexes: FAST_INDEXES,
-          indexCheckedAt: FAST_INDEXES ? (INDEX_CHECK_ALL ? NS : [NS[0]]) : [],
-          rule:
-            "call: documentsRead at the largest N <= resultSize + " +
-            `${SMALL_CONSTANT} and within ±2 of the smallest N; cron: the whole backlog drained ` +
-            "and every transaction under 25% of each Convex transaction limit",
-          seeded,
-          timings,
-          wallMs,
-          results,
-        },
-        null,
-        2,
-      )}\n`,
-    );
+    const run: BenchRun & Record<string, unknown> = {
+      ns: NS,
+      now: new Date(NOW).toISOString(),
+      fastIndexes: FAST_INDEXES,
+      indexCheckedAt: FAST_INDEXES ? (INDEX_CHECK_ALL ? NS : [NS[0]]) : [],
+      rule:
+        "call: documentsRead at the largest N <= resultSize + " +
+        `${SMALL_CONSTANT} and within ±2 of the smallest N; cron: the whole backlog drained ` +
+        "and every transaction under 25% of each Convex transaction limit",
+      seeded,
+      timings,
+      wallMs,
+      results,
+    };
+    writeFileSync(out("./results.json"), `${JSON.stringify(run, null, 2)}\n`);
     writeFileSync(
       out("./results.png"),
       lineChart({
@@ -182,7 +177,8 @@ test(
         }),
       }),
     );
-    log("wrote bench/results.json and bench/results.png");
+    updateReadme({ results: run });
+    log("wrote bench/results.json, bench/results.png and the results table of bench/README.md");
 
     expect(
       results.filter((r) => !r.flat).map((r) => `${r.name}: ${r.reason}`),
@@ -231,41 +227,16 @@ test(
     const small = byQ[LIVE_QS[0]];
     const large = byQ[LIVE_QS[LIVE_QS.length - 1]];
     const problems: string[] = [];
-    const header = [
-      "write",
-      "live query",
-      ...LIVE_QS.map((q) => `Q=${q.toLocaleString("en-US")} invalidated / re-run reads`),
-      "flat",
-    ];
-    const lines = [
-      `| ${header.join(" | ")} |`,
-      `| ${header.map((_, i) => (i < 2 ? "---" : "---:")).join(" | ")} |`,
-    ];
     LIVE_WRITES.forEach((write, w) => {
       for (const query of LIVE_QUERIES) {
         const a = small[w].byQuery[query];
         const b = large[w].byQuery[query];
-        const flat =
-          Math.abs(a.invalidated - b.invalidated) <= 2 &&
-          Math.abs(a.rerunReads - b.rerunReads) <= 2;
-        if (!flat) {
+        if (!liveFlat(a, b)) {
           problems.push(
             `${write.name} / ${query}: ${a.invalidated}/${a.rerunReads} -> ${b.invalidated}/${b.rerunReads}`,
           );
         }
-        if (a.invalidated === 0 && b.invalidated === 0) {
-          continue; // untouched: left out of the table
-        }
-        const cells = LIVE_QS.map((q) => {
-          const c = byQ[q][w].byQuery[query];
-          return `${c.invalidated} / ${c.rerunReads}`;
-        });
-        lines.push(`| ${[write.name, query, ...cells, flat ? "yes" : "no"].join(" | ")} |`);
       }
-      const totals = LIVE_QS.map(
-        (q) => `${byQ[q][w].total.invalidated} / ${byQ[q][w].total.rerunReads}`,
-      );
-      lines.push(`| ${[write.name, "**all**", ...totals, ""].join(" | ")} |`);
     });
     const claim = LIVE_WRITES.findIndex((write) => write.name === "worker.claimJob");
     for (const q of LIVE_QS) {
@@ -275,28 +246,23 @@ test(
       }
     }
     const wallMs = Math.round(performance.now() - started);
+    const live: LiveRun & Record<string, unknown> = {
+      qs: LIVE_QS,
+      now: new Date(NOW).toISOString(),
+      rule:
+        "per write and live query: subscriptions invalidated and documents their re-runs read " +
+        "within ±2 of the smallest Q at the largest; a claim re-runs at most cap + 1 getJobs",
+      timings,
+      wallMs,
+      results: byQ,
+    };
     log();
-    log(lines.join("\n"));
+    log(liveTable(live));
     log();
     log(`live-query bench wall time: ${(wallMs / 1000).toFixed(1)} s`);
-    writeFileSync(
-      out("./liveResults.json"),
-      `${JSON.stringify(
-        {
-          qs: LIVE_QS,
-          now: new Date(NOW).toISOString(),
-          rule:
-            "per write and live query: subscriptions invalidated and documents their re-runs read " +
-            "within ±2 of the smallest Q at the largest; a claim re-runs at most cap + 1 getJobs",
-          timings,
-          wallMs,
-          results: byQ,
-        },
-        null,
-        2,
-      )}\n`,
-    );
-    log("wrote bench/liveResults.json");
+    writeFileSync(out("./liveResults.json"), `${JSON.stringify(live, null, 2)}\n`);
+    updateReadme({ live });
+    log("wrote bench/liveResults.json and the live-query table of bench/README.md");
     expect(problems, "live queries whose cost grows with Q").toEqual([]);
   },
   15 * 60 * 1000,

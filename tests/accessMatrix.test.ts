@@ -2,7 +2,7 @@
  * Access-control matrix: every public query, mutation and action, found from the modules (not
  * a hand-kept list), called as each kind of caller, must give the documented outcome; a refusal
  * must write nothing. A public function without a row fails, naming it. Every HTTP route is
- * sent forged credentials (tests/httpRoutes.ts): 401, nothing written.
+ * sent forged credentials (tests/support/httpRoutes.ts): 401, nothing written.
  *
  * Adding a function = one row in MATRIX below: the arguments (pointing at the owner's
  * resources) and the outcome for each of the six callers. The row is typed against the
@@ -20,18 +20,14 @@ import {
   type Caller,
   type PublicPath,
   type World,
-} from "./hardening";
+} from "./support/hardening";
 import {
   HTTP_ROUTES,
-  fixtureWorld,
-  bearerScheme,
   checkCredentialsRefused,
   loadRouter,
   routeKey,
   routerRoutes,
-  svixScheme,
-  type HttpRouteRow,
-} from "./httpRoutes";
+} from "./support/httpRoutes";
 
 /** What a caller gets: a result (optionally checked), exactly this value, or this error code. */
 type Outcome =
@@ -310,7 +306,7 @@ describe("HTTP routes: forged credentials are a 401 that writes nothing", () => 
       const listed = HTTP_ROUTES.map((row) => routeKey(row.method, row.path));
       expect(
         served.filter((route) => !listed.includes(route)),
-        "routes without a row in HTTP_ROUTES (tests/httpRoutes.ts)",
+        "routes without a row in HTTP_ROUTES (tests/support/httpRoutes.ts)",
       ).toEqual([]);
       expect(
         listed.filter((route) => !served.includes(route)),
@@ -323,41 +319,4 @@ describe("HTTP routes: forged credentials are a 401 that writes nothing", () => 
       });
     }
   }
-});
-
-describe("HTTP harness self-test (a fixture router)", () => {
-  const grantBody = (w: World) => ({ userId: w.userId.owner });
-  const route = (path: string, scheme = bearerScheme("FIXTURE_WORKER_SECRET")): HttpRouteRow => ({
-    method: "POST",
-    path,
-    scheme,
-    validBody: grantBody,
-  });
-
-  test("correct bearer and Svix routes pass", async () => {
-    const world = await fixtureWorld();
-    await checkCredentialsRefused(world, route("/fixture/bearer"));
-    await checkCredentialsRefused(world, route("/fixture/svix", svixScheme("FIXTURE_SVIX_SECRET")));
-  });
-
-  test("a route that never checks credentials fails", async () => {
-    const world = await fixtureWorld();
-    await expect(checkCredentialsRefused(world, route("/fixture/open"))).rejects.toThrow(
-      /no Authorization header: HTTP status/,
-    );
-  });
-
-  test("a route that writes before refusing fails", async () => {
-    const world = await fixtureWorld();
-    await expect(
-      checkCredentialsRefused(world, route("/fixture/writes-before-auth")),
-    ).rejects.toThrow(/the database changed/);
-  });
-
-  test("a route that refuses everyone fails the positive control", async () => {
-    const world = await fixtureWorld();
-    await expect(
-      checkCredentialsRefused(world, route("/fixture/bearer", bearerScheme("NOT_THE_ROUTES_VAR"))),
-    ).rejects.toThrow(/valid credentials/);
-  });
 });

@@ -1,11 +1,11 @@
 /**
  * Bad-input corpus: hostile and malformed arguments for every public function (and, through
- * tests/httpRoutes.ts, hostile bodies for every HTTP route). Each row says exactly how it must be
- * refused (see `Expectation` in tests/hardening.ts):
+ * tests/support/httpRoutes.ts, hostile bodies for every HTTP route). Each row says exactly how it must be
+ * refused (see `Expectation` in tests/support/hardening.ts):
  * - `rejects.code(...)` / `rejects.invalid(field)`: the handler throws a ConvexError with that
  *   documented code (for INVALID_ARGUMENT, naming the field);
  * - `rejects.validator(/.../)`: a wrong argument *type*, an extra or a missing field, refused by
- *   Convex's argument validator before the handler runs (README: "Argument types ... are
+ *   Convex's argument validator before the handler runs (docs/api.md: "Argument types ... are
  *   rejected by Convex's argument validators before the function runs").
  * After every row the whole database (every table of the schema, plus the scheduler and
  * storage system tables) must be exactly as before.
@@ -36,18 +36,8 @@ import {
   type Expectation,
   type PublicPath,
   type World,
-} from "./hardening";
-import {
-  HTTP_ROUTES,
-  fixtureWorld,
-  bearerScheme,
-  checkHostileBody,
-  genericHostileBodies,
-  hostileBodiesFor,
-  routeKey,
-  svixScheme,
-  type HttpRouteRow,
-} from "./httpRoutes";
+} from "./support/hardening";
+import { HTTP_ROUTES, checkHostileBody, hostileBodiesFor, routeKey } from "./support/httpRoutes";
 
 // ---------------------------------------------------------------------------------------------
 // The world the corpus runs against: one deployment, shared (no row may write).
@@ -891,37 +881,4 @@ describe("HTTP routes: hostile bodies are a 4xx JSON error that writes nothing",
       }
     });
   }
-});
-
-describe("HTTP hostile-body harness self-test (a fixture router)", () => {
-  const route = (path: string, scheme = bearerScheme("FIXTURE_WORKER_SECRET")): HttpRouteRow => ({
-    method: "POST",
-    path,
-    scheme,
-    validBody: (w) => ({ userId: w.userId.owner }),
-  });
-  const labels = genericHostileBodies({ userId: "x" }).map((hostile) => hostile.label);
-
-  test.each([
-    ["bearer", route("/fixture/bearer")],
-    ["svix", route("/fixture/svix", svixScheme("FIXTURE_SVIX_SECRET"))],
-  ])("a strict %s route refuses every generic hostile body", async (_name, fixture) => {
-    const world = await fixtureWorld();
-    const bodies = hostileBodiesFor(world, fixture);
-    expect(bodies.map((hostile) => hostile.label)).toEqual(labels);
-    for (const hostile of bodies) {
-      await checkHostileBody(world, fixture, hostile);
-    }
-  });
-
-  test.each([
-    'duplicated key "userId"',
-    "wrong Content-Type (text/plain)",
-    "oversized JSON (10 MiB)",
-  ])("a lenient route fails on: %s", async (label) => {
-    const world = await fixtureWorld();
-    const fixture = route("/fixture/lenient");
-    const hostile = hostileBodiesFor(world, fixture).find((h) => h.label === label)!;
-    await expect(checkHostileBody(world, fixture, hostile)).rejects.toThrow(/HTTP status/);
-  });
 });

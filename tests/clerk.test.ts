@@ -3,8 +3,8 @@ import { randomBytes } from "node:crypto";
 import { Webhook } from "svix";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { api } from "../convex/_generated/api";
-import { generateEs512Key, stubTrueLayerEnv } from "./truelayerHelpers";
-import { expectCode, identityFor, setup, signUp, type TestConvex } from "./setup";
+import { generateEs512Key, stubTrueLayerEnv } from "./support/truelayer";
+import { expectCode, identityFor, setup, signUp, type TestConvex } from "./support/setup";
 
 const SECRET = `whsec_${Buffer.from(randomBytes(24)).toString("base64")}`;
 

@@ -1,8 +1,8 @@
 import { describe, expect, test } from "vitest";
 import { api, internal } from "../convex/_generated/api";
-import { checkInvariants } from "./invariants";
+import { checkInvariants } from "./support/invariants";
 import type { Id } from "../convex/_generated/dataModel";
-import { expectCode, identityFor, setup, signUp, type TestConvex } from "./setup";
+import { expectCode, identityFor, setup, signUp, type TestConvex } from "./support/setup";
 
 const R2 = "https://videos.example.com/v.mp4";
 
@@ -204,7 +204,11 @@ describe("grantCredits and listLedger", () => {
     const t = await setup();
     const { as, userId } = await signUp(t, "u1");
     expect(
-      await t.mutation(internal.credits.grantCredits, { userId, credits: 20, note: "support #12" }),
+      await t.mutation(internal.credits.grantCredits, {
+        userId,
+        credits: 20,
+        note: "support ticket 12",
+      }),
     ).toEqual({ balance: 100 });
     expect(
       await t.mutation(internal.credits.grantCredits, { userId, credits: -30, note: "correction" }),
@@ -249,7 +253,7 @@ describe("grantCredits and listLedger", () => {
       ["adjustment", -(Number.MAX_SAFE_INTEGER - 70), 70, "and back"],
       ["adjustment", Number.MAX_SAFE_INTEGER - 70, Number.MAX_SAFE_INTEGER, "up to the limit"],
       ["adjustment", -30, 70, "correction"],
-      ["adjustment", 20, 100, "support #12"],
+      ["adjustment", 20, 100, "support ticket 12"],
       ["grant", 80, 80, "Sign-up grant (starter plan)"],
     ]);
     await checkInvariants(t);

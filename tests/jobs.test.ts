@@ -2,8 +2,8 @@ import { afterEach, describe, expect, test, vi } from "vitest";
 import { api, internal } from "../convex/_generated/api";
 import type { Id } from "../convex/_generated/dataModel";
 import { jobCost } from "../convex/model/jobs";
-import { checkInvariants } from "./invariants";
-import { expectCode, identityFor, setup, signUp, type TestConvex } from "./setup";
+import { checkInvariants } from "./support/invariants";
+import { expectCode, identityFor, setup, signUp, type TestConvex } from "./support/setup";
 
 const R2 = "https://videos.example.com/v.mp4";
 const HOUR = 60 * 60 * 1000;

@@ -4,10 +4,10 @@ import type { Id } from "../convex/_generated/dataModel";
 import { QUEUE_POSITION_CAP } from "../convex/model/jobs";
 import { DASHBOARDS, liveWorld, measureLiveWrites } from "../bench/liveWorld";
 import { liveCost, record, subscribe } from "../bench/readSets";
-import { newConvex, setup, signUp } from "./setup";
+import { newConvex, setup, signUp } from "./support/setup";
 
 /**
- * What a live query costs when others write (issue item 7): the invalidation counter of
+ * What a live query costs when others write: the invalidation counter of
  * bench/readSets.ts, on small worlds. The benchmark runs the same scenario at Q = 1,000 and
  * 10,000 (`npm run bench`, bench/liveWorld.ts).
  */

@@ -12,8 +12,8 @@ import {
 } from "../convex/model/metricsBuckets";
 import { p95FromHistogram } from "../convex/model/metricsOverview";
 import { recordPaymentOutcome } from "../convex/model/metricsRollups";
-import { checkInvariants } from "./invariants";
-import { expectCode, identityFor, setup, signUp, type TestConvex } from "./setup";
+import { checkInvariants } from "./support/invariants";
+import { expectCode, identityFor, setup, signUp, type TestConvex } from "./support/setup";
 
 const R2 = "https://videos.example.com/v.mp4";
 const MIN = 60 * 1000;

@@ -13,8 +13,8 @@ import { api, internal } from "../convex/_generated/api";
 import type { Id } from "../convex/_generated/dataModel";
 import { createJob as createJobInTransaction } from "../convex/model/jobs";
 import { CLAIM_MAX_SKIPS } from "../convex/model/worker";
-import { checkInvariants } from "./invariants";
-import { identityFor, setup, type TestConvex } from "./setup";
+import { checkInvariants } from "./support/invariants";
+import { identityFor, setup, type TestConvex } from "./support/setup";
 import { Webhook } from "svix";
 import {
   deliverTrueLayer,
@@ -22,7 +22,7 @@ import {
   stubTrueLayerEnv,
   trueLayerNetwork,
   type EcKey,
-} from "./truelayerHelpers";
+} from "./support/truelayer";
 
 const HOUR = 60 * 60 * 1000;
 const DAY = 24 * HOUR;

@@ -2,7 +2,7 @@ import { ConvexError } from "convex/values";
 import { afterEach, beforeAll, beforeEach, describe, expect, test, vi } from "vitest";
 import { api, internal } from "../convex/_generated/api";
 import type { Id } from "../convex/_generated/dataModel";
-import { expectCode, identityFor, setup, signUp, type TestConvex } from "./setup";
+import { expectCode, identityFor, setup, signUp, type TestConvex } from "./support/setup";
 import {
   PAYMENTS_URL,
   PRODUCTION_JKU,
@@ -12,14 +12,13 @@ import {
   deliverTrueLayer,
   generateEs512Key,
   jsonResponse,
-  jwksOf,
   signWebhook,
   stubTrueLayerEnv,
   trueLayerNetwork,
   verifyMerchantSignature,
   type EcKey,
   type RecordedRequest,
-} from "./truelayerHelpers";
+} from "./support/truelayer";
 
 let trueLayerKey: EcKey; // TrueLayer's webhook signing key (served in its JWKS)
 let merchantKey: EcKey; // our request signing key (TRUELAYER_SIGNING_PRIVATE_KEY)
@@ -590,13 +589,6 @@ describe("TrueLayer webhook", () => {
     const { user, ledger } = await state(t, userId);
     expect(user.credits).toBe(330);
     expect(ledger.filter((row) => row.kind === "purchase")).toHaveLength(1);
-  });
-});
-
-test("jwks helper serves the TrueLayer key", () => {
-  expect(JSON.parse(jwksOf(trueLayerKey)).keys[0]).toMatchObject({
-    kid: "tl-webhooks-1",
-    crv: "P-521",
   });
 });
 

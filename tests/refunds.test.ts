@@ -1,8 +1,8 @@
 import { afterEach, beforeAll, beforeEach, describe, expect, test, vi } from "vitest";
 import { api, internal } from "../convex/_generated/api";
 import type { Id } from "../convex/_generated/dataModel";
-import { checkInvariants } from "./invariants";
-import { expectCode, setup, signUp, type TestConvex } from "./setup";
+import { checkInvariants } from "./support/invariants";
+import { expectCode, setup, signUp, type TestConvex } from "./support/setup";
 
 type Client = Awaited<ReturnType<typeof signUp>>["as"];
 import {
@@ -15,7 +15,7 @@ import {
   trueLayerNetwork,
   verifyMerchantSignature,
   type EcKey,
-} from "./truelayerHelpers";
+} from "./support/truelayer";
 
 let trueLayerKey: EcKey;
 let merchantKey: EcKey;

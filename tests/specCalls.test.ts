@@ -1,6 +1,6 @@
 import { describe, expect, test } from "vitest";
 import { api, internal } from "../convex/_generated/api";
-import { identityFor, setup } from "./setup";
+import { identityFor, setup } from "./support/setup";
 
 /**
  * The calls the original spec shows the front end and operators making, with exactly the

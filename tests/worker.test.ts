@@ -3,8 +3,8 @@ import { api, internal } from "../convex/_generated/api";
 import type { Id } from "../convex/_generated/dataModel";
 import crons from "../convex/crons";
 import { CLAIM_MAX_SKIPS, DEFAULT_WORKER_CONFIG, SWEEP_BATCH_SIZE } from "../convex/model/worker";
-import { checkInvariants } from "./invariants";
-import { expectCode, setup, signUp, type TestConvex } from "./setup";
+import { checkInvariants } from "./support/invariants";
+import { expectCode, setup, signUp, type TestConvex } from "./support/setup";
 
 const SECRET = "worker-secret-for-tests";
 const R2 = "https://videos.example.com/job.mp4";
@@ -666,7 +666,7 @@ describe("POST /worker/jobs/fail", () => {
   });
 });
 
-describe("retries keep the original hold (issue 8)", () => {
+describe("retries keep the original hold", () => {
   // Incident: a billing system refunded a job when its worker died and charged it again when the
   // retry ran, so a user saw a refund and a second charge for one video. Here a requeue keeps the
   // reservation: one `reserve`, and at the end exactly one `settle` or `refund`.

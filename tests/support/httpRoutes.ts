@@ -6,28 +6,21 @@
  * written); `tests/badInput.test.ts` sends it hostile bodies with valid credentials (a 4xx JSON
  * `{ code, message }`, nothing written). A route in the router without a row fails both.
  *
- * Adding a route = adding one row to HTTP_ROUTES, e.g. (for the routes being built now; the
- * bodies are illustrative, use the route's real accepted request):
+ * Adding a route = adding one row to HTTP_ROUTES below: its method, path, credential scheme
+ * (`bearerScheme`, `svixScheme` or `trueLayerScheme`) and `validBody`, a request the route accepts
+ * (2xx) with valid credentials. The harness sends `validBody` once as a positive control, so a route
+ * that refuses everyone cannot pass. A route authenticated another way needs a CredentialScheme
+ * next to the three below.
  *
- *   { method: "POST", path: "/worker/claim", scheme: bearerScheme("WORKER_SECRET"),
- *     validBody: () => ({ workerId: "gpu-1" }) },
- *   { method: "POST", path: "/worker/jobs/heartbeat", scheme: bearerScheme("WORKER_SECRET"),
- *     validBody: (w) => ({ workerId: "gpu-1", jobId: w.ownerJobId, progress: 10 }) },
- *   { method: "POST", path: "/clerk/webhook", scheme: svixScheme("CLERK_WEBHOOK_SECRET"),
- *     validBody: () => ({ type: "user.created", data: { id: "user_new",
- *       email_addresses: [{ id: "e1", email_address: "new@example.com" }],
- *       primary_email_address_id: "e1" } }) },
- *
- * `validBody` is a request the route accepts (2xx) with valid credentials: the harness sends it
- * once as a positive control, so a route that refuses everyone cannot pass. A route signed
- * another way (TrueLayer's `Tl-Signature`) needs a CredentialScheme next to the two below.
+ * The harness's own tests (against routes broken on purpose, tests/support/fixtureHttpRouter.ts)
+ * are in tests/support/harness.test.ts.
  */
 import { vi, expect } from "vitest";
 import { Webhook } from "svix";
 import type { HttpRouter } from "convex/server";
-import type { HttpErrorCode } from "../convex/lib/http";
+import type { HttpErrorCode } from "../../convex/lib/http";
 import { convexTest } from "convex-test";
-import schema from "../convex/schema";
+import schema from "../../convex/schema";
 import { buildWorld, snapshotDatabase, type World } from "./hardening";
 import { modules } from "./setup";
 import {
@@ -37,7 +30,7 @@ import {
   signWebhook,
   trueLayerNetwork,
   type EcKey,
-} from "./truelayerHelpers";
+} from "./truelayer";
 import type { TestConvex } from "./setup";
 
 export type HttpRequestParts = { headers: Record<string, string>; body: string };
@@ -336,11 +329,11 @@ export function genericHostileBodies(validBody: unknown): HostileBody[] {
 // ---------------------------------------------------------------------------------------------
 // The router and the harness
 
-const httpModule = import.meta.glob<{ default: HttpRouter }>("../convex/http.ts");
+const httpModule = import.meta.glob<{ default: HttpRouter }>("../../convex/http.ts");
 
 /** convex/http.ts's router, or null while the file does not exist. */
 export async function loadRouter(): Promise<HttpRouter | null> {
-  const load = httpModule["../convex/http.ts"];
+  const load = httpModule["../../convex/http.ts"];
   return load === undefined ? null : (await load()).default;
 }
 
@@ -448,7 +441,7 @@ export function fixtureWorld(): Promise<World> {
   return buildWorld(
     convexTest({
       schema,
-      modules: { ...modules, "../convex/http.ts": () => import("./fixtures/httpRouter") },
+      modules: { ...modules, "../../convex/http.ts": () => import("./fixtureHttpRouter") },
       transactionLimits: true,
     }),
   );

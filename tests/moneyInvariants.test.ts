@@ -2,8 +2,15 @@ import { afterEach, expect, test, vi } from "vitest";
 import { api, internal } from "../convex/_generated/api";
 import type { Id } from "../convex/_generated/dataModel";
 import { isAppError } from "../convex/lib/errors";
-import { checkInvariants } from "./invariants";
-import { setup, signUp } from "./setup";
+import { checkInvariants } from "./support/invariants";
+import { setup, signUp } from "./support/setup";
+
+/*
+ * Random sequences of job and credit operations (create with and without idempotency keys, status
+ * reports and their duplicates, cancel, settle, refund, expiry, grants) must keep the money
+ * invariants of tests/support/invariants.ts after every step; refusals must leave no trace.
+ * tests/modelBased.test.ts goes further: it predicts every outcome with a reference model.
+ */
 
 /** A small deterministic PRNG (mulberry32) so a failure replays exactly. */
 function prng(seed: number) {

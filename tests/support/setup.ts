@@ -2,11 +2,11 @@
 import { convexTest } from "convex-test";
 import { ConvexError } from "convex/values";
 import { expect } from "vitest";
-import schema from "../convex/schema";
-import { api, internal } from "../convex/_generated/api";
-import type { Id } from "../convex/_generated/dataModel";
+import schema from "../../convex/schema";
+import { api, internal } from "../../convex/_generated/api";
+import type { Id } from "../../convex/_generated/dataModel";
 
-export const modules = import.meta.glob("../convex/**/*.ts");
+export const modules = import.meta.glob("../../convex/**/*.ts");
 
 export type TestConvex = ReturnType<typeof newConvex>;
 

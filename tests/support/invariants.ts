@@ -1,5 +1,5 @@
 import { expect } from "vitest";
-import type { Doc } from "../convex/_generated/dataModel";
+import type { Doc } from "../../convex/_generated/dataModel";
 import type { TestConvex } from "./setup";
 
 const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);

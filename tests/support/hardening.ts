@@ -12,11 +12,11 @@ import {
 } from "convex/server";
 import { ConvexError } from "convex/values";
 import { expect } from "vitest";
-import { api, internal } from "../convex/_generated/api";
-import type { Id, TableNames } from "../convex/_generated/dataModel";
-import type { ErrorCode } from "../convex/lib/errors";
-import { anonymiseUser } from "../convex/model/users";
-import schema from "../convex/schema";
+import { api, internal } from "../../convex/_generated/api";
+import type { Id, TableNames } from "../../convex/_generated/dataModel";
+import type { ErrorCode } from "../../convex/lib/errors";
+import { anonymiseUser } from "../../convex/model/users";
+import schema from "../../convex/schema";
 import { identityFor, modules, newConvex, signUp, type TestConvex } from "./setup";
 
 // ---------------------------------------------------------------------------------------------
@@ -63,7 +63,7 @@ export async function discoverFunctions(): Promise<RegisteredFunction[]> {
     if (file.includes("/_generated/") || file.endsWith(".d.ts")) {
       continue;
     }
-    const modulePath = file.replace(/^\.\.\/convex\//, "").replace(/\.ts$/, "");
+    const modulePath = file.replace(/^(\.\.\/)+convex\//, "").replace(/\.ts$/, "");
     const exports = (await load()) as Record<string, unknown>;
     for (const [name, value] of Object.entries(exports)) {
       if ((typeof value !== "function" && typeof value !== "object") || value === null) {
