@@ -4,7 +4,7 @@ import * as worker from "./workerHttp";
 
 /**
  * HTTP routes, served at https://<deployment>.convex.site. A thin router: handlers live in their
- * own modules. See README "GPU worker API" and "HTTP endpoints".
+ * own modules. See docs/worker-protocol.md and docs/payments.md.
  */
 const http = httpRouter();
 

@@ -32,7 +32,7 @@ export const me = maybeUserQuery({
 
 /**
  * Moves a user to another plan (a successful plan purchase calls this; operators may too).
- * Moves no credits: see `Users.changePlan` and the README. Same plan: no-op.
+ * Moves no credits: see `changePlan` in model/users.ts and docs/api.md. Same plan: no-op.
  */
 export const updateUserPlan = internalMutation({
   args: { userId: v.id("users"), planName: v.string() },
