@@ -1,5 +1,6 @@
 import { paginationOptsValidator, paginationResultValidator } from "convex/server";
 import { v, type Infer } from "convex/values";
+import { omit } from "convex-helpers";
 import { doc, literals } from "convex-helpers/validators";
 import schema from "./schema";
 import { internal } from "./_generated/api";
@@ -22,7 +23,7 @@ const paymentDoc = doc(schema, "payments");
 const refundDoc = doc(schema, "refunds");
 
 /** What the caller sees of a payment: operators' follow-up fields stay internal. */
-const paymentView = paymentDoc.omit("userId", "trueLayerTxnId", "outstandingCredits");
+const paymentView = paymentDoc.omit(...Payments.INTERNAL_PAYMENT_FIELDS);
 
 const checkoutResultValidator = v.object({
   paymentId: v.id("payments"),
@@ -139,9 +140,7 @@ export const listPayments = maybeUserQuery({
     const result = await pageOfUserRows(ctx, "payments", ctx.user, paginationOpts);
     return {
       ...result,
-      page: result.page.map(
-        ({ userId: _userId, trueLayerTxnId: _txn, outstandingCredits: _owed, ...view }) => view,
-      ),
+      page: result.page.map((payment) => omit(payment, [...Payments.INTERNAL_PAYMENT_FIELDS])),
     };
   },
 });

@@ -15,6 +15,9 @@ import type { WebhookOutcome } from "../lib/validators";
  * once, whatever the number or order of webhook deliveries.
  */
 
+/** Fields of a payment only operators see (`payments.listPayments` leaves them out). */
+export const INTERNAL_PAYMENT_FIELDS = ["userId", "trueLayerTxnId", "outstandingCredits"] as const;
+
 const applied = (message: string): WebhookOutcome => ({ outcome: "applied", message });
 const ignored = (message: string): WebhookOutcome => ({ outcome: "ignored", message });
 

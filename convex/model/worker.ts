@@ -366,17 +366,40 @@ export async function failJob(
   }
   requireHeld(job, report, now);
   const attempt = attemptOf(job);
-  if (report.retryable === true && attempt < config.maxAttempts) {
-    await transitionJob(ctx, job, "queued", {
-      error: JOB_ERRORS.retrying(attempt, config.maxAttempts, message),
+  // The failing worker's id stays on a failed job, so a repeated report is recognised.
+  const patch = { workerId: report.workerId };
+  let status: "queued" | "failed" = "failed";
+  if (report.retryable === true) {
+    status = await retryOrFail(ctx, job, config, {
+      reason: message,
+      finalError: JOB_ERRORS.gaveUpAfterError(attempt, message),
+      patch,
     });
-    return { jobId: job._id, changed: true, status: "queued", attempt, retrying: true };
+  } else {
+    await transitionJob(ctx, job, "failed", { error: message, patch });
   }
-  await transitionJob(ctx, job, "failed", {
-    error: report.retryable === true ? JOB_ERRORS.gaveUpAfterError(attempt, message) : message,
-    patch: { workerId: report.workerId },
-  });
-  return { jobId: job._id, changed: true, status: "failed", attempt, retrying: false };
+  return { jobId: job._id, changed: true, status, attempt, retrying: status === "queued" };
+}
+
+/**
+ * The one retry rule: a failed attempt goes back to the queue (its credits still held) while
+ * attempts remain, otherwise the job fails for good and its hold is released.
+ */
+async function retryOrFail(
+  ctx: MutationCtx,
+  job: Doc<"jobs">,
+  config: WorkerConfig,
+  failure: { reason: string; finalError: string; patch?: Partial<Doc<"jobs">> },
+): Promise<"queued" | "failed"> {
+  const attempt = attemptOf(job);
+  if (attempt < config.maxAttempts) {
+    await transitionJob(ctx, job, "queued", {
+      error: JOB_ERRORS.retrying(attempt, config.maxAttempts, failure.reason),
+    });
+    return "queued";
+  }
+  await transitionJob(ctx, job, "failed", { error: failure.finalError, patch: failure.patch });
+  return "failed";
 }
 
 export type SweepResult = { requeued: number; failed: number; more: boolean };
@@ -400,18 +423,12 @@ export async function sweepExpiredLeases(
   let requeued = 0;
   let failed = 0;
   for (const job of expired) {
-    const attempt = attemptOf(job);
-    if (attempt < config.maxAttempts) {
-      await transitionJob(ctx, job, "queued", {
-        error: JOB_ERRORS.retrying(attempt, config.maxAttempts, `${LEASE_LOST}.`),
-      });
-      requeued++;
-    } else {
-      await transitionJob(ctx, job, "failed", {
-        error: JOB_ERRORS.gaveUpAfterLeaseLoss(attempt),
-      });
-      failed++;
-    }
+    const outcome = await retryOrFail(ctx, job, config, {
+      reason: `${LEASE_LOST}.`,
+      finalError: JOB_ERRORS.gaveUpAfterLeaseLoss(attemptOf(job)),
+    });
+    if (outcome === "queued") requeued++;
+    else failed++;
   }
   return { requeued, failed, more: expired.length === SWEEP_BATCH_SIZE };
 }
