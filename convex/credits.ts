@@ -7,19 +7,61 @@ import { planValidator, creditStatusValidator } from "./lib/validators";
 import * as Credits from "./model/credits";
 import { refundJob, requireJob, settleJob } from "./model/jobs";
 import { requirePlan, publicPlan } from "./model/plans";
-import { pageOfUserRows } from "./lib/pagination";
+import { emptyPage, pageOfUserRows, pageOptions, paginateChecked } from "./lib/pagination";
+import * as Lots from "./model/lots";
+import { internal } from "./_generated/api";
+import { omit } from "convex-helpers";
 
 /**
  * The caller's balance and plan. `credits` is what can be spent now; `reserved` is held by
- * unfinished jobs (it comes back if they fail). Another user's id: FORBIDDEN.
+ * unfinished jobs (it comes back if they fail); `expiring` is the next expiry of available
+ * credits (`{ credits, at }`, or null when none expire). One read: all are cached on the user
+ * row with every lot change. Another user's id: FORBIDDEN.
  */
 export const getCredits = userQueryWithUserId({
   args: {},
-  returns: v.object({ credits: v.number(), reserved: v.number(), plan: planValidator }),
+  returns: v.object({
+    credits: v.number(),
+    reserved: v.number(),
+    expiring: v.union(v.object({ credits: v.number(), at: v.number() }), v.null()),
+    plan: planValidator,
+  }),
   handler: async (ctx) => {
     const { user } = ctx;
     const plan = await requirePlan(ctx, user.plan);
-    return { credits: user.credits, reserved: user.reservedCredits ?? 0, plan: publicPlan(plan) };
+    return {
+      credits: user.credits,
+      reserved: user.reservedCredits ?? 0,
+      expiring: user.nextExpiry ?? null,
+      plan: publicPlan(plan),
+    };
+  },
+});
+
+/** What the caller sees of a lot. */
+const lotView = doc(schema, "creditLots").omit("userId", "sourceKey", "closed", "voidOnRelease");
+
+/**
+ * The caller's credit lots, live ones first (oldest first within each group), pages of at most
+ * 100 (`usePaginatedQuery`): where each credit came from, what is left, held and when it expires.
+ */
+export const listLots = maybeUserQuery({
+  args: { paginationOpts: paginationOptsValidator },
+  returns: paginationResultValidator(lotView),
+  handler: async (ctx, { paginationOpts }) => {
+    const page = pageOptions(paginationOpts);
+    const { user } = ctx;
+    if (user === null) {
+      return emptyPage<never>();
+    }
+    const result = await paginateChecked(
+      ctx.db.query("creditLots").withIndex("by_userId_and_closed", (q) => q.eq("userId", user._id)),
+      page,
+    );
+    return {
+      ...result,
+      page: result.page.map((lot) => omit(lot, ["userId", "sourceKey", "closed", "voidOnRelease"])),
+    };
   },
 });
 
@@ -81,9 +123,48 @@ export const refundCredits = internalMutation({
  * Never takes a balance below zero.
  */
 export const grantCredits = internalMutation({
-  args: { userId: v.id("users"), credits: v.number(), note: v.string() },
+  args: {
+    userId: v.id("users"),
+    credits: v.number(),
+    note: v.string(),
+    /** Positive grants only: when the granted lot expires (ms); absent: never. */
+    expiresAt: v.optional(v.number()),
+  },
   returns: v.object({ balance: v.number() }),
-  handler: async (ctx, { userId, credits, note }) => ({
-    balance: await Credits.grantAdjustment(ctx, userId, credits, note),
+  handler: async (ctx, { userId, credits, note, expiresAt }) => ({
+    balance: await Credits.grantAdjustment(ctx, userId, credits, note, expiresAt),
   }),
+});
+
+/**
+ * Scheduled at each lot's `expiresAt` when it is granted: expires it on time. Keyed by the
+ * expiry it was scheduled for, so a stale or duplicate run (the lot expired, was spent, or the
+ * sweep got there first) changes nothing.
+ */
+export const expireLot = internalMutation({
+  args: { lotId: v.id("creditLots"), expiresAt: v.number() },
+  returns: v.boolean(),
+  handler: async (ctx, { lotId, expiresAt }) => {
+    const lot = await ctx.db.get("creditLots", lotId);
+    if (lot === null || lot.expiresAt !== expiresAt || lot.status !== "active") {
+      return false;
+    }
+    return (await Lots.expireLot(ctx, lot, Date.now())).status === "expired";
+  },
+});
+
+/**
+ * Cron (every 10 minutes): expires any lot whose scheduled expiry was missed. One bounded batch
+ * per transaction; it schedules itself again while a backlog remains.
+ */
+export const expireDueLots = internalMutation({
+  args: {},
+  returns: v.object({ expired: v.number(), more: v.boolean() }),
+  handler: async (ctx) => {
+    const result = await Lots.expireDueLots(ctx, Date.now());
+    if (result.more) {
+      await ctx.scheduler.runAfter(0, internal.credits.expireDueLots, {});
+    }
+    return result;
+  },
 });

@@ -20,6 +20,8 @@ crons.interval(
   internal.worker.sweepExpiredLeases,
   {},
 );
+// Credit lots expire on time through the scheduler; this catches any expiry that was missed.
+crons.interval("expire due credit lots", { minutes: 10 }, internal.credits.expireDueLots, {});
 crons.interval("sweep queue timeouts", { minutes: 1 }, internal.worker.sweepQueueTimeouts, {});
 
 export default crons;

@@ -5,6 +5,8 @@ import {
   durationStatsValidator,
   jobStatusValidator,
   ledgerKindValidator,
+  lotSourceValidator,
+  lotStatusValidator,
   paymentRefundStatusValidator,
   paymentStatusValidator,
   planCountsValidator,
@@ -17,7 +19,10 @@ export default defineSchema({
     clerkId: v.string(),
     email: v.string(),
     plan: planNameValidator,
-    /** Available balance: an integer >= 0, always equal to the sum of the user's ledger deltas. */
+    /**
+     * Available balance: an integer >= 0, always equal to the sum of the user's ledger deltas and
+     * to Σ (remaining − held) over the user's active lots (an exact cache of `creditLots`).
+     */
     credits: v.number(),
     createdAt: v.number(),
     /**
@@ -25,11 +30,8 @@ export default defineSchema({
      * with each reserve/settle/refund so `getCredits` stays one read. Absent means 0.
      */
     reservedCredits: v.optional(v.number()),
-    /**
-     * Credits of refunded payments that were already spent or held when the refund executed.
-     * Released holds pay them down before they reach `credits`. Absent means 0.
-     */
-    owedCredits: v.optional(v.number()),
+    /** The next expiry of available credits (cached with every lot change; absent: none). */
+    nextExpiry: v.optional(v.object({ credits: v.number(), at: v.number() })),
     /** Operators grant "admin" with `users:setRole`; admins can read metrics. */
     role: v.optional(v.literal("admin")),
     /** Set when Clerk reports the user deleted: the row stays for accounting, anonymised. */
@@ -49,6 +51,8 @@ export default defineSchema({
     durationSec: v.number(),
     /** Credits reserved for this job when it was created (its price). */
     creditsUsed: v.number(),
+    /** Which lots the hold took its credits from (absent on holds made before lots existed). */
+    allocations: v.optional(v.array(v.object({ lotId: v.id("creditLots"), credits: v.number() }))),
     r2Url: v.optional(v.string()),
     status: jobStatusValidator,
     expiresAt: v.optional(v.number()),
@@ -127,9 +131,11 @@ export default defineSchema({
     origin: v.union(v.literal("operator"), v.literal("console")),
     /** Credits this refund takes back (set when it executes: in proportion, rounded down). */
     creditsDue: v.optional(v.number()),
-    /** Of `creditsDue`: taken from the balance (at execution, then paid down from releases). */
+    /** Of `creditsDue`: voided (unheld at execution, then held ones as their jobs released). */
     creditsReclaimed: v.number(),
-    /** Of `creditsDue`: not taken yet (spent or held at execution). */
+    /** Of `creditsDue`: still held by unfinished jobs; voided when they release them. */
+    pendingCredits: v.optional(v.number()),
+    /** Of `creditsDue`: not there to take back (spent, or expired). Operators follow it up. */
     outstandingCredits: v.number(),
     failureReason: v.optional(v.string()),
     createdAt: v.number(),
@@ -138,8 +144,36 @@ export default defineSchema({
   })
     .index("by_trueLayerRefundId", ["trueLayerRefundId"])
     .index("by_paymentId", ["paymentId", "createdAt"])
-    .index("by_userId_and_outstandingCredits", ["userId", "outstandingCredits"])
     .index("by_outstandingCredits", ["outstandingCredits"]),
+
+  /**
+   * Credit lots (model/lots.ts): every credit in a balance belongs to one, with its source and
+   * expiry. Per lot 0 <= voidOnRelease <= held <= remaining <= granted.
+   */
+  creditLots: defineTable({
+    userId: v.id("users"),
+    source: lotSourceValidator,
+    /** Unique per grant (one lot per payment, period, adjustment...): a replay never grants twice. */
+    sourceKey: v.string(),
+    granted: v.number(),
+    /** Not yet consumed, expired or voided (held credits included). */
+    remaining: v.number(),
+    /** Held by unfinished jobs (see `jobs.allocations`). */
+    held: v.number(),
+    /** Of `held`: credits of a refunded payment, voided when their job releases them. */
+    voidOnRelease: v.optional(v.number()),
+    /** Absent: never expires. */
+    expiresAt: v.optional(v.number()),
+    status: lotStatusValidator,
+    /** status !== "active": lists show live lots first. */
+    closed: v.boolean(),
+    paymentId: v.optional(v.id("payments")),
+    createdAt: v.number(),
+  })
+    .index("by_sourceKey", ["sourceKey"])
+    .index("by_userId_and_status", ["userId", "status", "expiresAt"])
+    .index("by_userId_and_closed", ["userId", "closed"])
+    .index("by_status_and_expiresAt", ["status", "expiresAt"]),
 
   /** One row per change of a user's available balance. */
   ledger: defineTable({
@@ -149,12 +183,13 @@ export default defineSchema({
     balanceAfter: v.number(),
     /** Signed change of credits held by jobs (reserve +, settle/release -). Absent: 0. */
     reservedDelta: v.optional(v.number()),
-    /** Signed change of credits owed to refunds (see `users.owedCredits`). Absent: 0. */
-    owedDelta: v.optional(v.number()),
+
     kind: ledgerKindValidator,
     jobId: v.optional(v.id("jobs")),
     paymentId: v.optional(v.id("payments")),
     refundId: v.optional(v.id("refunds")),
+    /** The lot this row changed. */
+    lotId: v.optional(v.id("creditLots")),
     note: v.optional(v.string()),
     createdAt: v.number(),
   })

@@ -26,6 +26,7 @@ import type * as metrics from "../metrics.js";
 import type * as model_credits from "../model/credits.js";
 import type * as model_jobs from "../model/jobs.js";
 import type * as model_ledger from "../model/ledger.js";
+import type * as model_lots from "../model/lots.js";
 import type * as model_metricsBuckets from "../model/metricsBuckets.js";
 import type * as model_metricsOverview from "../model/metricsOverview.js";
 import type * as model_metricsRollups from "../model/metricsRollups.js";
@@ -68,6 +69,7 @@ declare const fullApi: ApiFromModules<{
   "model/credits": typeof model_credits;
   "model/jobs": typeof model_jobs;
   "model/ledger": typeof model_ledger;
+  "model/lots": typeof model_lots;
   "model/metricsBuckets": typeof model_metricsBuckets;
   "model/metricsOverview": typeof model_metricsOverview;
   "model/metricsRollups": typeof model_metricsRollups;

@@ -19,24 +19,52 @@ export const creditStatusValidator = literals("held", "settled", "refunded");
 export type CreditStatus = Infer<typeof creditStatusValidator>;
 
 /**
- * grant: sign-up credits. purchase: a paid plan. adjustment: an operator's correction.
- * plan_change: a plan switch (moves no credits). reserve / settle / release: a job's hold taken,
- * made final, or given back. refund_reclaim: credits taken back when a payment refund executed
- * (what could not be taken becomes owed); refund_paydown: owed credits paid down from a released
- * hold; refund_reversal: a refund that failed after executing gives its credits back.
+ * Every row names the lot it changed (`lotId`; `plan_change` moves nothing and names none).
+ * grant: the welcome lot. purchase: a paid plan's lot. adjustment: an operator's correction
+ * (positive: a lot of its own; negative: taken from lots in spending order). reserve / settle /
+ * release: a job's hold taken from a lot, made final, or given back to it. return: a released
+ * hold whose lot expired meanwhile comes back as a `returned` lot. expire: a lot's unheld credits
+ * at its `expiresAt`. void: credits of a refunded payment's lot taken back (unheld at once, held
+ * ones as their jobs release them). refund_reversal: a refund that failed after executing gives
+ * back what it voided. plan_change: a plan switch (moves no credits).
  */
 export const ledgerKindValidator = literals(
   "grant",
   "reserve",
   "settle",
   "release",
+  "return",
+  "expire",
+  "void",
   "purchase",
   "plan_change",
   "adjustment",
-  "refund_reclaim",
-  "refund_paydown",
   "refund_reversal",
 );
+
+/**
+ * Where a lot's credits came from. welcome: the sign-up grant. purchase: a plan payment.
+ * adjustment: an operator's grant (or a refund reversal). returned: released holds of expired or
+ * voided lots. period, rollover, upgrade: subscription periods.
+ */
+export const lotSourceValidator = literals(
+  "welcome",
+  "purchase",
+  "adjustment",
+  "returned",
+  "period",
+  "rollover",
+  "upgrade",
+);
+export type LotSource = Infer<typeof lotSourceValidator>;
+
+/**
+ * active: spendable (credits it holds for jobs included). spent: nothing left. expired: past
+ * `expiresAt`, only held credits left (released ones come back as a returned lot). voided: its
+ * payment was refunded, only held credits left, each voided when its job releases it.
+ */
+export const lotStatusValidator = literals("active", "spent", "expired", "voided");
+export type LotStatus = Infer<typeof lotStatusValidator>;
 export type LedgerKind = Infer<typeof ledgerKindValidator>;
 
 /**

@@ -2,15 +2,22 @@ import type { Doc, Id } from "../_generated/dataModel";
 import type { MutationCtx } from "../_generated/server";
 import { appError, isAppError } from "../lib/errors";
 import { applyCreditChange } from "./ledger";
-import { payDownOwedCredits } from "./refunds";
+import {
+  consumeAllocations,
+  grantLot,
+  holdFromLots,
+  releaseAllocations,
+  removeAvailable,
+  type Allocation,
+} from "./lots";
+import { onVoidMark } from "./refunds";
 
 /**
- * Two-phase credit transfers, per job: `reserveJobCredits` moves the job's price from the
- * available balance into the user's held credits, then exactly one of `settleJobCredits` (the
- * hold becomes final) or `releaseJobCredits` (the hold comes back). `jobs.creditStatus` records
- * which, so repeated or late reports change nothing. A hold exists only with its job: nothing
- * else moves credits into or out of `reservedCredits`. Every change goes through
- * `applyCreditChange` (model/ledger.ts), the one balance check.
+ * Two-phase credit transfers, per job, on credit lots (model/lots.ts): `reserveJobCredits`
+ * holds the job's price in the user's lots (soonest-expiring first; the job records its
+ * allocations), then exactly one of `settleJobCredits` (the allocations are consumed) or
+ * `releaseJobCredits` (they go back: see `releaseAllocations`). `jobs.creditStatus` records
+ * which, so repeated or late reports change nothing. A hold exists only with its job.
  */
 
 export function assertPositiveCredits(credits: number): void {
@@ -23,19 +30,22 @@ export type ReserveResult =
   { ok: true; balance: number } | { ok: false; reason: "INSUFFICIENT_CREDITS"; balance: number };
 
 /**
- * Holds the job's price (`creditsUsed`) for it: a `reserve` row taking it from the available
- * balance into `reservedCredits`. INSUFFICIENT_CREDITS (nothing written) if the balance does not
- * cover it. Called once per job, by `createJob`, in the transaction that inserts the job.
+ * Holds the job's price (`creditsUsed`) in the user's lots and records the allocations on the
+ * job. INSUFFICIENT_CREDITS (nothing written) if the lots do not cover it. Called once per job,
+ * by `createJob`, in the transaction that inserts the job.
  */
 export async function reserveJobCredits(ctx: MutationCtx, job: Doc<"jobs">): Promise<number> {
   assertPositiveCredits(job.creditsUsed);
-  const user = await applyCreditChange(ctx, job.userId, {
-    delta: -job.creditsUsed,
-    reservedDelta: job.creditsUsed,
+  const user = await ctx.db.get("users", job.userId);
+  if (user === null) {
+    throw appError("NOT_FOUND", "User not found.");
+  }
+  const allocations = await holdFromLots(ctx, user, job.creditsUsed, {
     kind: "reserve",
     jobId: job._id,
   });
-  return user.credits;
+  await ctx.db.patch("jobs", job._id, { allocations });
+  return (await ctx.db.get("users", job.userId))!.credits;
 }
 
 /** `reserveJobCredits` that answers a balance too small with `ok: false` instead of throwing. */
@@ -55,9 +65,8 @@ export async function tryReserveJobCredits(
 }
 
 /**
- * Makes the job's hold final (the metrics count it as consumed): a `settle` row that
- * takes the price out of `reservedCredits`. Returns false (and writes nothing) unless the hold
- * is open.
+ * Makes the job's hold final (the metrics count it as consumed). Returns false (and writes
+ * nothing) unless the hold is open.
  */
 export async function settleJobCredits(ctx: MutationCtx, job: Doc<"jobs">): Promise<boolean> {
   if (job.creditStatus !== "held") {
@@ -68,22 +77,30 @@ export async function settleJobCredits(ctx: MutationCtx, job: Doc<"jobs">): Prom
   return true;
 }
 
-/** The ledger half of a settle; the caller marks the job `settled` in the same transaction. */
+/** A hold made before lots existed: held on the user row only, with no allocations. */
+function legacyHold(job: Doc<"jobs">): boolean {
+  return job.allocations === undefined;
+}
+
+/** The credit half of a settle; the caller marks the job `settled` in the same transaction. */
 export async function settleHold(ctx: MutationCtx, job: Doc<"jobs">): Promise<void> {
-  await applyCreditChange(ctx, job.userId, {
-    delta: 0,
-    reservedDelta: -job.creditsUsed,
-    kind: "settle",
-    jobId: job._id,
-  });
+  const entry = { kind: "settle" as const, jobId: job._id };
+  if (legacyHold(job)) {
+    await applyCreditChange(ctx, job.userId, {
+      ...entry,
+      delta: 0,
+      reservedDelta: -job.creditsUsed,
+    });
+    return;
+  }
+  await consumeAllocations(ctx, job.allocations as Allocation[], entry, onVoidMark);
 }
 
 /**
- * Gives the job's hold back (failed, canceled, timed out): a `release` row returning exactly
- * its price to the available balance. If the user owes credits to an executed refund, the
- * released credits pay that down first (`refund_paydown` rows), so a refund cannot be escaped
- * by holding credits in jobs while it executes. Returns false (and writes nothing) unless the
- * hold is open.
+ * Gives the job's hold back (failed, canceled, timed out): each allocation returns to its lot,
+ * is voided if its payment was refunded, or comes back as a `returned` lot if its lot expired
+ * meanwhile (see `releaseAllocations`). Returns false (and writes nothing) unless the hold is
+ * open.
  */
 export async function releaseJobCredits(ctx: MutationCtx, job: Doc<"jobs">): Promise<boolean> {
   if (job.creditStatus !== "held") {
@@ -94,15 +111,26 @@ export async function releaseJobCredits(ctx: MutationCtx, job: Doc<"jobs">): Pro
   return true;
 }
 
-/** The ledger half of a release; the caller marks the job `refunded` in the same transaction. */
+/** The credit half of a release; the caller marks the job `refunded` in the same transaction. */
 export async function releaseHold(ctx: MutationCtx, job: Doc<"jobs">): Promise<void> {
-  const user = await applyCreditChange(ctx, job.userId, {
-    delta: job.creditsUsed,
-    reservedDelta: -job.creditsUsed,
-    kind: "release",
-    jobId: job._id,
-  });
-  await payDownOwedCredits(ctx, user, job.creditsUsed);
+  const entry = { kind: "release" as const, jobId: job._id };
+  if (legacyHold(job)) {
+    // Out of the user row's held credits, back as a returned lot of its own.
+    await applyCreditChange(ctx, job.userId, {
+      ...entry,
+      delta: 0,
+      reservedDelta: -job.creditsUsed,
+    });
+    await grantLot(ctx, job.userId, {
+      ...entry,
+      kind: "return",
+      source: "returned",
+      credits: job.creditsUsed,
+      expiresAt: Date.now() + 7 * 24 * 60 * 60 * 1000,
+    });
+    return;
+  }
+  await releaseAllocations(ctx, job.userId, job.allocations as Allocation[], entry, onVoidMark);
 }
 
 /** A job reserves exactly once (`createJob` does it): reserving again for it is a CONFLICT. */
@@ -135,12 +163,17 @@ export async function requireJobWithoutHold(
 
 export const ADJUSTMENT_NOTE_MAX_LENGTH = 500;
 
-/** An operator's correction: a non-zero whole number of credits, with a note saying why. */
+/**
+ * An operator's correction, with a note saying why: positive credits are a lot of their own
+ * (expiring at `expiresAt`, or never); negative ones remove available credits in spending order,
+ * never below zero.
+ */
 export async function grantAdjustment(
   ctx: MutationCtx,
   userId: Id<"users">,
   credits: number,
   note: string,
+  expiresAt?: number,
 ): Promise<number> {
   if (!Number.isSafeInteger(credits) || credits === 0) {
     throw appError("INVALID_ARGUMENT", "credits must be a non-zero whole number.");
@@ -152,10 +185,18 @@ export async function grantAdjustment(
       `note must be 1 to ${ADJUSTMENT_NOTE_MAX_LENGTH} characters saying why.`,
     );
   }
-  const user = await applyCreditChange(ctx, userId, {
-    delta: credits,
-    kind: "adjustment",
-    note: trimmed,
-  });
-  return user.credits;
+  const user = await ctx.db.get("users", userId);
+  if (user === null) {
+    throw appError("NOT_FOUND", "User not found.");
+  }
+  const entry = { kind: "adjustment" as const, note: trimmed };
+  if (credits > 0) {
+    await grantLot(ctx, userId, { ...entry, source: "adjustment", credits, expiresAt });
+  } else {
+    if (expiresAt !== undefined) {
+      throw appError("INVALID_ARGUMENT", "expiresAt applies to positive credits only.");
+    }
+    await removeAvailable(ctx, user, -credits, entry);
+  }
+  return (await ctx.db.get("users", userId))!.credits;
 }

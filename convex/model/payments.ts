@@ -2,9 +2,9 @@ import type { Doc, Id } from "../_generated/dataModel";
 import type { MutationCtx } from "../_generated/server";
 import { appError } from "../lib/errors";
 import type { TrueLayerEvent } from "../lib/truelayer";
-import { applyCreditChange } from "./ledger";
+import { addMonthsUtc, grantLot } from "./lots";
 import { requirePlan } from "./plans";
-import { applyRefundEvent, isSucceeded } from "./refunds";
+import { applyRefundEvent, isSucceeded, purchaseLotKey } from "./refunds";
 import { isWebhookEventRecorded, recordWebhookEvent } from "./webhookEvents";
 import { changePlan, requireActiveUserByClerkId } from "./users";
 import type { WebhookOutcome } from "../lib/validators";
@@ -112,9 +112,14 @@ export async function markPaymentSucceeded(
     succeededAt: occurredAt ?? Date.now(),
     failureReason: undefined,
   });
-  await applyCreditChange(ctx, payment.userId, {
-    delta: payment.creditsPurchased,
+  // A lot of its own, keyed by the payment (replays grant nothing), expiring one calendar month
+  // after the credits arrive.
+  await grantLot(ctx, payment.userId, {
     kind: "purchase",
+    source: "purchase",
+    credits: payment.creditsPurchased,
+    expiresAt: addMonthsUtc(Date.now(), 1),
+    sourceKey: purchaseLotKey(payment._id),
     paymentId: payment._id,
     note: `Purchase of the ${payment.planName} plan`,
   });

@@ -1,7 +1,22 @@
 import type { Doc, Id } from "../_generated/dataModel";
 import type { MutationCtx, QueryCtx } from "../_generated/server";
 import { appError } from "../lib/errors";
-import { applyCreditChange } from "./ledger";
+import {
+  RETURNED_LOT_TTL_MS,
+  availableOf,
+  changeLot,
+  expireLot,
+  findLotBySourceKey,
+  grantLot,
+  refreshNextExpiry,
+  removeAvailable,
+  type VoidMarkHandler,
+} from "./lots";
+
+/** The lot a plan payment granted. */
+export function purchaseLotKey(paymentId: Id<"payments">): string {
+  return `payment:${paymentId}`;
+}
 
 /**
  * Refunds of credited payments. Each TrueLayer refund is a `refunds` row of its own (ours,
@@ -19,18 +34,15 @@ import { applyCreditChange } from "./ledger";
  *
  * Credits: an executed refund takes back its share of the payment's credits, in proportion to
  * its amount and rounded down, counted cumulatively so partial refunds that add up to the whole
- * payment take back exactly all of it. Available credits are taken at once (`refund_reclaim`);
- * the rest is owed (`users.owedCredits`, the refund's `outstandingCredits`) and paid down first
- * whenever one of the user's job holds is released (`refund_paydown`): held credits are not
- * spent, so they cannot escape the refund. What stays owed was really spent: operators follow
- * it up (`payments:listOutstandingRefunds`). The payment's refund summary is recomputed from its
- * rows whenever one changes (`refreshRefundSummary`).
+ * payment take back exactly all of it, from the payment's own lot (`voidPaymentLot`): unheld
+ * credits are voided at once; credits held by unfinished jobs are not spent, so they are marked
+ * and voided when their jobs release them (`pendingCredits` until then); what was consumed (or
+ * expired) is outstanding, for operators (`payments:listOutstandingRefunds`). The payment's
+ * refund summary is recomputed from its rows whenever one changes (`refreshRefundSummary`).
  */
 
 /** Refunds of one payment we read at most; operators cannot request more than this many. */
 export const MAX_REFUNDS_PER_PAYMENT = 20;
-/** Owed refunds one release pays down at most (each takes one ledger row). */
-const PAYDOWN_BATCH = 10;
 const FAILURE_REASON_MAX_LENGTH = 500;
 
 export type RefundOutcome = {
@@ -300,38 +312,23 @@ async function executeRefund(
     .filter((row) => row.status === "executed")
     .reduce((total, row) => total + row.amount, 0);
   const due = creditsForRefund(payment, earlier, refund.amount);
-  const user = await ctx.db.get("users", payment.userId);
-  if (user === null) {
-    throw appError("NOT_FOUND", "User not found.");
-  }
-  const reclaimed = Math.min(user.credits, due);
-  const outstanding = due - reclaimed;
-  await applyCreditChange(ctx, payment.userId, {
-    delta: 0 - reclaimed, // not -0
-    owedDelta: outstanding,
-    kind: "refund_reclaim",
-    paymentId: payment._id,
-    refundId: refund._id,
-    note:
-      outstanding > 0
-        ? `Refund ${name}: ${reclaimed} credits reclaimed, ${outstanding} owed (spent or held)`
-        : `Refund ${name}: ${reclaimed} credits reclaimed`,
-  });
+  const { reclaimed, pending, outstanding } = await voidPaymentLot(ctx, payment, refund, due);
   await ctx.db.patch("refunds", refund._id, {
     status: "executed",
     creditsDue: due,
     creditsReclaimed: reclaimed,
+    pendingCredits: pending || undefined,
     outstandingCredits: outstanding,
     executedAt: occurredAt ?? Date.now(),
   });
   if (outstanding > 0) {
     console.warn(
-      `Refund ${name} of payment ${payment._id}: ${outstanding} credits owed (spent or held).`,
+      `Refund ${name} of payment ${payment._id}: ${outstanding} credits already spent or expired.`,
     );
   }
   return {
     outcome: "applied",
-    message: `Refund executed: ${reclaimed} credits reclaimed, ${outstanding} outstanding.`,
+    message: `Refund executed: ${reclaimed} credits reclaimed, ${pending} held (voided as their jobs release them), ${outstanding} outstanding.`,
   };
 }
 
@@ -347,65 +344,126 @@ async function failRefund(
   }
   if (refund.status === "executed") {
     // The money came back to us: the customer keeps the credits the refund took.
-    await applyCreditChange(ctx, refund.userId, {
-      delta: refund.creditsReclaimed,
-      owedDelta: -refund.outstandingCredits,
-      kind: "refund_reversal",
-      paymentId: refund.paymentId,
-      refundId: refund._id,
-      note: `Refund ${name} failed after executing (${reason}): reclaimed credits given back`,
-    });
+    await reverseVoid(ctx, refund, `Refund ${name} failed after executing (${reason})`);
   }
   await ctx.db.patch("refunds", refund._id, {
     status: "failed",
     failureReason: reason.slice(0, FAILURE_REASON_MAX_LENGTH),
     failedAt: occurredAt ?? Date.now(),
     creditsReclaimed: 0,
+    pendingCredits: undefined,
     outstandingCredits: 0,
   });
   return { outcome: "applied", message: `Refund ${name} failed: ${reason}.` };
 }
 
 // ---------------------------------------------------------------------------------------------
-// Paying down what refunds are owed
+// Voiding the payment's lot
 
 /**
- * Called with the user row right after a hold of `released` credits came back: takes up to that
- * many credits for the user's owed refunds, one `refund_paydown` row per refund paid.
+ * Takes a refund's `due` credits back from its payment's lot: available ones are voided now
+ * (`void`); held ones are marked (`voidOnRelease`) and voided as their jobs release them; the
+ * rest (consumed or expired) is outstanding. A payment credited before lots existed has no lot:
+ * its due credits come from the available balance in spending order, the rest outstanding.
  */
-export async function payDownOwedCredits(
+async function voidPaymentLot(
   ctx: MutationCtx,
-  user: Doc<"users">,
-  released: number,
-): Promise<void> {
-  let budget = Math.min(released, user.owedCredits ?? 0, user.credits);
-  if (budget <= 0) {
+  payment: Doc<"payments">,
+  refund: Doc<"refunds">,
+  due: number,
+): Promise<{ reclaimed: number; pending: number; outstanding: number }> {
+  const entry = {
+    kind: "void" as const,
+    paymentId: payment._id,
+    refundId: refund._id,
+    note: `Refund ${refund.trueLayerRefundId ?? refund._id} of payment ${payment._id}`,
+  };
+  let lot = await findLotBySourceKey(ctx, purchaseLotKey(payment._id));
+  if (lot === null) {
+    const user = (await ctx.db.get("users", payment.userId))!;
+    const reclaimed = Math.min(user.credits, due);
+    if (reclaimed > 0) {
+      await removeAvailable(ctx, user, reclaimed, entry);
+    }
+    return { reclaimed, pending: 0, outstanding: due - reclaimed };
+  }
+  lot = await expireLot(ctx, lot, Date.now());
+  const reclaimed = Math.min(due, availableOf(lot));
+  const unmarkedHeld = lot.held - (lot.voidOnRelease ?? 0);
+  const pending = Math.min(due - reclaimed, unmarkedHeld);
+  const voidsAll = lot.remaining - reclaimed === lot.held && pending === unmarkedHeld;
+  await changeLot(
+    ctx,
+    lot,
+    {
+      remaining: lot.remaining - reclaimed,
+      voidOnRelease: (lot.voidOnRelease ?? 0) + pending,
+      // Nothing of it is left to spend: what it still holds is voided on release.
+      ...(voidsAll && lot.status === "active" ? { status: "voided" as const } : {}),
+    },
+    entry,
+  );
+  await refreshNextExpiry(ctx, payment.userId);
+  return { reclaimed, pending, outstanding: due - reclaimed - pending };
+}
+
+/**
+ * A held credit of a refunded payment's lot left its hold: voided (the refund got it back) or
+ * consumed (its job finished first: outstanding). Moves it on the payment's oldest refunds
+ * still waiting for held credits.
+ */
+export const onVoidMark: VoidMarkHandler = async (ctx, lot, credits, outcome) => {
+  if (lot.paymentId === undefined) {
     return;
   }
-  const owed = await ctx.db
-    .query("refunds")
-    .withIndex("by_userId_and_outstandingCredits", (q) =>
-      q.eq("userId", user._id).gt("outstandingCredits", 0),
-    )
-    .take(PAYDOWN_BATCH);
-  for (const refund of owed) {
-    if (budget === 0) {
-      break;
-    }
-    const paid = Math.min(budget, refund.outstandingCredits);
-    budget -= paid;
-    await applyCreditChange(ctx, user._id, {
-      delta: -paid,
-      owedDelta: -paid,
-      kind: "refund_paydown",
+  let left = credits;
+  for (const refund of await refundsOfPayment(ctx, lot.paymentId)) {
+    const pending = refund.pendingCredits ?? 0;
+    if (left === 0) break;
+    if (refund.status !== "executed" || pending === 0) continue;
+    const moved = Math.min(left, pending);
+    left -= moved;
+    await ctx.db.patch("refunds", refund._id, {
+      pendingCredits: pending - moved || undefined,
+      ...(outcome === "voided"
+        ? { creditsReclaimed: refund.creditsReclaimed + moved }
+        : { outstandingCredits: refund.outstandingCredits + moved }),
+    });
+  }
+  await refreshRefundSummary(ctx, lot.paymentId);
+};
+
+/**
+ * A refund that executed and then failed (a bank returned it) gives back what it voided, as an
+ * adjustment lot expiring when the payment's lot would have (7 days from now if that passed),
+ * and unmarks the held credits it was still waiting for.
+ */
+async function reverseVoid(ctx: MutationCtx, refund: Doc<"refunds">, why: string) {
+  const lot = await findLotBySourceKey(ctx, purchaseLotKey(refund.paymentId));
+  const pending = refund.pendingCredits ?? 0;
+  if (lot !== null && pending > 0) {
+    await changeLot(
+      ctx,
+      lot,
+      { voidOnRelease: Math.max(0, (lot.voidOnRelease ?? 0) - pending) },
+      { kind: "refund_reversal", refundId: refund._id },
+    );
+  }
+  if (refund.creditsReclaimed > 0) {
+    const now = Date.now();
+    const expiresAt =
+      lot?.expiresAt !== undefined && lot.expiresAt > now
+        ? lot.expiresAt
+        : now + RETURNED_LOT_TTL_MS;
+    await grantLot(ctx, refund.userId, {
+      kind: "refund_reversal",
+      source: "adjustment",
+      credits: refund.creditsReclaimed,
+      expiresAt,
+      sourceKey: `reversal:${refund._id}`,
       paymentId: refund.paymentId,
       refundId: refund._id,
-      note: `Released credits pay down refund ${refund.trueLayerRefundId ?? refund._id}`,
+      note: `${why}: voided credits given back`,
     });
-    await ctx.db.patch("refunds", refund._id, {
-      creditsReclaimed: refund.creditsReclaimed + paid,
-      outstandingCredits: refund.outstandingCredits - paid,
-    });
-    await refreshRefundSummary(ctx, refund.paymentId);
   }
 }

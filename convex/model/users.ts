@@ -4,6 +4,7 @@ import { appError } from "../lib/errors";
 import { hasInvisibleOrControlCharacters } from "../lib/text";
 import type { PlanName } from "../lib/validators";
 import { applyCreditChange } from "./ledger";
+import { grantLot } from "./lots";
 import { recordUserActivity } from "./metricsRollups";
 import { DEFAULT_PLAN, requirePlan } from "./plans";
 
@@ -96,9 +97,12 @@ export async function upsertUser(
     credits: 0,
     createdAt: Date.now(),
   });
-  await applyCreditChange(ctx, userId, {
-    delta: plan.monthlyCredits,
+  // The welcome lot never expires.
+  await grantLot(ctx, userId, {
     kind: "grant",
+    source: "welcome",
+    credits: plan.monthlyCredits,
+    sourceKey: `welcome:${userId}`,
     note: `Sign-up grant (${plan.name} plan)`,
   });
   const created = (await ctx.db.get("users", userId))!;

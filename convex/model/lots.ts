@@ -1,0 +1,479 @@
+import { internal } from "../_generated/api";
+import type { Doc, Id } from "../_generated/dataModel";
+import type { MutationCtx, QueryCtx } from "../_generated/server";
+import { appError } from "../lib/errors";
+import type { LotSource } from "../lib/validators";
+import { applyCreditChange, type CreditChange } from "./ledger";
+
+/**
+ * Credit lots: every credit in a balance belongs to a lot, which knows its source, when it
+ * expires and how much of it is held by unfinished jobs. See docs/credits.md for the rules; in
+ * short:
+ *
+ * - A lot's `remaining` credits are available except those `held` by jobs; per lot
+ *   0 <= voidOnRelease <= held <= remaining <= granted, checked on every change.
+ * - `changeLot` is the one place a lot changes, and it writes the user's cached balance through
+ *   `applyCreditChange` with the difference, so `users.credits` = Σ (remaining − held) over
+ *   active lots and `users.reservedCredits` = Σ held, exactly, in the same transaction.
+ * - Spending order (`spendingOrder`): soonest-expiring first, never-expiring last; ties:
+ *   promotional (welcome, adjustment, returned) before paid, then oldest.
+ * - Expiry never takes held credits: at `expiresAt` a lot loses `remaining − held` and becomes
+ *   `expired`; a hold released later from an expired (or voided) lot comes back as a `returned`
+ *   lot expiring 7 days later (one per user and UTC day, so live lots stay few).
+ */
+
+export const DAY_MS = 24 * 60 * 60 * 1000;
+/** Credits of a hold released after its lot expired stay usable this long (counted from the end of that UTC day). */
+export const RETURNED_LOT_TTL_MS = 7 * DAY_MS;
+/** Active lots of one user read at most; they stay few (see above). */
+export const MAX_ACTIVE_LOTS = 100;
+/** Lots per expiry sweep transaction. */
+export const EXPIRE_BATCH_SIZE = 200;
+
+type Lot = Doc<"creditLots">;
+/** What a ledger row says besides the amounts (changeLot computes those). */
+type LotEntry = Omit<CreditChange, "delta" | "reservedDelta" | "lotId">;
+
+const PAID_SOURCES: readonly LotSource[] = ["purchase", "period", "rollover", "upgrade"];
+
+/** Credits of the lot that can be spent now. */
+export function availableOf(lot: Pick<Lot, "status" | "remaining" | "held">): number {
+  return lot.status === "active" ? lot.remaining - lot.held : 0;
+}
+
+/** Soonest-expiring first, never-expiring last; then promotional before paid; then oldest. */
+export function spendingOrder(a: Lot, b: Lot): number {
+  const expiry = (lot: Lot) => lot.expiresAt ?? Number.POSITIVE_INFINITY;
+  if (expiry(a) !== expiry(b)) {
+    return expiry(a) < expiry(b) ? -1 : 1;
+  }
+  const paid = (lot: Lot) => (PAID_SOURCES.includes(lot.source) ? 1 : 0);
+  if (paid(a) !== paid(b)) {
+    return paid(a) - paid(b);
+  }
+  return a.createdAt - b.createdAt || a._creationTime - b._creationTime;
+}
+
+/**
+ * One calendar month (or `months`) after `time`, UTC, same time of day, the day clamped to the
+ * target month's length: 31 Jan + 1 month = 28 Feb (29 in leap years).
+ */
+export function addMonthsUtc(time: number, months: number): number {
+  const date = new Date(time);
+  const year = date.getUTCFullYear();
+  const month = date.getUTCMonth() + months;
+  const lastDay = new Date(Date.UTC(year, month + 1, 0)).getUTCDate();
+  return Date.UTC(
+    year,
+    month,
+    Math.min(date.getUTCDate(), lastDay),
+    date.getUTCHours(),
+    date.getUTCMinutes(),
+    date.getUTCSeconds(),
+    date.getUTCMilliseconds(),
+  );
+}
+
+function checkBounds(lot: Lot): void {
+  const voidOnRelease = lot.voidOnRelease ?? 0;
+  const ok =
+    [lot.granted, lot.remaining, lot.held, voidOnRelease].every(Number.isSafeInteger) &&
+    0 <= voidOnRelease &&
+    voidOnRelease <= lot.held &&
+    lot.held <= lot.remaining &&
+    lot.remaining <= lot.granted &&
+    (lot.status === "active" || lot.remaining === lot.held);
+  if (!ok) {
+    // A bug, never data: refuse the whole transaction.
+    throw new Error(`Credit lot ${lot._id} would break its bounds: ${JSON.stringify(lot)}`);
+  }
+}
+
+/**
+ * The one place a lot changes: applies `patch`, checks the lot's bounds, and writes the change
+ * of the user's available and held credits (with a ledger row naming the lot) in the same
+ * transaction. An active lot with nothing left becomes `spent`. Returns the lot as it is now.
+ */
+export async function changeLot(
+  ctx: MutationCtx,
+  lot: Lot,
+  patch: Partial<Pick<Lot, "granted" | "remaining" | "held" | "voidOnRelease" | "status">>,
+  entry: LotEntry,
+): Promise<Lot> {
+  const next: Lot = { ...lot, ...patch };
+  if (next.status === "active" && next.remaining === 0) {
+    next.status = "spent";
+  }
+  next.closed = next.status !== "active";
+  checkBounds(next);
+  await ctx.db.patch("creditLots", lot._id, {
+    granted: next.granted,
+    remaining: next.remaining,
+    held: next.held,
+    voidOnRelease: next.voidOnRelease || undefined,
+    status: next.status,
+    closed: next.closed,
+  });
+  const delta = availableOf(next) - availableOf(lot);
+  const reservedDelta = next.held - lot.held;
+  if (delta !== 0 || reservedDelta !== 0) {
+    await applyCreditChange(ctx, lot.userId, { ...entry, delta, reservedDelta, lotId: lot._id });
+  }
+  return next;
+}
+
+export async function findLotBySourceKey(ctx: QueryCtx, sourceKey: string): Promise<Lot | null> {
+  return await ctx.db
+    .query("creditLots")
+    .withIndex("by_sourceKey", (q) => q.eq("sourceKey", sourceKey))
+    .unique();
+}
+
+export type Grant = {
+  source: LotSource;
+  credits: number;
+  /** Absent: never expires. */
+  expiresAt?: number;
+  /** Unique per grant; absent: the lot's own id (a grant that cannot be replayed). */
+  sourceKey?: string;
+  paymentId?: Id<"payments">;
+} & LotEntry;
+
+/**
+ * Grants a new lot (a ledger row of `entry.kind` naming it) and schedules its expiry. A source
+ * key already granted grants nothing and returns null: a replayed event can never grant twice.
+ */
+export async function grantLot(
+  ctx: MutationCtx,
+  userId: Id<"users">,
+  grant: Grant,
+): Promise<Lot | null> {
+  const { source, credits, expiresAt, sourceKey, paymentId, ...entry } = grant;
+  if (!Number.isSafeInteger(credits) || credits <= 0) {
+    throw appError("INVALID_ARGUMENT", "credits must be a positive whole number.");
+  }
+  if (sourceKey !== undefined && (await findLotBySourceKey(ctx, sourceKey)) !== null) {
+    return null;
+  }
+  const now = Date.now();
+  if (expiresAt !== undefined && !(Number.isSafeInteger(expiresAt) && expiresAt > now)) {
+    throw appError("INVALID_ARGUMENT", "expiresAt must be a time in the future (ms).");
+  }
+  const lotId = await ctx.db.insert("creditLots", {
+    userId,
+    source,
+    sourceKey: sourceKey ?? `pending:${now}`,
+    granted: credits,
+    remaining: 0,
+    held: 0,
+    expiresAt,
+    status: "active",
+    closed: false,
+    paymentId,
+    createdAt: now,
+  });
+  if (sourceKey === undefined) {
+    await ctx.db.patch("creditLots", lotId, { sourceKey: `${source}:${lotId}` });
+  }
+  const empty = (await ctx.db.get("creditLots", lotId))!;
+  const lot = await changeLot(
+    ctx,
+    { ...empty, status: "active" },
+    { remaining: credits },
+    {
+      ...entry,
+      paymentId,
+    },
+  );
+  if (expiresAt !== undefined) {
+    await ctx.scheduler.runAt(expiresAt, internal.credits.expireLot, { lotId, expiresAt });
+  }
+  await refreshNextExpiry(ctx, userId);
+  return lot;
+}
+
+/**
+ * Credits of a released hold whose lot expired or was voided: they come back in the user's
+ * `returned` lot of the day, which expires 7 days after that day ends.
+ */
+async function returnCredits(
+  ctx: MutationCtx,
+  userId: Id<"users">,
+  credits: number,
+  now: number,
+  entry: LotEntry,
+): Promise<void> {
+  const day = Math.floor(now / DAY_MS) * DAY_MS;
+  const sourceKey = `returned:${userId}:${day}`;
+  const existing = await findLotBySourceKey(ctx, sourceKey);
+  if (existing !== null && existing.status === "active") {
+    await changeLot(
+      ctx,
+      existing,
+      { granted: existing.granted + credits, remaining: existing.remaining + credits },
+      { ...entry, kind: "return" },
+    );
+    return;
+  }
+  await grantLot(ctx, userId, {
+    ...entry,
+    kind: "return",
+    source: "returned",
+    credits,
+    expiresAt: day + DAY_MS + RETURNED_LOT_TTL_MS,
+    sourceKey: existing === null ? sourceKey : undefined,
+  });
+}
+
+/**
+ * The user's active lots in spending order. Lots past `expiresAt` whose expiry has not run yet
+ * expire first (never spend an expired credit). Credits of a balance older than lots (rows from
+ * before lots existed) become a never-expiring adjustment lot, without moving the balance.
+ */
+export async function spendableLots(ctx: MutationCtx, user: Doc<"users">): Promise<Lot[]> {
+  const now = Date.now();
+  const lots: Lot[] = [];
+  for (const lot of await ctx.db
+    .query("creditLots")
+    .withIndex("by_userId_and_status", (q) => q.eq("userId", user._id).eq("status", "active"))
+    .take(MAX_ACTIVE_LOTS)) {
+    lots.push(isOverdue(lot, now) ? await expireLot(ctx, lot, now) : lot);
+  }
+  const active = lots.filter((lot) => lot.status === "active");
+  const covered = active.reduce((total, lot) => total + availableOf(lot), 0);
+  const current = (await ctx.db.get("users", user._id))!;
+  if (current.credits > covered) {
+    active.push(await adoptLegacyCredits(ctx, current, current.credits - covered));
+  }
+  return active.sort(spendingOrder);
+}
+
+async function adoptLegacyCredits(ctx: MutationCtx, user: Doc<"users">, credits: number) {
+  const sourceKey = `legacy:${user._id}`;
+  const existing = await findLotBySourceKey(ctx, sourceKey);
+  if (existing !== null && existing.status === "active") {
+    const patch = { granted: existing.granted + credits, remaining: existing.remaining + credits };
+    await ctx.db.patch("creditLots", existing._id, patch);
+    return { ...existing, ...patch };
+  }
+  const lotId = await ctx.db.insert("creditLots", {
+    userId: user._id,
+    source: "adjustment",
+    sourceKey: existing === null ? sourceKey : `legacy:${user._id}:${Date.now()}`,
+    granted: credits,
+    remaining: credits,
+    held: 0,
+    status: "active",
+    closed: false,
+    createdAt: Date.now(),
+  });
+  return (await ctx.db.get("creditLots", lotId))!;
+}
+
+function isOverdue(lot: Lot, now: number): boolean {
+  return lot.status === "active" && lot.expiresAt !== undefined && lot.expiresAt <= now;
+}
+
+/**
+ * Expires an active lot whose `expiresAt` has come: it loses its unheld credits (an `expire`
+ * row) and keeps the held ones for their jobs. Anything else (not due, already expired, spent,
+ * voided) changes nothing. Returns the lot as it is now.
+ */
+export async function expireLot(ctx: MutationCtx, lot: Lot, now: number): Promise<Lot> {
+  if (!isOverdue(lot, now)) {
+    return lot;
+  }
+  const expired = await changeLot(
+    ctx,
+    lot,
+    { remaining: lot.held, status: "expired" },
+    { kind: "expire", note: `Lot expired at ${new Date(lot.expiresAt!).toISOString()}` },
+  );
+  await refreshNextExpiry(ctx, lot.userId);
+  return expired;
+}
+
+/** One batch of active lots past their expiry (the sweep behind the scheduled expiries). */
+export async function expireDueLots(
+  ctx: MutationCtx,
+  now: number,
+): Promise<{ expired: number; more: boolean }> {
+  const due = await ctx.db
+    .query("creditLots")
+    .withIndex("by_status_and_expiresAt", (q) =>
+      q.eq("status", "active").gte("expiresAt", 0).lte("expiresAt", now),
+    )
+    .take(EXPIRE_BATCH_SIZE);
+  for (const lot of due) {
+    await expireLot(ctx, lot, now);
+  }
+  return { expired: due.length, more: due.length === EXPIRE_BATCH_SIZE };
+}
+
+/** Caches the user's next expiry of available credits (`getCredits`'s `expiring`). */
+export async function refreshNextExpiry(ctx: MutationCtx, userId: Id<"users">): Promise<void> {
+  const lots = await ctx.db
+    .query("creditLots")
+    .withIndex("by_userId_and_status", (q) => q.eq("userId", userId).eq("status", "active"))
+    .take(MAX_ACTIVE_LOTS);
+  let next: { credits: number; at: number } | undefined;
+  for (const lot of lots) {
+    const credits = availableOf(lot);
+    if (lot.expiresAt === undefined || credits === 0) continue;
+    if (next === undefined || lot.expiresAt < next.at) {
+      next = { credits, at: lot.expiresAt };
+    } else if (lot.expiresAt === next.at) {
+      next = { credits: next.credits + credits, at: next.at };
+    }
+  }
+  const user = await ctx.db.get("users", userId);
+  if (user !== null && JSON.stringify(user.nextExpiry) !== JSON.stringify(next)) {
+    await ctx.db.patch("users", userId, { nextExpiry: next });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Holds
+
+export type Allocation = { lotId: Id<"creditLots">; credits: number };
+
+/**
+ * Holds `credits` from the user's lots in spending order; returns the allocations. Throws
+ * INSUFFICIENT_CREDITS (the transaction writes nothing) when the lots do not cover them.
+ */
+export async function holdFromLots(
+  ctx: MutationCtx,
+  user: Doc<"users">,
+  credits: number,
+  entry: LotEntry,
+): Promise<Allocation[]> {
+  const lots = await spendableLots(ctx, user);
+  const available = lots.reduce((total, lot) => total + availableOf(lot), 0);
+  if (available < credits) {
+    throw appError(
+      "INSUFFICIENT_CREDITS",
+      `Not enough credits: ${available} available, ${credits} needed.`,
+    );
+  }
+  const allocations: Allocation[] = [];
+  let needed = credits;
+  for (const lot of lots) {
+    const take = Math.min(needed, availableOf(lot));
+    if (take === 0) continue;
+    await changeLot(ctx, lot, { held: lot.held + take }, entry);
+    allocations.push({ lotId: lot._id, credits: take });
+    needed -= take;
+    if (needed === 0) break;
+  }
+  await refreshNextExpiry(ctx, user._id);
+  return allocations;
+}
+
+/**
+ * What happens to a released or settled allocation's credits that a refund marked to void:
+ * reported to the refunds of the lot's payment (see model/refunds.ts).
+ */
+export type VoidMarkHandler = (
+  ctx: MutationCtx,
+  lot: Lot,
+  credits: number,
+  outcome: "voided" | "consumed",
+) => Promise<void>;
+
+/** Makes the allocations final: consumed from their lots (expired or not). */
+export async function consumeAllocations(
+  ctx: MutationCtx,
+  allocations: Allocation[],
+  entry: LotEntry,
+  onVoidMark: VoidMarkHandler,
+): Promise<void> {
+  for (const { lotId, credits } of allocations) {
+    const lot = (await ctx.db.get("creditLots", lotId))!;
+    const marked = Math.min(credits, lot.voidOnRelease ?? 0);
+    const after = await changeLot(
+      ctx,
+      lot,
+      {
+        remaining: lot.remaining - credits,
+        held: lot.held - credits,
+        voidOnRelease: (lot.voidOnRelease ?? 0) - marked,
+      },
+      entry,
+    );
+    if (marked > 0) {
+      await onVoidMark(ctx, after, marked, "consumed");
+    }
+  }
+}
+
+/**
+ * Gives the allocations back: to their lots while those are active; credits a refund marked
+ * are voided (`void` rows); credits of a lot that expired or was voided meanwhile come back as
+ * the day's `returned` lot. A lot past its expiry is expired first.
+ */
+export async function releaseAllocations(
+  ctx: MutationCtx,
+  userId: Id<"users">,
+  allocations: Allocation[],
+  entry: LotEntry,
+  onVoidMark: VoidMarkHandler,
+): Promise<void> {
+  const now = Date.now();
+  for (const { lotId, credits } of allocations) {
+    let lot = await expireLot(ctx, (await ctx.db.get("creditLots", lotId))!, now);
+    const marked = Math.min(credits, lot.voidOnRelease ?? 0);
+    if (marked > 0) {
+      lot = await changeLot(
+        ctx,
+        lot,
+        {
+          remaining: lot.remaining - marked,
+          held: lot.held - marked,
+          voidOnRelease: (lot.voidOnRelease ?? 0) - marked,
+        },
+        {
+          ...entry,
+          kind: "void",
+          paymentId: lot.paymentId,
+          note: "Held credits of a refunded payment",
+        },
+      );
+      await onVoidMark(ctx, lot, marked, "voided");
+    }
+    const rest = credits - marked;
+    if (rest === 0) continue;
+    if (lot.status === "active") {
+      await changeLot(ctx, lot, { held: lot.held - rest }, entry);
+    } else {
+      await changeLot(ctx, lot, { remaining: lot.remaining - rest, held: lot.held - rest }, entry);
+      await returnCredits(ctx, userId, rest, now, entry);
+    }
+  }
+  await refreshNextExpiry(ctx, userId);
+}
+
+/** Removes available credits in spending order (a negative adjustment); never below zero. */
+export async function removeAvailable(
+  ctx: MutationCtx,
+  user: Doc<"users">,
+  credits: number,
+  entry: LotEntry,
+): Promise<void> {
+  const lots = await spendableLots(ctx, user);
+  const available = lots.reduce((total, lot) => total + availableOf(lot), 0);
+  if (available < credits) {
+    throw appError(
+      "INSUFFICIENT_CREDITS",
+      `Not enough credits: ${available} available, ${credits} to remove.`,
+    );
+  }
+  let needed = credits;
+  for (const lot of lots) {
+    const take = Math.min(needed, availableOf(lot));
+    if (take === 0) continue;
+    await changeLot(ctx, lot, { remaining: lot.remaining - take }, entry);
+    needed -= take;
+    if (needed === 0) break;
+  }
+  await refreshNextExpiry(ctx, user._id);
+}
