@@ -39,7 +39,8 @@ export const getCredits = userQueryWithUserId({
 });
 
 /** What the caller sees of a lot. */
-const lotView = doc(schema, "creditLots").omit("userId", "sourceKey", "closed", "voidOnRelease");
+const LOT_INTERNAL_FIELDS = ["sourceKey", "closed", "voidOnRelease"] as const;
+const lotView = doc(schema, "creditLots").omit(...LOT_INTERNAL_FIELDS);
 
 /**
  * The caller's credit lots, live ones first (oldest first within each group), pages of at most
@@ -60,7 +61,7 @@ export const listLots = maybeUserQuery({
     );
     return {
       ...result,
-      page: result.page.map((lot) => omit(lot, ["userId", "sourceKey", "closed", "voidOnRelease"])),
+      page: result.page.map((lot) => omit(lot, [...LOT_INTERNAL_FIELDS])),
     };
   },
 });

@@ -122,6 +122,17 @@ export const MATRIX: { [Path in PublicPath]: MatrixRow } = {
       deleted: FORBIDDEN,
     },
   },
+  "credits:listLots": {
+    args: () => ({ paginationOpts: PAGE }),
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      unregistered: { value: EMPTY_PAGE },
+      stranger: ownRows("stranger"),
+      owner: ownRows("owner"),
+      admin: ownRows("admin"),
+      deleted: FORBIDDEN,
+    },
+  },
   "credits:listLedger": {
     args: () => ({ paginationOpts: PAGE }),
     expect: {

@@ -460,7 +460,12 @@ row("jobs:cancelJob", "a deleted job", (w) => ({ jobId: w.deletedJobId }), code(
 row("jobs:cancelJob", "the stranger's job", (w) => ({ jobId: w.job.strangers }), code("NOT_FOUND"));
 
 // --- paginated queries ------------------------------------------------------------------------
-for (const fn of ["jobs:listUserJobs", "credits:listLedger", "payments:listPayments"] as const) {
+for (const fn of [
+  "jobs:listUserJobs",
+  "credits:listLedger",
+  "credits:listLots",
+  "payments:listPayments",
+] as const) {
   const page = (opts: Record<string, unknown>, expectation: Expectation, label: string) =>
     row(
       fn,

@@ -22,6 +22,7 @@ describe("getCredits", () => {
     expect(await as.query(api.credits.getCredits, {})).toEqual({
       credits: 80,
       reserved: 0,
+      expiring: null,
       plan: { name: "starter", monthlyCredits: 80, price: 1000, markup: 85 },
     });
     await as.mutation(api.jobs.createJob, { prompt: "a cat", durationSec: 10 });
@@ -250,7 +251,10 @@ describe("grantCredits and listLedger", () => {
       paginationOpts: { numItems: 10, cursor: null },
     });
     expect(page.page.map((row) => [row.kind, row.delta, row.balanceAfter, row.note])).toEqual([
-      ["adjustment", -(Number.MAX_SAFE_INTEGER - 70), 70, "and back"],
+      // Removed in spending order: the huge lot is the newest, so the older lots go first.
+      ["adjustment", -(Number.MAX_SAFE_INTEGER - 140), 70, "and back"],
+      ["adjustment", -20, Number.MAX_SAFE_INTEGER - 70, "and back"],
+      ["adjustment", -50, Number.MAX_SAFE_INTEGER - 50, "and back"],
       ["adjustment", Number.MAX_SAFE_INTEGER - 70, Number.MAX_SAFE_INTEGER, "up to the limit"],
       ["adjustment", -30, 70, "correction"],
       ["adjustment", 20, 100, "support ticket 12"],

@@ -37,15 +37,29 @@ type Status = "queued" | "running" | "done" | "failed" | "canceled" | "expired";
 type Money = "held" | "settled" | "refunded";
 type PlanName = "starter" | "creator" | "studio";
 
+/** A credit lot, as the product promises it behaves (restated, not imported). */
+type ModelLot = {
+  source: "welcome" | "purchase" | "adjustment" | "returned";
+  granted: number;
+  remaining: number;
+  held: number;
+  /** Held credits of a refunded payment, voided when released. */
+  voidMark: number;
+  expiresAt?: number;
+  status: "active" | "spent" | "expired" | "voided";
+  created: number;
+  seq: number;
+  payment?: number;
+  /** Returned lots: the UTC day their credits came back. */
+  day?: number;
+};
 type ModelUser = {
   signedUp: boolean;
   deleted: boolean;
-  credits: number;
-  reserved: number;
-  /** Credits owed to executed refunds (spent or held when they executed). */
-  owed: number;
+  lots: ModelLot[];
   plan: PlanName;
 };
+type Allocation = { lot: ModelLot; credits: number };
 type ModelPayment = {
   user: number;
   plan: PlanName;
@@ -68,6 +82,7 @@ type ModelJob = {
   attempt: number;
   /** The worker that claimed (or finished) the job, and its lease deadline while running. */
   worker?: string;
+  allocations: Allocation[];
   lease?: number;
 };
 type Model = { users: ModelUser[]; jobs: ModelJob[]; payments: ModelPayment[]; now: number };
@@ -107,6 +122,123 @@ function count(name: string, fault = false) {
   stats.byCommand[name] = (stats.byCommand[name] ?? 0) + 1;
 }
 
+// --- the credit lots --------------------------------------------------------------------------
+
+let lotSeq = 0;
+const availableIn = (lot: ModelLot) => (lot.status === "active" ? lot.remaining - lot.held : 0);
+const available = (u: ModelUser) => u.lots.reduce((t, lot) => t + availableIn(lot), 0);
+const reserved = (u: ModelUser) => u.lots.reduce((t, lot) => t + lot.held, 0);
+function settleStatus(lot: ModelLot) {
+  if (lot.status === "active" && lot.remaining === 0) lot.status = "spent";
+}
+function newLot(
+  u: ModelUser,
+  model: Model,
+  lot: Omit<ModelLot, "remaining" | "held" | "voidMark" | "status" | "created" | "seq">,
+) {
+  const made: ModelLot = {
+    ...lot,
+    remaining: lot.granted,
+    held: 0,
+    voidMark: 0,
+    status: "active",
+    created: model.now,
+    seq: ++lotSeq,
+  };
+  u.lots.push(made);
+  return made;
+}
+/** Soonest expiry first, never last; promotional before paid; oldest first. */
+function spendingOrder(u: ModelUser): ModelLot[] {
+  const paid = (lot: ModelLot) => (lot.source === "purchase" ? 1 : 0);
+  return u.lots
+    .filter((lot) => availableIn(lot) > 0)
+    .sort(
+      (a, b) =>
+        (a.expiresAt ?? Infinity) - (b.expiresAt ?? Infinity) ||
+        paid(a) - paid(b) ||
+        a.created - b.created ||
+        a.seq - b.seq,
+    );
+}
+/** Calendar months in UTC, the day clamped to the month: 31 Jan + 1 = 28/29 Feb. */
+function plusMonth(time: number): number {
+  const d = new Date(time);
+  const target = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1));
+  const days = new Date(
+    Date.UTC(target.getUTCFullYear(), target.getUTCMonth() + 1, 0),
+  ).getUTCDate();
+  target.setUTCDate(Math.min(d.getUTCDate(), days));
+  target.setUTCHours(d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds(), d.getUTCMilliseconds());
+  return target.getTime();
+}
+function expireDue(model: Model) {
+  for (const u of model.users) {
+    for (const lot of u.lots) {
+      if (lot.status === "active" && lot.expiresAt !== undefined && lot.expiresAt <= model.now) {
+        lot.remaining = lot.held;
+        lot.status = "expired";
+      }
+    }
+  }
+}
+function hold(u: ModelUser, cost: number): Allocation[] {
+  const allocations: Allocation[] = [];
+  let needed = cost;
+  for (const lot of spendingOrder(u)) {
+    const take = Math.min(needed, availableIn(lot));
+    lot.held += take;
+    allocations.push({ lot, credits: take });
+    needed -= take;
+    if (needed === 0) break;
+  }
+  return allocations;
+}
+function removeAvailable(u: ModelUser, credits: number) {
+  let needed = credits;
+  for (const lot of spendingOrder(u)) {
+    const take = Math.min(needed, availableIn(lot));
+    lot.remaining -= take;
+    settleStatus(lot);
+    needed -= take;
+    if (needed === 0) break;
+  }
+}
+function settle(job: ModelJob) {
+  for (const { lot, credits } of job.allocations) {
+    lot.remaining -= credits;
+    lot.held -= credits;
+    lot.voidMark -= Math.min(credits, lot.voidMark);
+    settleStatus(lot);
+  }
+}
+function release(model: Model, u: ModelUser, job: ModelJob) {
+  expireDue(model);
+  for (const { lot, credits } of job.allocations) {
+    const voided = Math.min(credits, lot.voidMark);
+    lot.voidMark -= voided;
+    lot.remaining -= voided;
+    lot.held -= voided;
+    const rest = credits - voided;
+    lot.held -= rest;
+    if (lot.status !== "active") {
+      // Its lot expired or was voided: back as the day's returned lot, good for 7 more days.
+      lot.remaining -= rest;
+      const day = Math.floor(model.now / DAY) * DAY;
+      const returned = u.lots.find(
+        (l) => l.source === "returned" && l.day === day && l.status === "active",
+      );
+      if (rest > 0 && returned !== undefined) {
+        returned.granted += rest;
+        returned.remaining += rest;
+      } else if (rest > 0) {
+        newLot(u, model, { source: "returned", granted: rest, expiresAt: day + 8 * DAY, day });
+      }
+    }
+    settleStatus(lot);
+  }
+}
+
 /** Applies a status change to the model: its money effect and its bookkeeping. */
 function moveJob(model: Model, job: ModelJob, to: Status, finishingWorker?: string) {
   const user = model.users[job.owner];
@@ -116,14 +248,10 @@ function moveJob(model: Model, job: ModelJob, to: Status, finishingWorker?: stri
   if (to === "done") {
     job.money = "settled";
     job.expiresAt = model.now + DAY;
-    user.reserved -= job.cost;
+    settle(job);
   } else if (to === "failed" || to === "canceled") {
     job.money = "refunded";
-    user.reserved -= job.cost;
-    // Released credits pay down what refunds are owed before they reach the balance.
-    const paid = Math.min(job.cost, user.owed);
-    user.owed -= paid;
-    user.credits += job.cost - paid;
+    release(model, user, job);
   }
 }
 
@@ -158,13 +286,11 @@ async function compare(model: Model, real: Real) {
     expect({
       credits: row.credits,
       reserved: row.reservedCredits ?? 0,
-      owed: row.owedCredits ?? 0,
       plan: row.plan,
       deleted: row.deletedAt !== undefined,
     }).toEqual({
-      credits: mu.credits,
-      reserved: mu.reserved,
-      owed: mu.owed,
+      credits: available(mu),
+      reserved: reserved(mu),
       plan: mu.plan,
       deleted: mu.deleted,
     });
@@ -181,6 +307,8 @@ async function compare(model: Model, real: Real) {
 }
 
 type Cmd = fc.AsyncCommand<Model, Real>;
+/** Fires only the timers due now: lot expiries weeks ahead must wait for the clock. */
+const dueTimers = () => vi.advanceTimersByTime(0);
 const as = (real: Real, user: number) => real.t.withIdentity(identityFor(`user_${user}`));
 
 // ---------------------------------------------------------------------------------------------
@@ -204,7 +332,7 @@ class SignUp implements Cmd {
       const doc = await call;
       if (!mu.signedUp) {
         mu.signedUp = true;
-        mu.credits = SIGN_UP_CREDITS;
+        newLot(mu, model, { source: "welcome", granted: SIGN_UP_CREDITS });
         real.userIds[this.user] = doc._id;
       }
       expect(doc._id).toBe(real.userIds[this.user]);
@@ -246,11 +374,13 @@ class Grant implements Cmd {
       credits: this.credits,
       note: "model",
     });
-    if (mu.credits + this.credits < 0) {
+    expireDue(model);
+    if (available(mu) + this.credits < 0) {
       await expectRefusal(call, "INSUFFICIENT_CREDITS");
     } else {
       await call;
-      mu.credits += this.credits;
+      if (this.credits > 0) newLot(mu, model, { source: "adjustment", granted: this.credits });
+      else removeAvailable(mu, -this.credits);
     }
     await compare(model, real);
   }
@@ -290,13 +420,12 @@ class CreateJob implements Cmd {
         await expectRefusal(call, "CONFLICT");
       } else if (previous >= 0) {
         expect(await call).toBe(real.jobIds[previous]);
-      } else if (mu.credits < this.durationSec) {
+      } else if ((expireDue(model), available(mu)) < this.durationSec) {
         await expectRefusal(call, "INSUFFICIENT_CREDITS");
       } else {
         real.jobIds.push(await call);
-        mu.credits -= this.durationSec;
-        mu.reserved += this.durationSec;
         model.jobs.push({
+          allocations: hold(mu, this.durationSec),
           owner: this.user,
           status: "queued",
           money: "held",
@@ -391,22 +520,27 @@ class TimeJump implements Cmd {
     count("timeJump + crons", true);
     vi.advanceTimersByTime(this.ms);
     model.now += this.ms;
+    // Lots expire on time (their scheduled expiries, and the sweep behind them) before anything
+    // else of this moment releases holds.
+    await real.t.finishAllScheduledFunctions(dueTimers);
+    await real.t.mutation(internal.credits.expireDueLots, {});
+    expireDue(model);
     await real.t.mutation(internal.worker.sweepExpiredLeases, {});
-    await real.t.finishAllScheduledFunctions(vi.runAllTimers);
+    await real.t.finishAllScheduledFunctions(dueTimers);
     for (const job of model.jobs) {
       if (job.status === "running" && job.lease !== undefined && job.lease <= model.now) {
         moveJob(model, job, job.attempt < MAX_ATTEMPTS ? "queued" : "failed");
       }
     }
     await real.t.mutation(internal.worker.sweepQueueTimeouts, {});
-    await real.t.finishAllScheduledFunctions(vi.runAllTimers);
+    await real.t.finishAllScheduledFunctions(dueTimers);
     for (const job of model.jobs) {
       if (job.status === "queued" && job.createdAt <= model.now - QUEUE_TIMEOUT_MS) {
         moveJob(model, job, "failed");
       }
     }
     await real.t.mutation(internal.jobs.expireOldJobs, {});
-    await real.t.finishAllScheduledFunctions(vi.runAllTimers);
+    await real.t.finishAllScheduledFunctions(dueTimers);
     for (const job of model.jobs) {
       if (job.status === "done" && job.expiresAt! <= model.now) moveJob(model, job, "expired");
     }
@@ -622,7 +756,12 @@ class PaymentEvent implements Cmd {
         if (this.kind !== "payment_failed" && mp.status !== "succeeded") {
           mp.status = "succeeded";
           mp.creditsAdded = PLAN_CREDITS[mp.plan];
-          mu.credits += mp.creditsAdded;
+          newLot(mu, model, {
+            source: "purchase",
+            granted: mp.creditsAdded,
+            expiresAt: plusMonth(model.now),
+            payment: this.payment % model.payments.length,
+          });
           mu.plan = mp.plan;
         } else if (this.kind === "payment_failed" && mp.status === "pending") {
           mp.status = "failed";
@@ -677,9 +816,18 @@ class Refund implements Cmd {
       if (delivery === 0) {
         const mu = model.users[mp.user];
         if (this.outcome === "refund_executed") {
-          mp.reclaimed = Math.min(mu.credits, mp.creditsAdded);
-          mu.credits -= mp.reclaimed;
-          mu.owed += mp.creditsAdded - mp.reclaimed;
+          // The payment's own lot: unheld credits voided now, held ones marked for release.
+          expireDue(model);
+          const lot = mu.lots.find((l) => l.source === "purchase" && l.payment === index)!;
+          const reclaimed = Math.min(mp.creditsAdded, availableIn(lot));
+          const pending = Math.min(mp.creditsAdded - reclaimed, lot.held - lot.voidMark);
+          const voidsAll =
+            lot.remaining - reclaimed === lot.held && pending === lot.held - lot.voidMark;
+          lot.remaining -= reclaimed;
+          lot.voidMark += pending;
+          if (voidsAll && lot.status === "active") lot.status = "voided";
+          settleStatus(lot);
+          mp.reclaimed = reclaimed;
           mp.refund = "executed";
         } else {
           mp.refund = "failed";
@@ -743,7 +891,7 @@ class ClerkEvent implements Cmd {
           mu.deleted = true;
         } else if (!mu.deleted && !mu.signedUp) {
           mu.signedUp = true;
-          mu.credits = SIGN_UP_CREDITS;
+          newLot(mu, model, { source: "welcome", granted: SIGN_UP_CREDITS });
           real.userIds[this.user] = (await real.t.run(async (ctx) =>
             ctx.db
               .query("users")
@@ -807,7 +955,12 @@ const commands = [
     )
     .map(([j, to, dup]) => new Report(j, to, dup)),
   fc
-    .oneof(fc.integer({ min: 1, max: LEASE_MS }), fc.integer({ min: LEASE_MS, max: 30 * HOUR }))
+    .oneof(
+      fc.integer({ min: 1, max: LEASE_MS }),
+      fc.integer({ min: LEASE_MS, max: 30 * HOUR }),
+      // Across a month: plan lots expire, with and without jobs holding their credits.
+      fc.integer({ min: 25 * DAY, max: 35 * DAY }),
+    )
     .map((ms) => new TimeJump(ms)),
   fc.constantFrom(...WORKERS).map((w) => new Claim(w)),
   fc.constantFrom(...WORKERS).map((w) => new Claim(w)),
@@ -874,9 +1027,7 @@ test(`model and database agree over ${runs} random command sequences`, { timeout
           users: Array.from({ length: USERS }, () => ({
             signedUp: false,
             deleted: false,
-            credits: 0,
-            reserved: 0,
-            owed: 0,
+            lots: [],
             plan: "starter" as const,
           })),
           jobs: [],

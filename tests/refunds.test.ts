@@ -83,7 +83,7 @@ async function state(t: TestConvex, userId: Id<"users">, paymentId: Id<"payments
     return {
       user: (await ctx.db.get("users", userId))!,
       payment: (await ctx.db.get("payments", paymentId))!,
-      reclaims: ledger.filter((row) => row.kind === "refund_reclaim"),
+      reclaims: ledger.filter((row) => row.kind === "void"),
       refunds: await ctx.db
         .query("refunds")
         .withIndex("by_paymentId", (q) => q.eq("paymentId", paymentId))
@@ -210,25 +210,27 @@ describe("refund webhooks", () => {
     await checkInvariants(t);
   });
 
-  test("refund_executed after the credits were spent: balance to zero, the rest outstanding", async () => {
+  test("refund_executed after the payment's credits were spent: what is left of its lot goes, the rest is outstanding", async () => {
     const t = await setup();
     const { as, userId, paymentId } = await paidUser(t);
-    await spendInJobs(t, as, 20); // 330 -> 30
+    // 300 spent: the purchase lot (expiring first) entirely, then 50 of the welcome lot.
+    await spendInJobs(t, as, 20);
     await t.action(internal.payments.refundPayment, { paymentId });
     await deliverTrueLayer(t, trueLayerKey, refundExecuted("evt-r1"));
     const { user, payment, reclaims, refunds } = await state(t, userId, paymentId);
-    expect(user).toMatchObject({ credits: 0, owedCredits: 220 });
-    expect(payment).toMatchObject({ creditsReclaimed: 30, outstandingCredits: 220 });
-    expect(reclaims).toMatchObject([{ delta: -30, owedDelta: 220, balanceAfter: 0 }]);
+    // The 30 left are welcome credits: the refund takes back only the payment's own credits.
+    expect(user).toMatchObject({ credits: 30 });
+    expect(payment).toMatchObject({ creditsReclaimed: 0, outstandingCredits: 250 });
+    expect(reclaims).toHaveLength(0);
 
     const outstanding = await t.query(internal.payments.listOutstandingRefunds, {
       paginationOpts: { numItems: 10, cursor: null },
     });
-    expect(outstanding.page).toMatchObject([{ _id: refunds[0]._id, outstandingCredits: 220 }]);
+    expect(outstanding.page).toMatchObject([{ _id: refunds[0]._id, outstandingCredits: 250 }]);
     const listed = await as.query(api.payments.listPayments, {
       paginationOpts: { numItems: 5, cursor: null },
     });
-    expect(listed.page).toMatchObject([{ refundStatus: "executed", creditsReclaimed: 30 }]);
+    expect(listed.page).toMatchObject([{ refundStatus: "executed", creditsReclaimed: 0 }]);
     expect(listed.page[0]).not.toHaveProperty("outstandingCredits");
     await checkInvariants(t);
   });
@@ -437,25 +439,28 @@ describe("held credits cannot escape a refund", () => {
     });
     await t.action(internal.payments.refundPayment, { paymentId });
     await deliverTrueLayer(t, trueLayerKey, refundExecuted("evt-r1"));
+    // The purchase lot's 250 credits are all held (the jobs took it first, as it expires
+    // first): marked, and voided as the jobs release them.
     expect(await state(t, userId, paymentId)).toMatchObject({
-      user: { credits: 0, owedCredits: 250 },
-      payment: { creditsReclaimed: 0, outstandingCredits: 250 },
+      user: { credits: 0, reservedCredits: 330 },
+      payment: { creditsReclaimed: 0, outstandingCredits: 0 },
+      refunds: [{ pendingCredits: 250 }],
     });
     for (const jobId of jobIds) {
       await as.mutation(api.jobs.cancelJob, { jobId });
       await checkInvariants(t);
     }
     const { user, payment } = await state(t, userId, paymentId);
-    expect(user).toMatchObject({ credits: 80, reservedCredits: 0, owedCredits: 0 });
+    expect(user).toMatchObject({ credits: 80, reservedCredits: 0 });
     expect(payment).toMatchObject({ creditsReclaimed: 250, outstandingCredits: 0 });
-    // The ledger shows each step: 16 releases pay down 15 each (the 17th pays 10 and keeps 5).
+    // The ledger shows each step: 16 jobs void 15 each, the 17th voids 10 and releases 5.
     const rows = await t.run(async (ctx) =>
-      (await ctx.db.query("ledger").collect()).filter((r) => r.kind === "refund_paydown"),
+      (await ctx.db.query("ledger").collect()).filter((r) => r.kind === "void"),
     );
-    expect(rows.map((r) => r.delta)).toEqual([...new Array<number>(16).fill(-15), -10]);
+    expect(rows.map((r) => r.reservedDelta)).toEqual([...new Array<number>(16).fill(-15), -10]);
   });
 
-  test("a bank-returned refund gives back what was paid down too", async () => {
+  test("a bank-returned refund gives back what it voided from released holds too", async () => {
     const t = await setup();
     const { as, userId, paymentId } = await paidUser(t);
     const jobIds = await holdInJobs(as, 22);
@@ -466,7 +471,15 @@ describe("held credits cannot escape a refund", () => {
     }
     await deliverTrueLayer(t, trueLayerKey, refundFailed("evt-r2"));
     const { user } = await state(t, userId, paymentId);
-    expect(user).toMatchObject({ credits: 60, reservedCredits: 270, owedCredits: 0 });
+    expect(user).toMatchObject({ credits: 60, reservedCredits: 270 });
+    // The rest of the held credits are no longer marked: released, they come back.
+    for (const jobId of jobIds.slice(4)) {
+      await as.mutation(api.jobs.cancelJob, { jobId });
+    }
+    expect((await state(t, userId, paymentId)).user).toMatchObject({
+      credits: 330,
+      reservedCredits: 0,
+    });
     await checkInvariants(t);
   });
 });

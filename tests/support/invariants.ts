@@ -3,72 +3,117 @@ import type { Doc } from "../../convex/_generated/dataModel";
 import type { TestConvex } from "./setup";
 
 const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+const availableOf = (lot: Doc<"creditLots">) =>
+  lot.status === "active" ? lot.remaining - lot.held : 0;
 
 /**
  * The money invariants, checked over the whole database:
- * - every balance part is a whole number >= 0 and equals the sum of its ledger column:
- *   `credits` = Σ delta, `reservedCredits` = Σ reservedDelta, `owedCredits` = Σ owedDelta;
- * - reserved credits equal the held jobs' prices, and owed credits the executed refunds'
- *   outstanding credits;
- * - outstanding credits are paid down before a released hold reaches the balance: replaying a
- *   user's ledger, every `release` while credits are owed is followed at once by
- *   `refund_paydown` rows taking min(released, owed);
- * - every job has exactly one `reserve` row of its price, and at most one of `settle` or
- *   `release` (never both), matching its `creditStatus` and its status.
+ * - per lot 0 <= voidOnRelease <= held <= remaining <= granted, an inactive lot holds all it has
+ *   left, and no source key is granted twice;
+ * - the user row's caches are exact: `credits` = Σ ledger deltas = Σ (remaining − held) over the
+ *   user's active lots; `reservedCredits` = Σ reservedDelta = Σ held = the held jobs' prices;
+ * - each lot's ledger rows add up to it (Σ delta = its available credits, Σ reservedDelta = held),
+ *   and its held credits are exactly the allocations of its unfinished jobs;
+ * - every job's allocations add up to its price; it has reserve rows of exactly its price and, once
+ *   finished, settle rows (done) or release/void/return rows (failed, canceled) that end its hold,
+ *   never both, matching its `creditStatus` and status; a settle consumes only what it held;
+ * - an executed refund's due credits are reclaimed + pending + outstanding.
  */
 export async function checkInvariants(t: TestConvex) {
-  const { users, jobs, ledger, refunds } = await t.run(async (ctx) => ({
+  const { users, jobs, ledger, refunds, lots } = await t.run(async (ctx) => ({
     users: await ctx.db.query("users").collect(),
     jobs: await ctx.db.query("jobs").collect(),
     ledger: await ctx.db.query("ledger").collect(),
     refunds: await ctx.db.query("refunds").collect(),
+    lots: await ctx.db.query("creditLots").collect(),
   }));
+  const keys = new Set<string>();
+  for (const lot of lots) {
+    const voidOnRelease = lot.voidOnRelease ?? 0;
+    expect(
+      0 <= voidOnRelease &&
+        voidOnRelease <= lot.held &&
+        lot.held <= lot.remaining &&
+        lot.remaining <= lot.granted,
+      `lot bounds ${JSON.stringify(lot)}`,
+    ).toBe(true);
+    if (lot.status !== "active") {
+      expect(lot.remaining, "an inactive lot keeps only held credits").toBe(lot.held);
+    }
+    expect(lot.closed).toBe(lot.status !== "active");
+    expect(keys.has(lot.sourceKey), `source key ${lot.sourceKey} granted twice`).toBe(false);
+    keys.add(lot.sourceKey);
+    const rows = ledger.filter((row) => row.lotId === lot._id);
+    expect(sum(rows.map((row) => row.delta)), "lot rows = its available credits").toBe(
+      availableOf(lot),
+    );
+    expect(sum(rows.map((row) => row.reservedDelta ?? 0)), "lot rows = its held credits").toBe(
+      lot.held,
+    );
+    const allocated = jobs
+      .filter((job) => job.creditStatus === "held")
+      .flatMap((job) => job.allocations ?? [])
+      .filter((allocation) => allocation.lotId === lot._id);
+    expect(sum(allocated.map((a) => a.credits)), "held = unfinished jobs' allocations").toBe(
+      lot.held,
+    );
+  }
   for (const user of users) {
     expect(Number.isSafeInteger(user.credits), "integer balance").toBe(true);
     expect(user.credits, "balance >= 0").toBeGreaterThanOrEqual(0);
     const rows = ledger.filter((row) => row.userId === user._id);
+    const own = lots.filter((lot) => lot.userId === user._id);
     expect(user.credits, `credits = sum of ledger for ${user.clerkId}`).toBe(
       sum(rows.map((row) => row.delta)),
+    );
+    expect(user.credits, "credits = available credits of the active lots").toBe(
+      sum(own.map(availableOf)),
     );
     expect(user.reservedCredits ?? 0, "reservedCredits = sum of reservedDelta").toBe(
       sum(rows.map((row) => row.reservedDelta ?? 0)),
     );
-    expect(user.owedCredits ?? 0, "owedCredits = sum of owedDelta").toBe(
-      sum(rows.map((row) => row.owedDelta ?? 0)),
+    expect(user.reservedCredits ?? 0, "reservedCredits = held credits of the lots").toBe(
+      sum(own.map((lot) => lot.held)),
     );
     const held = jobs
       .filter((job) => job.userId === user._id && job.creditStatus === "held")
       .reduce((total, job) => total + job.creditsUsed, 0);
     expect(user.reservedCredits ?? 0, "reserved credits = the held jobs' prices").toBe(held);
-    const outstanding = refunds
-      .filter((refund) => refund.userId === user._id)
-      .reduce((total, refund) => total + refund.outstandingCredits, 0);
-    expect(user.owedCredits ?? 0, "owed credits = refunds' outstanding credits").toBe(outstanding);
-    checkPaydownOrder(rows);
   }
   for (const job of jobs) {
-    const rows = ledger.filter((row) => row.jobId === job._id);
-    const reserves = rows.filter((row) => row.kind === "reserve");
-    const settles = rows.filter((row) => row.kind === "settle");
-    const releases = rows.filter((row) => row.kind === "release");
-    expect(
-      reserves.map((row) => [row.delta, row.reservedDelta]),
-      "one reserve of the job's price",
-    ).toEqual([[-job.creditsUsed, job.creditsUsed]]);
-    expect(
-      settles.length + releases.length,
-      "settled or released at most once",
-    ).toBeLessThanOrEqual(1);
-    expect(settles.every((row) => row.delta === 0 && row.reservedDelta === -job.creditsUsed)).toBe(
-      true,
+    expect(sum((job.allocations ?? []).map((a) => a.credits)), "allocations = price").toBe(
+      job.creditsUsed,
     );
-    expect(
-      releases.every(
-        (row) => row.delta === job.creditsUsed && row.reservedDelta === -job.creditsUsed,
-      ),
-    ).toBe(true);
-    const expected = settles.length === 1 ? "settled" : releases.length === 1 ? "refunded" : "held";
+    const rows = ledger.filter((row) => row.jobId === job._id);
+    const of = (...kinds: string[]) => rows.filter((row) => kinds.includes(row.kind));
+    const reserves = of("reserve");
+    expect(sum(reserves.map((r) => r.delta)), "reserve rows take the price").toBe(-job.creditsUsed);
+    expect(sum(reserves.map((r) => r.reservedDelta ?? 0)), "and hold it").toBe(job.creditsUsed);
+    const settles = of("settle");
+    const releases = of("release", "void", "return");
+    expect(settles.length > 0 && releases.length > 0, "settled or released, never both").toBe(
+      false,
+    );
+    const expected = settles.length > 0 ? "settled" : releases.length > 0 ? "refunded" : "held";
     expect(job.creditStatus, "creditStatus matches the ledger").toBe(expected);
+    if (expected === "settled") {
+      expect(sum(settles.map((r) => r.reservedDelta ?? 0))).toBe(-job.creditsUsed);
+      expect(settles.every((r) => r.delta === 0)).toBe(true);
+      const reservedLots = new Set(reserves.map((r) => r.lotId));
+      expect(
+        settles.every((r) => reservedLots.has(r.lotId)),
+        "consumes only what it held",
+      ).toBe(true);
+    }
+    if (expected === "refunded") {
+      expect(sum(releases.map((r) => r.reservedDelta ?? 0)), "release ends the hold").toBe(
+        -job.creditsUsed,
+      );
+      const voided = -sum(of("void").map((r) => r.reservedDelta ?? 0));
+      expect(sum(releases.map((r) => r.delta)), "all of it back but what was voided").toBe(
+        job.creditsUsed - voided,
+      );
+    }
     if (job.status === "done" || job.status === "expired") {
       expect(job.creditStatus).toBe("settled");
     } else if (job.status === "failed" || job.status === "canceled") {
@@ -78,34 +123,12 @@ export async function checkInvariants(t: TestConvex) {
     }
   }
   for (const refund of refunds) {
-    const due = refund.creditsDue ?? 0;
+    const parts =
+      refund.creditsReclaimed + (refund.pendingCredits ?? 0) + refund.outstandingCredits;
     if (refund.status === "executed") {
-      expect(refund.creditsReclaimed + refund.outstandingCredits, "reclaimed + owed = due").toBe(
-        due,
-      );
+      expect(parts, "reclaimed + pending + outstanding = due").toBe(refund.creditsDue ?? 0);
     } else {
-      expect([refund.creditsReclaimed, refund.outstandingCredits]).toEqual([0, 0]);
+      expect(parts).toBe(0);
     }
-  }
-}
-
-/** Replays one user's ledger (in insertion order): releases pay down owed credits first. */
-function checkPaydownOrder(rows: Doc<"ledger">[]) {
-  let owed = 0;
-  for (let i = 0; i < rows.length; i++) {
-    const row = rows[i];
-    if (row.kind === "release" && owed > 0) {
-      let due = Math.min(row.delta, owed);
-      let j = i + 1;
-      while (due > 0) {
-        const next = rows[j++];
-        expect(next?.kind, "a release while credits are owed is followed by a pay-down").toBe(
-          "refund_paydown",
-        );
-        due += next.delta;
-      }
-      expect(due, "the pay-down takes exactly min(released, owed)").toBe(0);
-    }
-    owed += row.owedDelta ?? 0;
   }
 }
