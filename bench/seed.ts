@@ -19,6 +19,8 @@ const modules = import.meta.glob("../convex/**/*.ts");
 const CHUNK = 4000;
 const PLANS = ["starter", "creator", "studio"] as const;
 const DAY_MS = 24 * HOUR_MS;
+/** The heavy user's balance: enough for every job the cases create. */
+const HEAVY_CREDITS = 1_000_000;
 
 export type BenchEnv = {
   t: Client;
@@ -107,9 +109,19 @@ async function newDeployment(n: number, now: number) {
   const admin = await signUp("admin");
   await t.mutation(internal.users.setRole, { userId: admin.userId, role: "admin" });
   const heavy = await signUp("heavy");
-  // Enough balance for every job the cases create.
+  // Enough balance for every job the cases create: an operator's adjustment on top of the
+  // sign-up grant, so the balance stays the sum of the heavy user's ledger.
   await t.run(async (ctx) => {
-    await ctx.db.patch("users", heavy.userId, { credits: 1_000_000 });
+    const user = (await ctx.db.get("users", heavy.userId))!;
+    await ctx.db.patch("users", heavy.userId, { credits: HEAVY_CREDITS });
+    await ctx.db.insert("ledger", {
+      userId: heavy.userId,
+      delta: HEAVY_CREDITS - user.credits,
+      balanceAfter: HEAVY_CREDITS,
+      kind: "adjustment",
+      note: "bench seed: balance for the cases' jobs",
+      createdAt: now,
+    });
   });
   let strangers = 0;
   const env: BenchEnv = {
@@ -123,7 +135,7 @@ async function newDeployment(n: number, now: number) {
       const clerkId = `stranger_${++strangers}`;
       return { clerkId, as: t.withIdentity(identity(clerkId)) };
     },
-    rows: { plans: 3, users: 2, ledger: 2, metricsBuckets: windowBuckets },
+    rows: { plans: 3, users: 2, ledger: 3, metricsBuckets: windowBuckets },
   };
   return env;
 }
@@ -136,7 +148,7 @@ function counted(env: BenchEnv, table: string, count: number) {
 /** Job owners for the sweep deployments: refunds spread over this many users. */
 const OWNERS = 100;
 
-async function seedOwners(env: BenchEnv, credits: number): Promise<Array<Id<"users">>> {
+async function seedOwners(env: BenchEnv): Promise<Array<Id<"users">>> {
   const owners: Array<Id<"users">> = [];
   await env.t.run(async (ctx) => {
     for (let i = 0; i < OWNERS; i++) {
@@ -146,7 +158,6 @@ async function seedOwners(env: BenchEnv, credits: number): Promise<Array<Id<"use
           email: `owner_${i}@example.com`,
           plan: PLANS[i % 3],
           credits: 80,
-          reservedCredits: credits,
           createdAt: env.now - 30 * DAY_MS,
         }),
       );
@@ -156,12 +167,100 @@ async function seedOwners(env: BenchEnv, credits: number): Promise<Array<Id<"use
   return owners;
 }
 
+type JobDoc = Omit<Doc<"jobs">, "_id" | "_creationTime">;
+/** `count` jobs made by `make(i)`. */
+type JobGroup = { count: number; make: (i: number) => JobDoc };
+
+/**
+ * Inserts the groups' jobs (in order), all of them held, as `createJob` leaves them: each job
+ * with its `reserve` ledger row (its price moved from available into reserved credits, at the
+ * job's `createdAt`). Each owner's cached balance then equals its ledger columns, as
+ * `applyCreditChange` keeps it: one `adjustment` row at the user's `createdAt` (before any job)
+ * brings in the user's seeded available credits plus everything its jobs hold, the reserves take
+ * the prices out, and `reservedCredits` is set to the sum of its held jobs' prices. The owners
+ * must exist, with no ledger rows or held jobs yet. Two passes over `make` (one to total the
+ * holds, one to insert), the second CHUNK writes per transaction.
+ */
+async function insertHeldJobs(env: BenchEnv, groups: JobGroup[]) {
+  const { t } = env;
+  // Pass 1: each owner's jobs, in the order its ledger index lists them (createdAt, then
+  // insertion), so balanceAfter runs down the way a replay of its ledger reads.
+  const byUser = new Map<Id<"users">, Array<{ at: number; seq: number; price: number }>>();
+  let seq = 0;
+  for (const { count, make } of groups) {
+    for (let i = 0; i < count; i++) {
+      const job = make(i);
+      if (job.creditStatus !== "held") throw new Error("bench: insertHeldJobs takes held jobs");
+      const jobs = byUser.get(job.userId) ?? [];
+      jobs.push({ at: job.createdAt, seq: seq++, price: job.creditsUsed });
+      byUser.set(job.userId, jobs);
+    }
+  }
+  const balanceAfter = new Array<number>(seq);
+  const opening = await t.run(async (ctx) => {
+    const rows: Array<{ userId: Id<"users">; credits: number; reserved: number; at: number }> = [];
+    for (const [userId, jobs] of byUser) {
+      const user = await ctx.db.get("users", userId);
+      if (user === null || (user.reservedCredits ?? 0) !== 0) {
+        throw new Error("bench: a held job's owner must exist and hold nothing yet");
+      }
+      const reserved = jobs.reduce((total, job) => total + job.price, 0);
+      let balance = user.credits + reserved;
+      rows.push({ userId, credits: balance, reserved, at: user.createdAt });
+      jobs.sort((a, b) => a.at - b.at || a.seq - b.seq);
+      for (const job of jobs) {
+        balance -= job.price;
+        balanceAfter[job.seq] = balance;
+      }
+    }
+    for (const { userId, credits, reserved, at } of rows) {
+      await ctx.db.insert("ledger", {
+        userId,
+        delta: credits,
+        balanceAfter: credits,
+        kind: "adjustment",
+        note: "bench seed: opening balance (available credits and the seeded jobs' holds)",
+        createdAt: at,
+      });
+      await ctx.db.patch("users", userId, { reservedCredits: reserved });
+    }
+    return rows.length;
+  });
+  // Pass 2: each job and its reserve row.
+  seq = 0;
+  for (const { count, make } of groups) {
+    for (let start = 0; start < count; start += CHUNK / 2) {
+      const end = Math.min(count, start + CHUNK / 2);
+      const first = seq;
+      await t.run(async (ctx) => {
+        for (let i = start, s = first; i < end; i++, s++) {
+          const job = make(i);
+          const jobId = await ctx.db.insert("jobs", job);
+          await ctx.db.insert("ledger", {
+            userId: job.userId,
+            delta: -job.creditsUsed,
+            balanceAfter: balanceAfter[s],
+            reservedDelta: job.creditsUsed,
+            kind: "reserve",
+            jobId,
+            createdAt: job.createdAt,
+          });
+        }
+      });
+      seq += end - start;
+    }
+  }
+  counted(env, "jobs", seq);
+  counted(env, "ledger", opening + seq);
+}
+
 /**
  * The main deployment, where every call case and the expiry and prune crons run. Besides
  * `newDeployment`'s rows, N rows in each large table:
  * - N users (besides the admin and the heavy user), last active some hours ago;
  * - N done jobs of the heavy user whose video expired an hour ago: the expiry cron's backlog;
- * - N queued jobs of another user, all ahead of any new job: the worker's N-deep queue;
+ * - N queued jobs of another user, all ahead of any new job: the worker's N-deep queue (each
+ *   holding its price, with its reserve row: N + 1 more ledger rows, see insertHeldJobs);
  * - N ledger rows and N payments of the heavy user (executed, settled, failed and pending);
  * - N processed webhook events (TrueLayer and Clerk), for the replay checks;
  * - N metrics buckets past the retention: the prune cron's backlog.
@@ -215,26 +314,28 @@ export async function seed(n: number, now: number): Promise<BenchEnv> {
   }));
   counted(env, "jobs", n);
   // The queue workers claim from: N queued jobs, oldest first (all created within the queue
-  // timeout: the queue-timeout sweep drains a backlog of its own, see seedQueueBacklog).
-  await insertMany(t, n, (i) => ({
-    table: "jobs",
-    doc: {
-      userId: otherUser,
-      prompt: `queued job ${i}`,
-      durationSec: 10,
-      creditsUsed: 10,
-      status: "queued",
-      creditStatus: "held",
-      createdAt: now - DAY_MS / 2 + i,
+  // timeout: the queue-timeout sweep drains a backlog of its own, see seedQueueBacklog), each
+  // holding its price (the worker cases settle and release some).
+  await insertHeldJobs(env, [
+    {
+      count: n,
+      make: (i) => ({
+        userId: otherUser,
+        prompt: `queued job ${i}`,
+        durationSec: 10,
+        creditsUsed: 10,
+        status: "queued",
+        creditStatus: "held",
+        createdAt: now - DAY_MS / 2 + i,
+      }),
     },
-  }));
-  counted(env, "jobs", n);
+  ]);
   await insertMany(t, n, (i) => ({
     table: "ledger",
     doc: {
       userId: heavy.userId,
       delta: 0,
-      balanceAfter: 1_000_000,
+      balanceAfter: HEAVY_CREDITS,
       kind: "adjustment",
       note: `seeded row ${i}`,
       createdAt: now - 2 * DAY_MS + i,
@@ -284,7 +385,7 @@ export async function seed(n: number, now: number): Promise<BenchEnv> {
  */
 export async function seedLeaseBacklog(n: number, now: number): Promise<BenchEnv> {
   const env = await newDeployment(n, now);
-  const owners = await seedOwners(env, 10 * n);
+  const owners = await seedOwners(env);
   const maxAttempts = DEFAULT_WORKER_CONFIG.maxAttempts;
   const running = (i: number, prompt: string) => ({
     userId: owners[i % OWNERS],
@@ -296,32 +397,30 @@ export async function seedLeaseBacklog(n: number, now: number): Promise<BenchEnv
     createdAt: now - HOUR_MS + i,
     startedAt: now - HOUR_MS / 2 + i,
   });
-  await insertMany(env.t, n, (i) => ({
-    table: "jobs",
-    doc: {
-      ...running(i, `stalled job ${i}`),
-      workerId: `gpu-${i % 16}`,
-      leaseExpiresAt: now - n - 1 + i,
-      attempt: i < n / 2 ? maxAttempts : 1 + (i % (maxAttempts - 1)),
-      progress: 40,
-    },
-  }));
   const others = Math.floor(n / 10);
-  await insertMany(env.t, others, (i) => ({
-    table: "jobs",
-    doc: {
-      ...running(i, `healthy job ${i}`),
-      workerId: `gpu-${i % 16}`,
-      leaseExpiresAt: now + 5 * 60 * 1000 + i,
-      attempt: 1,
-      progress: 60,
+  await insertHeldJobs(env, [
+    {
+      count: n,
+      make: (i) => ({
+        ...running(i, `stalled job ${i}`),
+        workerId: `gpu-${i % 16}`,
+        leaseExpiresAt: now - n - 1 + i,
+        attempt: i < n / 2 ? maxAttempts : 1 + (i % (maxAttempts - 1)),
+        progress: 40,
+      }),
     },
-  }));
-  await insertMany(env.t, others, (i) => ({
-    table: "jobs",
-    doc: running(i, `operator job ${i}`),
-  }));
-  counted(env, "jobs", n + 2 * others);
+    {
+      count: others,
+      make: (i) => ({
+        ...running(i, `healthy job ${i}`),
+        workerId: `gpu-${i % 16}`,
+        leaseExpiresAt: now + 5 * 60 * 1000 + i,
+        attempt: 1,
+        progress: 60,
+      }),
+    },
+    { count: others, make: (i) => running(i, `operator job ${i}`) },
+  ]);
   return env;
 }
 
@@ -332,7 +431,7 @@ export async function seedLeaseBacklog(n: number, now: number): Promise<BenchEnv
  */
 export async function seedQueueBacklog(n: number, now: number): Promise<BenchEnv> {
   const env = await newDeployment(n, now);
-  const owners = await seedOwners(env, 10 * n);
+  const owners = await seedOwners(env);
   const timeout = DEFAULT_WORKER_CONFIG.queueTimeoutMs;
   const job = (i: number, prompt: string, createdAt: number) => ({
     userId: owners[i % OWNERS],
@@ -343,26 +442,21 @@ export async function seedQueueBacklog(n: number, now: number): Promise<BenchEnv
     creditStatus: "held" as const,
     createdAt,
   });
-  await insertMany(env.t, n, (i) => ({
-    table: "jobs",
-    doc: job(i, `stale job ${i}`, now - timeout - n - 1 + i),
-  }));
   const others = Math.floor(n / 10);
-  await insertMany(env.t, others, (i) => ({
-    table: "jobs",
-    doc: job(i, `fresh job ${i}`, now - timeout / 2 + i),
-  }));
-  await insertMany(env.t, others, (i) => ({
-    table: "jobs",
-    doc: {
-      ...job(i, `running job ${i}`, now - HOUR_MS + i),
-      status: "running",
-      workerId: `gpu-${i % 16}`,
-      leaseExpiresAt: now + 5 * 60 * 1000 + i,
-      attempt: 1,
-      startedAt: now - HOUR_MS / 2 + i,
+  await insertHeldJobs(env, [
+    { count: n, make: (i) => job(i, `stale job ${i}`, now - timeout - n - 1 + i) },
+    { count: others, make: (i) => job(i, `fresh job ${i}`, now - timeout / 2 + i) },
+    {
+      count: others,
+      make: (i) => ({
+        ...job(i, `running job ${i}`, now - HOUR_MS + i),
+        status: "running",
+        workerId: `gpu-${i % 16}`,
+        leaseExpiresAt: now + 5 * 60 * 1000 + i,
+        attempt: 1,
+        startedAt: now - HOUR_MS / 2 + i,
+      }),
     },
-  }));
-  counted(env, "jobs", n + 2 * others);
+  ]);
   return env;
 }
