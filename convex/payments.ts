@@ -194,7 +194,7 @@ export const refundPayment = internalAction({
   },
 });
 
-/** Executed refunds whose credits were spent before they executed (still owed), largest first. */
+/** Executed refunds whose credits were consumed before they executed (outstanding), largest first. */
 export const listOutstandingRefunds = internalQuery({
   args: { paginationOpts: paginationOptsValidator },
   returns: paginationResultValidator(refundDoc),

@@ -111,7 +111,7 @@ export default defineSchema({
     refundedAmount: v.optional(v.number()),
     /** Credits taken back by the executed refunds (at execution and paid down since). */
     creditsReclaimed: v.optional(v.number()),
-    /** Credits still owed by the executed refunds (spent before they executed). */
+    /** Credits the executed refunds could not take back (consumed before they executed). */
     outstandingCredits: v.optional(v.number()),
   })
     .index("by_userId", ["userId", "timestamp"])
