@@ -20,6 +20,8 @@ crons.interval(
   internal.worker.sweepExpiredLeases,
   {},
 );
+// Subscription period ends and grace ends run on time through the scheduler; this catches misses.
+crons.interval("sweep due subscriptions", { minutes: 10 }, internal.subscriptions.sweepDue, {});
 // Credit lots expire on time through the scheduler; this catches any expiry that was missed.
 crons.interval("expire due credit lots", { minutes: 10 }, internal.credits.expireDueLots, {});
 crons.interval("sweep queue timeouts", { minutes: 1 }, internal.worker.sweepQueueTimeouts, {});

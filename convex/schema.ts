@@ -105,6 +105,11 @@ export default defineSchema({
     failureReason: v.optional(v.string()),
     /** When TrueLayer executed/settled the payment. */
     succeededAt: v.optional(v.number()),
+    /** Subscription payments: which subscription, and what the payment is for. */
+    subscriptionId: v.optional(v.id("subscriptions")),
+    purpose: v.optional(v.union(v.literal("start"), v.literal("renewal"), v.literal("upgrade"))),
+    /** Renewals: the period (index, counted from the subscription's anchor) it pays for. */
+    periodIndex: v.optional(v.number()),
     // Refund summary, recomputed from the payment's `refunds` rows whenever one changes.
     refundStatus: v.optional(paymentRefundStatusValidator),
     /** Minor units refunded (executed refunds). */
@@ -117,6 +122,51 @@ export default defineSchema({
     .index("by_userId", ["userId", "timestamp"])
     .index("by_trueLayerTxnId", ["trueLayerTxnId"])
     .index("by_outstandingCredits", ["outstandingCredits"]),
+
+  /**
+   * One subscription per user at a time (model/subscriptions.ts): monthly periods computed from
+   * the anchor, each paid period granting one plan lot.
+   */
+  subscriptions: defineTable({
+    userId: v.id("users"),
+    plan: planNameValidator,
+    status: v.union(
+      v.literal("incomplete"),
+      v.literal("active"),
+      v.literal("past_due"),
+      v.literal("canceled"),
+    ),
+    /** When the first (or an upgrade) payment succeeded; period n ends at anchor + n + 1 months. */
+    anchor: v.optional(v.number()),
+    periodIndex: v.number(),
+    currentPeriodStart: v.optional(v.number()),
+    currentPeriodEnd: v.optional(v.number()),
+    cancelAtPeriodEnd: v.boolean(),
+    /** A downgrade scheduled for the period end. */
+    pendingPlan: v.optional(planNameValidator),
+    /** The renewal payment of the next period, once created (3 days before the period ends). */
+    renewal: v.optional(
+      v.object({
+        paymentId: v.id("payments"),
+        periodIndex: v.number(),
+        dueAt: v.number(),
+        amount: v.number(),
+        currency: v.string(),
+        status: v.union(v.literal("pending"), v.literal("paid"), v.literal("failed")),
+        payUrl: v.union(v.string(), v.null()),
+      }),
+    ),
+    /** When the next renewal payment is due to be created (3 days before the period ends). */
+    renewalDueAt: v.optional(v.number()),
+    /** past_due: when the grace ends and the subscription is canceled if still unpaid. */
+    graceEndsAt: v.optional(v.number()),
+    canceledAt: v.optional(v.number()),
+    createdAt: v.number(),
+  })
+    .index("by_userId", ["userId", "createdAt"])
+    .index("by_status_and_currentPeriodEnd", ["status", "currentPeriodEnd"])
+    .index("by_status_and_graceEndsAt", ["status", "graceEndsAt"])
+    .index("by_renewalDueAt", ["renewalDueAt"]),
 
   /** One row per refund of a payment, ours or made in TrueLayer Console (see model/refunds.ts). */
   refunds: defineTable({
@@ -168,9 +218,12 @@ export default defineSchema({
     /** status !== "active": lists show live lots first. */
     closed: v.boolean(),
     paymentId: v.optional(v.id("payments")),
+    /** Period, rollover and upgrade lots: their subscription. */
+    subscriptionId: v.optional(v.id("subscriptions")),
     createdAt: v.number(),
   })
     .index("by_sourceKey", ["sourceKey"])
+    .index("by_paymentId", ["paymentId"])
     .index("by_userId_and_status", ["userId", "status", "expiresAt"])
     .index("by_userId_and_closed", ["userId", "closed"])
     .index("by_status_and_expiresAt", ["status", "expiresAt"]),

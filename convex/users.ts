@@ -4,6 +4,7 @@ import schema from "./schema";
 import { appError } from "./lib/errors";
 import { identityMutation, internalMutation, maybeUserQuery } from "./lib/functions";
 import { planNameValidator } from "./lib/validators";
+import { compPlan } from "./model/subscriptions";
 import * as Users from "./model/users";
 
 const userDoc = doc(schema, "users");
@@ -31,13 +32,14 @@ export const me = maybeUserQuery({
 });
 
 /**
- * Moves a user to another plan (a successful plan purchase calls this; operators may too).
- * Moves no credits: see `changePlan` in model/users.ts and docs/api.md. Same plan: no-op.
+ * Operators: changes the user's plan now, without payment (a comp or support fix): a new
+ * subscription period starts now with the new plan's lot, the old plan lot's unused credits are
+ * converted, the change is recorded in `planChanges` (model/subscriptions.ts, `compPlan`).
  */
 export const updateUserPlan = internalMutation({
   args: { userId: v.id("users"), planName: v.string() },
   returns: v.object({ changed: v.boolean(), plan: planNameValidator }),
-  handler: async (ctx, { userId, planName }) => await Users.changePlan(ctx, userId, planName),
+  handler: async (ctx, { userId, planName }) => await compPlan(ctx, userId, planName),
 });
 
 /** Operators grant or revoke admin (metrics access): `npx convex run users:setRole`. */

@@ -46,6 +46,16 @@ const UNAVAILABLE: Outcome = { code: "UNAVAILABLE" };
 const UNAUTHENTICATED: Outcome = { code: "UNAUTHENTICATED" };
 const FORBIDDEN: Outcome = { code: "FORBIDDEN" };
 const NOT_FOUND: Outcome = { code: "NOT_FOUND" };
+const INVALID_TRANSITION: Outcome = { code: "INVALID_TRANSITION" };
+/** Signed-up callers only; the world's users have no subscription, so changes are refused. */
+const subscriberOnly = (signedUp: Outcome): Record<Caller, Outcome> => ({
+  anonymous: UNAUTHENTICATED,
+  unregistered: NOT_FOUND,
+  stranger: signedUp,
+  owner: signedUp,
+  admin: signedUp,
+  deleted: FORBIDDEN,
+});
 const PAGE = { numItems: 10, cursor: null };
 const EMPTY_PAGE = { page: [], isDone: true, continueCursor: "" };
 
@@ -111,6 +121,30 @@ export const MATRIX: { [Path in PublicPath]: MatrixRow } = {
       deleted: FORBIDDEN,
     },
   },
+  "subscriptions:get": {
+    args: () => ({}),
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      unregistered: { value: null },
+      stranger: { value: null },
+      owner: { value: null },
+      admin: { value: null },
+      deleted: FORBIDDEN,
+    },
+  },
+  "subscriptions:previewChange": {
+    args: () => ({ planName: "creator" }),
+    expect: subscriberOnly({
+      ok: true,
+      check: (result) => expect(result).toMatchObject({ kind: "start", amount: 3100 }),
+    }),
+  },
+  "subscriptions:changePlan": {
+    args: () => ({ planName: "starter" }),
+    expect: subscriberOnly(INVALID_TRANSITION),
+  },
+  "subscriptions:cancel": { args: () => ({}), expect: subscriberOnly(INVALID_TRANSITION) },
+  "subscriptions:resume": { args: () => ({}), expect: subscriberOnly(INVALID_TRANSITION) },
   "credits:getCredits": {
     args: (w) => ({ userId: w.userId.owner }),
     expect: {

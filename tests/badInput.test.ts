@@ -553,6 +553,29 @@ row(
   extra("userId"),
 );
 
+// --- subscriptions (the plan is checked first; the corpus world's users have none) ------------
+for (const fn of ["subscriptions:previewChange", "subscriptions:changePlan"] as const) {
+  for (const planName of ["", "enterprise", "STARTER", "starter\u0000", "__proto__", MiB10]) {
+    row(fn, `planName ${show(planName.slice(0, 20))}`, () => ({ planName }), code("NOT_FOUND"));
+  }
+  for (const planName of wrongTypesFor("string")) {
+    row(fn, `planName ${show(planName)}`, () => ({ planName }), expectedType("string"));
+  }
+  row(fn, "planName missing", () => ({}), missing("planName"));
+  row(fn, "extra field", () => ({ planName: "creator", userId: "x" }), extra("userId"));
+}
+row(
+  "subscriptions:changePlan",
+  "no subscription",
+  () => ({ planName: "starter" }),
+  code("INVALID_TRANSITION"),
+);
+for (const fn of ["subscriptions:cancel", "subscriptions:resume", "subscriptions:get"] as const) {
+  row(fn, "extra field", () => ({ userId: "x" }), extra("userId"));
+}
+row("subscriptions:cancel", "no subscription", () => ({}), code("INVALID_TRANSITION"));
+row("subscriptions:resume", "no subscription", () => ({}), code("INVALID_TRANSITION"));
+
 // --- metrics:overview (as an admin, so the argument is what is refused) ----------------------
 for (const hours of [0, -1, 721, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 1e308]) {
   row("metrics:overview", `hours ${show(hours)}`, () => ({ hours }), invalid("hours"), "admin");

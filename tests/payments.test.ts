@@ -295,7 +295,7 @@ describe("TrueLayer webhook", () => {
       creditsAdded: 250,
       succeededAt: Date.parse("2024-05-01T10:00:00.000Z"),
     });
-    expect(ledger.filter((row) => row.kind === "purchase")).toMatchObject([
+    expect(ledger.filter((row) => row.kind === "period")).toMatchObject([
       { delta: 250, balanceAfter: 330, paymentId: result.paymentId, userId },
     ]);
     expect(ledger.filter((row) => row.kind === "plan_change")).toHaveLength(1);
@@ -413,7 +413,7 @@ describe("TrueLayer webhook", () => {
     expect(await replay.json()).toMatchObject({ outcome: "duplicate" });
     const { user, ledger, events } = await state(t, userId);
     expect(user.credits).toBe(330);
-    expect(ledger.filter((row) => row.kind === "purchase")).toHaveLength(1);
+    expect(ledger.filter((row) => row.kind === "period")).toHaveLength(1);
     expect(events).toHaveLength(1);
   });
 
@@ -429,7 +429,7 @@ describe("TrueLayer webhook", () => {
       creditsAdded: 0,
     });
     expect(user).toMatchObject({ credits: 80, plan: "starter" });
-    expect(ledger.filter((row) => row.kind === "purchase")).toHaveLength(0);
+    expect(ledger.filter((row) => row.kind === "period")).toHaveLength(0);
   });
 
   test("out of order: payment_failed after payment_executed changes nothing (200, logged)", async () => {
@@ -459,7 +459,7 @@ describe("TrueLayer webhook", () => {
     const { user, payments, ledger } = await state(t, userId);
     expect(payments[0]).toMatchObject({ status: "settled", creditsAdded: 500 });
     expect(user).toMatchObject({ credits: 580, plan: "studio" });
-    expect(ledger.filter((row) => row.kind === "purchase")).toHaveLength(1);
+    expect(ledger.filter((row) => row.kind === "period")).toHaveLength(1);
   });
 
   test("in order: executed then settled credits once and ends settled", async () => {
@@ -588,7 +588,7 @@ describe("TrueLayer webhook", () => {
     expect(responses.map((r) => r.status)).toEqual([200, 200, 200]);
     const { user, ledger } = await state(t, userId);
     expect(user.credits).toBe(330);
-    expect(ledger.filter((row) => row.kind === "purchase")).toHaveLength(1);
+    expect(ledger.filter((row) => row.kind === "period")).toHaveLength(1);
   });
 });
 

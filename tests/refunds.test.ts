@@ -511,7 +511,7 @@ describe("a webhook retried after success credits once", () => {
     expect(user).toMatchObject({ credits: 330, plan: "creator" });
     expect(payment).toMatchObject({ status: "executed", creditsAdded: 250 });
     const purchases = await t.run(async (ctx) =>
-      (await ctx.db.query("ledger").collect()).filter((row) => row.kind === "purchase"),
+      (await ctx.db.query("ledger").collect()).filter((row) => row.kind === "period"),
     );
     expect(purchases).toMatchObject([{ delta: 250, paymentId }]);
     // The payment metrics count it once too.

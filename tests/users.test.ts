@@ -83,7 +83,7 @@ describe("users", () => {
     expect(await as.query(api.users.me, {})).toMatchObject({ _id: userId, credits: 80 });
   });
 
-  test("updateUserPlan records the change, moves no credits, same plan is a no-op", async () => {
+  test("updateUserPlan comps the plan now, converting the old plan lot; same plan is a no-op", async () => {
     const t = await setup();
     const { as, userId } = await signUp(t, "user_1");
     expect(await t.mutation(internal.users.updateUserPlan, { userId, planName: "studio" })).toEqual(
@@ -92,12 +92,13 @@ describe("users", () => {
     expect(await t.mutation(internal.users.updateUserPlan, { userId, planName: "studio" })).toEqual(
       { changed: false, plan: "studio" },
     );
-    // Switching back and forth never mints credits.
+    // Switching back and forth never piles up credits: each change converts the previous plan
+    // lot's unused credits, so only the welcome lot and the current plan's lot remain.
     for (let i = 0; i < 3; i++) {
       await t.mutation(internal.users.updateUserPlan, { userId, planName: "starter" });
       await t.mutation(internal.users.updateUserPlan, { userId, planName: "creator" });
     }
-    expect(await as.query(api.users.me, {})).toMatchObject({ plan: "creator", credits: 80 });
+    expect(await as.query(api.users.me, {})).toMatchObject({ plan: "creator", credits: 80 + 250 });
     const { changes, ledger } = await t.run(async (ctx) => ({
       changes: await ctx.db.query("planChanges").collect(),
       ledger: await ctx.db.query("ledger").collect(),
@@ -114,7 +115,7 @@ describe("users", () => {
     expect(ledger.filter((row) => row.kind === "plan_change").every((row) => row.delta === 0)).toBe(
       true,
     );
-    expect(ledger.reduce((sum, row) => sum + row.delta, 0)).toBe(80);
+    expect(ledger.reduce((sum, row) => sum + row.delta, 0)).toBe(80 + 250);
   });
 
   test("updateUserPlan with an unknown plan is NOT_FOUND and changes nothing", async () => {

@@ -26,7 +26,10 @@ export type CreditStatus = Infer<typeof creditStatusValidator>;
  * hold whose lot expired meanwhile comes back as a `returned` lot. expire: a lot's unheld credits
  * at its `expiresAt`. void: credits of a refunded payment's lot taken back (unheld at once, held
  * ones as their jobs release them). refund_reversal: a refund that failed after executing gives
- * back what it voided. plan_change: a plan switch (moves no credits).
+ * back what it voided. plan_change: a plan switch (moves no credits). period: a subscription
+ * period's plan lot. rollover: a period's unused credits moved into the next period's rollover
+ * lot (out of the old lot, into the new one). convert: an upgrade's (or an operator's plan
+ * change's) unused credits of the old plan lot, converted into the new plan's price.
  */
 export const ledgerKindValidator = literals(
   "grant",
@@ -40,6 +43,9 @@ export const ledgerKindValidator = literals(
   "plan_change",
   "adjustment",
   "refund_reversal",
+  "period",
+  "rollover",
+  "convert",
 );
 
 /**

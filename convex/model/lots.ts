@@ -137,6 +137,7 @@ export type Grant = {
   /** Unique per grant; absent: the lot's own id (a grant that cannot be replayed). */
   sourceKey?: string;
   paymentId?: Id<"payments">;
+  subscriptionId?: Id<"subscriptions">;
 } & LotEntry;
 
 /**
@@ -148,7 +149,7 @@ export async function grantLot(
   userId: Id<"users">,
   grant: Grant,
 ): Promise<Lot | null> {
-  const { source, credits, expiresAt, sourceKey, paymentId, ...entry } = grant;
+  const { source, credits, expiresAt, sourceKey, paymentId, subscriptionId, ...entry } = grant;
   if (!Number.isSafeInteger(credits) || credits <= 0) {
     throw appError("INVALID_ARGUMENT", "credits must be a positive whole number.");
   }
@@ -170,6 +171,7 @@ export async function grantLot(
     status: "active",
     closed: false,
     paymentId,
+    subscriptionId,
     createdAt: now,
   });
   if (sourceKey === undefined) {
@@ -283,14 +285,71 @@ export async function expireLot(ctx: MutationCtx, lot: Lot, now: number): Promis
   if (!isOverdue(lot, now)) {
     return lot;
   }
+  const rolled = await rolloverFromExpiringLot(ctx, lot);
+  const before = rolled === null ? lot : rolled;
   const expired = await changeLot(
     ctx,
-    lot,
-    { remaining: lot.held, status: "expired" },
+    before,
+    { remaining: before.held, status: "expired" },
     { kind: "expire", note: `Lot expired at ${new Date(lot.expiresAt!).toISOString()}` },
   );
   await refreshNextExpiry(ctx, lot.userId);
   return expired;
+}
+
+/**
+ * A subscription period's plan lot expiring at its period end: its unused credits roll over once
+ * into a rollover lot capped at the next period's plan credits and expiring at the next period's
+ * end (rollover lots never roll again; a subscription that cancels rolls nothing over). Returns
+ * the lot after the move, or null when nothing rolls over.
+ */
+async function rolloverFromExpiringLot(ctx: MutationCtx, lot: Lot): Promise<Lot | null> {
+  if (
+    lot.subscriptionId === undefined ||
+    (lot.source !== "period" && lot.source !== "upgrade") ||
+    availableOf(lot) === 0
+  ) {
+    return null;
+  }
+  const sub = await ctx.db.get("subscriptions", lot.subscriptionId);
+  if (
+    sub === null ||
+    sub.anchor === undefined ||
+    sub.cancelAtPeriodEnd ||
+    (sub.status !== "active" && sub.status !== "past_due")
+  ) {
+    return null;
+  }
+  // Either the period is ending now (not closed yet) or it was just closed.
+  const ending = lot.expiresAt === sub.currentPeriodEnd;
+  const justClosed = lot.expiresAt === sub.currentPeriodStart;
+  if (!ending && !justClosed) {
+    return null;
+  }
+  const nextEnd = ending ? addMonthsUtc(sub.anchor, sub.periodIndex + 2) : sub.currentPeriodEnd!;
+  const nextPlanName = ending ? (sub.pendingPlan ?? sub.plan) : sub.plan;
+  const nextPlan = await ctx.db
+    .query("plans")
+    .withIndex("by_name", (q) => q.eq("name", nextPlanName))
+    .unique();
+  const unused = availableOf(lot);
+  const credits = Math.min(unused, nextPlan?.monthlyCredits ?? 0);
+  const entry = {
+    kind: "rollover" as const,
+    note: `Unused credits of the period ending ${new Date(lot.expiresAt!).toISOString()}`,
+  };
+  const after = await changeLot(ctx, lot, { remaining: lot.remaining - unused }, entry);
+  if (credits > 0 && nextEnd > Date.now()) {
+    await grantLot(ctx, lot.userId, {
+      ...entry,
+      source: "rollover",
+      credits,
+      expiresAt: nextEnd,
+      sourceKey: `rollover:${lot._id}`,
+      subscriptionId: sub._id,
+    });
+  }
+  return after;
 }
 
 /** One batch of active lots past their expiry (the sweep behind the scheduled expiries). */

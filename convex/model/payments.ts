@@ -6,6 +6,7 @@ import { addMonthsUtc, grantLot } from "./lots";
 import { requirePlan } from "./plans";
 import { applyRefundEvent, isSucceeded, purchaseLotKey } from "./refunds";
 import { isWebhookEventRecorded, recordWebhookEvent } from "./webhookEvents";
+import { applySubscriptionPayment, markRenewalFailed, prepareCheckout } from "./subscriptions";
 import { changePlan, requireActiveUserByClerkId } from "./users";
 import type { WebhookOutcome } from "../lib/validators";
 
@@ -36,20 +37,31 @@ export async function startCheckout(
   currency: string,
 ) {
   const user = await requireActiveUserByClerkId(ctx, clerkId);
-  const plan = await requirePlan(ctx, planName);
+  await requirePlan(ctx, planName);
+  // Start, upgrade or an overdue renewal of the user's subscription (model/subscriptions.ts).
+  const checkout = await prepareCheckout(ctx, user, planName);
   const paymentId = await ctx.db.insert("payments", {
     userId: user._id,
     // Unknown until TrueLayer answers; webhooks never match an empty id.
     trueLayerTxnId: "",
-    amount: plan.price,
+    amount: checkout.amount,
     creditsAdded: 0,
-    creditsPurchased: plan.monthlyCredits,
+    creditsPurchased: checkout.credits,
     timestamp: Date.now(),
     status: "pending",
-    planName: plan.name,
+    planName: checkout.planName,
     currency,
+    subscriptionId: checkout.subscriptionId,
+    purpose: checkout.purpose,
+    periodIndex: checkout.periodIndex,
   });
-  return { paymentId, amount: plan.price, currency, planName: plan.name, email: user.email };
+  return {
+    paymentId,
+    amount: checkout.amount,
+    currency,
+    planName: checkout.planName,
+    email: user.email,
+  };
 }
 
 /** Stores TrueLayer's payment id on our pending payment. */
@@ -112,8 +124,12 @@ export async function markPaymentSucceeded(
     succeededAt: occurredAt ?? Date.now(),
     failureReason: undefined,
   });
-  // A lot of its own, keyed by the payment (replays grant nothing), expiring one calendar month
-  // after the credits arrive.
+  if (payment.subscriptionId !== undefined) {
+    const what = await applySubscriptionPayment(ctx, payment);
+    return applied(`Payment ${status}: ${payment.creditsPurchased} credits, ${what}.`);
+  }
+  // A payment from before subscriptions: a lot of its own, keyed by the payment (replays grant
+  // nothing), expiring one calendar month after the credits arrive.
   await grantLot(ctx, payment.userId, {
     kind: "purchase",
     source: "purchase",
@@ -140,6 +156,7 @@ export async function markPaymentFailed(
     return ignored("Payment already failed.");
   }
   await ctx.db.patch("payments", payment._id, { status: "failed", failureReason: reason });
+  await markRenewalFailed(ctx, { ...payment, status: "failed" });
   return applied(`Payment failed: ${reason}.`);
 }
 

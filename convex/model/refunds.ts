@@ -6,7 +6,6 @@ import {
   availableOf,
   changeLot,
   expireLot,
-  findLotBySourceKey,
   grantLot,
   refreshNextExpiry,
   removeAvailable,
@@ -16,6 +15,14 @@ import {
 /** The lot a plan payment granted. */
 export function purchaseLotKey(paymentId: Id<"payments">): string {
   return `payment:${paymentId}`;
+}
+
+/** The lot a payment granted (a purchase, a subscription period or an upgrade), if any. */
+async function paymentLot(ctx: QueryCtx, paymentId: Id<"payments">) {
+  return await ctx.db
+    .query("creditLots")
+    .withIndex("by_paymentId", (q) => q.eq("paymentId", paymentId))
+    .first();
 }
 
 /**
@@ -378,7 +385,7 @@ async function voidPaymentLot(
     refundId: refund._id,
     note: `Refund ${refund.trueLayerRefundId ?? refund._id} of payment ${payment._id}`,
   };
-  let lot = await findLotBySourceKey(ctx, purchaseLotKey(payment._id));
+  let lot = await paymentLot(ctx, payment._id);
   if (lot === null) {
     const user = (await ctx.db.get("users", payment.userId))!;
     const reclaimed = Math.min(user.credits, due);
@@ -439,7 +446,7 @@ export const onVoidMark: VoidMarkHandler = async (ctx, lot, credits, outcome) =>
  * and unmarks the held credits it was still waiting for.
  */
 async function reverseVoid(ctx: MutationCtx, refund: Doc<"refunds">, why: string) {
-  const lot = await findLotBySourceKey(ctx, purchaseLotKey(refund.paymentId));
+  const lot = await paymentLot(ctx, refund.paymentId);
   const pending = refund.pendingCredits ?? 0;
   if (lot !== null && pending > 0) {
     await changeLot(
