@@ -139,6 +139,8 @@ export default defineSchema({
     /** When the first (or an upgrade) payment succeeded; period n ends at anchor + n + 1 months. */
     anchor: v.optional(v.number()),
     periodIndex: v.number(),
+    /** How many times the anchor was set (start, upgrades, comps): part of each period's key. */
+    generation: v.optional(v.number()),
     currentPeriodStart: v.optional(v.number()),
     currentPeriodEnd: v.optional(v.number()),
     cancelAtPeriodEnd: v.boolean(),

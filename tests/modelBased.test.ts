@@ -39,7 +39,7 @@ type PlanName = "starter" | "creator" | "studio";
 
 /** A credit lot, as the product promises it behaves (restated, not imported). */
 type ModelLot = {
-  source: "welcome" | "purchase" | "adjustment" | "returned";
+  source: "welcome" | "purchase" | "adjustment" | "returned" | "period" | "upgrade" | "rollover";
   granted: number;
   remaining: number;
   held: number;
@@ -52,17 +52,44 @@ type ModelLot = {
   payment?: number;
   /** Returned lots: the UTC day their credits came back. */
   day?: number;
+  /** Period and upgrade lots: their subscription and period. */
+  sub?: ModelSub;
+  index?: number;
+  gen?: number;
+};
+/** A subscription, as the product promises it behaves (restated, not imported). */
+type ModelSub = {
+  status: "incomplete" | "active" | "past_due" | "canceled";
+  plan: PlanName;
+  anchor?: number;
+  index: number;
+  start?: number;
+  end?: number;
+  cancel: boolean;
+  renewalDueAt?: number;
+  graceEndsAt?: number;
+  /** The renewal payment (model index) of the next period. */
+  renewal?: { payment: number; index: number; status: "pending" | "paid" | "failed" };
+  /** How often the anchor was set. */
+  gen: number;
+  seq: number;
 };
 type ModelUser = {
   signedUp: boolean;
   deleted: boolean;
   lots: ModelLot[];
+  subs: ModelSub[];
   plan: PlanName;
 };
 type Allocation = { lot: ModelLot; credits: number };
 type ModelPayment = {
   user: number;
   plan: PlanName;
+  purpose: "start" | "upgrade" | "renewal";
+  sub: ModelSub;
+  periodIndex?: number;
+  /** Renewals the backend made itself: TrueLayer never knew them (its stub refuses). */
+  unknownToTrueLayer?: boolean;
   status: "pending" | "failed" | "succeeded";
   creditsAdded: number;
   refund?: "pending" | "executed" | "failed";
@@ -101,6 +128,8 @@ const MAX_ATTEMPTS = 3;
 const QUEUE_TIMEOUT_MS = DAY;
 const SIGN_UP_CREDITS = 80;
 const PLAN_CREDITS: Record<PlanName, number> = { starter: 80, creator: 250, studio: 500 };
+const RENEWAL_LEAD = 3 * DAY;
+const GRACE = 7 * DAY;
 const CLERK_SECRET = `whsec_${Buffer.from("model-based-clerk-secret").toString("base64")}`;
 const trueLayerKey: EcKey = generateEs512Key("tl-model");
 const merchantKey: EcKey = generateEs512Key("merchant-model");
@@ -162,9 +191,9 @@ function spendingOrder(u: ModelUser): ModelLot[] {
     );
 }
 /** Calendar months in UTC, the day clamped to the month: 31 Jan + 1 = 28/29 Feb. */
-function plusMonth(time: number): number {
+function plusMonth(time: number, months = 1): number {
   const d = new Date(time);
-  const target = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1));
+  const target = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + months, 1));
   const days = new Date(
     Date.UTC(target.getUTCFullYear(), target.getUTCMonth() + 1, 0),
   ).getUTCDate();
@@ -172,15 +201,219 @@ function plusMonth(time: number): number {
   target.setUTCHours(d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds(), d.getUTCMilliseconds());
   return target.getTime();
 }
-function expireDue(model: Model) {
-  for (const u of model.users) {
-    for (const lot of u.lots) {
-      if (lot.status === "active" && lot.expiresAt !== undefined && lot.expiresAt <= model.now) {
-        lot.remaining = lot.held;
-        lot.status = "expired";
-      }
+function expireLot(model: Model, u: ModelUser, lot: ModelLot) {
+  if (!(lot.status === "active" && lot.expiresAt !== undefined && lot.expiresAt <= model.now)) {
+    return;
+  }
+  const sub = lot.sub;
+  const unused = availableIn(lot);
+  if (
+    sub !== undefined &&
+    sub.anchor !== undefined &&
+    unused > 0 &&
+    (sub.status === "active" || sub.status === "past_due") &&
+    !sub.cancel &&
+    (lot.expiresAt === sub.end || lot.expiresAt === sub.start)
+  ) {
+    // Rolls over once into the next period, capped at its plan.
+    const ending = lot.expiresAt === sub.end;
+    const nextEnd = ending ? plusMonth(sub.anchor, sub.index + 2) : sub.end!;
+    const credits = Math.min(unused, PLAN_CREDITS[sub.plan]);
+    lot.remaining -= unused;
+    if (credits > 0 && nextEnd > model.now) {
+      newLot(u, model, { source: "rollover", granted: credits, expiresAt: nextEnd });
     }
   }
+  lot.remaining = lot.held;
+  lot.status = "expired";
+}
+/** Expires every lot that is due, in expiry order (as the sweep does). */
+function expireDue(model: Model) {
+  const due = model.users.flatMap((u) =>
+    u.lots
+      .filter((l) => l.status === "active" && l.expiresAt !== undefined && l.expiresAt <= model.now)
+      .map((lot) => ({ u, lot })),
+  );
+  due.sort((a, b) => a.lot.expiresAt! - b.lot.expiresAt! || a.lot.seq - b.lot.seq);
+  for (const { u, lot } of due) expireLot(model, u, lot);
+}
+
+// --- subscriptions ----------------------------------------------------------------------------
+
+let subSeq = 0;
+const liveSub = (u: ModelUser) => {
+  const sub = u.subs[u.subs.length - 1];
+  return sub !== undefined && (sub.status === "active" || sub.status === "past_due")
+    ? sub
+    : undefined;
+};
+function newSub(u: ModelUser, plan: PlanName): ModelSub {
+  const sub: ModelSub = {
+    status: "incomplete",
+    plan,
+    index: 0,
+    cancel: false,
+    gen: 0,
+    seq: ++subSeq,
+  };
+  u.subs.push(sub);
+  return sub;
+}
+const planLotOf = (u: ModelUser, sub: ModelSub) =>
+  u.lots.find((l) => l.sub === sub && l.gen === sub.gen && l.index === sub.index);
+function beginPeriod(
+  model: Model,
+  u: ModelUser,
+  sub: ModelSub,
+  plan: PlanName,
+  anchor: number,
+  index: number,
+  source: "period" | "upgrade",
+  payment?: number,
+) {
+  const end = plusMonth(anchor, index + 1);
+  if (index === 0) sub.gen += 1;
+  Object.assign(sub, {
+    status: "active",
+    plan,
+    anchor,
+    index,
+    start: plusMonth(anchor, index),
+    end,
+    renewal: undefined,
+    renewalDueAt: end - RENEWAL_LEAD,
+    graceEndsAt: undefined,
+  });
+  grantPeriod(model, u, sub, index, end, source, PLAN_CREDITS[plan], payment);
+  u.plan = plan;
+}
+function grantPeriod(
+  model: Model,
+  u: ModelUser,
+  sub: ModelSub,
+  index: number,
+  end: number,
+  source: "period" | "upgrade",
+  credits: number,
+  payment?: number,
+) {
+  if (end <= model.now) return;
+  newLot(u, model, {
+    source,
+    granted: credits,
+    expiresAt: end,
+    sub,
+    index,
+    gen: sub.gen,
+    payment,
+  });
+}
+function convert(u: ModelUser, sub: ModelSub) {
+  const lot = planLotOf(u, sub);
+  if (lot !== undefined) {
+    lot.remaining -= availableIn(lot);
+    settleStatus(lot);
+  }
+}
+/** What a checkout of `plan` pays for, or null when it is refused (INVALID_ARGUMENT). */
+function checkoutPurpose(u: ModelUser, plan: PlanName) {
+  const live = liveSub(u);
+  if (live === undefined) return { purpose: "start" as const };
+  if (PLAN_CREDITS[plan] > PLAN_CREDITS[live.plan])
+    return { purpose: "upgrade" as const, sub: live };
+  if (live.status === "past_due" && plan === live.plan) {
+    return { purpose: "renewal" as const, sub: live, periodIndex: live.index };
+  }
+  return null;
+}
+/** A subscription payment succeeded (first time). */
+function paymentSucceeded(model: Model, mp: ModelPayment, index: number) {
+  const u = model.users[mp.user];
+  const sub = mp.sub;
+  const live = (s: ModelSub) => s.status === "active" || s.status === "past_due";
+  if (mp.purpose === "start" && sub.status === "incomplete") {
+    beginPeriod(model, u, sub, mp.plan, model.now, 0, "period", index);
+  } else if (mp.purpose === "upgrade" && live(sub)) {
+    convert(u, sub);
+    beginPeriod(model, u, sub, mp.plan, model.now, 0, "upgrade", index);
+  } else if (
+    mp.purpose === "renewal" &&
+    sub.status === "active" &&
+    sub.renewal?.payment === index &&
+    mp.periodIndex === sub.index + 1
+  ) {
+    sub.renewal.status = "paid";
+  } else if (
+    mp.purpose === "renewal" &&
+    sub.status === "past_due" &&
+    mp.periodIndex === sub.index
+  ) {
+    Object.assign(sub, {
+      status: "active",
+      graceEndsAt: undefined,
+      renewal: undefined,
+      renewalDueAt: sub.end! - RENEWAL_LEAD,
+    });
+    grantPeriod(model, u, sub, sub.index, sub.end!, "period", PLAN_CREDITS[mp.plan], index);
+  } else if (liveSub(u) !== undefined) {
+    newLot(u, model, {
+      source: "purchase",
+      granted: PLAN_CREDITS[mp.plan],
+      expiresAt: plusMonth(model.now),
+      payment: index,
+    });
+  } else {
+    const fresh = newSub(u, mp.plan);
+    mp.sub = fresh;
+    beginPeriod(model, u, fresh, mp.plan, model.now, 0, "period", index);
+  }
+}
+/** The subscription sweep at `model.now`: period ends, then grace ends, then due renewals. */
+function sweepSubscriptions(model: Model): Array<{ u: number; sub: ModelSub }> {
+  const all = model.users.flatMap((u, i) => u.subs.map((sub) => ({ u, i, sub })));
+  const byEnd = all
+    .filter(({ sub }) => sub.status === "active" && sub.end! <= model.now)
+    .sort((a, b) => a.sub.end! - b.sub.end! || a.sub.seq - b.sub.seq);
+  for (const { u, sub } of byEnd) {
+    const lot = planLotOf(u, sub);
+    if (lot !== undefined) expireLot(model, u, lot);
+    if (sub.cancel) {
+      Object.assign(sub, { status: "canceled", renewal: undefined });
+      continue;
+    }
+    const next = sub.index + 1;
+    if (sub.renewal?.status === "paid" && sub.renewal.index === next) {
+      beginPeriod(model, u, sub, sub.plan, sub.anchor!, next, "period", sub.renewal.payment);
+      continue;
+    }
+    Object.assign(sub, {
+      status: "past_due",
+      index: next,
+      start: sub.end,
+      end: plusMonth(sub.anchor!, next + 1),
+      graceEndsAt: sub.end! + GRACE,
+    });
+  }
+  const byGrace = all
+    .filter(({ sub }) => sub.status === "past_due" && sub.graceEndsAt! <= model.now)
+    .sort((a, b) => a.sub.graceEndsAt! - b.sub.graceEndsAt! || a.sub.seq - b.sub.seq);
+  for (const { sub } of byGrace) Object.assign(sub, { status: "canceled", renewal: undefined });
+  const renewals = all
+    .filter(({ sub }) => sub.renewalDueAt !== undefined && sub.renewalDueAt <= model.now)
+    .sort((a, b) => a.sub.renewalDueAt! - b.sub.renewalDueAt! || a.sub.seq - b.sub.seq);
+  const made: Array<{ u: number; sub: ModelSub }> = [];
+  for (const { i, sub } of renewals) {
+    sub.renewalDueAt = undefined;
+    const due = sub.end !== undefined && model.now >= sub.end - RENEWAL_LEAD;
+    const has =
+      sub.renewal !== undefined &&
+      sub.renewal.index === sub.index + 1 &&
+      sub.renewal.status !== "failed";
+    if (sub.status === "active" && !sub.cancel && due && !has) {
+      made.push({ u: i, sub });
+    }
+  }
+  return made;
 }
 function hold(u: ModelUser, cost: number): Allocation[] {
   const allocations: Allocation[] = [];
@@ -354,7 +587,14 @@ class ChangePlan implements Cmd {
       userId: real.userIds[this.user]!,
       planName: this.plan,
     });
-    model.users[this.user].plan = this.plan; // plan changes move no credits
+    // An operator's comp: a new period now on the plan, the old plan lot converted.
+    const mu = model.users[this.user];
+    const live = liveSub(mu);
+    if (!(mu.plan === this.plan && (live === undefined || live.plan === this.plan))) {
+      const sub = live ?? newSub(mu, this.plan);
+      if (live !== undefined) convert(mu, live);
+      beginPeriod(model, mu, sub, this.plan, model.now, 0, "period");
+    }
     await compare(model, real);
   }
   toString = () => `ChangePlan(${this.user}, ${this.plan})`;
@@ -518,13 +758,45 @@ class TimeJump implements Cmd {
   check = () => true;
   async run(model: Model, real: Real) {
     count("timeJump + crons", true);
-    vi.advanceTimersByTime(this.ms);
-    model.now += this.ms;
-    // Lots expire on time (their scheduled expiries, and the sweep behind them) before anything
-    // else of this moment releases holds.
+    // Scheduled work more than 24.8 days ahead fires at once under (fake) timers, as Node clamps
+    // such delays: let it run now, while it is not due (it is keyed by its time and does
+    // nothing), so that the sweeps below are what acts at the new moment, in a known order.
+    vi.advanceTimersByTime(1);
+    model.now += 1;
     await real.t.finishAllScheduledFunctions(dueTimers);
+    vi.advanceTimersByTime(this.ms - 1);
+    model.now += this.ms - 1;
+    await real.t.finishAllScheduledFunctions(dueTimers);
+    // Lots expire on time (and roll over), then subscription periods and graces end, then
+    // renewals are made (TrueLayer's stub refuses them: they fail at once).
     await real.t.mutation(internal.credits.expireDueLots, {});
     expireDue(model);
+    await real.t.mutation(internal.subscriptions.sweepDue, {});
+    const renewals = sweepSubscriptions(model);
+    await real.t.finishAllScheduledFunctions(dueTimers);
+    const known = new Set<string>(real.paymentIds);
+    const madeIds = await real.t.run(async (ctx) =>
+      (await ctx.db.query("payments").collect())
+        .filter((p) => p.purpose === "renewal" && !known.has(p._id))
+        .map((p) => p._id),
+    );
+    expect(madeIds).toHaveLength(renewals.length);
+    renewals.forEach(({ u, sub }, i) => {
+      real.paymentIds.push(madeIds[i]);
+      model.payments.push({
+        user: u,
+        plan: sub.plan,
+        purpose: "renewal",
+        sub,
+        periodIndex: sub.index + 1,
+        unknownToTrueLayer: true,
+        status: "failed",
+        creditsAdded: 0,
+        reclaimed: 0,
+        events: [],
+      });
+      sub.renewal = { payment: model.payments.length - 1, index: sub.index + 1, status: "failed" };
+    });
     await real.t.mutation(internal.worker.sweepExpiredLeases, {});
     await real.t.finishAllScheduledFunctions(dueTimers);
     for (const job of model.jobs) {
@@ -699,10 +971,13 @@ class Checkout implements Cmd {
       planName: this.plan,
       currency: "GBP",
     });
+    const purpose = mu.signedUp && !mu.deleted ? checkoutPurpose(mu, this.plan) : null;
     if (!mu.signedUp) {
       await expectRefusal(call, "NOT_FOUND");
     } else if (mu.deleted) {
       await expectRefusal(call, "FORBIDDEN");
+    } else if (purpose === null) {
+      await expectRefusal(call, "INVALID_ARGUMENT");
     } else {
       const { paymentId } = await call;
       await real.t.mutation(internal.payments.attachTrueLayerPayment, {
@@ -710,9 +985,19 @@ class Checkout implements Cmd {
         trueLayerPaymentId: `tl-${real.paymentIds.length}`,
       });
       real.paymentIds.push(paymentId);
+      const last = mu.subs[mu.subs.length - 1];
+      const sub =
+        purpose.purpose === "start"
+          ? last?.status === "incomplete"
+            ? Object.assign(last, { plan: this.plan })
+            : newSub(mu, this.plan)
+          : purpose.sub;
       model.payments.push({
         user: this.user,
         plan: this.plan,
+        purpose: purpose.purpose,
+        sub,
+        periodIndex: purpose.purpose === "renewal" ? purpose.periodIndex : undefined,
         status: "pending",
         creditsAdded: 0,
         reclaimed: 0,
@@ -753,16 +1038,13 @@ class PaymentEvent implements Cmd {
       if (delivery === 0 && replayed === undefined) {
         mp.events.push(eventId);
         const mu = model.users[mp.user];
-        if (this.kind !== "payment_failed" && mp.status !== "succeeded") {
+        if (mp.unknownToTrueLayer) {
+          // TrueLayer never had this payment: its events name no payment of ours.
+        } else if (this.kind !== "payment_failed" && mp.status !== "succeeded") {
           mp.status = "succeeded";
           mp.creditsAdded = PLAN_CREDITS[mp.plan];
-          newLot(mu, model, {
-            source: "purchase",
-            granted: mp.creditsAdded,
-            expiresAt: plusMonth(model.now),
-            payment: this.payment % model.payments.length,
-          });
-          mu.plan = mp.plan;
+          paymentSucceeded(model, mp, index);
+          void mu;
         } else if (this.kind === "payment_failed" && mp.status === "pending") {
           mp.status = "failed";
         }
@@ -818,7 +1100,7 @@ class Refund implements Cmd {
         if (this.outcome === "refund_executed") {
           // The payment's own lot: unheld credits voided now, held ones marked for release.
           expireDue(model);
-          const lot = mu.lots.find((l) => l.source === "purchase" && l.payment === index)!;
+          const lot = mu.lots.find((l) => l.payment === index)!;
           const reclaimed = Math.min(mp.creditsAdded, availableIn(lot));
           const pending = Math.min(mp.creditsAdded - reclaimed, lot.held - lot.voidMark);
           const voidsAll =
@@ -1028,6 +1310,7 @@ test(`model and database agree over ${runs} random command sequences`, { timeout
             signedUp: false,
             deleted: false,
             lots: [],
+            subs: [],
             plan: "starter" as const,
           })),
           jobs: [],

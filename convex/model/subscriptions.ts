@@ -57,9 +57,16 @@ export function periodEnd(anchor: number, index: number): number {
   return addMonthsUtc(anchor, index + 1);
 }
 
-/** The key of a period's plan lot: one lot per (subscription, anchor, period). */
-export function periodLotKey(subscriptionId: Id<"subscriptions">, anchor: number, index: number) {
-  return `period:${subscriptionId}:${anchor}:${index}`;
+/**
+ * The key of a period's plan lot: one lot per (subscription, anchoring, period), where the
+ * anchoring counts how often the anchor was set (start, upgrades, comps).
+ */
+export function periodLotKey(
+  subscriptionId: Id<"subscriptions">,
+  generation: number,
+  index: number,
+) {
+  return `period:${subscriptionId}:${generation}:${index}`;
 }
 
 export async function currentSubscription(
@@ -79,7 +86,10 @@ const isLive = (sub: Subscription | null): sub is Subscription =>
 /** The current period's plan lot, if it was granted. */
 async function currentPlanLot(ctx: QueryCtx, sub: Subscription) {
   if (sub.anchor === undefined) return null;
-  return await findLotBySourceKey(ctx, periodLotKey(sub._id, sub.anchor, sub.periodIndex));
+  return await findLotBySourceKey(
+    ctx,
+    periodLotKey(sub._id, sub.generation ?? 0, sub.periodIndex),
+  );
 }
 
 /** Round half up to a minor unit: unused credits valued at the plan's price per credit. */
@@ -218,10 +228,13 @@ async function beginPeriod(
 ) {
   const start = periodStart(anchor, index);
   const end = periodEnd(anchor, index);
+  const reanchored = sub.anchor !== anchor || index === 0;
+  const generation = reanchored ? (sub.generation ?? 0) + 1 : (sub.generation ?? 0);
   await ctx.db.patch("subscriptions", sub._id, {
     status: "active",
     plan: planName,
     anchor,
+    generation,
     periodIndex: index,
     currentPeriodStart: start,
     currentPeriodEnd: end,
@@ -230,7 +243,7 @@ async function beginPeriod(
     renewalDueAt: end - RENEWAL_LEAD_MS,
     graceEndsAt: undefined,
   });
-  await grantPeriodLot(ctx, sub, anchor, index, end, grant);
+  await grantPeriodLot(ctx, { ...sub, generation }, index, end, grant);
   await schedulePeriod(ctx, sub._id, end);
   await changePlan(ctx, sub.userId, planName);
 }
@@ -238,7 +251,6 @@ async function beginPeriod(
 async function grantPeriodLot(
   ctx: MutationCtx,
   sub: Subscription,
-  anchor: number,
   index: number,
   end: number,
   grant: { credits: number; paymentId?: Id<"payments">; source: "period" | "upgrade" },
@@ -249,7 +261,7 @@ async function grantPeriodLot(
     source: grant.source,
     credits: grant.credits,
     expiresAt: end,
-    sourceKey: periodLotKey(sub._id, anchor, index),
+    sourceKey: periodLotKey(sub._id, sub.generation ?? 0, index),
     paymentId: grant.paymentId,
     subscriptionId: sub._id,
     note: `Subscription period ${index + 1}`,
@@ -526,7 +538,7 @@ export async function applySubscriptionPayment(
       renewal: undefined,
       renewalDueAt: sub.currentPeriodEnd! - RENEWAL_LEAD_MS,
     });
-    await grantPeriodLot(ctx, sub, sub.anchor!, sub.periodIndex, sub.currentPeriodEnd!, {
+    await grantPeriodLot(ctx, sub, sub.periodIndex, sub.currentPeriodEnd!, {
       ...grant,
       source: "period",
     });
