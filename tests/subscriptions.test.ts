@@ -1,0 +1,374 @@
+import { afterEach, beforeAll, beforeEach, describe, expect, test, vi } from "vitest";
+import { api, internal } from "../convex/_generated/api";
+import type { Id } from "../convex/_generated/dataModel";
+import { periodEnd, unusedCreditValue } from "../convex/model/subscriptions";
+import { checkInvariants } from "./support/invariants";
+import { expectCode, setup, signUp, type TestConvex } from "./support/setup";
+import {
+  PAYMENTS_URL,
+  deliverTrueLayer,
+  generateEs512Key,
+  jsonResponse,
+  stubTrueLayerEnv,
+  trueLayerNetwork,
+  type EcKey,
+} from "./support/truelayer";
+
+const HOUR = 60 * 60 * 1000;
+const DAY = 24 * HOUR;
+const START = Date.parse("2026-01-31T10:00:00Z");
+
+let trueLayerKey: EcKey;
+let merchantKey: EcKey;
+let tlPayments = 0;
+
+beforeAll(() => {
+  trueLayerKey = generateEs512Key("tl-sub");
+  merchantKey = generateEs512Key("merchant-sub");
+});
+beforeEach(() => {
+  vi.useFakeTimers({ now: START });
+  stubTrueLayerEnv(merchantKey);
+  vi.stubEnv("TRUELAYER_RETURN_URI", "https://app.example.com/billing");
+  trueLayerNetwork(trueLayerKey, {
+    [PAYMENTS_URL]: () =>
+      jsonResponse(201, {
+        id: `tl-${++tlPayments}`,
+        resource_token: "rt",
+        status: "authorization_required",
+      }),
+  });
+});
+afterEach(() => {
+  vi.useRealTimers();
+  vi.unstubAllEnvs();
+  vi.unstubAllGlobals();
+});
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+describe("periods from a fixed anchor", () => {
+  test.each([
+    [
+      "2026-01-31T10:00:00Z",
+      [
+        "2026-02-28",
+        "2026-03-31",
+        "2026-04-30",
+        "2026-05-31",
+        "2026-06-30",
+        "2026-07-31",
+        "2026-08-31",
+        "2026-09-30",
+        "2026-10-31",
+        "2026-11-30",
+        "2026-12-31",
+        "2027-01-31",
+      ],
+    ],
+    ["2028-01-31T10:00:00Z", ["2028-02-29", "2028-03-31", "2028-04-30"]],
+    ["2026-01-30T10:00:00Z", ["2026-02-28", "2026-03-30", "2026-04-30"]],
+    ["2026-01-29T10:00:00Z", ["2026-02-28", "2026-03-29"]],
+    ["2028-01-29T10:00:00Z", ["2028-02-29", "2028-03-29"]],
+    ["2026-01-28T10:00:00Z", ["2026-02-28", "2026-03-28"]],
+    ["2025-12-31T10:00:00Z", ["2026-01-31", "2026-02-28", "2026-03-31"]],
+  ])("anchored %s: period ends keep the anchor's day, clamped per month", (anchor, ends) => {
+    const a = Date.parse(anchor);
+    expect(ends.map((_, n) => iso(periodEnd(a, n)))).toEqual(
+      ends.map((day) => `${day}T10:00:00.000Z`),
+    );
+  });
+
+  test("an upgrade is priced from the plan: unused credits valued at its price, half up", () => {
+    const creator = { name: "creator", monthlyCredits: 250, price: 3100, markup: 75 } as never;
+    expect(unusedCreditValue(250, creator)).toBe(3100);
+    expect(unusedCreditValue(1, creator)).toBe(12); // 12.4
+    expect(unusedCreditValue(5, creator)).toBe(62);
+    expect(unusedCreditValue(0, creator)).toBe(0);
+  });
+});
+
+/** A signed-up user with an active creator subscription anchored at START. */
+async function subscriber(t: TestConvex, plan = "creator") {
+  const { as, userId } = await signUp(t, "sub_1");
+  const checkout = await as.action(api.payments.createCheckout, { planName: plan });
+  await pay(t, checkout.trueLayerPaymentId);
+  return { as, userId };
+}
+async function pay(t: TestConvex, trueLayerPaymentId: string, eventId = `evt-${Math.random()}`) {
+  const response = await deliverTrueLayer(t, trueLayerKey, {
+    type: "payment_executed",
+    event_version: 1,
+    event_id: eventId,
+    payment_id: trueLayerPaymentId,
+  });
+  expect(response.status).toBe(200);
+  return (await response.json()) as { outcome: string; message: string };
+}
+/** Moves the clock to `time` and runs what is due then (the sweep behind the scheduler). */
+async function at(t: TestConvex, time: number) {
+  vi.setSystemTime(time);
+  await t.mutation(internal.credits.expireDueLots, {});
+  await t.mutation(internal.subscriptions.sweepDue, {});
+  await t.finishAllScheduledFunctions(() => vi.advanceTimersByTime(0));
+}
+async function state(t: TestConvex, userId: Id<"users">) {
+  return await t.run(async (ctx) => ({
+    user: (await ctx.db.get("users", userId))!,
+    subs: await ctx.db.query("subscriptions").collect(),
+    lots: (await ctx.db.query("creditLots").collect()).filter((l) => l.userId === userId),
+    payments: await ctx.db.query("payments").collect(),
+  }));
+}
+const renewalOf = async (t: TestConvex, userId: Id<"users">) =>
+  (await state(t, userId)).subs.at(-1)!.renewal!;
+const tlIdOf = async (t: TestConvex, paymentId: Id<"payments">) =>
+  (await t.run(async (ctx) => await ctx.db.get("payments", paymentId)))!.trueLayerTxnId;
+
+describe("a subscription's life", () => {
+  test("start: incomplete until paid, then active with period 0's plan lot expiring at its end", async () => {
+    const t = await setup();
+    const { as, userId } = await signUp(t, "sub_1");
+    const checkout = await as.action(api.payments.createCheckout, { planName: "creator" });
+    expect(await as.query(api.subscriptions.get, {})).toMatchObject({ status: "incomplete" });
+    await pay(t, checkout.trueLayerPaymentId);
+    const sub = await as.query(api.subscriptions.get, {});
+    expect(sub).toMatchObject({
+      status: "active",
+      plan: "creator",
+      anchor: START,
+      periodIndex: 0,
+      currentPeriodStart: START,
+      currentPeriodEnd: Date.parse("2026-02-28T10:00:00Z"),
+    });
+    const { user, lots } = await state(t, userId);
+    expect(user).toMatchObject({ plan: "creator", credits: 330 });
+    expect(lots.filter((l) => l.source === "period")).toMatchObject([
+      { granted: 250, expiresAt: Date.parse("2026-02-28T10:00:00Z") },
+    ]);
+    await checkInvariants(t);
+  });
+
+  test("renewal: created 3 days before the end, paid, the next period granted at its start with a capped rollover", async () => {
+    const t = await setup();
+    const { as, userId } = await subscriber(t);
+    await as.mutation(api.jobs.createJob, { prompt: "x", durationSec: 10 }); // 10 of the plan lot
+    const end0 = Date.parse("2026-02-28T10:00:00Z");
+    await at(t, end0 - 3 * DAY);
+    const renewal = await renewalOf(t, userId);
+    expect(renewal).toMatchObject({ status: "pending", amount: 3100, dueAt: end0 });
+    expect(renewal.payUrl).toContain("payment_id=");
+    const tlId = await tlIdOf(t, renewal.paymentId);
+    // Redelivered, and a second event id: granted once.
+    await pay(t, tlId, "evt-r1");
+    await pay(t, tlId, "evt-r1");
+    await pay(t, tlId, "evt-r2");
+    expect((await renewalOf(t, userId)).status).toBe("paid");
+    expect((await state(t, userId)).lots.filter((l) => l.source === "period")).toHaveLength(1);
+    await at(t, end0);
+    await at(t, end0); // a period close run twice
+    const { subs, lots, user } = await state(t, userId);
+    expect(subs.at(-1)).toMatchObject({
+      status: "active",
+      periodIndex: 1,
+      currentPeriodStart: end0,
+      currentPeriodEnd: Date.parse("2026-03-31T10:00:00Z"),
+      anchor: START,
+    });
+    const periods = lots.filter((l) => l.source === "period");
+    expect(periods.map((l) => [l.granted, l.status])).toEqual([
+      [250, "expired"],
+      [250, "active"],
+    ]);
+    // 240 unused (10 held by the job) roll over once, capped at 250, to the next period's end.
+    expect(lots.filter((l) => l.source === "rollover")).toMatchObject([
+      { granted: 240, expiresAt: Date.parse("2026-03-31T10:00:00Z") },
+    ]);
+    expect(user.credits).toBe(80 + 240 + 250);
+    await checkInvariants(t);
+  });
+
+  test("unpaid at the end: past_due with a 7-day grace; paid on its last day: active, anchor dates kept", async () => {
+    const t = await setup();
+    const { userId } = await subscriber(t);
+    const end0 = Date.parse("2026-02-28T10:00:00Z");
+    await at(t, end0 - 3 * DAY);
+    const renewal = await renewalOf(t, userId);
+    await at(t, end0);
+    expect((await state(t, userId)).subs.at(-1)).toMatchObject({
+      status: "past_due",
+      periodIndex: 1,
+      graceEndsAt: end0 + 7 * DAY,
+    });
+    await at(t, end0 + 7 * DAY - 1);
+    await pay(t, await tlIdOf(t, renewal.paymentId));
+    const { subs, lots } = await state(t, userId);
+    expect(subs.at(-1)).toMatchObject({
+      status: "active",
+      periodIndex: 1,
+      currentPeriodStart: end0,
+      currentPeriodEnd: Date.parse("2026-03-31T10:00:00Z"),
+    });
+    expect(lots.filter((l) => l.source === "period" && l.status === "active")).toMatchObject([
+      { granted: 250, expiresAt: Date.parse("2026-03-31T10:00:00Z") },
+    ]);
+    await checkInvariants(t);
+  });
+
+  test("a renewal paid one day after the grace starts a new subscription from that moment", async () => {
+    const t = await setup();
+    const { userId } = await subscriber(t);
+    const end0 = Date.parse("2026-02-28T10:00:00Z");
+    await at(t, end0 - 3 * DAY);
+    const renewal = await renewalOf(t, userId);
+    await at(t, end0);
+    await at(t, end0 + 7 * DAY);
+    expect((await state(t, userId)).subs.at(-1)!.status).toBe("canceled");
+    const late = end0 + 8 * DAY;
+    await at(t, late);
+    await pay(t, await tlIdOf(t, renewal.paymentId));
+    const { subs } = await state(t, userId);
+    expect(subs.map((s) => s.status)).toEqual(["canceled", "active"]);
+    expect(subs[1]).toMatchObject({ anchor: late, periodIndex: 0, currentPeriodStart: late });
+    await checkInvariants(t);
+  });
+
+  test("cancel stops renewing and rolls nothing over; resume before the end renews again", async () => {
+    const t = await setup();
+    const { as, userId } = await subscriber(t);
+    const end0 = Date.parse("2026-02-28T10:00:00Z");
+    expect(await as.mutation(api.subscriptions.cancel, {})).toEqual({
+      cancelAtPeriodEnd: true,
+      currentPeriodEnd: end0,
+    });
+    await at(t, end0 - 3 * DAY);
+    expect((await state(t, userId)).subs.at(-1)!.renewal).toBeUndefined();
+    await as.mutation(api.subscriptions.resume, {});
+    await at(t, end0 - 2 * DAY);
+    expect((await renewalOf(t, userId)).status).toBe("pending");
+    await as.mutation(api.subscriptions.cancel, {});
+    await at(t, end0);
+    const { subs, lots, user } = await state(t, userId);
+    expect(subs.at(-1)!.status).toBe("canceled");
+    expect(lots.filter((l) => l.source === "rollover")).toHaveLength(0);
+    expect(user.credits).toBe(80);
+    await checkInvariants(t);
+  });
+});
+
+describe("plan changes", () => {
+  test("upgrade: charged the new price minus the unused credits' value; converts them; a new period starts now", async () => {
+    const t = await setup();
+    const { as, userId } = await subscriber(t);
+    await as.mutation(api.jobs.createJob, { prompt: "x", durationSec: 15 }); // 235 unused left
+    await at(t, START + 10 * DAY);
+    const preview = await as.query(api.subscriptions.previewChange, { planName: "studio" });
+    // 235 unused creator credits at 3100 / 250 each = 2914 → 6000 - 2914.
+    expect(preview).toMatchObject({ kind: "upgrade", amount: 6000 - 2914, creditsConverted: 235 });
+    const checkout = await as.action(api.payments.createCheckout, { planName: "studio" });
+    expect(checkout.amount).toBe(6000 - 2914);
+    await pay(t, checkout.trueLayerPaymentId);
+    const { subs, lots, user } = await state(t, userId);
+    expect(subs.at(-1)).toMatchObject({
+      plan: "studio",
+      anchor: START + 10 * DAY,
+      periodIndex: 0,
+      currentPeriodEnd: Date.parse("2026-03-10T10:00:00Z"),
+    });
+    expect(lots.filter((l) => l.source === "upgrade")).toMatchObject([{ granted: 500 }]);
+    // The held 15 stay held in the old lot; the converted 235 are gone.
+    expect(user).toMatchObject({ credits: 80 + 500, reservedCredits: 15, plan: "studio" });
+    await checkInvariants(t);
+  });
+
+  test("two upgrades in one period are each priced from the plan, not from the last charge", async () => {
+    const t = await setup();
+    const { as } = await subscriber(t, "starter");
+    const first = await as.query(api.subscriptions.previewChange, { planName: "creator" });
+    expect(first.amount).toBe(3100 - 1000); // 80 unused starter credits are worth 1000
+    const checkout = await as.action(api.payments.createCheckout, { planName: "creator" });
+    await pay(t, checkout.trueLayerPaymentId);
+    const second = await as.query(api.subscriptions.previewChange, { planName: "studio" });
+    expect(second.amount).toBe(6000 - 3100); // 250 unused creator credits are worth 3100
+  });
+
+  test("an upgrade one second before the period end: the old period's close does nothing", async () => {
+    const t = await setup();
+    const { as, userId } = await subscriber(t);
+    const end0 = Date.parse("2026-02-28T10:00:00Z");
+    await at(t, end0 - 3 * DAY);
+    const pending = await renewalOf(t, userId);
+    vi.setSystemTime(end0 - 1000);
+    const checkout = await as.action(api.payments.createCheckout, { planName: "studio" });
+    await pay(t, checkout.trueLayerPaymentId);
+    expect(
+      await t.mutation(internal.subscriptions.closePeriod, {
+        subscriptionId: (await state(t, userId)).subs.at(-1)!._id,
+        periodEnd: end0,
+      }),
+    ).toBe(false);
+    await at(t, end0);
+    const { subs, lots } = await state(t, userId);
+    expect(subs.at(-1)).toMatchObject({ status: "active", plan: "studio", anchor: end0 - 1000 });
+    expect(lots.filter((l) => l.source === "rollover")).toHaveLength(0);
+    // The renewal priced for the old plan was dropped; paying it now credits a month, no renewal.
+    await pay(t, await tlIdOf(t, pending.paymentId));
+    expect((await state(t, userId)).subs).toHaveLength(1);
+    await checkInvariants(t);
+  });
+
+  test("downgrade waits for the period end; choosing the current plan clears it; upgrades are refused there", async () => {
+    const t = await setup();
+    const { as, userId } = await subscriber(t, "studio");
+    const end0 = Date.parse("2026-02-28T10:00:00Z");
+    await expectCode(
+      as
+        .mutation(api.subscriptions.changePlan, { planName: "studio" })
+        .then(() => as.mutation(api.subscriptions.changePlan, { planName: "enterprise" })),
+      "NOT_FOUND",
+    );
+    expect(await as.mutation(api.subscriptions.changePlan, { planName: "starter" })).toEqual({
+      pendingPlan: "starter",
+      takesEffectAt: end0,
+    });
+    expect(await as.mutation(api.subscriptions.changePlan, { planName: "studio" })).toEqual({
+      pendingPlan: null,
+      takesEffectAt: end0,
+    });
+    await as.mutation(api.subscriptions.changePlan, { planName: "creator" });
+    await at(t, end0 - 3 * DAY);
+    const renewal = await renewalOf(t, userId);
+    expect(renewal.amount).toBe(3100); // the next period is on the downgraded plan
+    await pay(t, await tlIdOf(t, renewal.paymentId));
+    await at(t, end0);
+    const { subs, lots, user } = await state(t, userId);
+    expect(subs.at(-1)).toMatchObject({ plan: "creator", periodIndex: 1 });
+    expect(user.plan).toBe("creator");
+    // The rollover is capped at the new plan's 250 credits.
+    expect(lots.filter((l) => l.source === "rollover")).toMatchObject([{ granted: 250 }]);
+    await checkInvariants(t);
+  });
+
+  test("a checkout of the current or a cheaper plan is refused and points at changePlan", async () => {
+    const t = await setup();
+    const { as } = await subscriber(t);
+    for (const planName of ["creator", "starter"]) {
+      const error = await as
+        .action(api.payments.createCheckout, { planName })
+        .catch((e: unknown) => e);
+      expect(error).toMatchObject({ data: { code: "INVALID_ARGUMENT" } });
+      expect(JSON.stringify(error)).toContain("subscriptions.changePlan");
+    }
+  });
+
+  test("an operator's comp (updateUserPlan) starts a new period now on the new plan", async () => {
+    const t = await setup();
+    const { userId } = await subscriber(t);
+    await at(t, START + 5 * DAY);
+    await t.mutation(internal.users.updateUserPlan, { userId, planName: "studio" });
+    const { subs, user } = await state(t, userId);
+    expect(subs.at(-1)).toMatchObject({ plan: "studio", anchor: START + 5 * DAY });
+    expect(user).toMatchObject({ plan: "studio", credits: 80 + 500 });
+    await checkInvariants(t);
+  });
+});
