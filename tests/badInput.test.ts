@@ -721,6 +721,22 @@ for (const [field, value] of [
   );
 }
 
+// --- jobs:generateImageUploadUrl -------------------------------------------------------------
+row(
+  "jobs:generateImageUploadUrl",
+  "extra field",
+  () => ({ contentType: "image/png" }),
+  extra("contentType"),
+);
+row(
+  "jobs:generateImageUploadUrl",
+  "arguments are an array",
+  () => [],
+  validator(/plain old JavaScript `object`/),
+);
+row("jobs:generateImageUploadUrl", "the deleted account", () => ({}), code("FORBIDDEN"), "deleted");
+row("jobs:generateImageUploadUrl", "no user row", () => ({}), code("NOT_FOUND"), "unregistered");
+
 // --- users:me, plans --------------------------------------------------------------------------
 row("users:me", "extra field", () => ({ userId: "x" }), extra("userId"));
 row("users:me", "arguments are an array", () => [], validator(/plain old JavaScript `object`/));
