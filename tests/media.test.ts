@@ -12,9 +12,14 @@ import { headObject, presign, type R2Config } from "../convex/lib/r2";
 import { EXPIRE_BATCH_SIZE, VIDEO_TTL_MS } from "../convex/model/jobs";
 import { IMAGE_MAX_BYTES } from "../convex/model/media";
 import { snapshotDatabase } from "./support/hardening";
+import {
+  bearerScheme,
+  expectHttpRefusedWithoutWrites,
+  type HttpRouteRow,
+} from "./support/httpRoutes";
 import { checkInvariants } from "./support/invariants";
 import { startS3, TEST_BUCKET, type S3Server } from "./support/s3";
-import { expectCode, setup, signUp, type TestConvex } from "./support/setup";
+import { expectCode, setup, signUp, storeFile, type TestConvex } from "./support/setup";
 
 const SECRET = "media-worker-secret";
 const PNG = Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3]);
@@ -30,24 +35,6 @@ async function post(t: TestConvex, path: string, body: unknown): Promise<Reply> 
   });
   const text = await response.text();
   return { status: response.status, body: text === "" ? null : JSON.parse(text) };
-}
-
-/**
- * A file in convex-test's storage with the content type an upload would record (convex-test's
- * `store` records size and sha256 only, so the metadata row gets the type the browser sent).
- */
-async function storeFile(
-  t: TestConvex,
-  bytes: Uint8Array<ArrayBuffer>,
-  contentType: string | null,
-) {
-  return await t.run(async (ctx) => {
-    const id = await ctx.storage.store(new Blob([bytes]));
-    if (contentType !== null) {
-      await (ctx.db as any).patch("_storage", id, { contentType }); // eslint-disable-line @typescript-eslint/no-explicit-any
-    }
-    return id;
-  });
 }
 
 const fileExists = (t: TestConvex, id: Id<"_storage">) =>
@@ -419,5 +406,54 @@ describe("expiry scheduling stays bounded", () => {
       [],
     );
     expect(await t.run((ctx) => ctx.db.query("videoDeletions").collect())).toEqual([]);
+  });
+});
+
+describe("bucket mode: hostile completions are refused and write nothing (the corpus's HTTP rows)", () => {
+  test("POST /worker/jobs/complete", async () => {
+    const { t, jobId, claim } = await claimedJob();
+    const scheme = bearerScheme("WORKER_SECRET");
+    const row: HttpRouteRow = {
+      method: "POST",
+      path: "/worker/jobs/complete",
+      scheme: { ...scheme, env: { ...scheme.env, ...s3.env, R2_BUCKET: bucket.bucket } },
+      validBody: () => ({ jobId, workerId: "w1", attempt: 1 }),
+    };
+    const send = async (
+      body: unknown,
+      expect: { status: number[]; code: "CONFLICT" | "INVALID_ARGUMENT" },
+    ) => {
+      const text = JSON.stringify(body);
+      await expectHttpRefusedWithoutWrites(
+        t,
+        row,
+        { headers: await scheme.sign(text), body: text },
+        expect,
+      );
+    };
+    const conflict = { status: [409], code: "CONFLICT" as const };
+    const bad = { status: [400], code: "INVALID_ARGUMENT" as const };
+    // An object the worker never uploaded.
+    await send({ jobId, workerId: "w1", attempt: 1 }, conflict);
+    await send({ jobId, workerId: "w1", attempt: 1, r2Url: "https://cdn.example.com/v.mp4" }, bad);
+    await send({ jobId, workerId: "w1", attempt: 1, key: 5 }, bad);
+    await send({ jobId, workerId: "w1", attempt: 1, key: "videos/other/attempt-1.mp4" }, conflict);
+    await put(claim.upload.url, VIDEO);
+    // The harness unstubs every variable after each request: set them again for this one.
+    for (const [name, value] of Object.entries(row.scheme.env)) vi.stubEnv(name, value);
+    vi.stubEnv("WORKER_SECRET", SECRET);
+    expect((await complete(t, jobId)).status).toBe(200);
+    // A second completion with another key.
+    await send(
+      { jobId, workerId: "w1", attempt: 1, key: `videos/${jobId}/attempt-2.mp4` },
+      conflict,
+    );
+    // Bucket env set only in part: 503, nothing written.
+    await expectHttpRefusedWithoutWrites(
+      t,
+      { ...row, scheme: { ...row.scheme, env: { ...row.scheme.env, R2_BUCKET: "" } } },
+      { headers: await scheme.sign("{}"), body: JSON.stringify({ jobId, workerId: "w1" }) },
+      { status: [503], code: "UNAVAILABLE" },
+    );
   });
 });
