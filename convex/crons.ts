@@ -24,6 +24,8 @@ crons.interval(
 crons.interval("sweep due subscriptions", { minutes: 10 }, internal.subscriptions.sweepDue, {});
 // Credit lots expire on time through the scheduler; this catches any expiry that was missed.
 crons.interval("expire due credit lots", { minutes: 10 }, internal.credits.expireDueLots, {});
+// Video objects whose deletion failed (or never reported) are deleted again, in bounded batches.
+crons.interval("retry video deletions", { minutes: 10 }, internal.media.sweepVideoDeletions, {});
 crons.interval("sweep queue timeouts", { minutes: 1 }, internal.worker.sweepQueueTimeouts, {});
 
 export default crons;

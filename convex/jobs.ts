@@ -22,6 +22,7 @@ export const createJob = userMutationWithUserId({
   args: {
     prompt: v.string(),
     imageUrl: v.optional(v.string()),
+    imageStorageId: v.optional(v.id("_storage")),
     durationSec: v.number(),
     seed: v.optional(v.number()),
     cfg: v.optional(v.number()),
@@ -29,6 +30,17 @@ export const createJob = userMutationWithUserId({
   },
   returns: v.id("jobs"),
   handler: async (ctx, input) => (await Jobs.createJob(ctx, ctx.user, input)).jobId,
+});
+
+/**
+ * A Convex file-storage upload URL for a job's input image (valid for an hour). The browser
+ * POSTs the file to it and passes the returned `storageId` to `createJob({ imageStorageId })`;
+ * the first job that uses it makes it the caller's (see model/media.ts).
+ */
+export const generateImageUploadUrl = userMutation({
+  args: {},
+  returns: v.string(),
+  handler: async (ctx) => await ctx.storage.generateUploadUrl(),
 });
 
 /**
@@ -73,7 +85,7 @@ export const getJob = maybeUserQuery({
     if (ctx.user === null || job === null || job.userId !== ctx.user._id) {
       return null;
     }
-    const view = Jobs.jobView(job);
+    const view = await Jobs.ownerJobView(job);
     return job.status === "queued"
       ? { ...view, queuePosition: await Jobs.queuePosition(ctx, job) }
       : view;
@@ -94,7 +106,7 @@ export const listUserJobs = maybeUserQueryWithUserId({
       throw appError("INVALID_ARGUMENT", "Pass either paginationOpts or limit, not both.");
     }
     const result = await pageOfUserRows(ctx, "jobs", user, paginationOpts ?? firstPage(limit));
-    return { ...result, page: result.page.map(Jobs.jobView) };
+    return { ...result, page: await Promise.all(result.page.map(Jobs.ownerJobView)) };
   },
 });
 

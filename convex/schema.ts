@@ -48,6 +48,8 @@ export default defineSchema({
     userId: v.id("users"),
     prompt: v.string(),
     imageUrl: v.optional(v.string()),
+    /** An image the owner uploaded to Convex file storage (see model/media.ts). */
+    imageStorageId: v.optional(v.id("_storage")),
     durationSec: v.number(),
     /** Credits reserved for this job when it was created (its price). */
     creditsUsed: v.number(),
@@ -72,12 +74,48 @@ export default defineSchema({
     attempt: v.optional(v.number()),
     /** 0–100, reported by the worker's heartbeats. */
     progress: v.optional(v.number()),
+    // The video in the private bucket (R2 configured; see convex/lib/r2.ts, model/media.ts).
+    /** The object key of the current attempt's video, decided at the claim. */
+    videoKey: v.optional(v.string()),
+    /** Its size, checked (HEAD) at completion: set means the job's video is in the bucket. */
+    videoBytes: v.optional(v.number()),
+    /** When the job's object was deleted from the bucket (expiry, failure, cancel). */
+    videoDeletedAt: v.optional(v.number()),
   })
     .index("by_userId", ["userId", "createdAt"])
     .index("by_status", ["status", "createdAt"])
     .index("by_status_and_expiresAt", ["status", "expiresAt"])
     .index("by_status_and_leaseExpiresAt", ["status", "leaseExpiresAt"])
-    .index("by_userId_and_idempotencyKey", ["userId", "idempotencyKey"]),
+    .index("by_userId_and_idempotencyKey", ["userId", "idempotencyKey"])
+    .index("by_imageStorageId_and_status", ["imageStorageId", "status"]),
+
+  /** Who uploaded each input image in file storage: only they can use it (model/media.ts). */
+  imageUploads: defineTable({
+    storageId: v.id("_storage"),
+    userId: v.id("users"),
+    createdAt: v.number(),
+  }).index("by_storageId", ["storageId"]),
+
+  /**
+   * Objects of the video bucket waiting to be deleted (expired videos, partial uploads of
+   * failed, canceled or retried attempts). A row goes when its DELETE succeeded; failed
+   * deletions are retried from `nextAttemptAt` by `media.sweepVideoDeletions`.
+   */
+  videoDeletions: defineTable({
+    jobId: v.id("jobs"),
+    key: v.string(),
+    reason: v.union(
+      v.literal("expired"),
+      v.literal("failed"),
+      v.literal("canceled"),
+      v.literal("retried"),
+    ),
+    /** DELETE requests tried so far. */
+    attempts: v.number(),
+    nextAttemptAt: v.number(),
+    lastError: v.optional(v.string()),
+    createdAt: v.number(),
+  }).index("by_nextAttemptAt", ["nextAttemptAt"]),
 
   plans: defineTable({
     name: planNameValidator,

@@ -1,5 +1,8 @@
 import { v } from "convex/values";
 import { internal } from "./_generated/api";
+import { appError } from "./lib/errors";
+import { internalQuery } from "./_generated/server";
+import * as Media from "./model/media";
 import * as Worker from "./model/worker";
 import { internalMutation } from "./lib/functions";
 
@@ -15,6 +18,15 @@ import { internalMutation } from "./lib/functions";
 /** The claim's `attempt`, which fences a report to that attempt. */
 const attempt = v.optional(v.number());
 
+/** Bucket mode: where the worker PUTs the attempt's video, until the lease ends. */
+const uploadValidator = v.object({
+  method: v.literal("PUT"),
+  url: v.string(),
+  key: v.string(),
+  headers: v.object({ "Content-Type": v.string() }),
+  expiresAt: v.number(),
+});
+
 const claimedJobValidator = v.object({
   jobId: v.id("jobs"),
   prompt: v.string(),
@@ -25,6 +37,7 @@ const claimedJobValidator = v.object({
   attempt: v.number(),
   maxAttempts: v.number(),
   leaseExpiresAt: v.number(),
+  upload: v.optional(uploadValidator),
 });
 
 /**
@@ -35,7 +48,13 @@ export const claimJob = internalMutation({
   args: { workerId: v.string() },
   returns: v.union(claimedJobValidator, v.null()),
   handler: async (ctx, { workerId }) => {
-    return await Worker.claimNextJob(ctx, workerId, Date.now(), Worker.workerConfig());
+    return await Worker.claimNextJob(
+      ctx,
+      workerId,
+      Date.now(),
+      Worker.workerConfig(),
+      Media.videoBucket(),
+    );
   },
 });
 
@@ -51,22 +70,68 @@ export const heartbeat = internalMutation({
     jobId: v.id("jobs"),
     leaseExpiresAt: v.number(),
     progress: v.optional(v.number()),
+    upload: v.optional(uploadValidator),
   }),
   handler: async (ctx, report) => {
-    return await Worker.heartbeat(ctx, report, Date.now(), Worker.workerConfig());
+    return await Worker.heartbeat(
+      ctx,
+      report,
+      Date.now(),
+      Worker.workerConfig(),
+      Media.videoBucket(),
+    );
   },
 });
 
-/** Marks the worker's job done with its video and settles its credits; repeats change nothing. */
+/**
+ * The object key a completion of this job is checked against (bucket mode: the HTTP action
+ * HEADs it before `completeJob`), or null. Unknown and malformed ids are NOT_FOUND.
+ */
+export const completionTarget = internalQuery({
+  args: { jobId: v.string() },
+  returns: v.object({ videoKey: v.union(v.string(), v.null()) }),
+  handler: async (ctx, { jobId }) => {
+    const id = ctx.db.normalizeId("jobs", jobId);
+    const job = id === null ? null : await ctx.db.get("jobs", id);
+    if (job === null) {
+      throw appError("NOT_FOUND", "Job not found.");
+    }
+    return { videoKey: job.videoKey ?? null };
+  },
+});
+
+/** What a HEAD of the attempt's key found (bucket mode; passed by the HTTP action). */
+const objectHeadValidator = v.union(
+  v.object({ key: v.string(), exists: v.literal(false) }),
+  v.object({
+    key: v.string(),
+    exists: v.literal(true),
+    size: v.number(),
+    contentType: v.union(v.string(), v.null()),
+  }),
+);
+
+/**
+ * Marks the worker's job done with its video and settles its credits; repeats change nothing.
+ * Development mode: `r2Url` (https). Bucket mode: `object`, the HEAD of the attempt's key that
+ * `POST /worker/jobs/complete` made (operators running this by hand pass what they checked).
+ */
 export const completeJob = internalMutation({
-  args: { jobId: v.string(), workerId: v.string(), attempt, r2Url: v.string() },
+  args: {
+    jobId: v.string(),
+    workerId: v.string(),
+    attempt,
+    r2Url: v.optional(v.string()),
+    key: v.optional(v.string()),
+    object: v.optional(objectHeadValidator),
+  },
   returns: v.object({
     jobId: v.id("jobs"),
     changed: v.boolean(),
     expiresAt: v.optional(v.number()),
   }),
   handler: async (ctx, report) => {
-    return await Worker.completeJob(ctx, report, Date.now());
+    return await Worker.completeJob(ctx, report, Date.now(), Media.videoBucket());
   },
 });
 

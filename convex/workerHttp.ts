@@ -1,11 +1,15 @@
 import { internal } from "./_generated/api";
 import { httpAction } from "./_generated/server";
+import { appError } from "./lib/errors";
+import { R2Error, headObject, type ObjectHead } from "./lib/r2";
+import { videoBucket } from "./model/media";
 import {
   checkBearerSecret,
   jsonResponse,
   noContentResponse,
   optionalBoolean,
   optionalNumber,
+  optionalString,
   readJsonObject,
   requireString,
   withJsonErrors,
@@ -36,7 +40,11 @@ function workerRoute(handler: Handler) {
   });
 }
 
-/** Optional fields are `null` rather than missing, which is easier on Python workers. */
+/**
+ * Bucket mode adds `upload` (where to PUT the video) to the claim and heartbeat replies; in
+ * development mode those replies are as they always were.
+ *
+ * Optional fields are `null` rather than missing, which is easier on Python workers. */
 function orNull<T>(value: T | undefined): T | null {
   return value === undefined ? null : value;
 }
@@ -69,18 +77,56 @@ export const heartbeat = workerRoute(async (ctx, request) => {
     attempt: optionalNumber(body, "attempt"),
     progress: optionalNumber(body, "progress"),
   });
-  return jsonResponse(200, { ...result, status: "running", progress: orNull(result.progress) });
+  return jsonResponse(200, {
+    ...result,
+    status: "running",
+    progress: orNull(result.progress),
+  });
 });
 
-/** `POST /worker/jobs/complete` `{ jobId, workerId, attempt?, r2Url }` → 200 `{ changed, expiresAt }`. */
+/**
+ * `POST /worker/jobs/complete` → 200 `{ changed, expiresAt }`. Development mode:
+ * `{ jobId, workerId, attempt?, r2Url }`. Bucket mode: `{ jobId, workerId, attempt?, key? }`,
+ * and the attempt's object is HEADed here first: a missing, empty, oversized or non-mp4 object
+ * is a 409 that changes nothing.
+ */
 export const complete = workerRoute(async (ctx, request) => {
   const body = await readJsonObject(request);
-  const result = await ctx.runMutation(internal.worker.completeJob, {
+  const bucket = videoBucket();
+  const report = {
     jobId: requireString(body, "jobId"),
     workerId: requireString(body, "workerId"),
     attempt: optionalNumber(body, "attempt"),
-    r2Url: requireString(body, "r2Url"),
-  });
+  };
+  let completion;
+  if (bucket === null) {
+    completion = {
+      ...report,
+      r2Url: requireString(body, "r2Url"),
+      key: optionalString(body, "key"),
+    };
+  } else {
+    const r2Url = optionalString(body, "r2Url");
+    const key = optionalString(body, "key");
+    let object: ObjectHead | undefined;
+    const { videoKey } = await ctx.runQuery(internal.worker.completionTarget, {
+      jobId: report.jobId,
+    });
+    if (videoKey !== null && r2Url === undefined) {
+      try {
+        object = await headObject(bucket, videoKey);
+      } catch (error) {
+        if (!(error instanceof R2Error)) throw error;
+        console.error("Checking an uploaded video failed", error.message);
+        throw appError(
+          "UNAVAILABLE",
+          "The video bucket cannot be reached right now; complete again later.",
+        );
+      }
+    }
+    completion = { ...report, r2Url, key, object };
+  }
+  const result = await ctx.runMutation(internal.worker.completeJob, completion);
   return jsonResponse(200, { ...result, status: "done", expiresAt: orNull(result.expiresAt) });
 });
 

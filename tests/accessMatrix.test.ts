@@ -189,6 +189,17 @@ export const MATRIX: { [Path in PublicPath]: MatrixRow } = {
       deleted: FORBIDDEN,
     },
   },
+  "jobs:generateImageUploadUrl": {
+    args: () => ({}),
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      unregistered: NOT_FOUND,
+      stranger: ok,
+      owner: { ok: true, check: (url) => expect(url).toMatch(/^https:\/\//) },
+      admin: ok,
+      deleted: FORBIDDEN,
+    },
+  },
   "jobs:getJob": {
     args: (w) => ({ jobId: w.ownerJobId }),
     expect: {

@@ -38,6 +38,7 @@ import {
   type World,
 } from "./support/hardening";
 import { HTTP_ROUTES, checkHostileBody, hostileBodiesFor, routeKey } from "./support/httpRoutes";
+import { storeFile } from "./support/setup";
 
 // ---------------------------------------------------------------------------------------------
 // The world the corpus runs against: one deployment, shared (no row may write).
@@ -51,6 +52,7 @@ type CorpusWorld = World & {
   paymentId: Id<"payments">;
   planChangeId: Id<"planChanges">;
   webhookEventId: Id<"webhookEvents">;
+  image: Record<"strangers" | "deleted" | "text", Id<"_storage">>;
 };
 
 const R2 = "https://videos.example.com/v.mp4";
@@ -83,6 +85,17 @@ async function buildCorpusWorld(): Promise<CorpusWorld> {
     prompt: "the stranger's job",
     durationSec: 5,
   });
+  // Images in file storage: the stranger's (used by a job of theirs), a deleted one, a text file.
+  const png = Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 1, 2, 3]);
+  const strangersImage = await storeFile(t, png, "image/png");
+  await clientFor(world, "stranger").mutation(api.jobs.createJob, {
+    prompt: "the stranger's image job",
+    imageStorageId: strangersImage,
+    durationSec: 5,
+  });
+  const deletedImage = await storeFile(t, png, "image/png");
+  await t.run((ctx) => ctx.storage.delete(deletedImage));
+  const textFile = await storeFile(t, new TextEncoder().encode("not an image"), "text/plain");
   await t.mutation(internal.users.updateUserPlan, {
     userId: world.userId.stranger,
     planName: "creator",
@@ -134,7 +147,12 @@ async function buildCorpusWorld(): Promise<CorpusWorld> {
       planChangeId: (await ctx.db.query("planChanges").first())!._id,
     };
   });
-  return { ...world, ...ids, job: { running, done, failed, canceled, expired, strangers } };
+  return {
+    ...world,
+    ...ids,
+    job: { running, done, failed, canceled, expired, strangers },
+    image: { strangers: strangersImage, deleted: deletedImage, text: textFile },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -326,6 +344,47 @@ for (const imageUrl of [
   `https://example.com/${MiB10}`,
 ]) {
   createJob(`imageUrl ${show(imageUrl)}`, { imageUrl }, invalid("imageUrl"));
+}
+row(
+  "jobs:createJob",
+  "imageStorageId of another user's image",
+  (w) => ({ ...job({})(), imageStorageId: w.image.strangers }),
+  code("NOT_FOUND"),
+);
+row(
+  "jobs:createJob",
+  "imageStorageId of a deleted file",
+  (w) => ({ ...job({})(), imageStorageId: w.image.deleted }),
+  code("NOT_FOUND"),
+);
+row(
+  "jobs:createJob",
+  "imageStorageId of a text file",
+  (w) => ({ ...job({})(), imageStorageId: w.image.text }),
+  invalid("imageStorageId"),
+);
+row(
+  "jobs:createJob",
+  "both imageUrl and imageStorageId",
+  (w) => ({
+    ...job({})(),
+    imageUrl: "https://img.example.com/a.png",
+    imageStorageId: w.image.text,
+  }),
+  invalid("imageStorageId"),
+);
+row(
+  "jobs:createJob",
+  "imageStorageId is a jobs id",
+  (w) => ({ ...job({})(), imageStorageId: w.ownerJobId }),
+  idOf("_storage"),
+);
+for (const imageStorageId of ["", "not-an-id", 5, null]) {
+  createJob(
+    `imageStorageId ${show(imageStorageId)}`,
+    { imageStorageId },
+    typeof imageStorageId === "string" ? idOf("_storage") : expectedType("string"),
+  );
 }
 for (const imageUrl of [5, null, { href: "https://example.com/a.png" }, ["https://e.com/a.png"]]) {
   createJob(`imageUrl of the wrong type ${show(imageUrl)}`, { imageUrl }, expectedType("string"));
@@ -743,6 +802,22 @@ for (const [field, value] of [
     extra(field),
   );
 }
+
+// --- jobs:generateImageUploadUrl -------------------------------------------------------------
+row(
+  "jobs:generateImageUploadUrl",
+  "extra field",
+  () => ({ contentType: "image/png" }),
+  extra("contentType"),
+);
+row(
+  "jobs:generateImageUploadUrl",
+  "arguments are an array",
+  () => [],
+  validator(/plain old JavaScript `object`/),
+);
+row("jobs:generateImageUploadUrl", "the deleted account", () => ({}), code("FORBIDDEN"), "deleted");
+row("jobs:generateImageUploadUrl", "no user row", () => ({}), code("NOT_FOUND"), "unregistered");
 
 // --- users:me, plans --------------------------------------------------------------------------
 row("users:me", "extra field", () => ({ userId: "x" }), extra("userId"));

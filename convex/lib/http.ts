@@ -194,6 +194,13 @@ export function requireString(body: JsonObject, field: string): string {
   return typeof value === "string" ? value : wrongType(field, "a string");
 }
 
+/** An optional string field: absent or `null` is `undefined`. */
+export function optionalString(body: JsonObject, field: string): string | undefined {
+  const value = body[field];
+  if (value === undefined || value === null) return undefined;
+  return typeof value === "string" ? value : wrongType(field, "a string");
+}
+
 /** An optional number field: absent or `null` is `undefined`. */
 export function optionalNumber(body: JsonObject, field: string): number | undefined {
   const value = body[field];

@@ -14,6 +14,14 @@ import {
   settleHold,
   settleJobCredits,
 } from "./credits";
+import {
+  releaseImage,
+  requestDeletion,
+  scheduleDeletions,
+  useImage,
+  videoUrl,
+  type DeletionReason,
+} from "./media";
 
 export const JOB_DURATIONS = [5, 10, 15] as const;
 export const PROMPT_MAX_LENGTH = 2000;
@@ -34,6 +42,8 @@ export function jobCost(durationSec: number): number {
 export type JobInput = {
   prompt: string;
   imageUrl?: string;
+  /** An image the caller uploaded to file storage (`jobs:generateImageUploadUrl`). */
+  imageStorageId?: Id<"_storage">;
   durationSec: number;
   seed?: number;
   cfg?: number;
@@ -63,6 +73,9 @@ export function validateJobInput(input: JobInput): JobInput {
       "imageUrl",
       `must be a public https:// URL of at most ${URL_MAX_LENGTH} characters, without credentials`,
     );
+  }
+  if (input.imageUrl !== undefined && input.imageStorageId !== undefined) {
+    invalid("imageStorageId", "and imageUrl cannot both be given: pass one image");
   }
   if (!(JOB_DURATIONS as readonly number[]).includes(input.durationSec)) {
     invalid("durationSec", "must be 5, 10 or 15");
@@ -98,6 +111,7 @@ function sameRequest(job: Doc<"jobs">, input: JobInput): boolean {
   return (
     job.prompt === input.prompt &&
     job.imageUrl === input.imageUrl &&
+    job.imageStorageId === input.imageStorageId &&
     job.durationSec === input.durationSec &&
     job.seed === input.seed &&
     job.cfg === input.cfg
@@ -133,11 +147,15 @@ export async function createJob(
       return { jobId: previous._id, created: false };
     }
   }
+  if (input.imageStorageId !== undefined) {
+    await useImage(ctx, user, input.imageStorageId);
+  }
   const cost = jobCost(input.durationSec);
   const jobId = await ctx.db.insert("jobs", {
     userId: user._id,
     prompt: input.prompt,
     imageUrl: input.imageUrl,
+    imageStorageId: input.imageStorageId,
     durationSec: input.durationSec,
     seed: input.seed,
     cfg: input.cfg,
@@ -168,6 +186,23 @@ export type TransitionOptions = {
   error?: string;
   /** Extra fields written with the transition (the worker API's lease and attempt fields). */
   patch?: Partial<Doc<"jobs">>;
+  /** `done` with the video in the bucket at the job's `videoKey` (checked by a HEAD). */
+  video?: { size: number };
+  /**
+   * Bucket objects this transition must delete are added here for the caller to schedule in
+   * one action (the expiry batch); without it, the transition schedules its own.
+   */
+  deletions?: Array<Id<"videoDeletions">>;
+};
+
+/** Whole seconds: presigned URLs are dated and expire on whole seconds. */
+const toSecond = (ms: number) => Math.floor(ms / 1000) * 1000;
+
+const DELETION_REASON: Partial<Record<JobStatus, DeletionReason>> = {
+  failed: "failed",
+  canceled: "canceled",
+  queued: "retried",
+  expired: "expired",
 };
 
 // Written with `undefined` to remove a worker's claim from a job that no longer runs.
@@ -201,6 +236,26 @@ export async function transitionJob(
       patch = { status: to, startedAt: now };
       break;
     case "done": {
+      if (options.video !== undefined) {
+        if (job.videoKey === undefined) {
+          throw appError(
+            "CONFLICT",
+            "This attempt has no video key: it was not claimed for upload.",
+          );
+        }
+        // In the bucket: expires on a whole second, exactly when its presigned GET does.
+        patch = {
+          status: to,
+          r2Url: undefined,
+          videoBytes: options.video.size,
+          expiresAt: toSecond(now) + VIDEO_TTL_MS,
+          finishedAt: now,
+          progress: 100,
+          error: undefined,
+          ...NO_LEASE,
+        };
+        break;
+      }
       if (options.r2Url === undefined || !isHttpsUrl(options.r2Url)) {
         throw appError("INVALID_ARGUMENT", "r2Url must be an https:// URL when a job is done.");
       }
@@ -227,7 +282,14 @@ export async function transitionJob(
       break;
     case "queued":
       // A retry: back in line (keeping its place by createdAt) with its credits still held.
-      patch = { status: to, error, progress: undefined, startedAt: undefined, ...NO_LEASE };
+      patch = {
+        status: to,
+        error,
+        progress: undefined,
+        startedAt: undefined,
+        videoKey: undefined,
+        ...NO_LEASE,
+      };
       break;
     case "expired":
       patch = { status: to, r2Url: undefined };
@@ -245,7 +307,22 @@ export async function transitionJob(
   } else if (releases) {
     await releaseHold(ctx, job);
   }
-  return { changed: true, job: (await ctx.db.get("jobs", job._id))! };
+  const updated = (await ctx.db.get("jobs", job._id))!;
+  // Media: the bucket object of an attempt that will not become (or no longer is) the video
+  // goes, and so does the input image once the job is final.
+  const reason = DELETION_REASON[to];
+  if (reason !== undefined && job.videoKey !== undefined) {
+    const id = await requestDeletion(ctx, job, job.videoKey, reason, now);
+    if (options.deletions !== undefined) {
+      options.deletions.push(id);
+    } else {
+      await scheduleDeletions(ctx, [id]);
+    }
+  }
+  if (to === "done" || to === "failed" || to === "canceled") {
+    await releaseImage(ctx, updated);
+  }
+  return { changed: true, job: updated };
 }
 
 export type CreditOutcome = { changed: boolean; creditStatus: CreditStatus };
@@ -291,7 +368,7 @@ export async function requireJob(ctx: QueryCtx, jobId: Id<"jobs">): Promise<Doc<
 
 /** What the job's owner sees: the job without the worker's lease, plus its queue position. */
 export const jobViewValidator = doc(schema, "jobs")
-  .omit("workerId", "leaseExpiresAt")
+  .omit("workerId", "leaseExpiresAt", "videoKey")
   .extend({
     /** While queued: jobs ahead + 1; `atLeast` when more than the counting cap are ahead. */
     queuePosition: v.optional(v.object({ position: v.number(), atLeast: v.boolean() })),
@@ -299,8 +376,18 @@ export const jobViewValidator = doc(schema, "jobs")
 export type JobView = Infer<typeof jobViewValidator>;
 
 export function jobView(job: Doc<"jobs">): JobView {
-  const { workerId: _workerId, leaseExpiresAt: _leaseExpiresAt, ...view } = job;
+  const { workerId: _workerId, leaseExpiresAt: _leaseExpiresAt, videoKey: _key, ...view } = job;
   return view;
+}
+
+/**
+ * `jobView` with the video's URL for its owner: a bucket video's presigned GET (valid until
+ * `expiresAt`, computed from the job alone, so the query stays cached), else the stored URL.
+ */
+export async function ownerJobView(job: Doc<"jobs">): Promise<JobView> {
+  const { r2Url: _stored, ...view } = jobView(job);
+  const r2Url = await videoUrl(job);
+  return r2Url === undefined ? view : { ...view, r2Url };
 }
 
 /**
@@ -352,8 +439,11 @@ export async function expireBatch(
     .query("jobs")
     .withIndex("by_status_and_expiresAt", (q) => q.eq("status", "done").lte("expiresAt", now))
     .take(EXPIRE_BATCH_SIZE);
+  // One deletion action for the whole batch, whatever the backlog: bounded per transaction.
+  const deletions: Array<Id<"videoDeletions">> = [];
   for (const job of due) {
-    await transitionJob(ctx, job, "expired");
+    await transitionJob(ctx, job, "expired", { deletions });
   }
+  await scheduleDeletions(ctx, deletions);
   return { expired: due.length, more: due.length === EXPIRE_BATCH_SIZE };
 }

@@ -1,7 +1,15 @@
 import type { Doc, Id } from "../_generated/dataModel";
 import type { MutationCtx } from "../_generated/server";
 import { appError } from "../lib/errors";
+import type { ObjectHead, R2Config } from "../lib/r2";
 import { transitionJob } from "./jobs";
+import {
+  checkUploadedVideo,
+  imageUrlForWorker,
+  uploadFor,
+  videoKeyFor,
+  type VideoUpload,
+} from "./media";
 
 /**
  * The GPU worker protocol over leases. A worker claims the oldest queued job and holds it for a
@@ -196,6 +204,8 @@ export type ClaimedJob = {
   attempt: number;
   maxAttempts: number;
   leaseExpiresAt: number;
+  /** With the video bucket: where to PUT the video (valid for the lease). */
+  upload?: VideoUpload;
 };
 
 /**
@@ -225,6 +235,7 @@ export async function claimNextJob(
   workerId: string,
   now: number,
   config: WorkerConfig,
+  bucket: R2Config | null = null,
 ): Promise<ClaimedJob | null> {
   validateWorkerId(workerId);
   const oldestClaimable = now - config.queueTimeoutMs;
@@ -249,18 +260,23 @@ export async function claimNextJob(
           startedAt: now,
           progress: 0,
           error: undefined,
+          // The attempt's object key, decided here: the only key its worker may upload to.
+          videoKey: bucket === null ? undefined : videoKeyFor(next._id, attempt + 1),
         },
       });
       return {
         jobId: job._id,
         prompt: job.prompt,
-        imageUrl: job.imageUrl,
+        imageUrl: await imageUrlForWorker(ctx, job),
         durationSec: job.durationSec,
         seed: job.seed,
         cfg: job.cfg,
         attempt: attemptOf(job),
         maxAttempts: config.maxAttempts,
         leaseExpiresAt: job.leaseExpiresAt!,
+        ...(bucket !== null && job.videoKey !== undefined
+          ? { upload: await uploadFor(bucket, job.videoKey, now, job.leaseExpiresAt!) }
+          : {}),
       };
     }
     if (skipped === CLAIM_MAX_SKIPS) {
@@ -285,7 +301,13 @@ export async function heartbeat(
   report: WorkerReport & { progress?: number },
   now: number,
   config: WorkerConfig,
-): Promise<{ jobId: Id<"jobs">; leaseExpiresAt: number; progress: number | undefined }> {
+  bucket: R2Config | null = null,
+): Promise<{
+  jobId: Id<"jobs">;
+  leaseExpiresAt: number;
+  progress: number | undefined;
+  upload?: VideoUpload;
+}> {
   const { progress } = report;
   if (progress !== undefined && !(Number.isInteger(progress) && progress >= 0 && progress <= 100)) {
     throw appError("INVALID_ARGUMENT", "progress must be a whole number from 0 to 100.");
@@ -299,7 +321,12 @@ export async function heartbeat(
     leaseExpiresAt,
     ...(progress === undefined ? {} : { progress }),
   });
-  return { jobId: job._id, leaseExpiresAt, progress: progress ?? job.progress };
+  // A fresh upload URL for the longer lease (the claim's ends with the claim's lease).
+  const upload =
+    bucket !== null && job.videoKey !== undefined
+      ? { upload: await uploadFor(bucket, job.videoKey, now, leaseExpiresAt) }
+      : {};
+  return { jobId: job._id, leaseExpiresAt, progress: progress ?? job.progress, ...upload };
 }
 
 /**
@@ -308,13 +335,89 @@ export async function heartbeat(
  * so the same worker repeating the same completion for the same attempt is answered
  * `changed: false` and nothing happens twice.
  */
+export type Completion = WorkerReport & {
+  /** Development mode: the video's https URL. */
+  r2Url?: string;
+  /** Bucket mode: the key the worker uploaded to (optional: it can only be the attempt's). */
+  key?: string;
+  /** Bucket mode: what a HEAD of the attempt's key found, just before this mutation. */
+  object?: ObjectHead;
+};
+
+/**
+ * Completes a held job. Development mode (`bucket` null): with the worker's https `r2Url`.
+ * Bucket mode: with the video the worker uploaded to the attempt's key, as the HEAD in
+ * `object` found it (present, non-empty, not too large, video/mp4; else CONFLICT, nothing
+ * changes); a URL is refused. Repeating the finished completion changes nothing; a completion
+ * naming another key (or another URL) is a CONFLICT.
+ */
 export async function completeJob(
+  ctx: MutationCtx,
+  report: Completion,
+  now: number,
+  bucket: R2Config | null = null,
+): Promise<{ jobId: Id<"jobs">; changed: boolean; expiresAt: number | undefined }> {
+  validateWorkerId(report.workerId);
+  validateAttempt(report.attempt);
+  if (bucket === null) {
+    if (report.r2Url === undefined) {
+      throw appError("INVALID_ARGUMENT", "r2Url is required.");
+    }
+    if (report.key !== undefined || report.object !== undefined) {
+      throw appError(
+        "INVALID_ARGUMENT",
+        "key is only used when videos are stored in the bucket (R2 is not configured here).",
+      );
+    }
+    return await completeWithUrl(ctx, { ...report, r2Url: report.r2Url }, now);
+  }
+  if (report.r2Url !== undefined) {
+    throw appError(
+      "INVALID_ARGUMENT",
+      "r2Url is not accepted: upload the video to the claim's upload URL and complete without it.",
+    );
+  }
+  const job = await jobByIdString(ctx, report.jobId);
+  checkAttempt(job, report.attempt);
+  const key = report.key ?? job.videoKey;
+  if (job.status === "done" && job.workerId === report.workerId && job.videoBytes !== undefined) {
+    if (key !== job.videoKey) {
+      throw appError(
+        "CONFLICT",
+        `The job is already done with the video at ${job.videoKey}, not ${key}.`,
+      );
+    }
+    return { jobId: job._id, changed: false, expiresAt: job.expiresAt };
+  }
+  requireHeld(job, report, now);
+  if (job.videoKey === undefined) {
+    throw appError(
+      "CONFLICT",
+      "This attempt has no upload key (it was claimed before the bucket was configured): fail it as retryable.",
+    );
+  }
+  if (key !== job.videoKey) {
+    throw appError(
+      "CONFLICT",
+      `key ${JSON.stringify(key).slice(0, 200)} is not this attempt's object: upload to ${job.videoKey}.`,
+    );
+  }
+  if (report.object === undefined || report.object.key !== job.videoKey) {
+    throw appError("CONFLICT", `The object at ${job.videoKey} was not checked: complete again.`);
+  }
+  const { size } = checkUploadedVideo(report.object);
+  const result = await transitionJob(ctx, job, "done", {
+    video: { size },
+    patch: { workerId: report.workerId },
+  });
+  return { jobId: job._id, changed: true, expiresAt: result.job.expiresAt };
+}
+
+async function completeWithUrl(
   ctx: MutationCtx,
   report: WorkerReport & { r2Url: string },
   now: number,
 ): Promise<{ jobId: Id<"jobs">; changed: boolean; expiresAt: number | undefined }> {
-  validateWorkerId(report.workerId);
-  validateAttempt(report.attempt);
   const job = await jobByIdString(ctx, report.jobId);
   checkAttempt(job, report.attempt);
   if (job.status === "done" && job.workerId === report.workerId && job.r2Url === report.r2Url) {

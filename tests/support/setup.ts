@@ -46,3 +46,23 @@ export async function expectCode(promise: Promise<unknown>, code: string) {
   expect(error, `expected ConvexError ${code}`).toBeInstanceOf(ConvexError);
   expect((error as ConvexError<{ code: string }>).data.code).toBe(code);
 }
+
+/**
+ * A file in convex-test's storage with the content type an upload records (convex-test's
+ * `store` keeps only size and sha256, so the metadata row gets the type the browser would send;
+ * `null` leaves it without one).
+ */
+export async function storeFile(
+  t: TestConvex,
+  bytes: Uint8Array<ArrayBuffer>,
+  contentType: string | null,
+): Promise<Id<"_storage">> {
+  return await t.run(async (ctx) => {
+    const id = await ctx.storage.store(new Blob([bytes]));
+    if (contentType !== null) {
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any
+      await (ctx.db as any).patch("_storage", id, { contentType });
+    }
+    return id;
+  });
+}

@@ -1,0 +1,89 @@
+import { v } from "convex/values";
+import { internal } from "./_generated/api";
+import { internalAction, internalQuery } from "./_generated/server";
+import { internalMutation } from "./lib/functions";
+import { deleteObject, r2Setting } from "./lib/r2";
+import * as Media from "./model/media";
+
+/**
+ * Deleting objects from the video bucket (see model/media.ts). The expiry cron, failures,
+ * cancels and retries record a `videoDeletions` row and schedule `deleteVideoObjects` for their
+ * batch; `sweepVideoDeletions` retries whatever did not succeed. Only keys recorded there are
+ * ever deleted.
+ */
+
+const deletionIds = v.array(v.id("videoDeletions"));
+
+/** The keys of these deletions that still wait (rows already done are left out). */
+export const deletionsToRun = internalQuery({
+  args: { deletionIds },
+  returns: v.array(v.object({ id: v.id("videoDeletions"), key: v.string() })),
+  handler: async (ctx, args) => {
+    const rows = await Promise.all(args.deletionIds.map((id) => ctx.db.get("videoDeletions", id)));
+    return rows.flatMap((row) => (row === null ? [] : [{ id: row._id, key: row.key }]));
+  },
+});
+
+/** DELETEs each object (a few at a time) and records what succeeded and what failed. */
+export const deleteVideoObjects = internalAction({
+  args: { deletionIds },
+  returns: v.object({ deleted: v.number(), failed: v.number() }),
+  handler: async (ctx, args) => {
+    const rows = await ctx.runQuery(internal.media.deletionsToRun, args);
+    const setting = r2Setting();
+    const deleted: typeof args.deletionIds = [];
+    const failed: Array<{ id: (typeof args.deletionIds)[number]; error: string }> = [];
+    const queue = [...rows];
+    const worker = async () => {
+      for (let row = queue.shift(); row !== undefined; row = queue.shift()) {
+        try {
+          if (setting.kind !== "on") {
+            throw new Error(`the video bucket is not configured (R2 is ${setting.kind})`);
+          }
+          await deleteObject(setting.config, row.key);
+          deleted.push(row.id);
+        } catch (error) {
+          failed.push({
+            id: row.id,
+            error: error instanceof Error ? error.message : String(error),
+          });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: 8 }, worker));
+    if (failed.length > 0) {
+      console.warn(`Deleting ${failed.length} video objects failed; retrying later.`, failed[0]);
+    }
+    await ctx.runMutation(internal.media.recordDeletions, { deleted, failed });
+    return { deleted: deleted.length, failed: failed.length };
+  },
+});
+
+/** What a deletion action did: done rows go, failed ones wait for their next attempt. */
+export const recordDeletions = internalMutation({
+  args: {
+    deleted: deletionIds,
+    failed: v.array(v.object({ id: v.id("videoDeletions"), error: v.string() })),
+  },
+  returns: v.null(),
+  handler: async (ctx, outcome) => {
+    await Media.recordDeletions(ctx, outcome, Date.now());
+    return null;
+  },
+});
+
+/**
+ * Cron (every 10 minutes): retries deletions that failed or never reported, one bounded batch
+ * (one action) per transaction; it schedules itself again while a backlog remains.
+ */
+export const sweepVideoDeletions = internalMutation({
+  args: {},
+  returns: v.object({ scheduled: v.number(), more: v.boolean() }),
+  handler: async (ctx) => {
+    const result = await Media.sweepDeletions(ctx, Date.now());
+    if (result.more) {
+      await ctx.scheduler.runAfter(0, internal.media.sweepVideoDeletions, {});
+    }
+    return result;
+  },
+});

@@ -1,0 +1,459 @@
+/**
+ * Media: input images in Convex file storage (convex-test's storage) and videos in a private
+ * bucket, against a real S3-compatible server (s3rver on 127.0.0.1, files in a temporary
+ * folder, started in beforeAll and closed in afterAll): presigned PUT, HEAD checks at
+ * completion, presigned GET until `expiresAt`, deletion at expiry and its retries.
+ */
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from "vitest";
+import { api, internal } from "../convex/_generated/api";
+import type { Id } from "../convex/_generated/dataModel";
+import crons from "../convex/crons";
+import { headObject, presign, type R2Config } from "../convex/lib/r2";
+import { EXPIRE_BATCH_SIZE, VIDEO_TTL_MS } from "../convex/model/jobs";
+import { IMAGE_MAX_BYTES } from "../convex/model/media";
+import { snapshotDatabase } from "./support/hardening";
+import {
+  bearerScheme,
+  expectHttpRefusedWithoutWrites,
+  type HttpRouteRow,
+} from "./support/httpRoutes";
+import { checkInvariants } from "./support/invariants";
+import { startS3, TEST_BUCKET, type S3Server } from "./support/s3";
+import { expectCode, setup, signUp, storeFile, type TestConvex } from "./support/setup";
+
+const SECRET = "media-worker-secret";
+const PNG = Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3]);
+const VIDEO = Uint8Array.from(Array.from({ length: 4096 }, (_, i) => (i * 7) % 256));
+
+type Reply = { status: number; body: any }; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+async function post(t: TestConvex, path: string, body: unknown): Promise<Reply> {
+  const response = await t.fetch(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${SECRET}` },
+    body: JSON.stringify(body),
+  });
+  const text = await response.text();
+  return { status: response.status, body: text === "" ? null : JSON.parse(text) };
+}
+
+const fileExists = (t: TestConvex, id: Id<"_storage">) =>
+  t.run(async (ctx) => (await ctx.db.system.get("_storage", id)) !== null);
+const jobDoc = (t: TestConvex, jobId: Id<"jobs">) => t.run((ctx) => ctx.db.get("jobs", jobId));
+const runScheduled = (t: TestConvex) => t.finishAllScheduledFunctions(() => {});
+
+let s3: S3Server;
+let bucket: R2Config;
+beforeAll(async () => {
+  s3 = await startS3();
+  bucket = {
+    endpoint: s3.endpoint,
+    bucket: TEST_BUCKET,
+    accessKeyId: s3.env.R2_ACCESS_KEY_ID,
+    secretAccessKey: s3.env.R2_SECRET_ACCESS_KEY,
+  };
+});
+afterAll(async () => {
+  await s3?.close();
+});
+beforeEach(() => {
+  vi.stubEnv("WORKER_SECRET", SECRET);
+});
+afterEach(() => {
+  vi.unstubAllEnvs();
+});
+
+let buckets = 0;
+/** R2 configured, with a bucket of this test's own. */
+async function bucketMode() {
+  const name = `videos-${++buckets}`;
+  await s3.createBucket(name);
+  for (const [env, value] of Object.entries(s3.env)) vi.stubEnv(env, value);
+  vi.stubEnv("R2_BUCKET", name);
+  bucket = { ...bucket, bucket: name };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe("input images in file storage", () => {
+  test("the owner's PNG: recorded as theirs, a URL in the claim, deleted when the job is done", async () => {
+    const t = await setup();
+    const { as, userId } = await signUp(t, "user_img");
+    expect(await as.mutation(api.jobs.generateImageUploadUrl, {})).toMatch(/^https:\/\//);
+    const imageStorageId = await storeFile(t, PNG, "image/png");
+    const jobId = await as.mutation(api.jobs.createJob, {
+      prompt: "animate this",
+      imageStorageId,
+      durationSec: 5,
+    });
+    expect(await as.query(api.jobs.getJob, { jobId })).toMatchObject({ imageStorageId });
+    const uploads = await t.run((ctx) => ctx.db.query("imageUploads").collect());
+    expect(uploads).toMatchObject([{ storageId: imageStorageId, userId }]);
+
+    const claim = await post(t, "/worker/claim", { workerId: "w1" });
+    expect(claim.status).toBe(200);
+    const expectedUrl = await t.run((ctx) => ctx.storage.getUrl(imageStorageId));
+    expect(claim.body.imageUrl).toBe(expectedUrl);
+    expect(claim.body.upload).toBeUndefined(); // development mode
+
+    const done = await post(t, "/worker/jobs/complete", {
+      jobId,
+      workerId: "w1",
+      attempt: 1,
+      r2Url: "https://videos.example.com/a.mp4",
+    });
+    expect(done.status).toBe(200);
+    expect(await fileExists(t, imageStorageId)).toBe(false);
+    expect(await t.run((ctx) => ctx.db.query("imageUploads").collect())).toEqual([]);
+    await checkInvariants(t);
+  });
+
+  test("an image two jobs use stays until the last one is final; cancel and failure release it", async () => {
+    const t = await setup();
+    const { as } = await signUp(t, "user_img2");
+    const imageStorageId = await storeFile(t, PNG, "image/jpeg");
+    const first = await as.mutation(api.jobs.createJob, {
+      prompt: "a",
+      imageStorageId,
+      durationSec: 5,
+    });
+    const second = await as.mutation(api.jobs.createJob, {
+      prompt: "b",
+      imageStorageId,
+      durationSec: 5,
+    });
+    await as.mutation(api.jobs.cancelJob, { jobId: first });
+    expect(await fileExists(t, imageStorageId)).toBe(true);
+    await t.mutation(internal.jobs.updateJobStatus, { jobId: second, status: "failed" });
+    expect(await fileExists(t, imageStorageId)).toBe(false);
+    // A deleted image cannot be used again.
+    await expectCode(
+      as.mutation(api.jobs.createJob, { prompt: "c", imageStorageId, durationSec: 5 }),
+      "NOT_FOUND",
+    );
+  });
+
+  test("another user's image is NOT_FOUND; non-images and oversized files are refused; nothing written", async () => {
+    const t = await setup();
+    const owner = await signUp(t, "user_a");
+    const stranger = await signUp(t, "user_b");
+    const image = await storeFile(t, PNG, "image/webp");
+    await owner.as.mutation(api.jobs.createJob, {
+      prompt: "mine",
+      imageStorageId: image,
+      durationSec: 5,
+    });
+    const text = await storeFile(t, new TextEncoder().encode("hello"), "text/plain");
+    const untyped = await storeFile(t, PNG, null);
+    const huge = await storeFile(t, new Uint8Array(IMAGE_MAX_BYTES + 1), "image/png");
+    const empty = await storeFile(t, new Uint8Array(0), "image/png");
+    const cases: Array<[Promise<unknown>, string]> = [];
+    const before = await snapshotDatabase(t);
+    const attempt = (as: typeof owner.as, imageStorageId: Id<"_storage">) =>
+      as.mutation(api.jobs.createJob, { prompt: "x", imageStorageId, durationSec: 5 });
+    cases.push([attempt(stranger.as, image), "NOT_FOUND"]);
+    for (const id of [text, untyped, huge, empty])
+      cases.push([attempt(owner.as, id), "INVALID_ARGUMENT"]);
+    cases.push([
+      owner.as.mutation(api.jobs.createJob, {
+        prompt: "x",
+        imageStorageId: image,
+        imageUrl: "https://img.example.com/a.png",
+        durationSec: 5,
+      }),
+      "INVALID_ARGUMENT",
+    ]);
+    for (const [promise, code] of cases) await expectCode(promise, code);
+    expect(await snapshotDatabase(t)).toStrictEqual(before);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+/** A queued job of a fresh user, claimed by "w1" in bucket mode. */
+async function claimedJob() {
+  await bucketMode();
+  const t = await setup();
+  const { as } = await signUp(t, "user_video");
+  const jobId = await as.mutation(api.jobs.createJob, { prompt: "a fox", durationSec: 5 });
+  const claim = await post(t, "/worker/claim", { workerId: "w1" });
+  expect(claim.status).toBe(200);
+  return { t, as, jobId, claim: claim.body };
+}
+
+const put = (url: string, body: Uint8Array<ArrayBuffer>, contentType = "video/mp4") =>
+  fetch(url, { method: "PUT", headers: { "Content-Type": contentType }, body });
+
+const complete = (t: TestConvex, jobId: Id<"jobs">, extra: Record<string, unknown> = {}) =>
+  post(t, "/worker/jobs/complete", { jobId, workerId: "w1", attempt: 1, ...extra });
+
+describe("videos in the bucket", () => {
+  test("claim → presigned PUT → HEAD-checked completion → presigned GET of the same bytes", async () => {
+    const { t, as, jobId, claim } = await claimedJob();
+    const key = `videos/${jobId}/attempt-1.mp4`;
+    expect(claim.upload).toMatchObject({
+      method: "PUT",
+      key,
+      headers: { "Content-Type": "video/mp4" },
+    });
+    // Valid for the lease, never longer.
+    expect(claim.upload.expiresAt).toBeLessThanOrEqual(claim.leaseExpiresAt);
+    expect(claim.upload.url.startsWith(`${s3.endpoint}/${bucket.bucket}/${key}?`)).toBe(true);
+
+    const uploaded = await put(claim.upload.url, VIDEO);
+    expect(uploaded.status).toBe(200);
+    expect(await headObject(bucket, key)).toEqual({
+      key,
+      exists: true,
+      size: VIDEO.length,
+      contentType: "video/mp4",
+    });
+
+    const done = await complete(t, jobId);
+    expect(done.status).toBe(200);
+    expect(done.body).toMatchObject({ changed: true, status: "done" });
+    const job = (await jobDoc(t, jobId))!;
+    expect(job).toMatchObject({ videoKey: key, videoBytes: VIDEO.length, creditStatus: "settled" });
+    expect(job.r2Url).toBeUndefined();
+    expect(job.expiresAt).toBe(Math.floor(job.finishedAt! / 1000) * 1000 + VIDEO_TTL_MS);
+
+    const view = await as.query(api.jobs.getJob, { jobId });
+    const url = new URL(view!.r2Url!);
+    // Dated at the finish, valid exactly until expiresAt; the same query gives the same URL.
+    const date = url.searchParams.get("X-Amz-Date")!;
+    const signedAt = Date.parse(
+      `${date.slice(0, 4)}-${date.slice(4, 6)}-${date.slice(6, 8)}T${date.slice(9, 11)}:${date.slice(11, 13)}:${date.slice(13, 15)}Z`,
+    );
+    expect(signedAt).toBe(Math.floor(job.finishedAt! / 1000) * 1000);
+    expect(signedAt + Number(url.searchParams.get("X-Amz-Expires")) * 1000).toBe(job.expiresAt);
+    expect((await as.query(api.jobs.getJob, { jobId }))!.r2Url).toBe(view!.r2Url);
+    const listed = await as.query(api.jobs.listUserJobs, {});
+    expect(listed.page[0].r2Url).toBe(view!.r2Url);
+
+    const download = await fetch(view!.r2Url!);
+    expect(download.status).toBe(200);
+    expect(new Uint8Array(await download.arrayBuffer())).toEqual(VIDEO);
+
+    // Repeating the completion changes nothing; another key is a conflict.
+    expect((await complete(t, jobId)).body).toMatchObject({ changed: false });
+    const other = await complete(t, jobId, { key: `videos/${jobId}/attempt-2.mp4` });
+    expect(other).toMatchObject({ status: 409, body: { code: "CONFLICT" } });
+    await checkInvariants(t);
+  });
+
+  test("completion without an upload, with a wrong type or an empty object is a 409 that changes nothing", async () => {
+    const { t, jobId, claim } = await claimedJob();
+    const before = await snapshotDatabase(t);
+    const missing = await complete(t, jobId);
+    expect(missing.status).toBe(409);
+    expect(missing.body).toMatchObject({ code: "CONFLICT" });
+    expect(missing.body.message).toContain("No video was uploaded");
+    expect(await snapshotDatabase(t)).toStrictEqual(before);
+
+    expect((await put(claim.upload.url, VIDEO, "text/plain")).status).toBe(200);
+    const wrongType = await complete(t, jobId);
+    expect(wrongType).toMatchObject({ status: 409, body: { code: "CONFLICT" } });
+    expect(wrongType.body.message).toContain("not video/mp4");
+
+    expect((await put(claim.upload.url, new Uint8Array(0))).status).toBe(200);
+    expect((await complete(t, jobId)).body.message).toContain("is empty");
+
+    const withUrl = await complete(t, jobId, { r2Url: "https://evil.example.com/x.mp4" });
+    expect(withUrl).toMatchObject({ status: 400, body: { code: "INVALID_ARGUMENT" } });
+    const otherKey = await complete(t, jobId, { key: "videos/someone-else.mp4" });
+    expect(otherKey).toMatchObject({ status: 409, body: { code: "CONFLICT" } });
+    expect(await snapshotDatabase(t)).toStrictEqual(before);
+    expect((await jobDoc(t, jobId))!.status).toBe("running");
+  });
+
+  test("the GET URL stops working at expiresAt; the expiry cron deletes the object and records it", async () => {
+    const { t, as, jobId, claim } = await claimedJob();
+    await put(claim.upload.url, VIDEO);
+    expect((await complete(t, jobId)).status).toBe(200);
+    const key = claim.upload.key as string;
+    // The job as it is a day later: finished and expiring a day earlier than it really did.
+    await t.run(async (ctx) => {
+      const job = (await ctx.db.get("jobs", jobId))!;
+      await ctx.db.patch("jobs", jobId, {
+        finishedAt: job.finishedAt! - VIDEO_TTL_MS,
+        expiresAt: job.expiresAt! - VIDEO_TTL_MS,
+      });
+    });
+    const stale = (await as.query(api.jobs.getJob, { jobId }))!.r2Url!;
+    expect((await fetch(stale)).status).toBe(403);
+
+    await t.mutation(internal.jobs.expireOldJobs, {});
+    const expired = (await jobDoc(t, jobId))!;
+    expect(expired.status).toBe("expired");
+    expect((await as.query(api.jobs.getJob, { jobId }))!.r2Url).toBeUndefined();
+    await runScheduled(t);
+    expect(await headObject(bucket, key)).toEqual({ key, exists: false });
+    expect((await jobDoc(t, jobId))!.videoDeletedAt).toEqual(expect.any(Number));
+    expect(await t.run((ctx) => ctx.db.query("videoDeletions").collect())).toEqual([]);
+  });
+
+  test("a failed deletion is retried by the sweep until it succeeds", async () => {
+    const { t, jobId, claim } = await claimedJob();
+    await put(claim.upload.url, VIDEO);
+    await complete(t, jobId);
+    const key = claim.upload.key as string;
+    await t.run((ctx) => ctx.db.patch("jobs", jobId, { expiresAt: Date.now() - 1 }));
+    // The bucket refuses (unknown access key) while the cron's deletion runs.
+    vi.stubEnv("R2_ACCESS_KEY_ID", "WRONG-KEY");
+    await t.mutation(internal.jobs.expireOldJobs, {});
+    await runScheduled(t);
+    expect((await headObject(bucket, key)).exists).toBe(true);
+    const [row] = await t.run((ctx) => ctx.db.query("videoDeletions").collect());
+    expect(row).toMatchObject({ key, attempts: 1, lastError: expect.stringContaining("403") });
+    expect((await jobDoc(t, jobId))!.videoDeletedAt).toBeUndefined();
+
+    // Not due yet: the sweep leaves it. Once due (the backoff has passed), it deletes it.
+    expect(await t.mutation(internal.media.sweepVideoDeletions, {})).toEqual({
+      scheduled: 0,
+      more: false,
+    });
+    vi.stubEnv("R2_ACCESS_KEY_ID", s3.env.R2_ACCESS_KEY_ID);
+    await t.run((ctx) =>
+      ctx.db.patch("videoDeletions", row._id, { nextAttemptAt: Date.now() - 1 }),
+    );
+    expect(await t.mutation(internal.media.sweepVideoDeletions, {})).toEqual({
+      scheduled: 1,
+      more: false,
+    });
+    await runScheduled(t);
+    expect((await headObject(bucket, key)).exists).toBe(false);
+    expect((await jobDoc(t, jobId))!.videoDeletedAt).toEqual(expect.any(Number));
+    expect(await t.run((ctx) => ctx.db.query("videoDeletions").collect())).toEqual([]);
+    const registered = (crons as unknown as { crons: Record<string, { name: string }> }).crons;
+    expect(registered["retry video deletions"]).toMatchObject({
+      name: "media:sweepVideoDeletions",
+    });
+  });
+
+  test("a failed or retried attempt's partial upload is deleted; nothing else in the bucket is touched", async () => {
+    const { t, jobId, claim } = await claimedJob();
+    const bystander = "videos/not-ours/keep.mp4";
+    const now = Date.now();
+    const bystanderPut = await presign(bucket, "PUT", bystander, now, now + 60_000, {
+      "Content-Type": "video/mp4",
+    });
+    expect((await put(bystanderPut.url, VIDEO)).status).toBe(200);
+    await put(claim.upload.url, VIDEO);
+    const retry = await post(t, "/worker/jobs/fail", {
+      jobId,
+      workerId: "w1",
+      attempt: 1,
+      error: "OOM",
+      retryable: true,
+    });
+    expect(retry.body).toMatchObject({ status: "queued" });
+    await runScheduled(t);
+    expect((await headObject(bucket, claim.upload.key)).exists).toBe(false);
+
+    const second = await post(t, "/worker/claim", { workerId: "w2" });
+    expect(second.body.upload.key).toBe(`videos/${jobId}/attempt-2.mp4`);
+    await put(second.body.upload.url, VIDEO);
+    await post(t, "/worker/jobs/fail", { jobId, workerId: "w2", attempt: 2, error: "bad" });
+    await runScheduled(t);
+    expect((await headObject(bucket, second.body.upload.key)).exists).toBe(false);
+    expect((await jobDoc(t, jobId))!).toMatchObject({
+      status: "failed",
+      videoDeletedAt: expect.any(Number),
+    });
+    expect((await headObject(bucket, bystander)).exists).toBe(true);
+  });
+});
+
+describe("expiry scheduling stays bounded", () => {
+  test(`one deletion action per batch of ${EXPIRE_BATCH_SIZE} expired jobs, however many`, async () => {
+    await bucketMode();
+    const t = await setup();
+    const { userId } = await signUp(t, "user_many");
+    const count = EXPIRE_BATCH_SIZE * 2 + 50;
+    await t.run(async (ctx) => {
+      for (let i = 0; i < count; i++) {
+        await ctx.db.insert("jobs", {
+          userId,
+          prompt: `job ${i}`,
+          durationSec: 5,
+          creditsUsed: 0,
+          status: "done",
+          creditStatus: "settled",
+          createdAt: i,
+          finishedAt: i,
+          expiresAt: i + 1,
+          videoKey: `videos/seeded-${i}/attempt-1.mp4`,
+          videoBytes: 1,
+        });
+      }
+    });
+    const first = await t.mutation(internal.jobs.expireOldJobs, {});
+    expect(first).toEqual({ expired: EXPIRE_BATCH_SIZE, more: true });
+    const scheduled = await t.run((ctx) => ctx.db.system.query("_scheduled_functions").collect());
+    // One deletion action with the whole batch, and the continuation of the expiry.
+    expect(scheduled.map((s) => s.name).sort()).toEqual([
+      "jobs:expireOldJobs",
+      "media:deleteVideoObjects",
+    ]);
+    const action = scheduled.find((s) => s.name === "media:deleteVideoObjects")!;
+    expect((action.args[0] as { deletionIds: unknown[] }).deletionIds).toHaveLength(
+      EXPIRE_BATCH_SIZE,
+    );
+    // The whole backlog drains: every job expired, every deletion done and recorded.
+    await runScheduled(t);
+    const jobs = await t.run((ctx) => ctx.db.query("jobs").collect());
+    expect(jobs.filter((j) => j.status !== "expired" || j.videoDeletedAt === undefined)).toEqual(
+      [],
+    );
+    expect(await t.run((ctx) => ctx.db.query("videoDeletions").collect())).toEqual([]);
+  });
+});
+
+describe("bucket mode: hostile completions are refused and write nothing (the corpus's HTTP rows)", () => {
+  test("POST /worker/jobs/complete", async () => {
+    const { t, jobId, claim } = await claimedJob();
+    const scheme = bearerScheme("WORKER_SECRET");
+    const row: HttpRouteRow = {
+      method: "POST",
+      path: "/worker/jobs/complete",
+      scheme: { ...scheme, env: { ...scheme.env, ...s3.env, R2_BUCKET: bucket.bucket } },
+      validBody: () => ({ jobId, workerId: "w1", attempt: 1 }),
+    };
+    const send = async (
+      body: unknown,
+      expect: { status: number[]; code: "CONFLICT" | "INVALID_ARGUMENT" },
+    ) => {
+      const text = JSON.stringify(body);
+      await expectHttpRefusedWithoutWrites(
+        t,
+        row,
+        { headers: await scheme.sign(text), body: text },
+        expect,
+      );
+    };
+    const conflict = { status: [409], code: "CONFLICT" as const };
+    const bad = { status: [400], code: "INVALID_ARGUMENT" as const };
+    // An object the worker never uploaded.
+    await send({ jobId, workerId: "w1", attempt: 1 }, conflict);
+    await send({ jobId, workerId: "w1", attempt: 1, r2Url: "https://cdn.example.com/v.mp4" }, bad);
+    await send({ jobId, workerId: "w1", attempt: 1, key: 5 }, bad);
+    await send({ jobId, workerId: "w1", attempt: 1, key: "videos/other/attempt-1.mp4" }, conflict);
+    await put(claim.upload.url, VIDEO);
+    // The harness unstubs every variable after each request: set them again for this one.
+    for (const [name, value] of Object.entries(row.scheme.env)) vi.stubEnv(name, value);
+    vi.stubEnv("WORKER_SECRET", SECRET);
+    expect((await complete(t, jobId)).status).toBe(200);
+    // A second completion with another key.
+    await send(
+      { jobId, workerId: "w1", attempt: 1, key: `videos/${jobId}/attempt-2.mp4` },
+      conflict,
+    );
+    // Bucket env set only in part: 503, nothing written.
+    await expectHttpRefusedWithoutWrites(
+      t,
+      { ...row, scheme: { ...row.scheme, env: { ...row.scheme.env, R2_BUCKET: "" } } },
+      { headers: await scheme.sign("{}"), body: JSON.stringify({ jobId, workerId: "w1" }) },
+      { status: [503], code: "UNAVAILABLE" },
+    );
+  });
+});
