@@ -177,6 +177,8 @@ export default defineSchema({
     /** When the first (or an upgrade) payment succeeded; period n ends at anchor + n + 1 months. */
     anchor: v.optional(v.number()),
     periodIndex: v.number(),
+    /** The currency its payments are charged in (for the MRR metric). */
+    currency: v.optional(v.string()),
     /** How many times the anchor was set (start, upgrades, comps): part of each period's key. */
     generation: v.optional(v.number()),
     currentPeriodStart: v.optional(v.number()),
@@ -328,5 +330,23 @@ export default defineSchema({
     activeUsers: planCountsValidator,
     paymentsSucceeded: v.number(),
     paymentsFailed: v.number(),
+    // Subscriptions and lots (absent on rows written before they existed: 0).
+    renewalsPaid: v.optional(v.number()),
+    renewalsFailed: v.optional(v.number()),
+    subscriptionsCanceled: v.optional(v.number()),
+    /** Credits lots lost at their expiry (unheld credits). */
+    creditsExpired: v.optional(v.number()),
   }).index("by_hour_and_shard", ["hour", "shard"]),
+
+  /**
+   * Gauges of the subscriptions as they are now, sharded like the buckets (a subscription counts
+   * in the shard of its id): active subscriptions per plan and their monthly recurring revenue per
+   * currency. Kept by the trigger on `subscriptions`; `metrics.overview` sums the shards.
+   */
+  subscriptionTotals: defineTable({
+    shard: v.number(),
+    active: planCountsValidator,
+    /** Minor units per currency. */
+    mrr: v.record(v.string(), v.number()),
+  }).index("by_shard", ["shard"]),
 });

@@ -182,8 +182,17 @@ describe("metrics.overview on the fixture", () => {
       hours: 1,
       from: H11,
       to: H11 + HOUR_MS,
-      credits: { consumed: 10, perHour: 10 },
+      credits: { consumed: 10, perHour: 10, expired: 0 },
       jobs: { done: 1, failed: 0, canceled: 0, successRatio: 1 },
+      // Two of the three successful payments started subscriptions (the third user already had
+      // one): gauges of now, whatever the window.
+      subscriptions: {
+        active: { starter: 0, creator: 1, studio: 1, total: 2 },
+        mrr: [{ currency: "GBP", amountMinor: 3100 + 6000 }],
+        renewalsPaid: 0,
+        renewalsFailed: 0,
+        canceled: 0,
+      },
       durations: {
         queuedToDone: { count: 1, avgMs: 85 * MIN, p95Ms: 85 * MIN },
         runningToDone: { count: 1, avgMs: 30 * MIN, p95Ms: 30 * MIN },

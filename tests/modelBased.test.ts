@@ -591,7 +591,8 @@ class ChangePlan implements Cmd {
     const mu = model.users[this.user];
     const live = liveSub(mu);
     if (!(mu.plan === this.plan && (live === undefined || live.plan === this.plan))) {
-      const sub = live ?? newSub(mu, this.plan);
+      const last = mu.subs[mu.subs.length - 1];
+      const sub = live ?? (last?.status === "incomplete" ? last : newSub(mu, this.plan));
       if (live !== undefined) convert(mu, live);
       beginPeriod(model, mu, sub, this.plan, model.now, 0, "period");
     }

@@ -186,6 +186,21 @@ describe("a subscription's life", () => {
     ]);
     expect(user.credits).toBe(80 + 240 + 250);
     await checkInvariants(t);
+    // The metrics: one renewal paid, one active creator subscription; the plan lot's unused
+    // credits rolled over and its held ones stay with their job, so nothing expired.
+    await t.mutation(internal.users.setRole, { userId, role: "admin" });
+    expect(
+      await as.query(api.metrics.overview, { hours: 720, endHour: Math.floor(end0 / HOUR) * HOUR }),
+    ).toMatchObject({
+      credits: { expired: 0 },
+      subscriptions: {
+        active: { creator: 1, total: 1 },
+        mrr: [{ currency: "GBP", amountMinor: 3100 }],
+        renewalsPaid: 1,
+        renewalsFailed: 0,
+        canceled: 0,
+      },
+    });
   });
 
   test("unpaid at the end: past_due with a 7-day grace; paid on its last day: active, anchor dates kept", async () => {
@@ -253,6 +268,17 @@ describe("a subscription's life", () => {
     expect(lots.filter((l) => l.source === "rollover")).toHaveLength(0);
     expect(user.credits).toBe(80);
     await checkInvariants(t);
+    await t.mutation(internal.users.setRole, { userId, role: "admin" });
+    expect(
+      await as.query(api.metrics.overview, { hours: 720, endHour: Math.floor(end0 / HOUR) * HOUR }),
+    ).toMatchObject({
+      credits: { expired: 250 },
+      subscriptions: {
+        active: { total: 0 },
+        mrr: [{ currency: "GBP", amountMinor: 0 }],
+        canceled: 1,
+      },
+    });
   });
 });
 

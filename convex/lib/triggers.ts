@@ -1,6 +1,12 @@
 import { Triggers } from "convex-helpers/server/triggers";
 import type { DataModel } from "../_generated/dataModel";
-import { onJobChange, onPaymentChange, onUserChange } from "../model/metricsRollups";
+import {
+  onJobChange,
+  onLotChange,
+  onPaymentChange,
+  onSubscriptionChange,
+  onUserChange,
+} from "../model/metricsRollups";
 
 /**
  * Database triggers (convex-helpers): code that runs inside the mutation that writes a table,
@@ -13,3 +19,5 @@ export const triggers = new Triggers<DataModel>();
 triggers.register("jobs", onJobChange);
 triggers.register("payments", onPaymentChange);
 triggers.register("users", onUserChange);
+triggers.register("subscriptions", onSubscriptionChange);
+triggers.register("creditLots", onLotChange);

@@ -75,6 +75,10 @@ function emptyBucket(hour: number, shard: number): BucketFields {
     activeUsers: emptyPlanCounts(),
     paymentsSucceeded: 0,
     paymentsFailed: 0,
+    renewalsPaid: 0,
+    renewalsFailed: 0,
+    subscriptionsCanceled: 0,
+    creditsExpired: 0,
   };
 }
 
@@ -89,6 +93,10 @@ export type BucketDelta = {
   activeUsers?: Partial<PlanCounts>;
   paymentsSucceeded?: number;
   paymentsFailed?: number;
+  renewalsPaid?: number;
+  renewalsFailed?: number;
+  subscriptionsCanceled?: number;
+  creditsExpired?: number;
 };
 
 function addDuration(stats: DurationStats, ms: number): DurationStats {
@@ -112,11 +120,15 @@ function applyDelta(bucket: BucketFields, delta: BucketDelta): Partial<BucketFie
     "jobsCanceled",
     "paymentsSucceeded",
     "paymentsFailed",
+    "renewalsPaid",
+    "renewalsFailed",
+    "subscriptionsCanceled",
+    "creditsExpired",
   ] as const;
   for (const key of counters) {
     const add = delta[key];
     if (add !== undefined && add !== 0) {
-      patch[key] = bucket[key] + add;
+      patch[key] = (bucket[key] ?? 0) + add;
     }
   }
   if (delta.queuedToDoneMs !== undefined) {

@@ -33,6 +33,18 @@ export const overviewValidator = v.object({
     consumed: v.number(),
     /** consumed / hours. */
     perHour: v.number(),
+    /** Credits lots lost at their expiry in the window (unheld credits). */
+    expired: v.number(),
+  }),
+  subscriptions: v.object({
+    /** Active subscriptions now (not past_due), by plan. */
+    active: v.object({ ...planCountsValidator.fields, total: v.number() }),
+    /** Monthly recurring revenue of the active subscriptions now, minor units per currency. */
+    mrr: v.array(v.object({ currency: v.string(), amountMinor: v.number() })),
+    /** In the window. */
+    renewalsPaid: v.number(),
+    renewalsFailed: v.number(),
+    canceled: v.number(),
   }),
   jobs: v.object({
     done: v.number(),
@@ -144,6 +156,32 @@ function ratio(good: number, bad: number): number | null {
   return good + bad === 0 ? null : good / (good + bad);
 }
 
+/** The subscription gauges, summed over their shards (a constant number of rows). */
+async function subscriptionGauges(
+  ctx: QueryCtx,
+  inWindow: { renewalsPaid: number; renewalsFailed: number; canceled: number },
+) {
+  const shards = await ctx.db
+    .query("subscriptionTotals")
+    .withIndex("by_shard")
+    .take(METRIC_SHARDS * 2);
+  const active = emptyPlanCounts();
+  const mrr: Record<string, number> = {};
+  for (const shard of shards) {
+    for (const plan of Object.keys(active) as PlanName[]) active[plan] += shard.active[plan];
+    for (const [currency, amount] of Object.entries(shard.mrr)) {
+      mrr[currency] = (mrr[currency] ?? 0) + amount;
+    }
+  }
+  return {
+    active: { ...active, total: active.starter + active.creator + active.studio },
+    mrr: Object.entries(mrr)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([currency, amountMinor]) => ({ currency, amountMinor })),
+    ...inWindow,
+  };
+}
+
 /**
  * The metrics of the `hours` hours ending with the hour that starts at `endHour` (that hour and
  * the `hours - 1` before it). Reads only that window's bucket rows, through the index. No clock:
@@ -171,6 +209,10 @@ export async function metricsOverview(
     paymentsSucceeded: 0,
     paymentsFailed: 0,
   }));
+  let expired = 0;
+  let renewalsPaid = 0;
+  let renewalsFailed = 0;
+  let canceled = 0;
   const queuedToDone = emptyDurations();
   const runningToDone = emptyDurations();
   const activeUsers = emptyPlanCounts();
@@ -182,6 +224,10 @@ export async function metricsOverview(
     row.jobsCanceled += bucket.jobsCanceled;
     row.paymentsSucceeded += bucket.paymentsSucceeded;
     row.paymentsFailed += bucket.paymentsFailed;
+    expired += bucket.creditsExpired ?? 0;
+    renewalsPaid += bucket.renewalsPaid ?? 0;
+    renewalsFailed += bucket.renewalsFailed ?? 0;
+    canceled += bucket.subscriptionsCanceled ?? 0;
     mergeDurations(queuedToDone, bucket.queuedToDone);
     mergeDurations(runningToDone, bucket.runningToDone);
     for (const plan of Object.keys(activeUsers) as PlanName[]) {
@@ -199,7 +245,8 @@ export async function metricsOverview(
     hours,
     from,
     to: last + HOUR_MS,
-    credits: { consumed, perHour: consumed / hours },
+    credits: { consumed, perHour: consumed / hours, expired },
+    subscriptions: await subscriptionGauges(ctx, { renewalsPaid, renewalsFailed, canceled }),
     jobs: { done, failed, canceled: sum("jobsCanceled"), successRatio: ratio(done, failed) },
     durations: {
       queuedToDone: summarise(queuedToDone),

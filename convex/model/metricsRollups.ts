@@ -50,10 +50,73 @@ export async function onPaymentChange(ctx: MutationCtx, change: Change<DataModel
     return;
   }
   if (isSucceeded(newDoc.status) || newDoc.status === "failed") {
-    await recordPaymentOutcome(ctx, {
-      paymentId: newDoc._id,
-      succeeded: isSucceeded(newDoc.status),
-    });
+    const succeeded = isSucceeded(newDoc.status);
+    await recordPaymentOutcome(ctx, { paymentId: newDoc._id, succeeded });
+    if (newDoc.purpose === "renewal") {
+      await bumpBucket(
+        ctx,
+        hourStart(Date.now()),
+        shardOf(newDoc._id),
+        succeeded ? { renewalsPaid: 1 } : { renewalsFailed: 1 },
+      );
+    }
+  }
+}
+
+/**
+ * Subscriptions: one more canceled in the hour it happens, and the gauges (active per plan,
+ * monthly recurring revenue per currency) moved from what the subscription was to what it is.
+ */
+export async function onSubscriptionChange(
+  ctx: MutationCtx,
+  change: Change<DataModel, "subscriptions">,
+) {
+  const { oldDoc, newDoc } = change;
+  const id = (newDoc ?? oldDoc)!._id;
+  if (newDoc?.status === "canceled" && oldDoc?.status !== "canceled") {
+    await bumpBucket(ctx, hourStart(Date.now()), shardOf(id), { subscriptionsCanceled: 1 });
+  }
+  const contribution = async (sub: Doc<"subscriptions"> | null) => {
+    if (sub === null || sub.status !== "active") return null;
+    const plan = await ctx.db
+      .query("plans")
+      .withIndex("by_name", (q) => q.eq("name", sub.plan))
+      .unique();
+    return { plan: sub.plan, currency: sub.currency ?? "GBP", price: plan?.price ?? 0 };
+  };
+  const before = await contribution(oldDoc);
+  const after = await contribution(newDoc);
+  if (JSON.stringify(before) === JSON.stringify(after)) return;
+  const shard = shardOf(id);
+  const totals = await ctx.db
+    .query("subscriptionTotals")
+    .withIndex("by_shard", (q) => q.eq("shard", shard))
+    .unique();
+  const active = { ...(totals?.active ?? { starter: 0, creator: 0, studio: 0 }) };
+  const mrr = { ...(totals?.mrr ?? {}) };
+  for (const [side, sign] of [
+    [before, -1],
+    [after, 1],
+  ] as const) {
+    if (side === null) continue;
+    active[side.plan] = Math.max(0, active[side.plan] + sign);
+    mrr[side.currency] = Math.max(0, (mrr[side.currency] ?? 0) + sign * side.price);
+  }
+  if (totals === null) {
+    await ctx.db.insert("subscriptionTotals", { shard, active, mrr });
+  } else {
+    await ctx.db.patch("subscriptionTotals", totals._id, { active, mrr });
+  }
+}
+
+/** Credit lots: what a lot loses when it expires (its unheld credits), in the hour it expires. */
+export async function onLotChange(ctx: MutationCtx, change: Change<DataModel, "creditLots">) {
+  const { oldDoc, newDoc } = change;
+  if (oldDoc?.status === "active" && newDoc?.status === "expired") {
+    const lost = oldDoc.remaining - newDoc.remaining;
+    if (lost > 0) {
+      await bumpBucket(ctx, hourStart(Date.now()), shardOf(newDoc._id), { creditsExpired: lost });
+    }
   }
 }
 

@@ -39,7 +39,7 @@ export async function startCheckout(
   const user = await requireActiveUserByClerkId(ctx, clerkId);
   await requirePlan(ctx, planName);
   // Start, upgrade or an overdue renewal of the user's subscription (model/subscriptions.ts).
-  const checkout = await prepareCheckout(ctx, user, planName);
+  const checkout = await prepareCheckout(ctx, user, planName, currency);
   const paymentId = await ctx.db.insert("payments", {
     userId: user._id,
     // Unknown until TrueLayer answers; webhooks never match an empty id.

@@ -86,10 +86,7 @@ const isLive = (sub: Subscription | null): sub is Subscription =>
 /** The current period's plan lot, if it was granted. */
 async function currentPlanLot(ctx: QueryCtx, sub: Subscription) {
   if (sub.anchor === undefined) return null;
-  return await findLotBySourceKey(
-    ctx,
-    periodLotKey(sub._id, sub.generation ?? 0, sub.periodIndex),
-  );
+  return await findLotBySourceKey(ctx, periodLotKey(sub._id, sub.generation ?? 0, sub.periodIndex));
 }
 
 /** Round half up to a minor unit: unused credits valued at the plan's price per credit. */
@@ -173,7 +170,12 @@ export async function previewChange(
  * one is made or reused), an upgrade, or the unpaid period of a `past_due` subscription. Choosing
  * the current or a cheaper plan of a live subscription is INVALID_ARGUMENT (see changePlan).
  */
-export async function prepareCheckout(ctx: MutationCtx, user: Doc<"users">, planName: string) {
+export async function prepareCheckout(
+  ctx: MutationCtx,
+  user: Doc<"users">,
+  planName: string,
+  currency: string,
+) {
   const preview = await previewChange(ctx, user._id, planName);
   const { plan } = preview;
   if (preview.kind === "none" || preview.kind === "downgrade") {
@@ -187,7 +189,7 @@ export async function prepareCheckout(ctx: MutationCtx, user: Doc<"users">, plan
     const sub = preview.subscription;
     if (sub !== null && sub.status === "incomplete") {
       subscriptionId = sub._id;
-      await ctx.db.patch("subscriptions", sub._id, { plan: plan.name });
+      await ctx.db.patch("subscriptions", sub._id, { plan: plan.name, currency });
     } else {
       subscriptionId = await ctx.db.insert("subscriptions", {
         userId: user._id,
@@ -195,6 +197,7 @@ export async function prepareCheckout(ctx: MutationCtx, user: Doc<"users">, plan
         status: "incomplete",
         periodIndex: 0,
         cancelAtPeriodEnd: false,
+        currency,
         createdAt: Date.now(),
       });
     }
@@ -651,7 +654,10 @@ export async function compPlan(ctx: MutationCtx, userId: Id<"users">, planName: 
   if (user.plan === plan.name && (!isLive(sub) || sub.plan === plan.name)) {
     return { changed: false, plan: plan.name }; // already on it: nothing to comp
   }
-  if (!isLive(sub)) {
+  if (sub?.status === "incomplete") {
+    // A checkout in progress: the comp completes that subscription (one per user); its payment,
+    // if it still succeeds, no longer matches it and credits a lot of its own.
+  } else if (!isLive(sub)) {
     const id = await ctx.db.insert("subscriptions", {
       userId,
       plan: plan.name,
