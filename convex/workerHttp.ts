@@ -5,6 +5,7 @@ import { R2Error, headObject, type ObjectHead } from "./lib/r2";
 import { videoBucket } from "./model/media";
 import {
   checkBearerSecret,
+  type JsonObject,
   jsonResponse,
   noContentResponse,
   optionalBoolean,
@@ -45,6 +46,15 @@ function workerRoute(handler: Handler) {
  * development mode those replies are as they always were.
  *
  * Optional fields are `null` rather than missing, which is easier on Python workers. */
+/** The fields every report names: the job, the worker, and the attempt the claim returned. */
+function reportOf(body: JsonObject) {
+  return {
+    jobId: requireString(body, "jobId"),
+    workerId: requireString(body, "workerId"),
+    attempt: optionalNumber(body, "attempt"),
+  };
+}
+
 function orNull<T>(value: T | undefined): T | null {
   return value === undefined ? null : value;
 }
@@ -72,9 +82,7 @@ export const claim = workerRoute(async (ctx, request) => {
 export const heartbeat = workerRoute(async (ctx, request) => {
   const body = await readJsonObject(request);
   const result = await ctx.runMutation(internal.worker.heartbeat, {
-    jobId: requireString(body, "jobId"),
-    workerId: requireString(body, "workerId"),
-    attempt: optionalNumber(body, "attempt"),
+    ...reportOf(body),
     progress: optionalNumber(body, "progress"),
   });
   return jsonResponse(200, {
@@ -94,9 +102,7 @@ export const complete = workerRoute(async (ctx, request) => {
   const body = await readJsonObject(request);
   const bucket = videoBucket();
   const report = {
-    jobId: requireString(body, "jobId"),
-    workerId: requireString(body, "workerId"),
-    attempt: optionalNumber(body, "attempt"),
+    ...reportOf(body),
   };
   let completion;
   if (bucket === null) {
@@ -134,9 +140,7 @@ export const complete = workerRoute(async (ctx, request) => {
 export const fail = workerRoute(async (ctx, request) => {
   const body = await readJsonObject(request);
   const result = await ctx.runMutation(internal.worker.failJob, {
-    jobId: requireString(body, "jobId"),
-    workerId: requireString(body, "workerId"),
-    attempt: optionalNumber(body, "attempt"),
+    ...reportOf(body),
     error: requireString(body, "error"),
     retryable: optionalBoolean(body, "retryable"),
   });
