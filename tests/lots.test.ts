@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { api, internal } from "../convex/_generated/api";
 import type { Doc, Id } from "../convex/_generated/dataModel";
-import { addMonthsUtc, grantLot } from "../convex/model/lots";
+import { EXPIRE_BATCH_SIZE, addMonthsUtc, grantLot } from "../convex/model/lots";
 import { checkInvariants } from "./support/invariants";
 import { expectCode, setup, signUp, type TestConvex } from "./support/setup";
 
@@ -189,7 +189,7 @@ describe("expiry", () => {
       }
     });
     expect(await t.mutation(internal.credits.expireDueLots, {})).toEqual({
-      expired: 200,
+      expired: EXPIRE_BATCH_SIZE,
       more: true,
     });
     await t.finishAllScheduledFunctions(() => vi.advanceTimersByTime(0));
@@ -258,5 +258,44 @@ describe("listLots", () => {
       ["adjustment", "expired", 5, 0, 0],
     ]);
     expect(page.page[0]).not.toHaveProperty("sourceKey");
+  });
+});
+
+describe("holds from before lots", () => {
+  test("released legacy holds (no allocations) join the day's one returned lot", async () => {
+    const t = await setup();
+    const { as, userId } = await signUp(t, "u1");
+    const jobIds = await t.run(async (ctx) => {
+      const ids: Id<"jobs">[] = [];
+      for (let i = 0; i < 3; i++) {
+        const jobId = await ctx.db.insert("jobs", {
+          userId,
+          prompt: `old ${i}`,
+          durationSec: 10,
+          creditsUsed: 10,
+          status: "queued",
+          creditStatus: "held",
+          createdAt: Date.now(),
+        });
+        ids.push(jobId);
+        await ctx.db.insert("ledger", {
+          userId,
+          delta: 0,
+          reservedDelta: 10,
+          balanceAfter: 80,
+          kind: "reserve",
+          jobId,
+          createdAt: Date.now(),
+        });
+      }
+      await ctx.db.patch("users", userId, { reservedCredits: 30 });
+      return ids;
+    });
+    for (const jobId of jobIds) {
+      await as.mutation(api.jobs.cancelJob, { jobId });
+    }
+    const returned = (await lotsOf(t, userId)).filter((l) => l.source === "returned");
+    expect(returned.map((l) => [l.granted, l.remaining])).toEqual([[30, 30]]);
+    expect(await as.query(api.credits.getCredits, {})).toMatchObject({ credits: 110, reserved: 0 });
   });
 });

@@ -6,8 +6,10 @@ import {
   consumeAllocations,
   grantLot,
   holdFromLots,
+  refreshNextExpiry,
   releaseAllocations,
   removeAvailable,
+  returnCredits,
   type Allocation,
 } from "./lots";
 import { onVoidMark } from "./refunds";
@@ -115,19 +117,14 @@ export async function releaseJobCredits(ctx: MutationCtx, job: Doc<"jobs">): Pro
 export async function releaseHold(ctx: MutationCtx, job: Doc<"jobs">): Promise<void> {
   const entry = { kind: "release" as const, jobId: job._id };
   if (legacyHold(job)) {
-    // Out of the user row's held credits, back as a returned lot of its own.
+    // Out of the user row's held credits, back into the day's returned lot.
     await applyCreditChange(ctx, job.userId, {
       ...entry,
       delta: 0,
       reservedDelta: -job.creditsUsed,
     });
-    await grantLot(ctx, job.userId, {
-      ...entry,
-      kind: "return",
-      source: "returned",
-      credits: job.creditsUsed,
-      expiresAt: Date.now() + 7 * 24 * 60 * 60 * 1000,
-    });
+    await returnCredits(ctx, job.userId, job.creditsUsed, Date.now(), entry);
+    await refreshNextExpiry(ctx, job.userId);
     return;
   }
   await releaseAllocations(ctx, job.userId, job.allocations as Allocation[], entry, onVoidMark);

@@ -45,7 +45,8 @@ import { changePlan } from "./users";
 
 export const RENEWAL_LEAD_MS = 3 * DAY_MS;
 export const GRACE_MS = 7 * DAY_MS;
-export const SWEEP_BATCH_SIZE = 100;
+/** Subscriptions per sweep step: a period close writes several documents (lots, rollover, ledger). */
+export const SWEEP_BATCH_SIZE = 25;
 
 type Subscription = Doc<"subscriptions">;
 
