@@ -4,7 +4,17 @@ import { MAX_PAGE_SIZE } from "../convex/lib/pagination";
 import { QUEUE_POSITION_CAP } from "../convex/model/jobs";
 import { METRIC_SHARDS, hourStart } from "../convex/model/metricsBuckets";
 import { measure, type Cost, type Limits } from "./measure";
-import { seed, seedLeaseBacklog, seedQueueBacklog, type BenchEnv } from "./seed";
+import {
+  HOLD_SPAN,
+  HOLDER_LOTS,
+  LOT_HOLDERS,
+  seed,
+  seedCreditLots,
+  seedLeaseBacklog,
+  seedLotExpiryBacklog,
+  seedQueueBacklog,
+  type BenchEnv,
+} from "./seed";
 
 /**
  * The benchmark's table of cases. To benchmark another function, add one entry:
@@ -28,12 +38,149 @@ import { seed, seedLeaseBacklog, seedQueueBacklog, type BenchEnv } from "./seed"
 /** What "a small constant" is in the acceptance rule: fixed lookups (caller, plan, bucket...). */
 export const SMALL_CONSTANT = 20;
 
+/**
+ * Explicit fixed budgets, for calls that write several rows. Each is the sum of what the call
+ * reads besides `resultSize`, item by item, so a new read fails the bench until it is added
+ * here. What a write costs in reads, as deployed: every mutation writes through convex-helpers'
+ * trigger wrapper (convex/lib/triggers.ts), which reads a patched document before and after the
+ * patch, on every table (with a trigger or not), besides the read of the patch itself; an
+ * insert into a table with triggers (users, jobs, payments) reads the new document back once;
+ * other inserts (ledger, lots, events, plan changes) read nothing.
+ */
+const PATCH = 3;
+const TRIGGERED_INSERT = 1;
+/** A metrics rollup bumped (a trigger's or the code's): its (hour, shard) bucket found, then patched. */
+const BUCKET = 1 + PATCH;
+/**
+ * A lot change that moves the balance (`changeLot`): the lot patched, then `applyCreditChange`
+ * reads the user row and patches it (its ledger insert reads nothing).
+ */
+const LOT_CHANGE = PATCH + 1 + PATCH;
+/** `refreshNextExpiry` besides the live lots it reads: the user row, and its `nextExpiry` patched. */
+const NEXT_EXPIRY = 1 + PATCH;
+const itemised = (reads: Record<string, number>) =>
+  Object.values(reads).reduce((total, r) => total + r, 0);
+
+/** The reads of legacy-hold releases (worker.failJob ending `failed`) besides the job and its owner's lots. */
+const LEGACY_RELEASE = itemised({
+  jobPatched: PATCH,
+  outcomeBucket: BUCKET,
+  // model/credits.ts releaseHold, a hold without allocations: off the user row, then back as a
+  // returned lot of its own (grantLot).
+  heldCreditsOffUser: 1 + PATCH,
+  returnedLotKeyPatched: PATCH,
+  returnedLotReadBack: 1,
+  returnedLotFilled: LOT_CHANGE,
+  nextExpiry: NEXT_EXPIRY,
+  jobReadBack: 1,
+});
+
+export const FIXED_READS = {
+  /**
+   * jobs.createJob by the heavy user, its first reserve since lots: the user seeded without lots
+   * has a legacy lot adopted (besides its welcome lot). resultSize 1 is the created job read back.
+   */
+  firstReserve: itemised({
+    caller: 1,
+    jobInserted: TRIGGERED_INSERT,
+    ownerActivityChecked: 1,
+    user: 1,
+    welcomeLot: 1,
+    userReread: 1,
+    legacyLotAdoptedReadBack: 1,
+    hold: LOT_CHANGE,
+    nextExpiryLots: 2,
+    nextExpiryUserUnchanged: 1,
+    allocationsPatched: PATCH,
+    balanceRead: 1,
+  }),
+  /** worker.failJob ending `failed` (a legacy hold): resultSize 1 is the job. */
+  legacyReleaseFirst: itemised({ LEGACY_RELEASE, ownerLotsReturnedSoFar: 1 }),
+  /** The same, second: the owner's returned lots are one more (see LEGACY_RELEASE). */
+  legacyReleaseSecond: itemised({ LEGACY_RELEASE, ownerLotsReturnedSoFar: 2 }),
+  /**
+   * payments.applyTrueLayerEvent (payment_executed): the payment succeeds, grants its lot,
+   * changes the plan. resultSize 1 is the payment found by its TrueLayer id.
+   */
+  paymentExecuted: itemised({
+    paymentPatched: PATCH,
+    paymentOutcomeBucket: BUCKET,
+    lotReadBack: 1,
+    lotFilled: LOT_CHANGE,
+    // The payer's live lots: welcome, legacy (adopted by createJob's case), this purchase.
+    nextExpiryLots: 3,
+    nextExpiry: NEXT_EXPIRY,
+    planLookup: 1,
+    userForPlanChange: 1,
+    planPatched: PATCH,
+    // The plan change counts the user active under the new plan (users trigger).
+    activityBucket: BUCKET,
+    activityPatched: PATCH,
+    userReadBack: 1,
+  }),
+  /**
+   * jobs.createJob over HOLD_SPAN lots of a holder of HOLDER_LOTS: resultSize is the holder's
+   * live lots, read twice (spending order, then the next expiry).
+   */
+  reserveOverLots: itemised({
+    caller: 1,
+    jobInserted: TRIGGERED_INSERT,
+    ownerRead: 1,
+    // Its first activity this hour (jobs trigger): the bucket and the user's activity fields.
+    activityBucket: BUCKET,
+    activityPatched: PATCH,
+    jobReread: 1,
+    user: 1,
+    userReread: 1,
+    holds: HOLD_SPAN * LOT_CHANGE,
+    nextExpiry: NEXT_EXPIRY,
+    allocationsPatched: PATCH,
+    balanceRead: 1,
+  }),
+  /** Settling a hold over HOLD_SPAN lots (done): resultSize 1 is the job. */
+  settleOverLots: itemised({
+    jobPatched: PATCH,
+    outcomeBucket: BUCKET,
+    consumed: HOLD_SPAN * (1 + LOT_CHANGE),
+    jobReadBack: 1,
+  }),
+  /** jobs.cancelJob of a hold over HOLD_SPAN lots: resultSize is the holder's live lots (next expiry). */
+  releaseOverLots: itemised({
+    caller: 1,
+    job: 1,
+    jobPatched: PATCH,
+    outcomeBucket: BUCKET,
+    released: HOLD_SPAN * (1 + LOT_CHANGE),
+    nextExpiry: NEXT_EXPIRY,
+    jobReadBack: 1,
+  }),
+  /**
+   * The same with the first lot expired since: its credits come back as today's returned lot
+   * (looked up by its key, none yet: granted). resultSize: the live lots read twice (the grant's
+   * next expiry, then the release's).
+   */
+  releaseOverLotsExpired: itemised({
+    caller: 1,
+    job: 1,
+    jobPatched: PATCH,
+    outcomeBucket: BUCKET,
+    released: HOLD_SPAN * (1 + LOT_CHANGE),
+    returnedLotReadBack: 1,
+    returnedLotFilled: LOT_CHANGE,
+    grantNextExpiry: NEXT_EXPIRY,
+    nextExpiry: NEXT_EXPIRY,
+    jobReadBack: 1,
+  }),
+};
+
 /** A seeded deployment, built once per N for the cases that name it. */
 export type Deployment = { name: string; seed: (n: number, now: number) => Promise<BenchEnv> };
 
 export const MAIN: Deployment = { name: "main", seed };
 const LEASE_BACKLOG: Deployment = { name: "lease backlog", seed: seedLeaseBacklog };
 const QUEUE_BACKLOG: Deployment = { name: "queue backlog", seed: seedQueueBacklog };
+const CREDIT_LOTS: Deployment = { name: "credit lots", seed: seedCreditLots };
+const LOT_EXPIRY_BACKLOG: Deployment = { name: "lot expiry backlog", seed: seedLotExpiryBacklog };
 
 export type CallCase = {
   kind: "call";
@@ -41,6 +188,12 @@ export type CallCase = {
   deployment?: Deployment;
   /** The page or result size the function may legitimately read. */
   resultSize: number;
+  /**
+   * The fixed reads allowed on top of `resultSize` (reads that are the same at every N): the
+   * generic SMALL_CONSTANT when absent. A case whose function writes many rows states its own,
+   * from FIXED_READS, where each is itemised (lookups, and what each write costs in reads).
+   */
+  fixedReads?: number;
   run: (env: BenchEnv) => Promise<Cost>;
 };
 
@@ -128,11 +281,13 @@ function failJobCase(
   claimJob: (env: BenchEnv) => Promise<{ jobId: string }>,
   retryable: boolean,
   expected: "queued" | "failed",
+  fixedReads?: number,
 ): CallCase {
   return {
     kind: "call",
     name,
     resultSize: 1,
+    fixedReads,
     run: async (env) => {
       const { jobId } = await claimJob(env);
       const { cost, result } = await measure(env.t, (ctx) =>
@@ -149,6 +304,38 @@ function failJobCase(
       return cost;
     },
   };
+}
+
+/** The seeded held job of one of the credit-lots deployment's holders. */
+async function heldJobOf(env: BenchEnv, clerkId: string): Promise<Id<"jobs">> {
+  return await env.t.run(async (ctx) => {
+    const user = await ctx.db
+      .query("users")
+      .withIndex("by_clerkId", (q) => q.eq("clerkId", clerkId))
+      .unique();
+    const job =
+      user &&
+      (await ctx.db
+        .query("jobs")
+        .withIndex("by_userId", (q) => q.eq("userId", user._id))
+        .unique());
+    if (!job || job.creditStatus !== "held" || job.allocations?.length !== HOLD_SPAN) {
+      throw new Error(`bench: ${clerkId} has no job held over ${HOLD_SPAN} lots`);
+    }
+    return job._id;
+  });
+}
+
+/** Throws unless the job's hold ended as the case expects (and over all its lots). */
+async function expectCreditStatus(
+  env: BenchEnv,
+  jobId: Id<"jobs">,
+  expected: "settled" | "refunded",
+) {
+  const job = await env.t.run(async (ctx) => await ctx.db.get("jobs", jobId));
+  if (job?.creditStatus !== expected) {
+    throw new Error(`bench: expected the hold ${expected}, got ${JSON.stringify(job)}`);
+  }
 }
 
 type PagedQuery =
@@ -244,6 +431,7 @@ export const CASES: BenchCase[] = [
     kind: "call",
     name: "jobs.createJob",
     resultSize: 1,
+    fixedReads: FIXED_READS.firstReserve,
     run: async (env) =>
       (
         await measure(env.heavy.as, (ctx) =>
@@ -441,14 +629,27 @@ export const CASES: BenchCase[] = [
     },
   },
   failJobCase("worker.failJob (retryable, requeued)", claim, true, "queued"),
-  failJobCase("worker.failJob (retryable, last attempt: failed)", claimLastAttempt, true, "failed"),
-  failJobCase("worker.failJob (not retryable: failed)", claim, false, "failed"),
+  failJobCase(
+    "worker.failJob (retryable, last attempt: failed)",
+    claimLastAttempt,
+    true,
+    "failed",
+    FIXED_READS.legacyReleaseFirst,
+  ),
+  failJobCase(
+    "worker.failJob (not retryable: failed)",
+    claim,
+    false,
+    "failed",
+    FIXED_READS.legacyReleaseSecond,
+  ),
   // Webhooks: the internal mutations the verified TrueLayer and Clerk deliveries run
   // (convex/webhooks.ts), among N payments and N recorded events.
   {
     kind: "call",
     name: "payments.applyTrueLayerEvent (payment_executed)",
     resultSize: 1,
+    fixedReads: FIXED_READS.paymentExecuted,
     run: async (env) => {
       const trueLayerPaymentId = await pendingPayment(env);
       const { cost, result } = await measure(env.t, (ctx) =>
@@ -533,6 +734,115 @@ export const CASES: BenchCase[] = [
       return cost;
     },
   },
+  // Credit lots (convex/model/lots.ts), in a deployment of their own: N users with 1.5 N lots,
+  // and holders of HOLDER_LOTS live lots each whose hold spans their HOLD_SPAN soonest lots.
+  {
+    kind: "call",
+    name: `jobs.createJob (${HOLDER_LOTS} live lots, hold over ${HOLD_SPAN})`,
+    deployment: CREDIT_LOTS,
+    resultSize: 2 * HOLDER_LOTS,
+    fixedReads: FIXED_READS.reserveOverLots,
+    run: async (env) => {
+      const { cost, result: jobId } = await measure(env.as(LOT_HOLDERS.reserve), (ctx) =>
+        ctx.runMutation(api.jobs.createJob, { prompt: "over many lots", durationSec: 15 }),
+      );
+      const job = await env.t.run(async (ctx) => await ctx.db.get("jobs", jobId));
+      if (job?.allocations?.length !== HOLD_SPAN) {
+        throw new Error(
+          `bench: expected a hold over ${HOLD_SPAN} lots, got ${JSON.stringify(job)}`,
+        );
+      }
+      return cost;
+    },
+  },
+  {
+    kind: "call",
+    name: `jobs.updateJobStatus (internal, done; hold over ${HOLD_SPAN} lots)`,
+    deployment: CREDIT_LOTS,
+    resultSize: 1,
+    fixedReads: FIXED_READS.settleOverLots,
+    run: async (env) => {
+      const jobId = await heldJobOf(env, LOT_HOLDERS.settle);
+      await env.t.mutation(internal.jobs.updateJobStatus, { jobId, status: "running" });
+      const { cost } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.jobs.updateJobStatus, {
+          jobId,
+          status: "done",
+          r2Url: "https://videos.example.com/bench-lots.mp4",
+        }),
+      );
+      await expectCreditStatus(env, jobId, "settled");
+      return cost;
+    },
+  },
+  {
+    kind: "call",
+    name: `worker.completeJob (hold over ${HOLD_SPAN} lots)`,
+    deployment: CREDIT_LOTS,
+    resultSize: 1,
+    fixedReads: FIXED_READS.settleOverLots,
+    run: async (env) => {
+      const expected = await heldJobOf(env, LOT_HOLDERS.complete);
+      const { jobId } = await claim(env);
+      if (jobId !== expected) {
+        throw new Error("bench: the claim did not take the job held over lots");
+      }
+      const { cost } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.worker.completeJob, {
+          jobId,
+          workerId: WORKER,
+          r2Url: "https://videos.example.com/bench-lots-worker.mp4",
+        }),
+      );
+      await expectCreditStatus(env, jobId, "settled");
+      return cost;
+    },
+  },
+  {
+    kind: "call",
+    name: `jobs.cancelJob (hold over ${HOLD_SPAN} lots)`,
+    deployment: CREDIT_LOTS,
+    resultSize: HOLDER_LOTS,
+    fixedReads: FIXED_READS.releaseOverLots,
+    run: async (env) => {
+      const jobId = await heldJobOf(env, LOT_HOLDERS.release);
+      const { cost } = await measure(env.as(LOT_HOLDERS.release), (ctx) =>
+        ctx.runMutation(api.jobs.cancelJob, { jobId }),
+      );
+      await expectCreditStatus(env, jobId, "refunded");
+      return cost;
+    },
+  },
+  {
+    kind: "call",
+    name: `jobs.cancelJob (hold over ${HOLD_SPAN} lots, one expired since)`,
+    deployment: CREDIT_LOTS,
+    // The holder's live lots read twice: the expired lot out, today's returned lot in.
+    resultSize: 2 * HOLDER_LOTS,
+    fixedReads: FIXED_READS.releaseOverLotsExpired,
+    run: async (env) => {
+      const jobId = await heldJobOf(env, LOT_HOLDERS.releaseExpired);
+      const { cost } = await measure(env.as(LOT_HOLDERS.releaseExpired), (ctx) =>
+        ctx.runMutation(api.jobs.cancelJob, { jobId }),
+      );
+      await expectCreditStatus(env, jobId, "refunded");
+      const returned = await env.t.run(async (ctx) => {
+        const job = (await ctx.db.get("jobs", jobId))!;
+        const active = await ctx.db
+          .query("creditLots")
+          .withIndex("by_userId_and_status", (q) =>
+            q.eq("userId", job.userId).eq("status", "active"),
+          )
+          .collect();
+        return active.filter((lot) => lot.source === "returned");
+      });
+      // The seeded returned lot of yesterday, and today's with the expired lot's 3 credits.
+      if (returned.length !== 2 || !returned.some((lot) => lot.granted === 3)) {
+        throw new Error(`bench: expected today's returned lot, got ${JSON.stringify(returned)}`);
+      }
+      return cost;
+    },
+  },
   // Crons last (they change the data). The worker sweeps drain in deployments of their own.
   {
     kind: "cron",
@@ -578,6 +888,18 @@ export const CASES: BenchCase[] = [
         ctx.runMutation(internal.worker.sweepQueueTimeouts, {}),
       );
       return { cost, limits, handled: result.failed, more: result.more };
+    },
+  },
+  {
+    kind: "cron",
+    name: "cron credits.expireDueLots",
+    deployment: LOT_EXPIRY_BACKLOG,
+    backlog: (env) => env.n,
+    step: async (env) => {
+      const { cost, limits, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.credits.expireDueLots, {}),
+      );
+      return { cost, limits, handled: result.expired, more: result.more };
     },
   },
 ];

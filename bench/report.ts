@@ -18,7 +18,7 @@ export type Sample = {
 export type CaseResult = {
   name: string;
   kind: BenchCase["kind"];
-  /** Call cases: resultSize + SMALL_CONSTANT. */
+  /** Call cases: resultSize + (the case's fixedReads, or SMALL_CONSTANT). */
   budget?: number;
   byN: Record<string, Sample>;
   flat: boolean;
@@ -53,15 +53,15 @@ export function summariseCron(
 }
 
 /**
- * The acceptance rule, per case: a call reads at most its budget at the largest N and within ±2
- * of the smallest N; a cron drains its whole backlog with every transaction under 25% of each
+ * The acceptance rule, per case: a call reads at most its budget (resultSize + its fixed reads:
+ * SMALL_CONSTANT unless the case states them) at the largest N and within ±2 of the smallest N; a cron drains its whole backlog with every transaction under 25% of each
  * Convex transaction limit.
  */
 export function judge(benchCase: BenchCase, byN: Record<string, Sample>, ns: number[]): CaseResult {
   const smallest = byN[String(ns[0])];
   const largest = byN[String(ns[ns.length - 1])];
   if (benchCase.kind === "call") {
-    const budget = benchCase.resultSize + SMALL_CONSTANT;
+    const budget = benchCase.resultSize + (benchCase.fixedReads ?? SMALL_CONSTANT);
     const small = smallest.cost.documentsRead;
     const large = largest.cost.documentsRead;
     const withinBudget = large <= budget;

@@ -460,3 +460,361 @@ export async function seedQueueBacklog(n: number, now: number): Promise<BenchEnv
   ]);
   return env;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Credit lots (convex/model/lots.ts)
+
+/** A lot of a seeded user, as `grantLot` leaves it (and as holds have since changed it). */
+type LotSpec = {
+  source: "welcome" | "adjustment" | "returned";
+  granted: number;
+  /** Absent: never expires. */
+  expiresAt?: number;
+  createdAt: number;
+  /** Expired since its job took it (and swept): only its held credits left. */
+  expired?: true;
+};
+
+/** A queued job of a seeded user, holding its price on the user's lots (`allocations`). */
+type HeldJobSpec = {
+  prompt: string;
+  durationSec: 5 | 10 | 15;
+  createdAt: number;
+  /** Index into the user's `lots` and credits held there; they sum to the price. */
+  allocations: Array<{ lot: number; credits: number }>;
+};
+
+export type LotUserSpec = {
+  clerkId: string;
+  createdAt: number;
+  lots: LotSpec[];
+  jobs: HeldJobSpec[];
+};
+
+const LEDGER_KIND = { welcome: "grant", adjustment: "adjustment", returned: "return" } as const;
+
+/** Documents one user of `insertLotUsers` writes (its transaction chunks stay small). */
+const lotUserWrites = (spec: LotUserSpec) =>
+  3 +
+  3 * spec.lots.length +
+  spec.jobs.length * 2 +
+  spec.jobs.reduce((total, job) => total + job.allocations.length, 0);
+
+/**
+ * Inserts users whose every credit is in a lot, as the real code would have left them: each lot
+ * with the `grant`/`adjustment`/`return` ledger row `grantLot` writes (at the lot's
+ * `createdAt`); each held job with its `allocations` and, per allocation, the `reserve` row
+ * `holdFromLots` writes (delta −credits, reservedDelta +credits, naming the lot, at the job's
+ * `createdAt`), the lots' `held` raised to match; the user row's caches as `changeLot` and
+ * `refreshNextExpiry` keep them: `credits` = Σ (remaining − held) and `reservedCredits` = Σ held
+ * over its active lots, `nextExpiry` the soonest expiry of available credits. Nothing has been
+ * consumed, so a lot's `remaining` is its `granted`. A lot past its `expiresAt` stays `active`
+ * (its expiry was missed: what the sweep is for). The scheduled `expireLot` runs `grantLot`
+ * would have queued are not seeded: the runner drives every function itself. Sourcekeys follow
+ * the model (`welcome:<userId>`, `adjustment:<lotId>`, `returned:<userId>:<day>`).
+ */
+async function insertLotUsers(env: BenchEnv, count: number, make: (i: number) => LotUserSpec) {
+  let users = 0;
+  let lots = 0;
+  let jobs = 0;
+  let ledger = 0;
+  let i = 0;
+  while (i < count) {
+    const first = i;
+    let writes = 0;
+    while (i < count && writes < CHUNK) {
+      writes += lotUserWrites(make(i));
+      i++;
+    }
+    const end = i;
+    const inserted = await env.t.run(async (ctx) => {
+      const tally = { users: 0, lots: 0, jobs: 0, ledger: 0 };
+      for (let u = first; u < end; u++) {
+        const spec = make(u);
+        const held = spec.lots.map(() => 0);
+        for (const job of spec.jobs) {
+          const price = job.allocations.reduce((total, a) => total + a.credits, 0);
+          if (price !== job.durationSec)
+            throw new Error("bench: allocations must sum to the price");
+          for (const a of job.allocations) held[a.lot] += a.credits;
+        }
+        held.forEach((h, l) => {
+          const { granted, expired } = spec.lots[l];
+          if (h > granted || (expired && h !== granted)) {
+            throw new Error("bench: a lot holds at most what it has, an expired one all of it");
+          }
+        });
+        const userId = await ctx.db.insert("users", {
+          clerkId: spec.clerkId,
+          email: `${spec.clerkId}@example.com`,
+          plan: "starter",
+          credits: 0,
+          createdAt: spec.createdAt,
+        });
+        tally.users++;
+        const lotIds: Array<Id<"creditLots">> = [];
+        for (const [l, lot] of spec.lots.entries()) {
+          const day = Math.floor(lot.createdAt / DAY_MS) * DAY_MS;
+          const lotId = await ctx.db.insert("creditLots", {
+            userId,
+            source: lot.source,
+            sourceKey:
+              lot.source === "welcome"
+                ? `welcome:${userId}`
+                : lot.source === "returned"
+                  ? `returned:${userId}:${day}`
+                  : "pending",
+            granted: lot.granted,
+            remaining: lot.granted,
+            held: held[l],
+            expiresAt: lot.expiresAt,
+            status: lot.expired ? "expired" : "active",
+            closed: lot.expired === true,
+            createdAt: lot.createdAt,
+          });
+          if (lot.source === "adjustment") {
+            await ctx.db.patch("creditLots", lotId, { sourceKey: `adjustment:${lotId}` });
+          }
+          lotIds.push(lotId);
+          tally.lots++;
+        }
+        // The ledger in time order: each grant, then each job's reserve rows.
+        type Row = Omit<Doc<"ledger">, "_id" | "_creationTime" | "balanceAfter">;
+        const rows: Row[] = spec.lots.map((lot, l) => ({
+          userId,
+          delta: lot.granted,
+          kind: LEDGER_KIND[lot.source],
+          lotId: lotIds[l],
+          note: "bench seed: lot granted",
+          createdAt: lot.createdAt,
+        }));
+        for (const job of spec.jobs) {
+          const { allocations, ...fields } = job;
+          const jobId = await ctx.db.insert("jobs", {
+            ...fields,
+            userId,
+            creditsUsed: job.durationSec,
+            status: "queued",
+            creditStatus: "held",
+            allocations: allocations.map((a) => ({ lotId: lotIds[a.lot], credits: a.credits })),
+          });
+          tally.jobs++;
+          for (const a of allocations) {
+            rows.push({
+              userId,
+              delta: -a.credits,
+              reservedDelta: a.credits,
+              kind: "reserve",
+              jobId,
+              lotId: lotIds[a.lot],
+              createdAt: job.createdAt,
+            });
+          }
+        }
+        rows.sort((a, b) => a.createdAt - b.createdAt);
+        let balance = 0;
+        for (const row of rows) {
+          balance += row.delta;
+          await ctx.db.insert("ledger", { ...row, balanceAfter: balance });
+          tally.ledger++;
+        }
+        // The caches, as refreshNextExpiry computes them (over active lots, due or not).
+        let nextExpiry: { credits: number; at: number } | undefined;
+        spec.lots.forEach((lot, l) => {
+          const available = lot.expired ? 0 : lot.granted - held[l];
+          if (lot.expiresAt === undefined || available === 0) return;
+          if (nextExpiry === undefined || lot.expiresAt < nextExpiry.at) {
+            nextExpiry = { credits: available, at: lot.expiresAt };
+          } else if (lot.expiresAt === nextExpiry.at) {
+            nextExpiry = { credits: nextExpiry.credits + available, at: nextExpiry.at };
+          }
+        });
+        const reserved = held.reduce((total, h) => total + h, 0);
+        await ctx.db.patch("users", userId, {
+          credits: balance,
+          ...(reserved > 0 ? { reservedCredits: reserved } : {}),
+          ...(nextExpiry !== undefined ? { nextExpiry } : {}),
+        });
+      }
+      return tally;
+    });
+    users += inserted.users;
+    lots += inserted.lots;
+    jobs += inserted.jobs;
+    ledger += inserted.ledger;
+  }
+  counted(env, "users", users);
+  counted(env, "creditLots", lots);
+  counted(env, "jobs", jobs);
+  counted(env, "ledger", ledger);
+}
+
+/** Live lots of each lot holder of the credit-lots deployment. */
+export const HOLDER_LOTS = 30;
+/** Lots a seeded hold (and a 15-credit job of a holder) spans: its soonest-expiring ones. */
+export const HOLD_SPAN = 5;
+
+/**
+ * A holder of HOLDER_LOTS live lots with mixed expiries, in spending order: HOLD_SPAN small
+ * adjustments (3 credits each) expiring within days, a returned lot of yesterday (7 days
+ * left), adjustments expiring over the coming weeks, some never-expiring adjustments, and the
+ * welcome lot (never). `hold`: one queued 15-credit job held over the HOLD_SPAN soonest lots;
+ * see `seedCreditLots` for the one whose first lot expired since.
+ */
+function lotHolder(clerkId: string, now: number, hold: boolean): LotUserSpec {
+  const lots: LotSpec[] = [];
+  for (let l = 0; l < HOLD_SPAN; l++) {
+    lots.push({
+      source: "adjustment",
+      granted: 3,
+      expiresAt: now + (l + 1) * HOUR_MS,
+      createdAt: now - 20 * DAY_MS + l,
+    });
+  }
+  const yesterday = Math.floor((now - DAY_MS) / DAY_MS) * DAY_MS;
+  lots.push({
+    source: "returned",
+    granted: 12,
+    expiresAt: yesterday + DAY_MS + 7 * DAY_MS,
+    createdAt: yesterday + HOUR_MS,
+  });
+  while (lots.length < HOLDER_LOTS - 4) {
+    const k = lots.length;
+    lots.push({
+      source: "adjustment",
+      granted: 20 + k,
+      expiresAt: now + k * 2 * DAY_MS,
+      createdAt: now - 10 * DAY_MS + k,
+    });
+  }
+  for (let k = 0; k < 3; k++) {
+    lots.push({ source: "adjustment", granted: 50, createdAt: now - 15 * DAY_MS + k });
+  }
+  lots.push({ source: "welcome", granted: 80, createdAt: now - 30 * DAY_MS });
+  return {
+    clerkId,
+    createdAt: now - 30 * DAY_MS,
+    lots,
+    jobs: hold
+      ? [
+          {
+            prompt: `held over ${HOLD_SPAN} lots`,
+            durationSec: 15,
+            createdAt: now - HOUR_MS / 2,
+            allocations: Array.from({ length: HOLD_SPAN }, (_, l) => ({ lot: l, credits: 3 })),
+          },
+        ]
+      : [],
+  };
+}
+
+/** Clerk ids of the credit-lots deployment's holders (see `seedCreditLots`). */
+export const LOT_HOLDERS = {
+  /** Reserves (jobs.createJob); no job yet. */
+  reserve: "lots_reserve",
+  /** A held job, settled through jobs.updateJobStatus. */
+  settle: "lots_settle",
+  /** A held job, settled through worker.completeJob (the oldest queued job: claimed first). */
+  complete: "lots_complete",
+  /** A held job, canceled. */
+  release: "lots_release",
+  /** A held job whose first lot expired since, canceled (that lot's credits come back as a returned lot). */
+  releaseExpired: "lots_release_expired",
+} as const;
+
+/**
+ * The credit-lots deployment, for reserve, settle and release on lots. Besides
+ * `newDeployment`'s rows: N users with lots (each a welcome lot of 80 credits, every other one
+ * also an adjustment lot of 20 expiring within a month: 1.5 N lots, with their grant rows), and
+ * the LOT_HOLDERS, each with HOLDER_LOTS live lots of mixed expiries (`lotHolder`), all but the
+ * reserver with a queued 15-credit job held over its HOLD_SPAN soonest-expiring lots.
+ */
+export async function seedCreditLots(n: number, now: number): Promise<BenchEnv> {
+  const env = await newDeployment(n, now);
+  await insertLotUsers(env, n, (i) => ({
+    clerkId: `lotuser_${i}`,
+    createdAt: now - 40 * DAY_MS + i,
+    lots: [
+      { source: "welcome", granted: 80, createdAt: now - 40 * DAY_MS + i },
+      ...(i % 2 === 1
+        ? [
+            {
+              source: "adjustment" as const,
+              granted: 20,
+              expiresAt: now + (1 + (i % 30)) * DAY_MS,
+              createdAt: now - 5 * DAY_MS + i,
+            },
+          ]
+        : []),
+    ],
+    jobs: [],
+  }));
+  const holders: LotUserSpec[] = [
+    lotHolder(LOT_HOLDERS.reserve, now, false),
+    lotHolder(LOT_HOLDERS.settle, now, true),
+    lotHolder(LOT_HOLDERS.complete, now, true),
+    lotHolder(LOT_HOLDERS.release, now, true),
+    lotHolder(LOT_HOLDERS.releaseExpired, now, true),
+  ];
+  // The worker's job is the oldest queued one, so a claim takes it.
+  holders[2].jobs[0].createdAt = now - HOUR_MS;
+  // The first lot of the release-after-expiry holder's hold expired a quarter of an hour ago
+  // (after the job took it) and was swept: fully held, so it lost nothing (no ledger row).
+  holders[4].lots[0] = { ...holders[4].lots[0], expiresAt: now - HOUR_MS / 4, expired: true };
+  await insertLotUsers(env, holders.length, (i) => holders[i]);
+  return env;
+}
+
+/** Users of the lot expiry backlog: each with this many lots past their expiry. */
+const DUE_LOTS_PER_USER = 10;
+
+/**
+ * The lot expiry sweep's deployment (`credits.expireDueLots`): N active lots past their
+ * `expiresAt` whose scheduled expiry was missed (the backlog), DUE_LOTS_PER_USER (10
+ * adjustments of 10 credits, expiring one after the other) per user of N / 10 users, so a
+ * batch expires several lots of each user it touches (and each expiry re-reads that user's
+ * live lots for `nextExpiry`). Each user also holds a queued 15-credit job over its three
+ * soonest due lots (5 each: those lots keep their held 5 when they expire), and lots the sweep
+ * must leave alone: a welcome lot (never expires) and an adjustment expiring in 10 days.
+ */
+export async function seedLotExpiryBacklog(n: number, now: number): Promise<BenchEnv> {
+  const env = await newDeployment(n, now);
+  const users = Math.ceil(n / DUE_LOTS_PER_USER);
+  await insertLotUsers(env, users, (u) => {
+    const due = Math.min(DUE_LOTS_PER_USER, n - u * DUE_LOTS_PER_USER);
+    const createdAt = now - 60 * DAY_MS + u;
+    return {
+      clerkId: `lapsed_${u}`,
+      createdAt,
+      lots: [
+        ...Array.from({ length: due }, (_, l) => ({
+          source: "adjustment" as const,
+          granted: 10,
+          // Distinct expiries, oldest first, the whole backlog within the last N ms.
+          expiresAt: now - n - 1 + u * DUE_LOTS_PER_USER + l,
+          createdAt: createdAt + 1 + l,
+        })),
+        { source: "welcome" as const, granted: 80, createdAt },
+        {
+          source: "adjustment" as const,
+          granted: 25,
+          expiresAt: now + 10 * DAY_MS + u,
+          createdAt: createdAt + 20,
+        },
+      ],
+      jobs:
+        due >= 3
+          ? [
+              {
+                prompt: `lapsed job ${u}`,
+                durationSec: 15,
+                // Before its lots expired (within the queue timeout: still queued).
+                createdAt: now - HOUR_MS + u,
+                allocations: [0, 1, 2].map((lot) => ({ lot, credits: 5 })),
+              },
+            ]
+          : [],
+    };
+  });
+  return env;
+}
