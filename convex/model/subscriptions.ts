@@ -117,16 +117,18 @@ export async function previewChange(
   const plan = await requirePlan(ctx, planName);
   const sub = await currentSubscription(ctx, userId);
   const none = { amount: 0, creditsGranted: 0, creditsConverted: 0 };
+  /** Paying the plan's full price now for its credits (a start, or an overdue period). */
+  const fullPrice = (kind: "start" | "renewal") => ({
+    kind,
+    amount: plan.price,
+    creditsGranted: plan.monthlyCredits,
+    creditsConverted: 0,
+    takesEffectAt: null,
+    subscription: sub,
+    plan,
+  });
   if (!isLive(sub)) {
-    return {
-      kind: "start",
-      amount: plan.price,
-      creditsGranted: plan.monthlyCredits,
-      creditsConverted: 0,
-      takesEffectAt: null,
-      subscription: sub,
-      plan,
-    };
+    return fullPrice("start");
   }
   const current = await requirePlan(ctx, sub.plan);
   if (plan.monthlyCredits > current.monthlyCredits) {
@@ -143,15 +145,7 @@ export async function previewChange(
     };
   }
   if (sub.status === "past_due" && plan.name === sub.plan) {
-    return {
-      kind: "renewal",
-      amount: plan.price,
-      creditsGranted: plan.monthlyCredits,
-      creditsConverted: 0,
-      takesEffectAt: null,
-      subscription: sub,
-      plan,
-    };
+    return fullPrice("renewal");
   }
   if (plan.name === sub.plan && sub.pendingPlan === undefined) {
     return { kind: "none", ...none, takesEffectAt: null, subscription: sub, plan };
@@ -369,23 +363,27 @@ export async function endGrace(
   return true;
 }
 
-/** One batch of period ends and grace ends that are due (the sweep behind the scheduler). */
-export async function sweepDue(ctx: MutationCtx, now: number) {
-  const ends = await ctx.db
+/** Up to a batch of subscriptions whose `field` (a time, indexed after `status`) has come. */
+async function dueBy(
+  ctx: MutationCtx,
+  index: "by_status_and_currentPeriodEnd" | "by_status_and_graceEndsAt",
+  status: "active" | "past_due",
+  now: number,
+) {
+  const field = index === "by_status_and_currentPeriodEnd" ? "currentPeriodEnd" : "graceEndsAt";
+  return await ctx.db
     .query("subscriptions")
-    .withIndex("by_status_and_currentPeriodEnd", (q) =>
-      q.eq("status", "active").gte("currentPeriodEnd", 0).lte("currentPeriodEnd", now),
-    )
+    .withIndex(index, (q) => q.eq("status", status).gte(field, 0).lte(field, now))
     .take(SWEEP_BATCH_SIZE);
+}
+
+/** One batch of period ends, grace ends and renewals that are due (behind the scheduler). */
+export async function sweepDue(ctx: MutationCtx, now: number) {
+  const ends = await dueBy(ctx, "by_status_and_currentPeriodEnd", "active", now);
   for (const sub of ends) {
     await closePeriod(ctx, sub._id, sub.currentPeriodEnd!, now);
   }
-  const graces = await ctx.db
-    .query("subscriptions")
-    .withIndex("by_status_and_graceEndsAt", (q) =>
-      q.eq("status", "past_due").gte("graceEndsAt", 0).lte("graceEndsAt", now),
-    )
-    .take(SWEEP_BATCH_SIZE);
+  const graces = await dueBy(ctx, "by_status_and_graceEndsAt", "past_due", now);
   for (const sub of graces) {
     await endGrace(ctx, sub._id, sub.graceEndsAt!, now);
   }
