@@ -74,9 +74,9 @@ export function workerConfig(): WorkerConfig {
 export const WORKER_ID_MAX_LENGTH = 128;
 /** Jobs per sweep transaction; a sweep schedules itself again while a full batch was found. */
 // Each job failed or requeued here releases its hold across its lots (with the lot, ledger and
-// metrics writes that go with it): 40 keep the heaviest batch under 25% of every Convex
-// transaction limit (measured in bench/, about 20% of the query limit).
-export const SWEEP_BATCH_SIZE = 40;
+// metrics writes that go with it): 30 keep the heaviest batch under 25% of every Convex
+// transaction limit (measured in bench/: about 19% of the query limit).
+export const SWEEP_BATCH_SIZE = 30;
 
 /** 1 to 128 printable ASCII characters without spaces. */
 export function validateWorkerId(workerId: string): string {
