@@ -61,19 +61,18 @@ const NEXT_EXPIRY = 1 + PATCH;
 const itemised = (reads: Record<string, number>) =>
   Object.values(reads).reduce((total, r) => total + r, 0);
 
-/** The reads of legacy-hold releases (worker.failJob ending `failed`) besides the job and its owner's lots. */
-const LEGACY_RELEASE = itemised({
+/**
+ * The reads of a legacy-hold release (worker.failJob ending `failed`) besides the job: off the
+ * user row (model/credits.ts releaseHold, a hold without allocations), then back into the day's
+ * returned lot (model/lots.ts returnCredits), found by its day's key.
+ */
+const LEGACY_RELEASE = {
   jobPatched: PATCH,
   outcomeBucket: BUCKET,
-  // model/credits.ts releaseHold, a hold without allocations: off the user row, then back as a
-  // returned lot of its own (grantLot).
   heldCreditsOffUser: 1 + PATCH,
-  returnedLotKeyPatched: PATCH,
-  returnedLotReadBack: 1,
-  returnedLotFilled: LOT_CHANGE,
-  nextExpiry: NEXT_EXPIRY,
+  daysReturnedLotLookup: 1,
   jobReadBack: 1,
-});
+};
 
 export const FIXED_READS = {
   /**
@@ -88,6 +87,8 @@ export const FIXED_READS = {
     welcomeLot: 1,
     userReread: 1,
     legacyLotAdoptedReadBack: 1,
+    // creditLots has a trigger (metrics: expired credits), so its inserts read the row back.
+    legacyLotInsertTriggered: TRIGGERED_INSERT,
     hold: LOT_CHANGE,
     nextExpiryLots: 2,
     nextExpiryUserUnchanged: 1,
@@ -95,9 +96,24 @@ export const FIXED_READS = {
     balanceRead: 1,
   }),
   /** worker.failJob ending `failed` (a legacy hold): resultSize 1 is the job. */
-  legacyReleaseFirst: itemised({ LEGACY_RELEASE, ownerLotsReturnedSoFar: 1 }),
-  /** The same, second: the owner's returned lots are one more (see LEGACY_RELEASE). */
-  legacyReleaseSecond: itemised({ LEGACY_RELEASE, ownerLotsReturnedSoFar: 2 }),
+  legacyReleaseFirst: itemised({
+    ...LEGACY_RELEASE,
+    // The day's returned lot does not exist yet: granted (grantLot checks its key again).
+    grantKeyCheck: 1,
+    returnedLotInsertTriggered: TRIGGERED_INSERT,
+    returnedLotReadBack: 1,
+    returnedLotFilled: LOT_CHANGE,
+    ownerLiveLots: 1,
+    nextExpiry: NEXT_EXPIRY,
+  }),
+  /** The same, second: the day's returned lot exists now. */
+  legacyReleaseSecond: itemised({
+    ...LEGACY_RELEASE,
+    // The day's returned lot exists: the credits join it.
+    returnedLotFilled: LOT_CHANGE,
+    ownerLiveLots: 1,
+    nextExpiry: NEXT_EXPIRY,
+  }),
   /**
    * payments.applyTrueLayerEvent (payment_executed): the payment succeeds, grants its lot,
    * changes the plan. resultSize 1 is the payment found by its TrueLayer id.
@@ -106,6 +122,7 @@ export const FIXED_READS = {
     paymentPatched: PATCH,
     paymentOutcomeBucket: BUCKET,
     lotReadBack: 1,
+    lotInsertTriggered: TRIGGERED_INSERT,
     lotFilled: LOT_CHANGE,
     // The payer's live lots: welcome, legacy (adopted by createJob's case), this purchase.
     nextExpiryLots: 3,
@@ -166,6 +183,7 @@ export const FIXED_READS = {
     outcomeBucket: BUCKET,
     released: HOLD_SPAN * (1 + LOT_CHANGE),
     returnedLotReadBack: 1,
+    returnedLotInsertTriggered: TRIGGERED_INSERT,
     returnedLotFilled: LOT_CHANGE,
     grantNextExpiry: NEXT_EXPIRY,
     nextExpiry: NEXT_EXPIRY,

@@ -6,7 +6,6 @@ import {
   consumeAllocations,
   grantLot,
   holdFromLots,
-  refreshNextExpiry,
   releaseAllocations,
   removeAvailable,
   returnCredits,
@@ -124,7 +123,6 @@ export async function releaseHold(ctx: MutationCtx, job: Doc<"jobs">): Promise<v
       reservedDelta: -job.creditsUsed,
     });
     await returnCredits(ctx, job.userId, job.creditsUsed, Date.now(), entry);
-    await refreshNextExpiry(ctx, job.userId);
     return;
   }
   await releaseAllocations(ctx, job.userId, job.allocations as Allocation[], entry, onVoidMark);

@@ -218,6 +218,7 @@ export async function returnCredits(
       { granted: existing.granted + credits, remaining: existing.remaining + credits },
       { ...entry, kind: "return" },
     );
+    await refreshNextExpiry(ctx, userId);
     return;
   }
   await grantLot(ctx, userId, {
