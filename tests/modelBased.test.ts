@@ -66,6 +66,10 @@ type ModelSub = {
   start?: number;
   end?: number;
   cancel: boolean;
+  /** A downgrade scheduled for the period end. */
+  pendingPlan?: PlanName;
+  /** createRenewal runs a resume scheduled, not yet run (`clamped`: over Node's timer limit). */
+  renewalChecks: Array<{ runAt: number; end: number; clamped: boolean }>;
   renewalDueAt?: number;
   graceEndsAt?: number;
   /** The renewal payment (model index) of the next period. */
@@ -218,7 +222,8 @@ function expireLot(model: Model, u: ModelUser, lot: ModelLot) {
     // Rolls over once into the next period, capped at its plan.
     const ending = lot.expiresAt === sub.end;
     const nextEnd = ending ? plusMonth(sub.anchor, sub.index + 2) : sub.end!;
-    const credits = Math.min(unused, PLAN_CREDITS[sub.plan]);
+    const nextPlan = ending ? (sub.pendingPlan ?? sub.plan) : sub.plan;
+    const credits = Math.min(unused, PLAN_CREDITS[nextPlan]);
     lot.remaining -= unused;
     if (credits > 0 && nextEnd > model.now) {
       newLot(u, model, { source: "rollover", granted: credits, expiresAt: nextEnd });
@@ -253,6 +258,7 @@ function newSub(u: ModelUser, plan: PlanName): ModelSub {
     plan,
     index: 0,
     cancel: false,
+    renewalChecks: [],
     gen: 0,
     seq: ++subSeq,
   };
@@ -281,6 +287,7 @@ function beginPeriod(
     start: plusMonth(anchor, index),
     end,
     renewal: undefined,
+    pendingPlan: undefined,
     renewalDueAt: end - RENEWAL_LEAD,
     graceEndsAt: undefined,
   });
@@ -368,6 +375,41 @@ function paymentSucceeded(model: Model, mp: ModelPayment, index: number) {
     beginPeriod(model, u, fresh, mp.plan, model.now, 0, "period", index);
   }
 }
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/**
+ * The createRenewal runs that resumes scheduled and that fire now (`first`: the drain just after
+ * the last command, where over-limit timers fire at once): each makes a renewal payment if one is
+ * due and none is in flight. Returns the subscriptions that made one, in order.
+ */
+function runRenewalChecks(model: Model, first: boolean): Array<{ u: number; sub: ModelSub }> {
+  const made: Array<{ u: number; sub: ModelSub }> = [];
+  model.users.forEach((u, i) => {
+    for (const sub of u.subs) {
+      const fire = sub.renewalChecks.filter((c) => (first && c.clamped) || c.runAt <= model.now);
+      sub.renewalChecks = sub.renewalChecks.filter((c) => !fire.includes(c));
+      for (const check of fire) {
+        const inFlight =
+          sub.renewal !== undefined &&
+          sub.renewal.index === sub.index + 1 &&
+          sub.renewal.status !== "failed";
+        if (
+          sub.status === "active" &&
+          sub.end === check.end &&
+          model.now >= check.end - RENEWAL_LEAD &&
+          !sub.cancel &&
+          !inFlight
+        ) {
+          sub.renewalDueAt = undefined;
+          made.push({ u: i, sub });
+          // The payment is recorded (failed) by the caller, in this order.
+          sub.renewal = { payment: -1, index: sub.index + 1, status: "failed" };
+        }
+      }
+    }
+  });
+  return made;
+}
+
 /** The subscription sweep at `model.now`: period ends, then grace ends, then due renewals. */
 function sweepSubscriptions(model: Model): Array<{ u: number; sub: ModelSub }> {
   const all = model.users.flatMap((u, i) => u.subs.map((sub) => ({ u, i, sub })));
@@ -386,6 +428,9 @@ function sweepSubscriptions(model: Model): Array<{ u: number; sub: ModelSub }> {
       beginPeriod(model, u, sub, sub.plan, sub.anchor!, next, "period", sub.renewal.payment);
       continue;
     }
+    sub.plan = sub.pendingPlan ?? sub.plan;
+    sub.pendingPlan = undefined;
+    u.plan = sub.plan;
     Object.assign(sub, {
       status: "past_due",
       index: next,
@@ -765,15 +810,17 @@ class TimeJump implements Cmd {
     vi.advanceTimersByTime(1);
     model.now += 1;
     await real.t.finishAllScheduledFunctions(dueTimers);
+    const early = runRenewalChecks(model, true);
     vi.advanceTimersByTime(this.ms - 1);
     model.now += this.ms - 1;
     await real.t.finishAllScheduledFunctions(dueTimers);
+    const onTime = runRenewalChecks(model, false);
     // Lots expire on time (and roll over), then subscription periods and graces end, then
     // renewals are made (TrueLayer's stub refuses them: they fail at once).
     await real.t.mutation(internal.credits.expireDueLots, {});
     expireDue(model);
     await real.t.mutation(internal.subscriptions.sweepDue, {});
-    const renewals = sweepSubscriptions(model);
+    const renewals = [...early, ...onTime, ...sweepSubscriptions(model)];
     await real.t.finishAllScheduledFunctions(dueTimers);
     const known = new Set<string>(real.paymentIds);
     const madeIds = await real.t.run(async (ctx) =>
@@ -786,7 +833,7 @@ class TimeJump implements Cmd {
       real.paymentIds.push(madeIds[i]);
       model.payments.push({
         user: u,
-        plan: sub.plan,
+        plan: sub.pendingPlan ?? sub.plan,
         purpose: "renewal",
         sub,
         periodIndex: sub.index + 1,
@@ -934,6 +981,80 @@ class WorkerReport implements Cmd {
   }
   toString = () =>
     `${this.kind}(job ${this.job}, ${this.worker}${this.duplicate ? ", twice" : ""})`;
+}
+
+/** The user cancels (at the period end) or resumes their subscription. */
+class CancelOrResume implements Cmd {
+  constructor(
+    readonly user: number,
+    readonly cancel: boolean,
+  ) {}
+  check = () => true;
+  async run(model: Model, real: Real) {
+    count(this.cancel ? "cancel subscription" : "resume subscription");
+    const mu = model.users[this.user];
+    const call = as(real, this.user).mutation(
+      this.cancel ? api.subscriptions.cancel : api.subscriptions.resume,
+      {},
+    );
+    const live = liveSub(mu);
+    if (mu.deleted) {
+      await expectRefusal(call, "FORBIDDEN");
+    } else if (!mu.signedUp) {
+      await expectRefusal(call, "NOT_FOUND");
+    } else if (live === undefined) {
+      await expectRefusal(call, "INVALID_TRANSITION");
+    } else {
+      await call;
+      live.cancel = this.cancel;
+      if (!this.cancel && live.end !== undefined && live.renewal?.status !== "paid") {
+        const dueAt = live.end - RENEWAL_LEAD;
+        live.renewalDueAt = dueAt;
+        const runAt = Math.max(model.now, dueAt);
+        live.renewalChecks.push({
+          runAt,
+          end: live.end,
+          clamped: runAt - model.now > MAX_TIMER_MS,
+        });
+      }
+    }
+    await compare(model, real);
+  }
+  toString = () => `${this.cancel ? "Cancel" : "Resume"}(${this.user})`;
+}
+
+/** The user schedules a change to a cheaper plan (or clears it) for the period end. */
+class Downgrade implements Cmd {
+  constructor(
+    readonly user: number,
+    readonly plan: PlanName,
+  ) {}
+  check = () => true;
+  async run(model: Model, real: Real) {
+    count("downgrade");
+    const mu = model.users[this.user];
+    const call = as(real, this.user).mutation(api.subscriptions.changePlan, {
+      planName: this.plan,
+    });
+    const live = liveSub(mu);
+    if (mu.deleted) {
+      await expectRefusal(call, "FORBIDDEN");
+    } else if (!mu.signedUp) {
+      await expectRefusal(call, "NOT_FOUND");
+    } else if (live === undefined) {
+      await expectRefusal(call, "INVALID_TRANSITION");
+    } else if (
+      PLAN_CREDITS[this.plan] > PLAN_CREDITS[live.plan] ||
+      (live.status === "past_due" && this.plan === live.plan)
+    ) {
+      await expectRefusal(call, "INVALID_ARGUMENT");
+    } else {
+      await call;
+      live.pendingPlan = this.plan === live.plan ? undefined : this.plan;
+    }
+    await compare(model, real);
+  }
+  toString = () => `Downgrade(${this.user}, ${this.plan})`;
 }
 
 /** A mutation that throws after writing (a crash midway) must leave no partial write. */
@@ -1280,6 +1401,10 @@ const commands = [
     )
     .map(([u, type, dup]) => new ClerkEvent(u, type, dup)),
   user.map((u) => new CrashMidway(u)),
+  fc.tuple(user, fc.boolean()).map(([u, cancel]) => new CancelOrResume(u, cancel)),
+  fc
+    .tuple(user, fc.constantFrom<PlanName>("starter", "creator", "studio"))
+    .map(([u, p]) => new Downgrade(u, p)),
 ];
 
 afterEach(() => {
