@@ -543,11 +543,26 @@ async function expectRefusal(promise: Promise<unknown>, code: string) {
 
 /** The database agrees with the model, and the money invariants hold. */
 async function compare(model: Model, real: Real) {
-  const { users, jobs, payments } = await real.t.run(async (ctx) => ({
+  const { users, jobs, payments, subscriptions } = await real.t.run(async (ctx) => ({
     users: await ctx.db.query("users").collect(),
     jobs: await ctx.db.query("jobs").collect(),
     payments: await ctx.db.query("payments").collect(),
+    subscriptions: await ctx.db.query("subscriptions").collect(),
   }));
+  // Every subscription's period dates follow the anchor rule, and a user has at most one live one.
+  for (const sub of subscriptions) {
+    if (sub.anchor === undefined) continue;
+    expect([sub.currentPeriodStart, sub.currentPeriodEnd], "periods from the anchor").toEqual([
+      plusMonth(sub.anchor, sub.periodIndex),
+      plusMonth(sub.anchor, sub.periodIndex + 1),
+    ]);
+  }
+  for (const user of users) {
+    const live = subscriptions.filter(
+      (sub) => sub.userId === user._id && (sub.status === "active" || sub.status === "past_due"),
+    );
+    expect(live.length, "one live subscription per user").toBeLessThanOrEqual(1);
+  }
   expect(payments).toHaveLength(model.payments.length);
   model.payments.forEach((mp, i) => {
     const row = payments.find((p) => p._id === real.paymentIds[i])!;
