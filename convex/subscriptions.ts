@@ -4,9 +4,10 @@ import schema from "./schema";
 import { internal } from "./_generated/api";
 import { internalAction, internalQuery } from "./_generated/server";
 import { internalMutation, maybeUserQuery, userMutation, userQuery } from "./lib/functions";
-import { hostedPaymentPageUrl, readTrueLayerConfig } from "./lib/truelayer";
+import { hostedPaymentPageUrl, readTrueLayerConfig, trueLayerCurrency } from "./lib/truelayer";
 import { planNameValidator } from "./lib/validators";
 import { assertPlanName } from "./model/plans";
+import { failCheckout } from "./model/payments";
 import * as Subscriptions from "./model/subscriptions";
 
 /**
@@ -61,7 +62,7 @@ export const previewChange = userQuery({
     return {
       ...preview,
       planName: plan.name,
-      currency: (process.env.TRUELAYER_CURRENCY ?? "GBP").trim().toUpperCase(),
+      currency: trueLayerCurrency(),
     };
   },
 });
@@ -185,9 +186,10 @@ export const failRenewal = internalMutation({
   args: { paymentId: v.id("payments"), reason: v.string() },
   returns: v.null(),
   handler: async (ctx, { paymentId, reason }) => {
+    // Like a checkout TrueLayer refused: pending → failed; the subscription shows it.
+    await failCheckout(ctx, paymentId, reason);
     const payment = await ctx.db.get("payments", paymentId);
-    if (payment?.status === "pending") {
-      await ctx.db.patch("payments", paymentId, { status: "failed", failureReason: reason });
+    if (payment !== null) {
       await Subscriptions.markRenewalFailed(ctx, payment);
     }
     return null;

@@ -123,6 +123,9 @@ function primaryEmail(data: Record<string, unknown>): string | undefined {
   return typeof primary?.email_address === "string" ? primary.email_address : undefined;
 }
 
+const UNUSABLE_CLERK_SECRET =
+  "CLERK_WEBHOOK_SECRET is not a usable Svix secret (whsec_ followed by base64).";
+
 /** Svix signing keys are random bytes; fewer than this many is no secret at all. */
 const MIN_SVIX_KEY_BYTES = 16;
 
@@ -141,12 +144,12 @@ function clerkVerifier(secret: string | undefined): Webhook | string {
       ? (key.length / 4) * 3 - (key.match(/=+$/)?.[0].length ?? 0)
       : 0;
   if (bytes < MIN_SVIX_KEY_BYTES) {
-    return "CLERK_WEBHOOK_SECRET is not a usable Svix secret (whsec_ followed by base64).";
+    return UNUSABLE_CLERK_SECRET;
   }
   try {
     return new Webhook(secret);
   } catch {
-    return "CLERK_WEBHOOK_SECRET is not a usable Svix secret (whsec_ followed by base64).";
+    return UNUSABLE_CLERK_SECRET;
   }
 }
 

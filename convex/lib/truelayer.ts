@@ -67,6 +67,11 @@ const REQUIRED_VARIABLES = [
  * ConvexError naming it (code UNAVAILABLE: payments cannot start here), never
  * a crash. Secrets stay inside the functions that read them: never pass them as arguments.
  */
+/** `TRUELAYER_CURRENCY` as payments are charged in (default GBP; checked by readTrueLayerConfig). */
+export function trueLayerCurrency(): string {
+  return (process.env.TRUELAYER_CURRENCY ?? "GBP").trim().toUpperCase();
+}
+
 export function readTrueLayerConfig(): TrueLayerConfig {
   const missing = REQUIRED_VARIABLES.filter((name) => !process.env[name]?.trim());
   if (missing.length > 0) {
@@ -75,7 +80,7 @@ export function readTrueLayerConfig(): TrueLayerConfig {
       `Payments are not configured: set ${missing.join(", ")} (npx convex env set NAME value).`,
     );
   }
-  const currency = (process.env.TRUELAYER_CURRENCY ?? "GBP").trim().toUpperCase();
+  const currency = trueLayerCurrency();
   if (!(TRUELAYER_CURRENCIES as readonly string[]).includes(currency)) {
     throw appError(
       "UNAVAILABLE",

@@ -13,6 +13,7 @@ import {
   grantLot,
 } from "./lots";
 import { requirePlan } from "./plans";
+import { purchaseLotKey } from "./refunds";
 import { changePlan } from "./users";
 
 /**
@@ -556,7 +557,7 @@ export async function applySubscriptionPayment(
       source: "purchase",
       credits: payment.creditsPurchased,
       expiresAt: addMonthsUtc(now, 1),
-      sourceKey: `payment:${payment._id}`,
+      sourceKey: purchaseLotKey(payment._id),
       paymentId: payment._id,
       note: `Payment for the ${payment.planName} plan that no longer matched the subscription`,
     });
@@ -599,12 +600,7 @@ export async function scheduleDowngrade(ctx: MutationCtx, user: Doc<"users">, pl
 
 /** The pending renewal was priced for the old choice: it is dropped and made anew if due. */
 async function supersedeRenewal(ctx: MutationCtx, sub: Subscription) {
-  if (sub.renewal?.status === "pending") {
-    await ctx.db.patch("subscriptions", sub._id, { renewal: { ...sub.renewal, status: "failed" } });
-    await ctx.db.patch("payments", sub.renewal.paymentId, {
-      status: "failed",
-      failureReason: "superseded: the subscription changed",
-    });
+  if (await dropPendingRenewal(ctx, sub, "the subscription changed")) {
     if (sub.currentPeriodEnd !== undefined) {
       await ctx.scheduler.runAfter(0, internal.subscriptions.createRenewal, {
         subscriptionId: sub._id,
@@ -614,18 +610,27 @@ async function supersedeRenewal(ctx: MutationCtx, sub: Subscription) {
   }
 }
 
+/** A pending renewal no longer fits the subscription: it and its payment are failed. */
+async function dropPendingRenewal(ctx: MutationCtx, sub: Subscription, why: string) {
+  if (sub.renewal?.status !== "pending") {
+    return false;
+  }
+  await ctx.db.patch("subscriptions", sub._id, { renewal: { ...sub.renewal, status: "failed" } });
+  await ctx.db.patch("payments", sub.renewal.paymentId, {
+    status: "failed",
+    failureReason: `superseded: ${why}`,
+  });
+  return true;
+}
+
 export async function setCancelAtPeriodEnd(ctx: MutationCtx, user: Doc<"users">, cancel: boolean) {
   const sub = await currentSubscription(ctx, user._id);
   if (!isLive(sub)) {
     throw appError("INVALID_TRANSITION", "There is no active subscription.");
   }
   await ctx.db.patch("subscriptions", sub._id, { cancelAtPeriodEnd: cancel });
-  if (cancel && sub.renewal?.status === "pending") {
-    await ctx.db.patch("subscriptions", sub._id, { renewal: { ...sub.renewal, status: "failed" } });
-    await ctx.db.patch("payments", sub.renewal.paymentId, {
-      status: "failed",
-      failureReason: "superseded: the subscription cancels at the period end",
-    });
+  if (cancel) {
+    await dropPendingRenewal(ctx, sub, "the subscription cancels at the period end");
   }
   if (!cancel && sub.currentPeriodEnd !== undefined && sub.renewal?.status !== "paid") {
     const dueAt = sub.currentPeriodEnd - RENEWAL_LEAD_MS;
