@@ -148,6 +148,8 @@ export default defineSchema({
     purpose: v.optional(v.union(v.literal("start"), v.literal("renewal"), v.literal("upgrade"))),
     /** Renewals: the period (index, counted from the subscription's anchor) it pays for. */
     periodIndex: v.optional(v.number()),
+    /** Renewals: the anchoring (subscription `generation`) that period belongs to. */
+    generation: v.optional(v.number()),
     // Refund summary, recomputed from the payment's `refunds` rows whenever one changes.
     refundStatus: v.optional(paymentRefundStatusValidator),
     /** Minor units refunded (executed refunds). */
@@ -196,6 +198,8 @@ export default defineSchema({
         currency: v.string(),
         status: v.union(v.literal("pending"), v.literal("paid"), v.literal("failed")),
         payUrl: v.union(v.string(), v.null()),
+        /** The plan it pays for (absent on renewals made before it was recorded). */
+        planName: v.optional(planNameValidator),
       }),
     ),
     /** When the next renewal payment is due to be created (3 days before the period ends). */

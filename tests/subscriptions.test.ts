@@ -398,3 +398,154 @@ describe("plan changes", () => {
     await checkInvariants(t);
   });
 });
+
+describe("a renewal paid before the period ends is never lost", () => {
+  const end0 = Date.parse("2026-02-28T10:00:00Z");
+  const end1 = Date.parse("2026-03-31T10:00:00Z");
+  /** A creator subscriber whose renewal of period 1 is paid, 3 days before period 0 ends. */
+  async function paidAhead(t: TestConvex, plan = "creator") {
+    const who = await subscriber(t, plan);
+    await at(t, end0 - 3 * DAY);
+    const renewal = await renewalOf(t, who.userId);
+    await pay(t, await tlIdOf(t, renewal.paymentId));
+    expect((await renewalOf(t, who.userId)).status).toBe("paid");
+    return { ...who, renewal };
+  }
+  /** An executed refund of `amount` (minor units) of `paymentId`, as TrueLayer reports it. */
+  async function refund(t: TestConvex, paymentId: Id<"payments">, amount?: number) {
+    const { refundId } = await t.mutation(internal.payments.startRefund, { paymentId, amount });
+    const trueLayerRefundId = `rf-${refundId}`;
+    await t.mutation(internal.payments.attachRefund, { refundId, trueLayerRefundId });
+    const response = await deliverTrueLayer(t, trueLayerKey, {
+      type: "refund_executed",
+      event_version: 1,
+      event_id: `evt-${trueLayerRefundId}`,
+      payment_id: await tlIdOf(t, paymentId),
+      refund_id: trueLayerRefundId,
+    });
+    expect(response.status).toBe(200);
+  }
+
+  test("canceled after paying: the paid period still begins, and the subscription ends with it", async () => {
+    const t = await setup();
+    const { as, userId } = await paidAhead(t);
+    expect(await as.query(api.subscriptions.previewChange, { planName: "starter" })).toMatchObject(
+      { kind: "downgrade", takesEffectAt: end1 },
+    );
+    await as.mutation(api.subscriptions.cancel, {});
+    await at(t, end0);
+    let { subs, lots } = await state(t, userId);
+    expect(subs.at(-1)).toMatchObject({ status: "active", periodIndex: 1, cancelAtPeriodEnd: true });
+    // The paid period's lot, and the ending period's unused credits rolled into it.
+    expect(lots.filter((l) => l.status === "active").map((l) => [l.source, l.granted])).toEqual([
+      ["welcome", 80],
+      ["rollover", 250],
+      ["period", 250],
+    ]);
+    await at(t, end1 - 3 * DAY);
+    expect((await state(t, userId)).payments.filter((p) => p.purpose === "renewal")).toHaveLength(1);
+    await at(t, end1);
+    ({ subs, lots } = await state(t, userId));
+    expect(subs.at(-1)).toMatchObject({ status: "canceled", periodIndex: 1 });
+    expect(lots.filter((l) => l.source === "rollover")).toHaveLength(1);
+    await checkInvariants(t);
+  });
+
+  test("a downgrade chosen after paying waits for the end of the paid period", async () => {
+    const t = await setup();
+    const { as, userId } = await paidAhead(t, "studio");
+    expect(await as.mutation(api.subscriptions.changePlan, { planName: "starter" })).toEqual({
+      pendingPlan: "starter",
+      takesEffectAt: end1,
+    });
+    await at(t, end0);
+    const { subs, lots, user } = await state(t, userId);
+    expect(subs.at(-1)).toMatchObject({ plan: "studio", periodIndex: 1, pendingPlan: "starter" });
+    expect(user.plan).toBe("studio");
+    // The rollover is capped at the paid period's plan (studio, 500), not the later downgrade's.
+    expect(lots.filter((l) => l.source === "rollover")).toMatchObject([{ granted: 500 }]);
+    await at(t, end1 - 3 * DAY);
+    expect((await renewalOf(t, userId)).amount).toBe(1000);
+    await checkInvariants(t);
+  });
+
+  test("an upgrade after paying credits the paid renewal as a lot of its own", async () => {
+    const t = await setup();
+    const { as, userId, renewal } = await paidAhead(t);
+    const checkout = await as.action(api.payments.createCheckout, { planName: "studio" });
+    await pay(t, checkout.trueLayerPaymentId);
+    const { lots, user } = await state(t, userId);
+    expect(lots.filter((l) => l.paymentId === renewal.paymentId)).toMatchObject([
+      { source: "purchase", granted: 250, status: "active" },
+    ]);
+    expect(user.credits).toBe(80 + 250 + 500);
+    await at(t, end0);
+    expect((await state(t, userId)).subs.at(-1)).toMatchObject({ plan: "studio", periodIndex: 0 });
+    await checkInvariants(t);
+  });
+
+  test("an operator's comp after paying credits the paid renewal too", async () => {
+    const t = await setup();
+    const { userId, renewal } = await paidAhead(t);
+    await t.mutation(internal.users.updateUserPlan, { userId, planName: "studio" });
+    const { lots } = await state(t, userId);
+    expect(lots.filter((l) => l.paymentId === renewal.paymentId)).toMatchObject([
+      { source: "purchase", granted: 250 },
+    ]);
+    await checkInvariants(t);
+  });
+
+  test("refunded before its period begins: other credits untouched, the period grants what is left", async () => {
+    const t = await setup();
+    const { userId, renewal } = await paidAhead(t);
+    await refund(t, renewal.paymentId, 1240); // 40% of 3100: 100 of its 250 credits
+    expect((await state(t, userId)).user.credits).toBe(80 + 250);
+    expect((await renewalOf(t, userId)).status).toBe("paid");
+    await at(t, end0);
+    const { lots, subs } = await state(t, userId);
+    expect(subs.at(-1)).toMatchObject({ status: "active", periodIndex: 1 });
+    expect(lots.filter((l) => l.paymentId === renewal.paymentId)).toMatchObject([
+      { source: "period", granted: 150 },
+    ]);
+    await checkInvariants(t);
+  });
+
+  test("refunded in full before its period begins: the period is unpaid (past_due)", async () => {
+    const t = await setup();
+    const { userId, renewal } = await paidAhead(t);
+    await refund(t, renewal.paymentId);
+    expect((await state(t, userId)).user.credits).toBe(80 + 250);
+    expect((await renewalOf(t, userId)).status).toBe("failed");
+    await at(t, end0);
+    const { lots, subs } = await state(t, userId);
+    expect(subs.at(-1)).toMatchObject({ status: "past_due", periodIndex: 1 });
+    expect(lots.filter((l) => l.paymentId === renewal.paymentId)).toHaveLength(0);
+    await checkInvariants(t);
+  });
+
+  test("a renewal of an earlier anchoring never pays a later period with the same index", async () => {
+    const t = await setup();
+    const { as, userId } = await subscriber(t, "starter");
+    await at(t, end0 - 3 * DAY);
+    const stale = await renewalOf(t, userId); // period 1 of the first anchoring, unpaid
+    const upgradeAt = end0 - 2 * DAY;
+    vi.setSystemTime(upgradeAt);
+    const checkout = await as.action(api.payments.createCheckout, { planName: "creator" });
+    await pay(t, checkout.trueLayerPaymentId); // anchored again: period 0 until upgradeAt + 1 month
+    const newEnd0 = periodEnd(upgradeAt, 0);
+    await at(t, newEnd0);
+    expect((await state(t, userId)).subs.at(-1)).toMatchObject({
+      status: "past_due",
+      periodIndex: 1,
+    });
+    // The old starter renewal (period 1 too, but of the first anchoring) is paid now: credited
+    // as a month of its own, and the creator period stays unpaid.
+    await pay(t, await tlIdOf(t, stale.paymentId));
+    const { subs, lots } = await state(t, userId);
+    expect(subs.at(-1)).toMatchObject({ status: "past_due", periodIndex: 1 });
+    expect(lots.filter((l) => l.paymentId === stale.paymentId)).toMatchObject([
+      { source: "purchase", granted: 80 },
+    ]);
+    await checkInvariants(t);
+  });
+});

@@ -33,6 +33,7 @@ import type * as model_media from "../model/media.js";
 import type * as model_metricsBuckets from "../model/metricsBuckets.js";
 import type * as model_metricsOverview from "../model/metricsOverview.js";
 import type * as model_metricsRollups from "../model/metricsRollups.js";
+import type * as model_nextPeriod from "../model/nextPeriod.js";
 import type * as model_payments from "../model/payments.js";
 import type * as model_plans from "../model/plans.js";
 import type * as model_refunds from "../model/refunds.js";
@@ -81,6 +82,7 @@ declare const fullApi: ApiFromModules<{
   "model/metricsBuckets": typeof model_metricsBuckets;
   "model/metricsOverview": typeof model_metricsOverview;
   "model/metricsRollups": typeof model_metricsRollups;
+  "model/nextPeriod": typeof model_nextPeriod;
   "model/payments": typeof model_payments;
   "model/plans": typeof model_plans;
   "model/refunds": typeof model_refunds;

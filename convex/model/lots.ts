@@ -4,6 +4,7 @@ import type { MutationCtx, QueryCtx } from "../_generated/server";
 import { appError } from "../lib/errors";
 import type { LotSource } from "../lib/validators";
 import { applyCreditChange, type CreditChange } from "./ledger";
+import { endsAtPeriodEnd, nextPeriodPlan } from "./nextPeriod";
 
 /**
  * Credit lots: every credit in a balance belongs to a lot, which knows its source, when it
@@ -306,7 +307,7 @@ export async function expireLot(ctx: MutationCtx, lot: Lot, now: number): Promis
 /**
  * A subscription period's plan lot expiring at its period end: its unused credits roll over once
  * into a rollover lot capped at the next period's plan credits and expiring at the next period's
- * end (rollover lots never roll again; a subscription that cancels rolls nothing over). Returns
+ * end (rollover lots never roll again; a subscription ending with the period rolls nothing over). Returns
  * the lot after the move, or null when nothing rolls over.
  */
 async function rolloverFromExpiringLot(ctx: MutationCtx, lot: Lot): Promise<Lot | null> {
@@ -321,7 +322,7 @@ async function rolloverFromExpiringLot(ctx: MutationCtx, lot: Lot): Promise<Lot 
   if (
     sub === null ||
     sub.anchor === undefined ||
-    sub.cancelAtPeriodEnd ||
+    endsAtPeriodEnd(sub) ||
     (sub.status !== "active" && sub.status !== "past_due")
   ) {
     return null;
@@ -333,7 +334,7 @@ async function rolloverFromExpiringLot(ctx: MutationCtx, lot: Lot): Promise<Lot 
     return null;
   }
   const nextEnd = ending ? addMonthsUtc(sub.anchor, sub.periodIndex + 2) : sub.currentPeriodEnd!;
-  const nextPlanName = ending ? (sub.pendingPlan ?? sub.plan) : sub.plan;
+  const nextPlanName = ending ? nextPeriodPlan(sub) : sub.plan;
   const nextPlan = await ctx.db
     .query("plans")
     .withIndex("by_name", (q) => q.eq("name", nextPlanName))
@@ -356,6 +357,34 @@ async function rolloverFromExpiringLot(ctx: MutationCtx, lot: Lot): Promise<Lot 
     });
   }
   return after;
+}
+
+/** The lot a payment granted as credits of their own (not a subscription period's). */
+export function purchaseLotKey(paymentId: Id<"payments">): string {
+  return `payment:${paymentId}`;
+}
+
+/** Credits a payment still buys: what it bought less what its executed refunds took back. */
+export function creditsLeft(payment: Doc<"payments">): number {
+  return Math.max(0, payment.creditsPurchased - (payment.creditsReclaimed ?? 0));
+}
+
+/**
+ * A payment's credits as a lot of their own, expiring a calendar month after they arrive; keyed
+ * by the payment, so a replay grants nothing. Nothing when refunds took every credit back.
+ */
+export async function grantPurchaseLot(ctx: MutationCtx, payment: Doc<"payments">, note: string) {
+  const credits = creditsLeft(payment);
+  if (credits === 0) return;
+  await grantLot(ctx, payment.userId, {
+    kind: "purchase",
+    source: "purchase",
+    credits,
+    expiresAt: addMonthsUtc(Date.now(), 1),
+    sourceKey: purchaseLotKey(payment._id),
+    paymentId: payment._id,
+    note,
+  });
 }
 
 /** One batch of active lots past their expiry (the sweep behind the scheduled expiries). */

@@ -2,9 +2,9 @@ import type { Doc, Id } from "../_generated/dataModel";
 import type { MutationCtx } from "../_generated/server";
 import { appError } from "../lib/errors";
 import type { TrueLayerEvent } from "../lib/truelayer";
-import { addMonthsUtc, grantLot } from "./lots";
+import { grantPurchaseLot } from "./lots";
 import { requirePlan } from "./plans";
-import { applyRefundEvent, isSucceeded, purchaseLotKey } from "./refunds";
+import { applyRefundEvent, isSucceeded } from "./refunds";
 import { isWebhookEventRecorded, recordWebhookEvent } from "./webhookEvents";
 import { applySubscriptionPayment, markRenewalFailed, prepareCheckout } from "./subscriptions";
 import { changePlan, requireActiveUserByClerkId } from "./users";
@@ -54,6 +54,7 @@ export async function startCheckout(
     subscriptionId: checkout.subscriptionId,
     purpose: checkout.purpose,
     periodIndex: checkout.periodIndex,
+    generation: checkout.generation,
   });
   return {
     paymentId,
@@ -130,15 +131,7 @@ export async function markPaymentSucceeded(
   }
   // A payment from before subscriptions: a lot of its own, keyed by the payment (replays grant
   // nothing), expiring one calendar month after the credits arrive.
-  await grantLot(ctx, payment.userId, {
-    kind: "purchase",
-    source: "purchase",
-    credits: payment.creditsPurchased,
-    expiresAt: addMonthsUtc(Date.now(), 1),
-    sourceKey: purchaseLotKey(payment._id),
-    paymentId: payment._id,
-    note: `Purchase of the ${payment.planName} plan`,
-  });
+  await grantPurchaseLot(ctx, payment, `Purchase of the ${payment.planName} plan`);
   await changePlan(ctx, payment.userId, payment.planName);
   return applied(`Payment ${status}: ${payment.creditsPurchased} credits added.`);
 }

@@ -11,11 +11,7 @@ import {
   removeAvailable,
   type VoidMarkHandler,
 } from "./lots";
-
-/** The lot a plan payment granted. */
-export function purchaseLotKey(paymentId: Id<"payments">): string {
-  return `payment:${paymentId}`;
-}
+import { refundAwaitedRenewal } from "./subscriptions";
 
 /** The lot a payment granted (a purchase, a subscription period or an upgrade), if any. */
 async function paymentLot(ctx: QueryCtx, paymentId: Id<"payments">) {
@@ -386,6 +382,10 @@ async function voidPaymentLot(
     note: `Refund ${refund.trueLayerRefundId ?? refund._id} of payment ${payment._id}`,
   };
   let lot = await paymentLot(ctx, payment._id);
+  if (lot === null && (await refundAwaitedRenewal(ctx, payment, due))) {
+    // A paid renewal whose period has not begun: that period grants `due` credits less.
+    return { reclaimed: due, pending: 0, outstanding: 0 };
+  }
   if (lot === null) {
     const user = (await ctx.db.get("users", payment.userId))!;
     const reclaimed = Math.min(user.credits, due);

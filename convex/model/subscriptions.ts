@@ -8,12 +8,14 @@ import {
   addMonthsUtc,
   availableOf,
   changeLot,
+  creditsLeft,
   expireLot,
   findLotBySourceKey,
   grantLot,
+  grantPurchaseLot,
 } from "./lots";
+import { endsAtPeriodEnd, nextPeriodPlan, paidRenewal } from "./nextPeriod";
 import { requirePlan } from "./plans";
-import { purchaseLotKey } from "./refunds";
 import { changePlan } from "./users";
 
 /**
@@ -30,7 +32,11 @@ import { changePlan } from "./users";
  * - Each paid period grants one lot keyed by (subscription, anchor, period), expiring at the
  *   period end: granted at most once whatever is replayed. At the period end, its unused credits
  *   roll over once into a rollover lot capped at the next period's plan (see model/lots.ts,
- *   `rolloverFromExpiringLot`); a subscription that cancels rolls nothing over.
+ *   `rolloverFromExpiringLot`); a subscription that ends with the period rolls nothing over.
+ * - A renewal paid before the period ends is never lost: the paid period begins even if the
+ *   subscription was canceled meanwhile (it then ends with that period), a downgrade scheduled
+ *   after it waits for that period's end, an upgrade or comp credits it as a lot of its own, and
+ *   a refund before its period begins takes back from what that period will grant.
  * - Three days before a period ends `createRenewal` creates the renewal payment with TrueLayer;
  *   paid before the end, the next period is granted at its start (`closePeriod`). Unpaid at the
  *   end: `past_due` for 7 days with the period's dates kept; paid then, the period's lot is
@@ -155,7 +161,7 @@ export async function previewChange(
     kind: plan.name === sub.plan ? "none" : "downgrade",
     ...none,
     creditsGranted: plan.monthlyCredits,
-    takesEffectAt: sub.currentPeriodEnd ?? null,
+    takesEffectAt: changeTakesEffectAt(sub),
     subscription: sub,
     plan,
   };
@@ -206,8 +212,15 @@ export async function prepareCheckout(
     amount: preview.amount,
     credits: plan.monthlyCredits,
     periodIndex: preview.kind === "renewal" ? preview.subscription!.periodIndex : undefined,
+    generation: preview.kind === "renewal" ? (preview.subscription!.generation ?? 0) : undefined,
     planName: plan.name,
   };
+}
+
+/** When a change at the period end takes effect: after the next period if it is paid already. */
+function changeTakesEffectAt(sub: Subscription): number | null {
+  if (sub.anchor === undefined || sub.currentPeriodEnd === undefined) return null;
+  return paidRenewal(sub) === null ? sub.currentPeriodEnd : periodEnd(sub.anchor, sub.periodIndex + 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -224,6 +237,7 @@ async function beginPeriod(
   anchor: number,
   index: number,
   grant: { credits: number; paymentId?: Id<"payments">; source: "period" | "upgrade" },
+  pendingPlan?: PlanName,
 ) {
   const start = periodStart(anchor, index);
   const end = periodEnd(anchor, index);
@@ -237,7 +251,7 @@ async function beginPeriod(
     periodIndex: index,
     currentPeriodStart: start,
     currentPeriodEnd: end,
-    pendingPlan: undefined,
+    pendingPlan: pendingPlan === planName ? undefined : pendingPlan,
     renewal: undefined,
     renewalDueAt: end - RENEWAL_LEAD_MS,
     graceEndsAt: undefined,
@@ -307,7 +321,23 @@ export async function closePeriod(
   if (lot !== null) {
     await expireLot(ctx, lot, now);
   }
-  if (sub.cancelAtPeriodEnd) {
+  const next = sub.periodIndex + 1;
+  const renewal = paidRenewal(sub);
+  if (renewal !== null) {
+    // Paid for: the period begins (a cancel or downgrade chosen since waits for its end).
+    const payment = (await ctx.db.get("payments", renewal.paymentId))!;
+    await beginPeriod(
+      ctx,
+      sub,
+      payment.planName,
+      sub.anchor!,
+      next,
+      { credits: creditsLeft(payment), paymentId: payment._id, source: "period" },
+      sub.pendingPlan,
+    );
+    return true;
+  }
+  if (endsAtPeriodEnd(sub)) {
     await ctx.db.patch("subscriptions", sub._id, {
       status: "canceled",
       canceledAt: now,
@@ -315,18 +345,7 @@ export async function closePeriod(
     });
     return true;
   }
-  const next = sub.periodIndex + 1;
-  const plan = sub.pendingPlan ?? sub.plan;
-  const renewal = sub.renewal;
-  if (renewal?.status === "paid" && renewal.periodIndex === next) {
-    const payment = (await ctx.db.get("payments", renewal.paymentId))!;
-    await beginPeriod(ctx, sub, payment.planName, sub.anchor!, next, {
-      credits: payment.creditsPurchased,
-      paymentId: payment._id,
-      source: "period",
-    });
-    return true;
-  }
+  const plan = nextPeriodPlan(sub);
   const graceEndsAt = end + GRACE_MS;
   await ctx.db.patch("subscriptions", sub._id, {
     status: "past_due",
@@ -436,7 +455,7 @@ export async function startRenewal(
   ) {
     return null;
   }
-  const plan = await requirePlan(ctx, sub.pendingPlan ?? sub.plan);
+  const plan = await requirePlan(ctx, nextPeriodPlan(sub));
   const user = (await ctx.db.get("users", sub.userId))!;
   const paymentId = await ctx.db.insert("payments", {
     userId: sub.userId,
@@ -451,6 +470,7 @@ export async function startRenewal(
     subscriptionId,
     purpose: "renewal",
     periodIndex: next,
+    generation: sub.generation ?? 0,
   });
   await ctx.db.patch("subscriptions", subscriptionId, {
     renewalDueAt: undefined,
@@ -462,6 +482,7 @@ export async function startRenewal(
       currency,
       status: "pending",
       payUrl: null,
+      planName: plan.name,
     },
   });
   return { paymentId, amount: plan.price, planName: plan.name, email: user.email };
@@ -515,13 +536,19 @@ export async function applySubscriptionPayment(
     return "subscription started";
   }
   if (sub !== null && isLive(sub) && payment.purpose === "upgrade") {
+    await creditPaidRenewal(ctx, sub, `the upgrade to ${payment.planName}`);
     await convertPlanLot(ctx, sub, `Upgrade to ${payment.planName}: unused credits converted`);
     await beginPeriod(ctx, sub, payment.planName, now, 0, { ...grant, source: "upgrade" });
     return "subscription upgraded";
   }
+  // A renewal pays for one period of one anchoring: never for a later period that happens to
+  // have the same index after an upgrade or comp set the anchor again.
+  const samePeriods =
+    payment.generation === undefined || payment.generation === (sub?.generation ?? 0);
   if (
     sub?.status === "active" &&
     payment.purpose === "renewal" &&
+    samePeriods &&
     sub.renewal?.paymentId === payment._id &&
     payment.periodIndex === sub.periodIndex + 1
   ) {
@@ -531,6 +558,7 @@ export async function applySubscriptionPayment(
   if (
     sub?.status === "past_due" &&
     payment.purpose === "renewal" &&
+    samePeriods &&
     payment.periodIndex === sub.periodIndex
   ) {
     // Paid within the grace (the scheduled renewal, or one made through createCheckout): the
@@ -552,15 +580,11 @@ export async function applySubscriptionPayment(
   // live one, these credits as a lot of their own for the month).
   const live = await currentSubscription(ctx, payment.userId);
   if (isLive(live)) {
-    await grantLot(ctx, payment.userId, {
-      kind: "purchase",
-      source: "purchase",
-      credits: payment.creditsPurchased,
-      expiresAt: addMonthsUtc(now, 1),
-      sourceKey: purchaseLotKey(payment._id),
-      paymentId: payment._id,
-      note: `Payment for the ${payment.planName} plan that no longer matched the subscription`,
-    });
+    await grantPurchaseLot(
+      ctx,
+      payment,
+      `Payment for the ${payment.planName} plan that no longer matched the subscription`,
+    );
     return "credited as a one-month lot (the subscription had moved on)";
   }
   const subscriptionId = await ctx.db.insert("subscriptions", {
@@ -575,6 +599,41 @@ export async function applySubscriptionPayment(
   const fresh = (await ctx.db.get("subscriptions", subscriptionId))!;
   await beginPeriod(ctx, fresh, payment.planName, now, 0, { ...grant, source: "period" });
   return "a new subscription started (the old one had ended)";
+}
+
+/**
+ * The anchor is about to be set again (upgrade, comp) while the next period is already paid:
+ * that period will never begin, so its payment's credits become a lot of their own now.
+ */
+async function creditPaidRenewal(ctx: MutationCtx, sub: Subscription, why: string) {
+  const renewal = paidRenewal(sub);
+  if (renewal === null) return;
+  const payment = (await ctx.db.get("payments", renewal.paymentId))!;
+  await grantPurchaseLot(
+    ctx,
+    payment,
+    `Renewal for the ${payment.planName} plan, paid for a period replaced by ${why}`,
+  );
+}
+
+/**
+ * A refund executed on a paid renewal whose period has not begun: there is no lot to take
+ * credits back from, the period will grant less (`creditsLeft`); refunded in full, the renewal
+ * no longer counts as paid. Returns whether the payment was such a renewal.
+ */
+export async function refundAwaitedRenewal(ctx: MutationCtx, payment: Doc<"payments">, due: number) {
+  const sub =
+    payment.purpose === "renewal" && payment.subscriptionId !== undefined
+      ? await ctx.db.get("subscriptions", payment.subscriptionId)
+      : null;
+  const renewal = sub === null ? null : paidRenewal(sub);
+  if (sub === null || renewal?.paymentId !== payment._id) {
+    return false;
+  }
+  if (creditsLeft(payment) - due <= 0) {
+    await ctx.db.patch("subscriptions", sub._id, { renewal: { ...renewal, status: "failed" } });
+  }
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -595,7 +654,7 @@ export async function scheduleDowngrade(ctx: MutationCtx, user: Doc<"users">, pl
   const pendingPlan = planName === sub.plan ? undefined : preview.plan.name;
   await ctx.db.patch("subscriptions", sub._id, { pendingPlan });
   await supersedeRenewal(ctx, sub);
-  return { pendingPlan: pendingPlan ?? null, takesEffectAt: sub.currentPeriodEnd ?? null };
+  return { pendingPlan: pendingPlan ?? null, takesEffectAt: changeTakesEffectAt(sub) };
 }
 
 /** The pending renewal was priced for the old choice: it is dropped and made anew if due. */
@@ -672,6 +731,7 @@ export async function compPlan(ctx: MutationCtx, userId: Id<"users">, planName: 
     });
     sub = (await ctx.db.get("subscriptions", id))!;
   } else {
+    await creditPaidRenewal(ctx, sub, `a plan set by an operator`);
     await convertPlanLot(
       ctx,
       sub,
