@@ -27,5 +27,12 @@ crons.interval("expire due credit lots", { minutes: 10 }, internal.credits.expir
 // Video objects whose deletion failed (or never reported) are deleted again, in bounded batches.
 crons.interval("retry video deletions", { minutes: 10 }, internal.media.sweepVideoDeletions, {});
 crons.interval("sweep queue timeouts", { minutes: 1 }, internal.worker.sweepQueueTimeouts, {});
+// Input-image uploads no unfinished job uses are deleted once older than 24 h, in bounded batches.
+crons.hourly(
+  "delete orphan image uploads",
+  { minuteUTC: 47 },
+  internal.media.deleteOrphanImages,
+  {},
+);
 
 export default crons;

@@ -6,10 +6,11 @@ import { deleteObject, r2Setting } from "./lib/r2";
 import * as Media from "./model/media";
 
 /**
- * Deleting objects from the video bucket (see model/media.ts). The expiry cron, failures,
+ * Deleting media (see model/media.ts). Objects of the video bucket: the expiry cron, failures,
  * cancels and retries record a `videoDeletions` row and schedule `deleteVideoObjects` for their
  * batch; `sweepVideoDeletions` retries whatever did not succeed. Only keys recorded there are
- * ever deleted.
+ * ever deleted. Input images in Convex storage: `deleteOrphanImages` deletes uploads that no
+ * unfinished job uses once they are older than the retention window.
  */
 
 const deletionIds = v.array(v.id("videoDeletions"));
@@ -85,5 +86,28 @@ export const sweepVideoDeletions = internalMutation({
       await ctx.scheduler.runAfter(0, internal.media.sweepVideoDeletions, {});
     }
     return result;
+  },
+});
+
+/**
+ * Cron (hourly): deletes input-image uploads older than `ORPHAN_IMAGE_RETENTION_MS` (24 h) that
+ * no queued or running job uses, from Convex storage with their `imageUploads` record. One
+ * bounded batch (`ORPHAN_IMAGE_BATCH_SIZE` files, oldest first) per transaction; while a batch
+ * was full it schedules itself again with the same `createdBefore` and the batch's last creation
+ * time as `after`. Without arguments it starts from the oldest file, cut off at now minus the
+ * window; a `createdBefore` later than that is cut off too.
+ */
+export const deleteOrphanImages = internalMutation({
+  args: { createdBefore: v.optional(v.number()), after: v.optional(v.number()) },
+  returns: v.object({ deleted: v.number(), kept: v.number(), more: v.boolean() }),
+  handler: async (ctx, args) => {
+    const batch = await Media.deleteOrphanImages(ctx, Date.now(), args);
+    if (batch.more && batch.after !== null) {
+      await ctx.scheduler.runAfter(0, internal.media.deleteOrphanImages, {
+        createdBefore: batch.createdBefore,
+        after: batch.after,
+      });
+    }
+    return { deleted: batch.deleted, kept: batch.kept, more: batch.more };
   },
 });

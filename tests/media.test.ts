@@ -2,7 +2,8 @@
  * Media: input images in Convex file storage (convex-test's storage) and videos in a private
  * bucket, against a real S3-compatible server (s3rver on 127.0.0.1, files in a temporary
  * folder, started in beforeAll and closed in afterAll): presigned PUT, HEAD checks at
- * completion, presigned GET until `expiresAt`, deletion at expiry and its retries.
+ * completion, presigned GET until `expiresAt`, deletion at expiry and its retries; orphan
+ * image uploads deleted after the retention window.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from "vitest";
 import { api, internal } from "../convex/_generated/api";
@@ -10,7 +11,11 @@ import type { Id } from "../convex/_generated/dataModel";
 import crons from "../convex/crons";
 import { headObject, presign, type R2Config } from "../convex/lib/r2";
 import { EXPIRE_BATCH_SIZE, VIDEO_TTL_MS } from "../convex/model/jobs";
-import { IMAGE_MAX_BYTES } from "../convex/model/media";
+import {
+  IMAGE_MAX_BYTES,
+  ORPHAN_IMAGE_BATCH_SIZE,
+  ORPHAN_IMAGE_RETENTION_MS,
+} from "../convex/model/media";
 import { snapshotDatabase } from "./support/hardening";
 import {
   bearerScheme,
@@ -165,6 +170,175 @@ describe("input images in file storage", () => {
     ]);
     for (const [promise, code] of cases) await expectCode(promise, code);
     expect(await snapshotDatabase(t)).toStrictEqual(before);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe("orphan image uploads", () => {
+  const START = Date.parse("2026-05-01T10:00:00Z");
+  const MINUTE = 60_000;
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ["Date"], now: START });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+  const sweep = (t: TestConvex, args: { createdBefore?: number; after?: number } = {}) =>
+    t.mutation(internal.media.deleteOrphanImages, args);
+  const uploadRecords = (t: TestConvex) => t.run((ctx) => ctx.db.query("imageUploads").collect());
+
+  test("an upload no job used is deleted once older than the window, not before; the hourly cron runs it", async () => {
+    const t = await setup();
+    const { userId } = await signUp(t, "user_orphan");
+    const orphan = await storeFile(t, PNG, "image/png");
+    // A file with an ownership record but no unfinished job (its job gone): an orphan too.
+    const recorded = await storeFile(t, PNG, "image/png");
+    await t.run((ctx) =>
+      ctx.db.insert("imageUploads", { storageId: recorded, userId, createdAt: Date.now() }),
+    );
+    vi.setSystemTime(START + 2 * 60 * MINUTE);
+    const younger = await storeFile(t, PNG, "image/webp");
+
+    vi.setSystemTime(START + ORPHAN_IMAGE_RETENTION_MS - MINUTE);
+    expect(await sweep(t)).toEqual({ deleted: 0, kept: 0, more: false });
+    expect(await fileExists(t, orphan)).toBe(true);
+    expect(await fileExists(t, recorded)).toBe(true);
+
+    vi.setSystemTime(START + ORPHAN_IMAGE_RETENTION_MS + MINUTE);
+    expect(await sweep(t)).toEqual({ deleted: 2, kept: 0, more: false });
+    expect(await fileExists(t, orphan)).toBe(false);
+    expect(await fileExists(t, recorded)).toBe(false);
+    expect(await uploadRecords(t)).toEqual([]);
+    expect(await fileExists(t, younger)).toBe(true);
+    // Run again (a duplicate run): nothing more goes.
+    expect(await sweep(t)).toEqual({ deleted: 0, kept: 0, more: false });
+    expect(await fileExists(t, younger)).toBe(true);
+
+    const registered = (
+      crons as unknown as { crons: Record<string, { name: string; schedule: unknown }> }
+    ).crons;
+    expect(registered["delete orphan image uploads"]).toMatchObject({
+      name: "media:deleteOrphanImages",
+      schedule: { type: "hourly", minuteUTC: 47 },
+    });
+  });
+
+  test("an upload a queued or running job uses is kept past the window, and goes when its job is final", async () => {
+    const t = await setup();
+    const { as } = await signUp(t, "user_inuse");
+    const forQueued = await storeFile(t, PNG, "image/png");
+    const forRunning = await storeFile(t, PNG, "image/jpeg");
+    const running = await as.mutation(api.jobs.createJob, {
+      prompt: "runs",
+      imageStorageId: forRunning,
+      durationSec: 5,
+    });
+    expect((await post(t, "/worker/claim", { workerId: "w1" })).body.jobId).toBe(running);
+    const queued = await as.mutation(api.jobs.createJob, {
+      prompt: "waits",
+      imageStorageId: forQueued,
+      durationSec: 5,
+    });
+
+    vi.setSystemTime(START + 3 * ORPHAN_IMAGE_RETENTION_MS);
+    expect(await sweep(t)).toEqual({ deleted: 0, kept: 2, more: false });
+    expect(await fileExists(t, forQueued)).toBe(true);
+    expect(await fileExists(t, forRunning)).toBe(true);
+    expect((await uploadRecords(t)).map((u) => u.storageId).sort()).toEqual(
+      [forQueued, forRunning].sort(),
+    );
+
+    // The final status still releases the image (the existing path), and the sweep agrees.
+    await as.mutation(api.jobs.cancelJob, { jobId: queued });
+    expect(await fileExists(t, forQueued)).toBe(false);
+    expect(await sweep(t)).toEqual({ deleted: 0, kept: 1, more: false });
+    await t.mutation(internal.jobs.updateJobStatus, { jobId: running, status: "failed" });
+    expect(await fileExists(t, forRunning)).toBe(false);
+    expect(await uploadRecords(t)).toEqual([]);
+    expect(await sweep(t)).toEqual({ deleted: 0, kept: 0, more: false });
+    await checkInvariants(t);
+  });
+
+  test("a registered upload whose file is already gone breaks neither the sweep nor the job's release", async () => {
+    const t = await setup();
+    const { as } = await signUp(t, "user_gone");
+    const image = await storeFile(t, PNG, "image/png");
+    const jobId = await as.mutation(api.jobs.createJob, {
+      prompt: "x",
+      imageStorageId: image,
+      durationSec: 5,
+    });
+    // Deleted behind the backend's back (e.g. from the dashboard).
+    await t.run((ctx) => ctx.storage.delete(image));
+    vi.setSystemTime(START + 2 * ORPHAN_IMAGE_RETENTION_MS);
+    expect(await sweep(t)).toEqual({ deleted: 0, kept: 0, more: false });
+    await as.mutation(api.jobs.cancelJob, { jobId });
+    expect(await uploadRecords(t)).toEqual([]);
+    expect(await sweep(t)).toEqual({ deleted: 0, kept: 0, more: false });
+  });
+
+  test("a stale or forged continuation cannot reach uploads younger than the window", async () => {
+    const t = await setup();
+    const image = await storeFile(t, PNG, "image/png");
+    vi.setSystemTime(START + ORPHAN_IMAGE_RETENTION_MS - MINUTE);
+    const tomorrow = Date.now() + ORPHAN_IMAGE_RETENTION_MS;
+    expect(await sweep(t, { createdBefore: tomorrow })).toEqual({
+      deleted: 0,
+      kept: 0,
+      more: false,
+    });
+    expect(await fileExists(t, image)).toBe(true);
+  });
+
+  test(`batches of ${ORPHAN_IMAGE_BATCH_SIZE} drain a bigger backlog, past a whole batch of uploads in use`, async () => {
+    const t = await setup();
+    const { userId } = await signUp(t, "user_backlog");
+    // Oldest first: more uploads in use than one batch holds (each by a queued job), then the
+    // orphans, then one upload in use among them, then one too young for this run.
+    const inUse: Array<Id<"_storage">> = [];
+    const orphans: Array<Id<"_storage">> = [];
+    const queue = async (storageId: Id<"_storage">) => {
+      inUse.push(storageId);
+      await t.run((ctx) =>
+        ctx.db.insert("jobs", {
+          userId,
+          prompt: "seeded",
+          imageStorageId: storageId,
+          durationSec: 5,
+          creditsUsed: 5,
+          status: "queued",
+          creditStatus: "held",
+          createdAt: Date.now(),
+        }),
+      );
+    };
+    for (let i = 0; i < ORPHAN_IMAGE_BATCH_SIZE + 5; i++) {
+      await queue(await storeFile(t, PNG, "image/png"));
+    }
+    for (let i = 0; i < 2 * ORPHAN_IMAGE_BATCH_SIZE + 30; i++) {
+      orphans.push(await storeFile(t, PNG, "image/png"));
+      if (i === ORPHAN_IMAGE_BATCH_SIZE) await queue(await storeFile(t, PNG, "image/png"));
+    }
+    vi.setSystemTime(START + ORPHAN_IMAGE_RETENTION_MS + MINUTE);
+    const young = await storeFile(t, PNG, "image/png");
+    vi.setSystemTime(START + ORPHAN_IMAGE_RETENTION_MS + 2 * MINUTE);
+
+    // The first batch is all in use: it keeps them, deletes nothing and carries on after them.
+    expect(await sweep(t)).toEqual({ deleted: 0, kept: ORPHAN_IMAGE_BATCH_SIZE, more: true });
+    const scheduled = await t.run((ctx) => ctx.db.system.query("_scheduled_functions").collect());
+    expect(scheduled.map((s) => s.name)).toEqual(["media:deleteOrphanImages"]);
+    await runScheduled(t);
+    const exists = async (ids: Array<Id<"_storage">>) =>
+      (await Promise.all(ids.map((id) => fileExists(t, id)))).filter(Boolean).length;
+    expect(await exists(orphans)).toBe(0);
+    expect(await exists(inUse)).toBe(inUse.length);
+    expect(await fileExists(t, young)).toBe(true);
+    // One transaction per batch: this call, then its continuations.
+    const runs = await t.run((ctx) => ctx.db.system.query("_scheduled_functions").collect());
+    expect(runs.filter((s) => s.name === "media:deleteOrphanImages")).toHaveLength(
+      Math.ceil((inUse.length + orphans.length) / ORPHAN_IMAGE_BATCH_SIZE) - 1,
+    );
   });
 });
 

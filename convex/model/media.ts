@@ -20,7 +20,9 @@ import {
  * id to `createJob`. The first job that uses an upload records who owns it (`imageUploads`);
  * from then on only that user can use it, and for anyone else it does not exist (NOT_FOUND).
  * The file is checked through its `_storage` metadata (content type, size). When a job reaches
- * a final status its image is deleted, unless another unfinished job still uses it.
+ * a final status its image is deleted, unless another unfinished job still uses it. Uploads no
+ * unfinished job uses are deleted once older than `ORPHAN_IMAGE_RETENTION_MS` (24 h) by an
+ * hourly sweep (`deleteOrphanImages`), so an upload never passed to `createJob` does not stay.
  *
  * Videos (R2 configured). A claim decides the attempt's object key and hands the worker a
  * presigned PUT for it; the completion HEADs that key (from the HTTP action) and the job is done
@@ -102,16 +104,8 @@ export async function releaseImage(ctx: MutationCtx, job: Doc<"jobs">): Promise<
   if (storageId === undefined) {
     return;
   }
-  for (const status of UNFINISHED) {
-    const user = await ctx.db
-      .query("jobs")
-      .withIndex("by_imageStorageId_and_status", (q) =>
-        q.eq("imageStorageId", storageId).eq("status", status),
-      )
-      .first();
-    if (user !== null && user._id !== job._id) {
-      return;
-    }
+  if (await inUseByUnfinishedJob(ctx, storageId, job._id)) {
+    return;
   }
   if ((await ctx.db.system.get("_storage", storageId)) !== null) {
     await ctx.storage.delete(storageId);
@@ -123,6 +117,98 @@ export async function releaseImage(ctx: MutationCtx, job: Doc<"jobs">): Promise<
   if (upload !== null) {
     await ctx.db.delete("imageUploads", upload._id);
   }
+}
+
+/**
+ * How long an upload may wait to be used: a Convex storage file older than this that no
+ * unfinished (queued or running) job uses is deleted by `deleteOrphanImages`. An upload that was
+ * never passed to `createJob` (or whose jobs are all final) therefore goes within this window
+ * plus an hour (the cron's period). The upload URL itself is valid for an hour.
+ */
+export const ORPHAN_IMAGE_RETENTION_MS = 24 * 60 * 60 * 1000;
+/** Files examined per `deleteOrphanImages` transaction (each reads about three more rows). */
+export const ORPHAN_IMAGE_BATCH_SIZE = 100;
+
+/**
+ * One bounded batch of the orphan sweep. Every file in Convex storage is an input-image upload
+ * (`jobs:generateImageUploadUrl` is the only way in: a feature that stores other files must
+ * teach this sweep to leave them alone), and an upload gets an `imageUploads` record only when a
+ * job first uses it, so the sweep walks `_storage` itself, oldest first, through its
+ * `by_creation_time` index: files created before `createdBefore` (at most `now` minus the
+ * retention window, so a stale or forged continuation cannot reach younger files) and after
+ * `after` (the cursor: the creation time of the last file the previous batch examined; a file
+ * with exactly that creation time would wait for the next run, which starts from the oldest).
+ *
+ * A file that a queued or running job uses is kept (it goes with `releaseImage` when its last
+ * job is final); any other is deleted with its `imageUploads` record, if any. Every file read
+ * here exists in this transaction, so `storage.delete` never meets a missing id, and a
+ * concurrent `createJob` of the same file conflicts with the deletion (one of them retries: the
+ * job then finds no file, NOT_FOUND). Running a batch twice, or two sweeps at once, deletes
+ * nothing more: the second finds the orphans gone and the kept files still in use.
+ */
+export async function deleteOrphanImages(
+  ctx: MutationCtx,
+  now: number,
+  range: { createdBefore?: number; after?: number },
+): Promise<{
+  deleted: number;
+  kept: number;
+  createdBefore: number;
+  after: number | null;
+  more: boolean;
+}> {
+  const createdBefore = Math.min(range.createdBefore ?? Infinity, now - ORPHAN_IMAGE_RETENTION_MS);
+  const after = range.after;
+  const files = await ctx.db.system
+    .query("_storage")
+    .withIndex("by_creation_time", (q) =>
+      after === undefined
+        ? q.lt("_creationTime", createdBefore)
+        : q.gt("_creationTime", after).lt("_creationTime", createdBefore),
+    )
+    .take(ORPHAN_IMAGE_BATCH_SIZE);
+  let deleted = 0;
+  for (const file of files) {
+    if (await inUseByUnfinishedJob(ctx, file._id)) {
+      continue;
+    }
+    await ctx.storage.delete(file._id);
+    const upload = await ctx.db
+      .query("imageUploads")
+      .withIndex("by_storageId", (q) => q.eq("storageId", file._id))
+      .unique();
+    if (upload !== null) {
+      await ctx.db.delete("imageUploads", upload._id);
+    }
+    deleted++;
+  }
+  return {
+    deleted,
+    kept: files.length - deleted,
+    createdBefore,
+    after: files.length > 0 ? files[files.length - 1]._creationTime : (after ?? null),
+    more: files.length === ORPHAN_IMAGE_BATCH_SIZE,
+  };
+}
+
+/** Whether a queued or running job (other than `except`) uses the file as its input image. */
+async function inUseByUnfinishedJob(
+  ctx: QueryCtx,
+  storageId: Id<"_storage">,
+  except?: Id<"jobs">,
+): Promise<boolean> {
+  for (const status of UNFINISHED) {
+    const user = await ctx.db
+      .query("jobs")
+      .withIndex("by_imageStorageId_and_status", (q) =>
+        q.eq("imageStorageId", storageId).eq("status", status),
+      )
+      .take(2);
+    if (user.some((job) => job._id !== except)) {
+      return true;
+    }
+  }
+  return false;
 }
 
 /** The URL a worker downloads the job's input image from (null if there is none). */
