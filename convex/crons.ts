@@ -11,6 +11,12 @@ crons.daily(
   internal.metrics.pruneOldBuckets,
   {},
 );
+crons.daily(
+  "prune old webhook event ids",
+  { hourUTC: 3, minuteUTC: 53 },
+  internal.webhooks.pruneOldEvents,
+  {},
+);
 
 // GPU worker leases: requeue or fail jobs whose worker stopped reporting, and fail jobs that
 // waited in the queue too long. Both run in bounded batches and reschedule while work remains.

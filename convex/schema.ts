@@ -309,7 +309,9 @@ export default defineSchema({
     eventId: v.string(),
     type: v.string(),
     receivedAt: v.number(),
-  }).index("by_provider_and_eventId", ["provider", "eventId"]),
+  })
+    .index("by_provider_and_eventId", ["provider", "eventId"])
+    .index("by_receivedAt", ["receivedAt"]),
 
   /**
    * Monitoring rollups: one row per (UTC hour, shard), updated in the same transaction as the

@@ -1,6 +1,8 @@
+import { v } from "convex/values";
 import { Webhook, WebhookVerificationError } from "svix";
 import { internal } from "./_generated/api";
 import { httpAction } from "./_generated/server";
+import { internalMutation } from "./lib/functions";
 import {
   asJsonObject,
   errorResponse,
@@ -10,6 +12,7 @@ import {
   withJsonErrors,
 } from "./lib/http";
 import { parseTrueLayerWebhook, trueLayerEnvironment } from "./lib/truelayer";
+import { pruneWebhookEvents } from "./model/webhookEvents";
 
 /**
  * The HTTP endpoints' handlers (routed in http.ts). Each verifies the provider's signature over
@@ -216,3 +219,19 @@ export const clerkWebhook = httpAction((ctx, request) =>
     return jsonResponse(200, result);
   }),
 );
+
+/**
+ * Daily cron: forgets processed event ids older than the retention (model/webhookEvents.ts).
+ * One bounded batch per transaction; it schedules itself again while a backlog remains.
+ */
+export const pruneOldEvents = internalMutation({
+  args: {},
+  returns: v.object({ deleted: v.number(), more: v.boolean() }),
+  handler: async (ctx) => {
+    const result = await pruneWebhookEvents(ctx, Date.now());
+    if (result.more) {
+      await ctx.scheduler.runAfter(0, internal.webhooks.pruneOldEvents, {});
+    }
+    return result;
+  },
+});

@@ -417,6 +417,43 @@ describe("TrueLayer webhook", () => {
     expect(events).toHaveLength(1);
   });
 
+  test("event ids are forgotten after 30 days, in bounded batches; a replay after that credits nothing", async () => {
+    vi.useFakeTimers({ now: Date.parse("2026-01-01T00:00:00Z") });
+    try {
+      const t = await setup();
+      const { userId } = await checkout(t, "user_1", "creator", "tl-pay-1");
+      await deliverTrueLayer(t, trueLayerKey, executed("tl-pay-1", "evt-1"));
+      const DAY = 24 * 60 * 60 * 1000;
+      vi.setSystemTime(Date.now() + 30 * DAY + 1);
+      await t.run(async (ctx) => {
+        for (let i = 0; i < 1100; i++) {
+          await ctx.db.insert("webhookEvents", {
+            provider: "clerk",
+            eventId: `msg_${i}`,
+            type: "user.updated",
+            // 1,000 older than the retention, 100 a day younger than it.
+            receivedAt: Date.now() - (i < 1000 ? 31 : 29) * DAY,
+          });
+        }
+      });
+      expect(await t.mutation(internal.webhooks.pruneOldEvents, {})).toEqual({
+        deleted: 500,
+        more: true,
+      });
+      await t.finishAllScheduledFunctions(() => vi.advanceTimersByTime(0));
+      const left = await t.run(async (ctx) => await ctx.db.query("webhookEvents").collect());
+      // The old 1,000 and evt-1 (received 30 days and 1 ms ago) are gone; the young 100 stay.
+      expect(left).toHaveLength(100);
+      expect(left.every((event) => event.eventId.startsWith("msg_"))).toBe(true);
+      // TrueLayer replays the forgotten success: the payment moves once, nothing more is credited.
+      const replay = await deliverTrueLayer(t, trueLayerKey, executed("tl-pay-1", "evt-1"));
+      expect(await replay.json()).toMatchObject({ outcome: "ignored" });
+      expect((await state(t, userId)).user.credits).toBe(330);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   test("payment_failed marks the payment failed with the reason and adds no credits", async () => {
     const t = await setup();
     const { userId } = await checkout(t, "user_1", "creator", "tl-pay-1");
