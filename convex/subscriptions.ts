@@ -86,9 +86,11 @@ export const changePlan = userMutation({
 const cancelResult = v.object({
   cancelAtPeriodEnd: v.boolean(),
   currentPeriodEnd: v.union(v.number(), v.null()),
+  /** When the subscription ends (null: it renews): after the next period if that is paid. */
+  endsAt: v.union(v.number(), v.null()),
 });
 
-/** Stops renewing: the subscription ends at the current period's end. */
+/** Stops renewing: the subscription ends at the current period's end (or the paid next one's). */
 export const cancel = userMutation({
   args: {},
   returns: cancelResult,

@@ -255,6 +255,7 @@ describe("a subscription's life", () => {
     expect(await as.mutation(api.subscriptions.cancel, {})).toEqual({
       cancelAtPeriodEnd: true,
       currentPeriodEnd: end0,
+      endsAt: end0,
     });
     await at(t, end0 - 3 * DAY);
     expect((await state(t, userId)).subs.at(-1)!.renewal).toBeUndefined();
@@ -432,7 +433,11 @@ describe("a renewal paid before the period ends is never lost", () => {
     expect(await as.query(api.subscriptions.previewChange, { planName: "starter" })).toMatchObject(
       { kind: "downgrade", takesEffectAt: end1 },
     );
-    await as.mutation(api.subscriptions.cancel, {});
+    expect(await as.mutation(api.subscriptions.cancel, {})).toEqual({
+      cancelAtPeriodEnd: true,
+      currentPeriodEnd: end0,
+      endsAt: end1,
+    });
     await at(t, end0);
     let { subs, lots } = await state(t, userId);
     expect(subs.at(-1)).toMatchObject({ status: "active", periodIndex: 1, cancelAtPeriodEnd: true });

@@ -699,7 +699,11 @@ export async function setCancelAtPeriodEnd(ctx: MutationCtx, user: Doc<"users">,
       periodEnd: sub.currentPeriodEnd,
     });
   }
-  return { cancelAtPeriodEnd: cancel, currentPeriodEnd: sub.currentPeriodEnd ?? null };
+  return {
+    cancelAtPeriodEnd: cancel,
+    currentPeriodEnd: sub.currentPeriodEnd ?? null,
+    endsAt: cancel ? changeTakesEffectAt(sub) : null,
+  };
 }
 
 /**
