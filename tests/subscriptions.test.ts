@@ -430,9 +430,10 @@ describe("a renewal paid before the period ends is never lost", () => {
   test("canceled after paying: the paid period still begins, and the subscription ends with it", async () => {
     const t = await setup();
     const { as, userId } = await paidAhead(t);
-    expect(await as.query(api.subscriptions.previewChange, { planName: "starter" })).toMatchObject(
-      { kind: "downgrade", takesEffectAt: end1 },
-    );
+    expect(await as.query(api.subscriptions.previewChange, { planName: "starter" })).toMatchObject({
+      kind: "downgrade",
+      takesEffectAt: end1,
+    });
     expect(await as.mutation(api.subscriptions.cancel, {})).toEqual({
       cancelAtPeriodEnd: true,
       currentPeriodEnd: end0,
@@ -440,7 +441,11 @@ describe("a renewal paid before the period ends is never lost", () => {
     });
     await at(t, end0);
     let { subs, lots } = await state(t, userId);
-    expect(subs.at(-1)).toMatchObject({ status: "active", periodIndex: 1, cancelAtPeriodEnd: true });
+    expect(subs.at(-1)).toMatchObject({
+      status: "active",
+      periodIndex: 1,
+      cancelAtPeriodEnd: true,
+    });
     // The paid period's lot, and the ending period's unused credits rolled into it.
     expect(lots.filter((l) => l.status === "active").map((l) => [l.source, l.granted])).toEqual([
       ["welcome", 80],
@@ -448,7 +453,9 @@ describe("a renewal paid before the period ends is never lost", () => {
       ["period", 250],
     ]);
     await at(t, end1 - 3 * DAY);
-    expect((await state(t, userId)).payments.filter((p) => p.purpose === "renewal")).toHaveLength(1);
+    expect((await state(t, userId)).payments.filter((p) => p.purpose === "renewal")).toHaveLength(
+      1,
+    );
     await at(t, end1);
     ({ subs, lots } = await state(t, userId));
     expect(subs.at(-1)).toMatchObject({ status: "canceled", periodIndex: 1 });

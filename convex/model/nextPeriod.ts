@@ -12,9 +12,7 @@ type Subscription = Doc<"subscriptions">;
 /** The renewal of the next period, if it is already paid: that period will begin, whatever else. */
 export function paidRenewal(sub: Subscription) {
   const renewal = sub.renewal;
-  return renewal?.status === "paid" && renewal.periodIndex === sub.periodIndex + 1
-    ? renewal
-    : null;
+  return renewal?.status === "paid" && renewal.periodIndex === sub.periodIndex + 1 ? renewal : null;
 }
 
 /** The plan of the next period: the paid renewal's, else a scheduled downgrade's, else the current. */

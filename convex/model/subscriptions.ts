@@ -220,7 +220,9 @@ export async function prepareCheckout(
 /** When a change at the period end takes effect: after the next period if it is paid already. */
 function changeTakesEffectAt(sub: Subscription): number | null {
   if (sub.anchor === undefined || sub.currentPeriodEnd === undefined) return null;
-  return paidRenewal(sub) === null ? sub.currentPeriodEnd : periodEnd(sub.anchor, sub.periodIndex + 1);
+  return paidRenewal(sub) === null
+    ? sub.currentPeriodEnd
+    : periodEnd(sub.anchor, sub.periodIndex + 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -621,7 +623,11 @@ async function creditPaidRenewal(ctx: MutationCtx, sub: Subscription, why: strin
  * credits back from, the period will grant less (`creditsLeft`); refunded in full, the renewal
  * no longer counts as paid. Returns whether the payment was such a renewal.
  */
-export async function refundAwaitedRenewal(ctx: MutationCtx, payment: Doc<"payments">, due: number) {
+export async function refundAwaitedRenewal(
+  ctx: MutationCtx,
+  payment: Doc<"payments">,
+  due: number,
+) {
   const sub =
     payment.purpose === "renewal" && payment.subscriptionId !== undefined
       ? await ctx.db.get("subscriptions", payment.subscriptionId)
