@@ -4,8 +4,8 @@
  * command the database must agree with it and satisfy the money invariants.
  *
  * Profiles: `npm test` runs MODEL_RUNS (default 150) sequences; `npm run test:deep` runs 10,000.
- * A failure prints fast-check's seed and shrunk counterexample; replay it with MODEL_SEED and
- * MODEL_PATH.
+ * A failure prints fast-check's seed and shrunk counterexample; replay it with MODEL_SEED,
+ * MODEL_PATH and MODEL_REPLAY (the counterexample's replayPath).
  */
 import fc from "fast-check";
 import { afterAll, afterEach, expect, test, vi } from "vitest";
@@ -17,8 +17,10 @@ import { checkInvariants } from "./support/invariants";
 import { identityFor, setup, type TestConvex } from "./support/setup";
 import { Webhook } from "svix";
 import {
+  PAYMENTS_URL,
   deliverTrueLayer,
   generateEs512Key,
+  jsonResponse,
   stubTrueLayerEnv,
   trueLayerNetwork,
   type EcKey,
@@ -92,8 +94,12 @@ type ModelPayment = {
   purpose: "start" | "upgrade" | "renewal";
   sub: ModelSub;
   periodIndex?: number;
-  /** Renewals the backend made itself: TrueLayer never knew them (its stub refuses). */
-  unknownToTrueLayer?: boolean;
+  /** Renewals: the anchoring (`gen`) of the period it pays for. */
+  gen?: number;
+  /** TrueLayer's id; absent for a renewal TrueLayer refused to create (its events name none). */
+  trueLayerId?: string;
+  /** Minor units, fixed when the payment was made. */
+  amount: number;
   status: "pending" | "failed" | "succeeded";
   creditsAdded: number;
   refund?: "pending" | "executed" | "failed";
@@ -116,7 +122,14 @@ type ModelJob = {
   allocations: Allocation[];
   lease?: number;
 };
-type Model = { users: ModelUser[]; jobs: ModelJob[]; payments: ModelPayment[]; now: number };
+type Model = {
+  users: ModelUser[];
+  jobs: ModelJob[];
+  payments: ModelPayment[];
+  now: number;
+  /** Whether TrueLayer accepts new payments (renewals); when not, a renewal fails at once. */
+  trueLayerUp: boolean;
+};
 type Real = {
   t: TestConvex;
   userIds: Array<Id<"users"> | undefined>;
@@ -132,12 +145,21 @@ const MAX_ATTEMPTS = 3;
 const QUEUE_TIMEOUT_MS = DAY;
 const SIGN_UP_CREDITS = 80;
 const PLAN_CREDITS: Record<PlanName, number> = { starter: 80, creator: 250, studio: 500 };
+const PLAN_PRICE: Record<PlanName, number> = { starter: 1000, creator: 3100, studio: 6000 };
+/**
+ * The crons run at least this often while time passes (for real: every 10 minutes). Not longer
+ * than the renewal lead, so a renewal's creation and its period's end never fall between the
+ * same two runs (their scheduled functions would then race, which the real clock never does).
+ */
+const CRON_STEP = 3 * DAY; // = RENEWAL_LEAD
 const RENEWAL_LEAD = 3 * DAY;
 const GRACE = 7 * DAY;
 const CLERK_SECRET = `whsec_${Buffer.from("model-based-clerk-secret").toString("base64")}`;
 const trueLayerKey: EcKey = generateEs512Key("tl-model");
 const merchantKey: EcKey = generateEs512Key("merchant-model");
 let eventCounter = 0;
+/** TrueLayer's payments endpoint in the stubbed network: creates payments while `up`. */
+const trueLayerApi = { up: true };
 // What the product promises, restated independently of the code.
 const NEXT: Record<Status, Status[]> = {
   queued: ["running", "failed", "canceled"],
@@ -183,7 +205,8 @@ function newLot(
 }
 /** Soonest expiry first, never last; promotional before paid; oldest first. */
 function spendingOrder(u: ModelUser): ModelLot[] {
-  const paid = (lot: ModelLot) => (lot.source === "purchase" ? 1 : 0);
+  const paidFor = ["purchase", "period", "upgrade", "rollover"];
+  const paid = (lot: ModelLot) => (paidFor.includes(lot.source) ? 1 : 0);
   return u.lots
     .filter((lot) => availableIn(lot) > 0)
     .sort(
@@ -211,18 +234,19 @@ function expireLot(model: Model, u: ModelUser, lot: ModelLot) {
   }
   const sub = lot.sub;
   const unused = availableIn(lot);
+  const paid = sub === undefined ? undefined : paidNext(model, sub);
   if (
     sub !== undefined &&
     sub.anchor !== undefined &&
     unused > 0 &&
     (sub.status === "active" || sub.status === "past_due") &&
-    !sub.cancel &&
+    !(sub.cancel && paid === undefined) &&
     (lot.expiresAt === sub.end || lot.expiresAt === sub.start)
   ) {
     // Rolls over once into the next period, capped at its plan.
     const ending = lot.expiresAt === sub.end;
     const nextEnd = ending ? plusMonth(sub.anchor, sub.index + 2) : sub.end!;
-    const nextPlan = ending ? (sub.pendingPlan ?? sub.plan) : sub.plan;
+    const nextPlan = ending ? (paid?.plan ?? sub.pendingPlan ?? sub.plan) : sub.plan;
     const credits = Math.min(unused, PLAN_CREDITS[nextPlan]);
     lot.remaining -= unused;
     if (credits > 0 && nextEnd > model.now) {
@@ -265,6 +289,45 @@ function newSub(u: ModelUser, plan: PlanName): ModelSub {
   u.subs.push(sub);
   return sub;
 }
+/** The payment of the next period, if it is paid already. */
+function paidNext(model: Model, sub: ModelSub): ModelPayment | undefined {
+  const renewal = sub.renewal;
+  return renewal?.status === "paid" && renewal.index === sub.index + 1
+    ? model.payments[renewal.payment]
+    : undefined;
+}
+/** Credits a payment still buys (the model only refunds in full). */
+const creditsLeft = (mp: ModelPayment) => PLAN_CREDITS[mp.plan] - mp.reclaimed;
+/** A payment's credits as a one-month lot of their own. */
+function purchaseLot(model: Model, u: ModelUser, mp: ModelPayment) {
+  if (creditsLeft(mp) <= 0) return;
+  newLot(u, model, {
+    source: "purchase",
+    granted: creditsLeft(mp),
+    expiresAt: plusMonth(model.now),
+    payment: model.payments.indexOf(mp),
+  });
+}
+/** An upgrade or comp sets the anchor again: a paid next period becomes a lot of its own. */
+function creditPaidRenewal(model: Model, u: ModelUser, sub: ModelSub) {
+  const paid = paidNext(model, sub);
+  if (paid !== undefined) purchaseLot(model, u, paid);
+}
+/** createRenewal scheduled for `sub`'s current period (at its renewal time, or now if past). */
+function scheduleRenewal(model: Model, sub: ModelSub) {
+  const runAt = Math.max(model.now, sub.end! - RENEWAL_LEAD);
+  sub.renewalChecks.push({ runAt, end: sub.end!, clamped: runAt - model.now > MAX_TIMER_MS });
+}
+/** A pending renewal no longer fits (a downgrade, a cancel): it and its payment fail. */
+function dropPendingRenewal(model: Model, sub: ModelSub) {
+  if (sub.renewal?.status !== "pending") return false;
+  sub.renewal.status = "failed";
+  model.payments[sub.renewal.payment].status = "failed";
+  return true;
+}
+/** Unused credits valued at the plan's price per credit, rounded half up. */
+const unusedValue = (unused: number, plan: PlanName) =>
+  Math.floor((2 * unused * PLAN_PRICE[plan] + PLAN_CREDITS[plan]) / (2 * PLAN_CREDITS[plan]));
 const planLotOf = (u: ModelUser, sub: ModelSub) =>
   u.lots.find((l) => l.sub === sub && l.gen === sub.gen && l.index === sub.index);
 function beginPeriod(
@@ -292,6 +355,7 @@ function beginPeriod(
     graceEndsAt: undefined,
   });
   grantPeriod(model, u, sub, index, end, source, PLAN_CREDITS[plan], payment);
+  scheduleRenewal(model, sub);
   u.plan = plan;
 }
 function grantPeriod(
@@ -325,11 +389,21 @@ function convert(u: ModelUser, sub: ModelSub) {
 /** What a checkout of `plan` pays for, or null when it is refused (INVALID_ARGUMENT). */
 function checkoutPurpose(u: ModelUser, plan: PlanName) {
   const live = liveSub(u);
-  if (live === undefined) return { purpose: "start" as const };
-  if (PLAN_CREDITS[plan] > PLAN_CREDITS[live.plan])
-    return { purpose: "upgrade" as const, sub: live };
+  if (live === undefined) return { purpose: "start" as const, amount: PLAN_PRICE[plan] };
+  if (PLAN_CREDITS[plan] > PLAN_CREDITS[live.plan]) {
+    const lot = planLotOf(u, live);
+    const unused = lot === undefined ? 0 : availableIn(lot);
+    const amount = Math.max(1, PLAN_PRICE[plan] - unusedValue(unused, live.plan));
+    return { purpose: "upgrade" as const, sub: live, amount };
+  }
   if (live.status === "past_due" && plan === live.plan) {
-    return { purpose: "renewal" as const, sub: live, periodIndex: live.index };
+    return {
+      purpose: "renewal" as const,
+      sub: live,
+      periodIndex: live.index,
+      gen: live.gen,
+      amount: PLAN_PRICE[plan],
+    };
   }
   return null;
 }
@@ -341,20 +415,25 @@ function paymentSucceeded(model: Model, mp: ModelPayment, index: number) {
   if (mp.purpose === "start" && sub.status === "incomplete") {
     beginPeriod(model, u, sub, mp.plan, model.now, 0, "period", index);
   } else if (mp.purpose === "upgrade" && live(sub)) {
+    creditPaidRenewal(model, u, sub);
     convert(u, sub);
     beginPeriod(model, u, sub, mp.plan, model.now, 0, "upgrade", index);
   } else if (
     mp.purpose === "renewal" &&
+    mp.gen === sub.gen &&
     sub.status === "active" &&
     sub.renewal?.payment === index &&
     mp.periodIndex === sub.index + 1
   ) {
+    count("renewal paid ahead");
     sub.renewal.status = "paid";
   } else if (
     mp.purpose === "renewal" &&
+    mp.gen === sub.gen &&
     sub.status === "past_due" &&
     mp.periodIndex === sub.index
   ) {
+    count("renewal paid in the grace");
     Object.assign(sub, {
       status: "active",
       graceEndsAt: undefined,
@@ -362,14 +441,12 @@ function paymentSucceeded(model: Model, mp: ModelPayment, index: number) {
       renewalDueAt: sub.end! - RENEWAL_LEAD,
     });
     grantPeriod(model, u, sub, sub.index, sub.end!, "period", PLAN_CREDITS[mp.plan], index);
+    scheduleRenewal(model, sub);
   } else if (liveSub(u) !== undefined) {
-    newLot(u, model, {
-      source: "purchase",
-      granted: PLAN_CREDITS[mp.plan],
-      expiresAt: plusMonth(model.now),
-      payment: index,
-    });
+    count("payment matching no period: a lot of its own");
+    purchaseLot(model, u, mp);
   } else {
+    if (mp.purpose === "renewal") count("renewal paid after the end: a new subscription");
     const fresh = newSub(u, mp.plan);
     mp.sub = fresh;
     beginPeriod(model, u, fresh, mp.plan, model.now, 0, "period", index);
@@ -381,8 +458,16 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * the last command, where over-limit timers fire at once): each makes a renewal payment if one is
  * due and none is in flight. Returns the subscriptions that made one, in order.
  */
-function runRenewalChecks(model: Model, first: boolean): Array<{ u: number; sub: ModelSub }> {
-  const made: Array<{ u: number; sub: ModelSub }> = [];
+/** A renewal the backend made: for which subscription, period, plan and anchoring. */
+type MadeRenewal = { u: number; sub: ModelSub; index: number; plan: PlanName; gen: number };
+function madeRenewal(model: Model, u: number, sub: ModelSub): MadeRenewal {
+  // Recorded by the caller (failed at once while TrueLayer is down); in flight until then.
+  const status = model.trueLayerUp ? "pending" : "failed";
+  sub.renewal = { payment: -1, index: sub.index + 1, status };
+  return { u, sub, index: sub.index + 1, plan: sub.pendingPlan ?? sub.plan, gen: sub.gen };
+}
+function runRenewalChecks(model: Model, first: boolean): MadeRenewal[] {
+  const made: MadeRenewal[] = [];
   model.users.forEach((u, i) => {
     for (const sub of u.subs) {
       const fire = sub.renewalChecks.filter((c) => (first && c.clamped) || c.runAt <= model.now);
@@ -400,9 +485,7 @@ function runRenewalChecks(model: Model, first: boolean): Array<{ u: number; sub:
           !inFlight
         ) {
           sub.renewalDueAt = undefined;
-          made.push({ u: i, sub });
-          // The payment is recorded (failed) by the caller, in this order.
-          sub.renewal = { payment: -1, index: sub.index + 1, status: "failed" };
+          made.push(madeRenewal(model, i, sub));
         }
       }
     }
@@ -411,7 +494,7 @@ function runRenewalChecks(model: Model, first: boolean): Array<{ u: number; sub:
 }
 
 /** The subscription sweep at `model.now`: period ends, then grace ends, then due renewals. */
-function sweepSubscriptions(model: Model): Array<{ u: number; sub: ModelSub }> {
+function sweepSubscriptions(model: Model): MadeRenewal[] {
   const all = model.users.flatMap((u, i) => u.subs.map((sub) => ({ u, i, sub })));
   const byEnd = all
     .filter(({ sub }) => sub.status === "active" && sub.end! <= model.now)
@@ -419,13 +502,17 @@ function sweepSubscriptions(model: Model): Array<{ u: number; sub: ModelSub }> {
   for (const { u, sub } of byEnd) {
     const lot = planLotOf(u, sub);
     if (lot !== undefined) expireLot(model, u, lot);
-    if (sub.cancel) {
-      Object.assign(sub, { status: "canceled", renewal: undefined });
+    const next = sub.index + 1;
+    const paid = paidNext(model, sub);
+    if (paid !== undefined) {
+      // Paid for: the period begins; a cancel or downgrade chosen since waits for its end.
+      const pending = sub.pendingPlan;
+      beginPeriod(model, u, sub, paid.plan, sub.anchor!, next, "period", sub.renewal!.payment);
+      sub.pendingPlan = pending === paid.plan ? undefined : pending;
       continue;
     }
-    const next = sub.index + 1;
-    if (sub.renewal?.status === "paid" && sub.renewal.index === next) {
-      beginPeriod(model, u, sub, sub.plan, sub.anchor!, next, "period", sub.renewal.payment);
+    if (sub.cancel) {
+      Object.assign(sub, { status: "canceled", renewal: undefined });
       continue;
     }
     sub.plan = sub.pendingPlan ?? sub.plan;
@@ -446,7 +533,7 @@ function sweepSubscriptions(model: Model): Array<{ u: number; sub: ModelSub }> {
   const renewals = all
     .filter(({ sub }) => sub.renewalDueAt !== undefined && sub.renewalDueAt <= model.now)
     .sort((a, b) => a.sub.renewalDueAt! - b.sub.renewalDueAt! || a.sub.seq - b.sub.seq);
-  const made: Array<{ u: number; sub: ModelSub }> = [];
+  const made: MadeRenewal[] = [];
   for (const { i, sub } of renewals) {
     sub.renewalDueAt = undefined;
     const due = sub.end !== undefined && model.now >= sub.end - RENEWAL_LEAD;
@@ -455,7 +542,7 @@ function sweepSubscriptions(model: Model): Array<{ u: number; sub: ModelSub }> {
       sub.renewal.index === sub.index + 1 &&
       sub.renewal.status !== "failed";
     if (sub.status === "active" && !sub.cancel && due && !has) {
-      made.push({ u: i, sub });
+      made.push(madeRenewal(model, i, sub));
     }
   }
   return made;
@@ -543,11 +630,12 @@ async function expectRefusal(promise: Promise<unknown>, code: string) {
 
 /** The database agrees with the model, and the money invariants hold. */
 async function compare(model: Model, real: Real) {
-  const { users, jobs, payments, subscriptions } = await real.t.run(async (ctx) => ({
+  const { users, jobs, payments, subscriptions, lots } = await real.t.run(async (ctx) => ({
     users: await ctx.db.query("users").collect(),
     jobs: await ctx.db.query("jobs").collect(),
     payments: await ctx.db.query("payments").collect(),
     subscriptions: await ctx.db.query("subscriptions").collect(),
+    lots: await ctx.db.query("creditLots").collect(),
   }));
   // Every subscription's period dates follow the anchor rule, and a user has at most one live one.
   for (const sub of subscriptions) {
@@ -570,7 +658,61 @@ async function compare(model: Model, real: Real) {
       status: row.status === "executed" || row.status === "settled" ? "succeeded" : row.status,
       creditsAdded: row.creditsAdded,
       refund: row.refundStatus,
-    }).toEqual({ status: mp.status, creditsAdded: mp.creditsAdded, refund: mp.refund });
+      amount: row.amount,
+      plan: row.planName,
+      user: row.userId,
+    }).toEqual({
+      status: mp.status,
+      creditsAdded: mp.creditsAdded,
+      refund: mp.refund,
+      amount: mp.amount,
+      plan: mp.plan,
+      user: real.userIds[mp.user],
+    });
+  });
+  // Money in: what the succeeded payments took, less what executed refunds gave back, is what
+  // the model says was paid.
+  const paidIn = (rows: Array<{ amount: number }>) => rows.reduce((t, r) => t + r.amount, 0);
+  expect(
+    paidIn(payments.filter((p) => p.status === "executed" || p.status === "settled")) -
+      payments.reduce((t, p) => t + (p.refundedAmount ?? 0), 0),
+    "money in = successful payments less refunds",
+  ).toBe(
+    paidIn(model.payments.filter((mp) => mp.status === "succeeded" && mp.refund !== "executed")),
+  );
+  // No credits for an unpaid period: every paid lot comes from a payment that succeeded.
+  for (const lot of lots) {
+    if (lot.paymentId === undefined) continue;
+    const payment = payments.find((p) => p._id === lot.paymentId)!;
+    expect(payment.status, `lot ${lot.source} of an unpaid payment`).toMatch(/executed|settled/);
+  }
+  // The subscriptions, per user in the order they were made.
+  model.users.forEach((mu, i) => {
+    const rows = subscriptions
+      .filter((sub) => sub.userId === real.userIds[i])
+      .sort((a, b) => a._creationTime - b._creationTime);
+    expect(
+      rows.map((sub) => ({
+        status: sub.status,
+        plan: sub.plan,
+        periodIndex: sub.periodIndex,
+        cancel: sub.cancelAtPeriodEnd,
+        pendingPlan: sub.pendingPlan,
+        renewal: sub.renewal?.status,
+        periodEnd: sub.currentPeriodEnd,
+      })),
+      `subscriptions of user ${i}`,
+    ).toEqual(
+      mu.subs.map((sub) => ({
+        status: sub.status,
+        plan: sub.plan,
+        periodIndex: sub.index,
+        cancel: sub.cancel,
+        pendingPlan: sub.pendingPlan,
+        renewal: sub.renewal?.status,
+        periodEnd: sub.end,
+      })),
+    );
   });
   expect(users).toHaveLength(model.users.filter((u) => u.signedUp).length);
   model.users.forEach((mu, i) => {
@@ -653,7 +795,10 @@ class ChangePlan implements Cmd {
     if (!(mu.plan === this.plan && (live === undefined || live.plan === this.plan))) {
       const last = mu.subs[mu.subs.length - 1];
       const sub = live ?? (last?.status === "incomplete" ? last : newSub(mu, this.plan));
-      if (live !== undefined) convert(mu, live);
+      if (live !== undefined) {
+        creditPaidRenewal(model, mu, live);
+        convert(mu, live);
+      }
       beginPeriod(model, mu, sub, this.plan, model.now, 0, "period");
     }
     await compare(model, real);
@@ -819,69 +964,111 @@ class TimeJump implements Cmd {
   check = () => true;
   async run(model: Model, real: Real) {
     count("timeJump + crons", true);
-    // Scheduled work more than 24.8 days ahead fires at once under (fake) timers, as Node clamps
-    // such delays: let it run now, while it is not due (it is keyed by its time and does
-    // nothing), so that the sweeps below are what acts at the new moment, in a known order.
-    vi.advanceTimersByTime(1);
-    model.now += 1;
-    await real.t.finishAllScheduledFunctions(dueTimers);
-    const early = runRenewalChecks(model, true);
-    vi.advanceTimersByTime(this.ms - 1);
-    model.now += this.ms - 1;
-    await real.t.finishAllScheduledFunctions(dueTimers);
-    const onTime = runRenewalChecks(model, false);
-    // Lots expire on time (and roll over), then subscription periods and graces end, then
-    // renewals are made (TrueLayer's stub refuses them: they fail at once).
-    await real.t.mutation(internal.credits.expireDueLots, {});
-    expireDue(model);
-    await real.t.mutation(internal.subscriptions.sweepDue, {});
-    const renewals = [...early, ...onTime, ...sweepSubscriptions(model)];
-    await real.t.finishAllScheduledFunctions(dueTimers);
-    const known = new Set<string>(real.paymentIds);
-    const madeIds = await real.t.run(async (ctx) =>
-      (await ctx.db.query("payments").collect())
-        .filter((p) => p.purpose === "renewal" && !known.has(p._id))
-        .map((p) => p._id),
-    );
-    expect(madeIds).toHaveLength(renewals.length);
-    renewals.forEach(({ u, sub }, i) => {
-      real.paymentIds.push(madeIds[i]);
-      model.payments.push({
-        user: u,
-        plan: sub.pendingPlan ?? sub.plan,
-        purpose: "renewal",
-        sub,
-        periodIndex: sub.index + 1,
-        unknownToTrueLayer: true,
-        status: "failed",
-        creditsAdded: 0,
-        reclaimed: 0,
-        events: [],
-      });
-      sub.renewal = { payment: model.payments.length - 1, index: sub.index + 1, status: "failed" };
-    });
-    await real.t.mutation(internal.worker.sweepExpiredLeases, {});
-    await real.t.finishAllScheduledFunctions(dueTimers);
-    for (const job of model.jobs) {
-      if (job.status === "running" && job.lease !== undefined && job.lease <= model.now) {
-        moveJob(model, job, job.attempt < MAX_ATTEMPTS ? "queued" : "failed");
-      }
-    }
-    await real.t.mutation(internal.worker.sweepQueueTimeouts, {});
-    await real.t.finishAllScheduledFunctions(dueTimers);
-    for (const job of model.jobs) {
-      if (job.status === "queued" && job.createdAt <= model.now - QUEUE_TIMEOUT_MS) {
-        moveJob(model, job, "failed");
-      }
-    }
-    await real.t.mutation(internal.jobs.expireOldJobs, {});
-    await real.t.finishAllScheduledFunctions(dueTimers);
-    for (const job of model.jobs) {
-      if (job.status === "done" && job.expiresAt! <= model.now) moveJob(model, job, "expired");
+    // The crons run at least every CRON_STEP, as time passes in steps.
+    for (let left = this.ms; left > 0; left -= CRON_STEP) {
+      await cronsAfter(model, real, Math.min(left, CRON_STEP));
     }
     await compare(model, real);
   }
   toString = () => `TimeJump(${Math.round(this.ms / 60_000)} min)`;
+}
+
+/** `ms` pass, then the crons run: lots, subscriptions, leases, queue timeouts, video expiry. */
+async function cronsAfter(model: Model, real: Real, ms: number) {
+  // Scheduled work more than 24.8 days ahead fires at once under (fake) timers, as Node clamps
+  // such delays: let it run now, while it is not due (it is keyed by its time and does
+  // nothing), so that the sweeps below are what acts at the new moment, in a known order.
+  vi.advanceTimersByTime(1);
+  model.now += 1;
+  await real.t.finishAllScheduledFunctions(dueTimers);
+  const early = runRenewalChecks(model, true);
+  vi.advanceTimersByTime(ms - 1);
+  model.now += ms - 1;
+  await real.t.finishAllScheduledFunctions(dueTimers);
+  const onTime = runRenewalChecks(model, false);
+  // Lots expire on time (and roll over), then subscription periods and graces end, then
+  // renewals are made (pending with TrueLayer, or failed at once while it is down).
+  await real.t.mutation(internal.credits.expireDueLots, {});
+  expireDue(model);
+  await real.t.mutation(internal.subscriptions.sweepDue, {});
+  const renewals = [...early, ...onTime, ...sweepSubscriptions(model)];
+  await real.t.finishAllScheduledFunctions(dueTimers);
+  await recordRenewals(model, real, renewals);
+  await real.t.mutation(internal.worker.sweepExpiredLeases, {});
+  await real.t.finishAllScheduledFunctions(dueTimers);
+  for (const job of model.jobs) {
+    if (job.status === "running" && job.lease !== undefined && job.lease <= model.now) {
+      moveJob(model, job, job.attempt < MAX_ATTEMPTS ? "queued" : "failed");
+    }
+  }
+  await real.t.mutation(internal.worker.sweepQueueTimeouts, {});
+  await real.t.finishAllScheduledFunctions(dueTimers);
+  for (const job of model.jobs) {
+    if (job.status === "queued" && job.createdAt <= model.now - QUEUE_TIMEOUT_MS) {
+      moveJob(model, job, "failed");
+    }
+  }
+  await real.t.mutation(internal.jobs.expireOldJobs, {});
+  await real.t.finishAllScheduledFunctions(dueTimers);
+  for (const job of model.jobs) {
+    if (job.status === "done" && job.expiresAt! <= model.now) moveJob(model, job, "expired");
+  }
+}
+
+/**
+ * The renewal payments the backend made since the last look, matched to the model's per user
+ * in the order each made them: pending (TrueLayer's id is `tl-r-` + ours) or failed.
+ */
+async function recordRenewals(model: Model, real: Real, renewals: MadeRenewal[]) {
+  const known = new Set<string>(real.paymentIds);
+  const made = await real.t.run(async (ctx) =>
+    (await ctx.db.query("payments").collect()).filter(
+      (p) => p.purpose === "renewal" && !known.has(p._id),
+    ),
+  );
+  expect(made).toHaveLength(renewals.length);
+  const byUser = (u: number) => made.filter((p) => p.userId === real.userIds[u]);
+  const taken = new Map<number, number>();
+  for (const { u, sub, index, plan, gen } of renewals) {
+    const nth = taken.get(u) ?? 0;
+    taken.set(u, nth + 1);
+    const row = byUser(u)[nth];
+    expect(row, `renewal ${nth} of user ${u}`).toBeDefined();
+    real.paymentIds.push(row._id);
+    model.payments.push({
+      user: u,
+      plan,
+      purpose: "renewal",
+      sub,
+      periodIndex: index,
+      gen,
+      trueLayerId: model.trueLayerUp ? `tl-r-${row._id}` : undefined,
+      amount: PLAN_PRICE[plan],
+      status: model.trueLayerUp ? "pending" : "failed",
+      creditsAdded: 0,
+      reclaimed: 0,
+      events: [],
+    });
+    count(model.trueLayerUp ? "renewal made" : "renewal refused by TrueLayer");
+    // Made at `index`, maybe before a period close in the same cron run: the placeholder (if the
+    // subscription still has it) becomes this payment.
+    if (sub.renewal?.payment === -1 && sub.renewal.index === index) {
+      sub.renewal.payment = model.payments.length - 1;
+    }
+  }
+}
+
+/** TrueLayer starts or stops accepting new payments (the renewals the backend makes). */
+class TrueLayerAvailability implements Cmd {
+  constructor(readonly up: boolean) {}
+  check = () => true;
+  async run(model: Model, real: Real) {
+    count(this.up ? "TrueLayer up" : "TrueLayer down", !this.up);
+    model.trueLayerUp = this.up;
+    trueLayerApi.up = this.up;
+    await compare(model, real);
+  }
+  toString = () => `TrueLayer(${this.up ? "up" : "down"})`;
 }
 
 async function workerPost(real: Real, path: string, body: unknown) {
@@ -1022,15 +1209,10 @@ class CancelOrResume implements Cmd {
     } else {
       await call;
       live.cancel = this.cancel;
+      if (this.cancel) dropPendingRenewal(model, live);
       if (!this.cancel && live.end !== undefined && live.renewal?.status !== "paid") {
-        const dueAt = live.end - RENEWAL_LEAD;
-        live.renewalDueAt = dueAt;
-        const runAt = Math.max(model.now, dueAt);
-        live.renewalChecks.push({
-          runAt,
-          end: live.end,
-          clamped: runAt - model.now > MAX_TIMER_MS,
-        });
+        live.renewalDueAt = live.end - RENEWAL_LEAD;
+        scheduleRenewal(model, live);
       }
     }
     await compare(model, real);
@@ -1066,6 +1248,10 @@ class Downgrade implements Cmd {
     } else {
       await call;
       live.pendingPlan = this.plan === live.plan ? undefined : this.plan;
+      // A pending renewal was priced for the old choice: dropped, and made anew if due.
+      if (dropPendingRenewal(model, live)) {
+        live.renewalChecks.push({ runAt: model.now, end: live.end!, clamped: false });
+      }
     }
     await compare(model, real);
   }
@@ -1116,11 +1302,13 @@ class Checkout implements Cmd {
     } else if (purpose === null) {
       await expectRefusal(call, "INVALID_ARGUMENT");
     } else {
-      const { paymentId } = await call;
+      const { paymentId, amount } = await call;
+      const trueLayerId = `tl-${real.paymentIds.length}`;
       await real.t.mutation(internal.payments.attachTrueLayerPayment, {
         paymentId,
-        trueLayerPaymentId: `tl-${real.paymentIds.length}`,
+        trueLayerPaymentId: trueLayerId,
       });
+      expect(amount, "priced at checkout").toBe(purpose.amount);
       real.paymentIds.push(paymentId);
       const last = mu.subs[mu.subs.length - 1];
       const sub =
@@ -1135,6 +1323,9 @@ class Checkout implements Cmd {
         purpose: purpose.purpose,
         sub,
         periodIndex: purpose.purpose === "renewal" ? purpose.periodIndex : undefined,
+        gen: purpose.purpose === "renewal" ? purpose.gen : undefined,
+        trueLayerId,
+        amount: purpose.amount,
         status: "pending",
         creditsAdded: 0,
         reclaimed: 0,
@@ -1153,11 +1344,16 @@ class PaymentEvent implements Cmd {
     readonly kind: "payment_executed" | "payment_settled" | "payment_failed",
     readonly duplicate: boolean,
     readonly replay: boolean,
+    /** The newest pending payment TrueLayer knows (what a paying user does next), if any. */
+    readonly newest = false,
   ) {}
   check = (m: Readonly<Model>) => m.payments.length > 0;
   async run(model: Model, real: Real) {
     count(this.kind);
-    const index = this.payment % model.payments.length;
+    const pending = model.payments.findLastIndex(
+      (mp) => mp.status === "pending" && mp.trueLayerId !== undefined,
+    );
+    const index = this.newest && pending >= 0 ? pending : this.payment % model.payments.length;
     const mp = model.payments[index];
     const replayed = this.replay && mp.events.length > 0 ? mp.events[0] : undefined;
     const eventId = replayed ?? `evt-${++eventCounter}`;
@@ -1168,29 +1364,29 @@ class PaymentEvent implements Cmd {
         type: this.kind,
         event_version: 1,
         event_id: eventId,
-        payment_id: `tl-${index}`,
+        payment_id: mp.trueLayerId ?? `tl-unknown-${index}`,
         ...(this.kind === "payment_failed" ? { failure_reason: "authorization_failed" } : {}),
       });
       expect(response.status).toBe(200);
       if (delivery === 0 && replayed === undefined) {
         mp.events.push(eventId);
-        const mu = model.users[mp.user];
-        if (mp.unknownToTrueLayer) {
+        if (mp.trueLayerId === undefined) {
           // TrueLayer never had this payment: its events name no payment of ours.
         } else if (this.kind !== "payment_failed" && mp.status !== "succeeded") {
           mp.status = "succeeded";
           mp.creditsAdded = PLAN_CREDITS[mp.plan];
           paymentSucceeded(model, mp, index);
-          void mu;
         } else if (this.kind === "payment_failed" && mp.status === "pending") {
           mp.status = "failed";
+          const renewal = mp.sub.renewal;
+          if (renewal?.payment === index && renewal.status === "pending") renewal.status = "failed";
         }
       }
       await compare(model, real);
     }
   }
   toString = () =>
-    `${this.kind}(payment ${this.payment}${this.duplicate ? ", twice" : ""}${this.replay ? ", replayed id" : ""})`;
+    `${this.kind}(${this.newest ? "newest pending payment" : `payment ${this.payment}`}${this.duplicate ? ", twice" : ""}${this.replay ? ", replayed id" : ""})`;
 }
 
 /** An operator refunds a payment; TrueLayer reports the refund executed or failed (maybe twice). */
@@ -1227,7 +1423,7 @@ class Refund implements Cmd {
         type: this.outcome,
         event_version: 1,
         event_id: eventId,
-        payment_id: `tl-${index}`,
+        payment_id: mp.trueLayerId,
         refund_id: refundId,
         ...(this.outcome === "refund_failed" ? { failure_reason: "insufficient_funds" } : {}),
       });
@@ -1237,7 +1433,17 @@ class Refund implements Cmd {
         if (this.outcome === "refund_executed") {
           // The payment's own lot: unheld credits voided now, held ones marked for release.
           expireDue(model);
-          const lot = mu.lots.find((l) => l.payment === index)!;
+          const lot = mu.lots.find((l) => l.payment === index);
+          if (lot === undefined) {
+            // A paid renewal whose period has not begun: that period will grant nothing.
+            count("refund of a renewal paid ahead");
+            expect(paidNext(model, mp.sub)).toBe(mp);
+            mp.sub.renewal!.status = "failed";
+            mp.reclaimed = mp.creditsAdded;
+            mp.refund = "executed";
+            await compare(model, real);
+            continue;
+          }
           const reclaimed = Math.min(mp.creditsAdded, availableIn(lot));
           const pending = Math.min(mp.creditsAdded - reclaimed, lot.held - lot.voidMark);
           const voidsAll =
@@ -1377,10 +1583,15 @@ const commands = [
     .oneof(
       fc.integer({ min: 1, max: LEASE_MS }),
       fc.integer({ min: LEASE_MS, max: 30 * HOUR }),
+      // Into a renewal's 3 days or a grace's 7 days.
+      fc.integer({ min: 2 * DAY, max: 9 * DAY }),
       // Across a month: plan lots expire, with and without jobs holding their credits.
       fc.integer({ min: 25 * DAY, max: 35 * DAY }),
     )
     .map((ms) => new TimeJump(ms)),
+  // A month passes again: subscriptions renew (or not) more often.
+  fc.integer({ min: 25 * DAY, max: 35 * DAY }).map((ms) => new TimeJump(ms)),
+  fc.boolean().map((up) => new TrueLayerAvailability(up)),
   fc.constantFrom(...WORKERS).map((w) => new Claim(w)),
   fc.constantFrom(...WORKERS).map((w) => new Claim(w)),
   workerReports,
@@ -1399,6 +1610,9 @@ const commands = [
       fc.boolean(),
     )
     .map(([p, kind, dup, replay]) => new PaymentEvent(p, kind, dup, replay)),
+  // The user pays what they were asked to (a checkout, a renewal), now or later.
+  fc.nat().map((p) => new PaymentEvent(p, "payment_executed", false, false, true)),
+  fc.nat().map((p) => new PaymentEvent(p, "payment_executed", false, false, true)),
   fc
     .tuple(
       fc.nat(),
@@ -1437,37 +1651,57 @@ const runs = Number(process.env.MODEL_RUNS ?? 150);
 
 test(`model and database agree over ${runs} random command sequences`, { timeout: 0 }, async () => {
   await fc.assert(
-    fc.asyncProperty(fc.commands(commands, { maxCommands: 30, size: "max" }), async (cmds) => {
-      stats.sequences++;
-      vi.useFakeTimers({ now: START });
-      vi.stubEnv("WORKER_SECRET", SECRET);
-      vi.stubEnv("CLERK_WEBHOOK_SECRET", CLERK_SECRET);
-      stubTrueLayerEnv(merchantKey);
-      trueLayerNetwork(trueLayerKey);
-      try {
-        const t = await setup();
-        const model: Model = {
-          users: Array.from({ length: USERS }, () => ({
-            signedUp: false,
-            deleted: false,
-            lots: [],
-            subs: [],
-            plan: "starter" as const,
-          })),
-          jobs: [],
-          payments: [],
-          now: START,
-        };
-        const real: Real = { t, userIds: [], jobIds: [], paymentIds: [] };
-        // Two users start signed up; the third signs up (or not) within the sequence.
-        for (const u of [0, 1]) await new SignUp(u).run(model, real);
-        await fc.asyncModelRun(() => ({ model, real }), cmds);
-      } finally {
-        vi.useRealTimers();
-        vi.unstubAllEnvs();
-        vi.unstubAllGlobals();
-      }
-    }),
+    fc.asyncProperty(
+      fc.commands(commands, {
+        maxCommands: 30,
+        size: "max",
+        replayPath: process.env.MODEL_REPLAY,
+      }),
+      async (cmds) => {
+        stats.sequences++;
+        vi.useFakeTimers({ now: START });
+        vi.stubEnv("WORKER_SECRET", SECRET);
+        vi.stubEnv("CLERK_WEBHOOK_SECRET", CLERK_SECRET);
+        stubTrueLayerEnv(merchantKey);
+        trueLayerApi.up = true;
+        trueLayerNetwork(trueLayerKey, {
+          // Renewals: created while TrueLayer is up, with an id the model can name.
+          [PAYMENTS_URL]: (request) => {
+            if (!trueLayerApi.up) return jsonResponse(503, { title: "Service Unavailable" });
+            const body = JSON.parse(request.body) as { metadata: { cineweave_payment_id: string } };
+            return jsonResponse(201, {
+              id: `tl-r-${body.metadata.cineweave_payment_id}`,
+              resource_token: "rt",
+              status: "authorization_required",
+            });
+          },
+        });
+        try {
+          const t = await setup();
+          const model: Model = {
+            users: Array.from({ length: USERS }, () => ({
+              signedUp: false,
+              deleted: false,
+              lots: [],
+              subs: [],
+              plan: "starter" as const,
+            })),
+            jobs: [],
+            payments: [],
+            now: START,
+            trueLayerUp: true,
+          };
+          const real: Real = { t, userIds: [], jobIds: [], paymentIds: [] };
+          // Two users start signed up; the third signs up (or not) within the sequence.
+          for (const u of [0, 1]) await new SignUp(u).run(model, real);
+          await fc.asyncModelRun(() => ({ model, real }), cmds);
+        } finally {
+          vi.useRealTimers();
+          vi.unstubAllEnvs();
+          vi.unstubAllGlobals();
+        }
+      },
+    ),
     {
       numRuns: runs,
       seed: process.env.MODEL_SEED === undefined ? undefined : Number(process.env.MODEL_SEED),
