@@ -203,6 +203,49 @@ describe("a subscription's life", () => {
     });
   });
 
+  const orders = [
+    ["payment_executed", "payment_settled", "payment_failed"],
+    ["payment_executed", "payment_failed", "payment_settled"],
+    ["payment_settled", "payment_executed", "payment_failed"],
+    ["payment_settled", "payment_failed", "payment_executed"],
+    ["payment_failed", "payment_executed", "payment_settled"],
+    ["payment_failed", "payment_settled", "payment_executed"],
+  ];
+  test.each(orders)(
+    "renewal webhooks %s, %s, %s (each delivered twice): the next period granted once",
+    async (...types) => {
+      const t = await setup();
+      const { userId } = await subscriber(t);
+      const end0 = Date.parse("2026-02-28T10:00:00Z");
+      await at(t, end0 - 3 * DAY);
+      const renewal = await renewalOf(t, userId);
+      const tlId = await tlIdOf(t, renewal.paymentId);
+      for (const [i, type] of types.entries()) {
+        for (let delivery = 0; delivery < 2; delivery++) {
+          const response = await deliverTrueLayer(t, trueLayerKey, {
+            type,
+            event_version: 1,
+            event_id: `evt-order-${i}`,
+            payment_id: tlId,
+            ...(type === "payment_failed" ? { failure_reason: "authorization_failed" } : {}),
+          });
+          expect(response.status).toBe(200);
+        }
+      }
+      await at(t, end0);
+      await at(t, end0);
+      const { subs, lots, payments } = await state(t, userId);
+      expect(subs.at(-1)).toMatchObject({ status: "active", periodIndex: 1 });
+      expect(lots.filter((l) => l.paymentId === renewal.paymentId)).toMatchObject([
+        { source: "period", granted: 250 },
+      ]);
+      expect(payments.find((p) => p._id === renewal.paymentId)).toMatchObject({
+        creditsAdded: 250,
+      });
+      await checkInvariants(t);
+    },
+  );
+
   test("unpaid at the end: past_due with a 7-day grace; paid on its last day: active, anchor dates kept", async () => {
     const t = await setup();
     const { userId } = await subscriber(t);
@@ -373,6 +416,21 @@ describe("plan changes", () => {
     expect(user.plan).toBe("creator");
     // The rollover is capped at the new plan's 250 credits.
     expect(lots.filter((l) => l.source === "rollover")).toMatchObject([{ granted: 250 }]);
+    await checkInvariants(t);
+  });
+
+  test("downgrade then upgrade: the upgrade is priced from the current plan and drops the downgrade", async () => {
+    const t = await setup();
+    const { as, userId } = await subscriber(t);
+    await as.mutation(api.subscriptions.changePlan, { planName: "starter" });
+    const preview = await as.query(api.subscriptions.previewChange, { planName: "studio" });
+    expect(preview).toMatchObject({ kind: "upgrade", amount: 6000 - 3100, creditsConverted: 250 });
+    const checkout = await as.action(api.payments.createCheckout, { planName: "studio" });
+    await pay(t, checkout.trueLayerPaymentId);
+    const { subs, user } = await state(t, userId);
+    expect(subs.at(-1)).toMatchObject({ plan: "studio", periodIndex: 0 });
+    expect(subs.at(-1)!.pendingPlan).toBeUndefined();
+    expect(user).toMatchObject({ plan: "studio", credits: 80 + 500 });
     await checkInvariants(t);
   });
 
