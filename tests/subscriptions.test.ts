@@ -593,6 +593,17 @@ describe("a renewal paid before the period ends is never lost", () => {
     await checkInvariants(t);
   });
 
+  test("a paid period that is over before its close runs (a sweep outage) still credits its payment", async () => {
+    const t = await setup();
+    const { userId, renewal } = await paidAhead(t);
+    await at(t, end1 + HOUR); // nothing ran between: the close of period 0 comes after period 1
+    const { lots } = await state(t, userId);
+    expect(lots.filter((l) => l.paymentId === renewal.paymentId)).toMatchObject([
+      { source: "purchase", granted: 250, status: "active" },
+    ]);
+    await checkInvariants(t);
+  });
+
   test("a renewal of an earlier anchoring never pays a later period with the same index", async () => {
     const t = await setup();
     const { as, userId } = await subscriber(t, "starter");

@@ -270,7 +270,15 @@ async function grantPeriodLot(
   end: number,
   grant: { credits: number; paymentId?: Id<"payments">; source: "period" | "upgrade" },
 ) {
-  if (end <= Date.now()) return; // a period already over grants nothing usable
+  if (end <= Date.now()) {
+    // The period is over already (its close ran that late): a paid one's credits still arrive,
+    // as a month of their own; a comp's are moot.
+    const payment = grant.paymentId && (await ctx.db.get("payments", grant.paymentId));
+    if (payment) {
+      await grantPurchaseLot(ctx, payment, `Period ${index + 1}, paid but over before it began`);
+    }
+    return;
+  }
   await grantLot(ctx, sub.userId, {
     kind: "period",
     source: grant.source,
