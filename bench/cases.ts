@@ -32,7 +32,9 @@ import {
  *
  * Cases run in the main deployment (`seed`) unless they name another `deployment`: a cron whose
  * backlog would get in the way of other cases (the worker sweeps) gets a deployment of its own,
- * seeded with its backlog and the rows it must leave alone, and dropped once it has drained.
+ * seeded with its backlog and the rows it must leave alone, and dropped once it has drained. A
+ * deployment's `env` (environment variables, e.g. R2's) is set while it is seeded and its cases
+ * run, and unset after.
  */
 
 /** What "a small constant" is in the acceptance rule: fixed lookups (caller, plan, bucket...). */
@@ -192,7 +194,12 @@ export const FIXED_READS = {
 };
 
 /** A seeded deployment, built once per N for the cases that name it. */
-export type Deployment = { name: string; seed: (n: number, now: number) => Promise<BenchEnv> };
+export type Deployment = {
+  name: string;
+  seed: (n: number, now: number) => Promise<BenchEnv>;
+  /** Environment variables set while it is seeded and its cases run (unset after). */
+  env?: Record<string, string>;
+};
 
 export const MAIN: Deployment = { name: "main", seed };
 const LEASE_BACKLOG: Deployment = { name: "lease backlog", seed: seedLeaseBacklog };
