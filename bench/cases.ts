@@ -1,5 +1,6 @@
 import { api, internal } from "../convex/_generated/api";
-import type { Id } from "../convex/_generated/dataModel";
+import type { PaginationResult } from "convex/server";
+import type { Doc, Id, TableNames } from "../convex/_generated/dataModel";
 import { MAX_PAGE_SIZE } from "../convex/lib/pagination";
 import { QUEUE_POSITION_CAP } from "../convex/model/jobs";
 import { METRIC_SHARDS, hourStart } from "../convex/model/metricsBuckets";
@@ -8,11 +9,15 @@ import {
   HOLD_SPAN,
   HOLDER_LOTS,
   LOT_HOLDERS,
+  graceEndsOf,
+  renewalsDueWithPeriodEnds,
   seed,
   seedCreditLots,
   seedLeaseBacklog,
   seedLotExpiryBacklog,
+  seedPeriodEnds,
   seedQueueBacklog,
+  seedRenewalsDue,
   type BenchEnv,
 } from "./seed";
 
@@ -206,6 +211,8 @@ const LEASE_BACKLOG: Deployment = { name: "lease backlog", seed: seedLeaseBacklo
 const QUEUE_BACKLOG: Deployment = { name: "queue backlog", seed: seedQueueBacklog };
 const CREDIT_LOTS: Deployment = { name: "credit lots", seed: seedCreditLots };
 const LOT_EXPIRY_BACKLOG: Deployment = { name: "lot expiry backlog", seed: seedLotExpiryBacklog };
+const PERIOD_ENDS: Deployment = { name: "period ends", seed: seedPeriodEnds };
+const RENEWALS_DUE: Deployment = { name: "renewals due", seed: seedRenewalsDue };
 
 export type CallCase = {
   kind: "call";
@@ -379,6 +386,91 @@ function pagedCases(name: string, query: PagedQuery): CallCase[] {
     },
   });
   return [pageCase(1), pageCase(2)];
+}
+
+/** A table's documents counted by `key` (null: not counted), a page per transaction (unmeasured). */
+async function tally<T extends TableNames>(
+  env: BenchEnv,
+  table: T,
+  key: (doc: Doc<T>) => string | null,
+): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  let cursor: string | null = null;
+  for (;;) {
+    const page: PaginationResult<Doc<T>> = await env.t.run(
+      async (ctx) => await ctx.db.query(table).paginate({ numItems: 4000, cursor }),
+    );
+    for (const doc of page.page) {
+      const k = key(doc);
+      if (k !== null) counts[k] = (counts[k] ?? 0) + 1;
+    }
+    if (page.isDone) return counts;
+    cursor = page.continueCursor;
+  }
+}
+
+/** Throws unless `actual` has exactly the expected counts. */
+function expectCounts(
+  what: string,
+  actual: Record<string, number>,
+  expected: Record<string, number>,
+) {
+  const keys = new Set([...Object.keys(actual), ...Object.keys(expected)]);
+  if ([...keys].some((k) => (actual[k] ?? 0) !== (expected[k] ?? 0))) {
+    throw new Error(
+      `bench: ${what}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`,
+    );
+  }
+}
+
+/** How many of the first `n` seeded subscribers have `i % 10` among `kinds` (seedPeriodEnds). */
+const ofKinds = (n: number, kinds: number[]) =>
+  Array.from({ length: n }, (_, i) => i).filter((i) => kinds.includes(i % 10)).length;
+
+/**
+ * After the period-end drain: what each seeded group must have become (seedPeriodEnds). Closing
+ * periods: renewed (paid: active in the next period), past_due (pending or failed renewal) or
+ * canceled; graces over: canceled; renewals due: still active. A rollover lot for every closing
+ * subscription that does not cancel (each had unused credits), besides the seeded ones.
+ */
+async function expectPeriodEndsDrained(env: BenchEnv) {
+  const { n } = env;
+  const graces = graceEndsOf(n);
+  expectCounts(
+    "subscriptions by status after the drain",
+    await tally(env, "subscriptions", (s) => s.status),
+    {
+      active: ofKinds(n, [0, 1, 2, 3]) + renewalsDueWithPeriodEnds(n),
+      past_due: ofKinds(n, [4, 5, 6]),
+      canceled: ofKinds(n, [7, 8, 9]) + graces,
+    },
+  );
+  const seededRollovers = Array.from({ length: graces }, (_, j) => j).filter((j) => j % 4 < 2);
+  expectCounts(
+    "rollover lots after the drain",
+    await tally(env, "creditLots", (lot) => (lot.source === "rollover" ? "rollover" : null)),
+    { rollover: ofKinds(n, [0, 1, 2, 3, 4, 5, 6]) + seededRollovers.length },
+  );
+}
+
+/** The subscription of a seeded subscriber. */
+async function subscriptionOf(env: BenchEnv, clerkId: string): Promise<Doc<"subscriptions">> {
+  return await env.t.run(async (ctx) => {
+    const user = await ctx.db
+      .query("users")
+      .withIndex("by_clerkId", (q) => q.eq("clerkId", clerkId))
+      .unique();
+    const sub =
+      user &&
+      (await ctx.db
+        .query("subscriptions")
+        .withIndex("by_userId", (q) => q.eq("userId", user._id))
+        .unique());
+    if (!sub) {
+      throw new Error(`bench: ${clerkId} has no subscription`);
+    }
+    return sub;
+  });
 }
 
 export const CASES: BenchCase[] = [
@@ -925,6 +1017,64 @@ export const CASES: BenchCase[] = [
         ctx.runMutation(internal.credits.expireDueLots, {}),
       );
       return { cost, limits, handled: result.expired, more: result.more };
+    },
+  },
+  // Subscriptions (convex/model/subscriptions.ts), each moment in a deployment of its own: N
+  // periods ending at the same second (with grace ends and renewals due then), and N renewals
+  // due at the same second.
+  {
+    kind: "cron",
+    name: "cron subscriptions.sweepDue (period ends)",
+    deployment: PERIOD_ENDS,
+    backlog: (env) => env.n + graceEndsOf(env.n) + renewalsDueWithPeriodEnds(env.n),
+    step: async (env) => {
+      const { cost, limits, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.subscriptions.sweepDue, {}),
+      );
+      if (!result.more) {
+        await expectPeriodEndsDrained(env);
+      }
+      return { cost, limits, handled: result.handled, more: result.more };
+    },
+  },
+  {
+    kind: "cron",
+    name: "cron subscriptions.sweepDue (renewals due)",
+    deployment: RENEWALS_DUE,
+    backlog: (env) => env.n,
+    step: async (env) => {
+      const { cost, limits, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.subscriptions.sweepDue, {}),
+      );
+      // Every renewal due is handed to a createRenewal action of its own (all are active).
+      if (cost.functionsScheduled !== result.handled + (result.more ? 1 : 0)) {
+        throw new Error(
+          `bench: ${result.handled} renewals due scheduled ${cost.functionsScheduled} functions`,
+        );
+      }
+      return { cost, limits, handled: result.handled, more: result.more };
+    },
+  },
+  {
+    // What each createRenewal the sweep scheduled does in the database (the TrueLayer call
+    // around it is not run): the renewal payment of one of the N subscriptions, after the drain.
+    kind: "call",
+    name: "subscriptions.startRenewal (createRenewal's step)",
+    deployment: RENEWALS_DUE,
+    resultSize: 1,
+    run: async (env) => {
+      const sub = await subscriptionOf(env, "renewing_0");
+      const { cost, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.subscriptions.startRenewal, {
+          subscriptionId: sub._id,
+          periodEnd: sub.currentPeriodEnd!,
+          currency: "GBP",
+        }),
+      );
+      if (result === null) {
+        throw new Error("bench: startRenewal created no renewal payment");
+      }
+      return cost;
     },
   },
 ];
