@@ -6,6 +6,7 @@ import { QUEUE_POSITION_CAP } from "../convex/model/jobs";
 import { METRIC_SHARDS, hourStart } from "../convex/model/metricsBuckets";
 import { measure, type Cost, type Limits } from "./measure";
 import {
+  BENCH_R2_ENV,
   HOLD_SPAN,
   HOLDER_LOTS,
   LOT_HOLDERS,
@@ -18,6 +19,7 @@ import {
   seedPeriodEnds,
   seedQueueBacklog,
   seedRenewalsDue,
+  seedVideos,
   type BenchEnv,
 } from "./seed";
 
@@ -213,6 +215,7 @@ const CREDIT_LOTS: Deployment = { name: "credit lots", seed: seedCreditLots };
 const LOT_EXPIRY_BACKLOG: Deployment = { name: "lot expiry backlog", seed: seedLotExpiryBacklog };
 const PERIOD_ENDS: Deployment = { name: "period ends", seed: seedPeriodEnds };
 const RENEWALS_DUE: Deployment = { name: "renewals due", seed: seedRenewalsDue };
+const VIDEOS: Deployment = { name: "bucket videos", seed: seedVideos, env: BENCH_R2_ENV };
 
 export type CallCase = {
   kind: "call";
@@ -471,6 +474,39 @@ async function subscriptionOf(env: BenchEnv, clerkId: string): Promise<Doc<"subs
     }
     return sub;
   });
+}
+
+/**
+ * Throws unless the step scheduled exactly one deletion action for its `handled` deletions (none
+ * if it handled none), besides the cron's own re-run when `more`: the newest scheduled functions
+ * are the action (for that many deletion ids) and the re-run.
+ */
+async function expectOneDeletionAction(
+  env: BenchEnv,
+  cost: Cost,
+  handled: number,
+  more: boolean,
+  rerun: string,
+) {
+  const expected = (handled > 0 ? 1 : 0) + (more ? 1 : 0);
+  const newest = await env.t.run(
+    async (ctx) => await ctx.db.system.query("_scheduled_functions").order("desc").take(expected),
+  );
+  const names = newest.map((f) => f.name).sort();
+  const action = newest.find((f) => f.name === "media:deleteVideoObjects");
+  const ok =
+    cost.functionsScheduled === expected &&
+    JSON.stringify(names) ===
+      JSON.stringify(
+        [...(handled > 0 ? ["media:deleteVideoObjects"] : []), ...(more ? [rerun] : [])].sort(),
+      ) &&
+    (handled === 0 ||
+      (action?.args[0] as { deletionIds: unknown[] }).deletionIds.length === handled);
+  if (!ok) {
+    throw new Error(
+      `bench: expected one deletion action for ${handled} deletions, got ${cost.functionsScheduled} scheduled: ${JSON.stringify(names)}`,
+    );
+  }
 }
 
 export const CASES: BenchCase[] = [
@@ -1075,6 +1111,39 @@ export const CASES: BenchCase[] = [
         throw new Error("bench: startRenewal created no renewal payment");
       }
       return cost;
+    },
+  },
+  // Videos in the bucket (R2 configured; the deletion actions are scheduled, never run).
+  {
+    kind: "cron",
+    name: "cron jobs.expireOldJobs (bucket videos)",
+    deployment: VIDEOS,
+    backlog: (env) => env.n,
+    step: async (env) => {
+      const { cost, limits, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.jobs.expireOldJobs, {}),
+      );
+      await expectOneDeletionAction(env, cost, result.expired, result.more, "jobs:expireOldJobs");
+      return { cost, limits, handled: result.expired, more: result.more };
+    },
+  },
+  {
+    kind: "cron",
+    name: "cron media.sweepVideoDeletions",
+    deployment: VIDEOS,
+    backlog: (env) => env.n,
+    step: async (env) => {
+      const { cost, limits, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.media.sweepVideoDeletions, {}),
+      );
+      await expectOneDeletionAction(
+        env,
+        cost,
+        result.scheduled,
+        result.more,
+        "media:sweepVideoDeletions",
+      );
+      return { cost, limits, handled: result.scheduled, more: result.more };
     },
   },
 ];

@@ -4,7 +4,10 @@ import { api, internal } from "../convex/_generated/api";
 import type { Doc, Id } from "../convex/_generated/dataModel";
 import schema from "../convex/schema";
 import type { PlanName } from "../convex/lib/validators";
+import { videoKeyFor } from "../convex/lib/r2";
+import { VIDEO_TTL_MS } from "../convex/model/jobs";
 import { addMonthsUtc } from "../convex/model/lots";
+import { DELETION_FIRST_RETRY_MS } from "../convex/model/media";
 import {
   DURATION_BIN_UPPER_MS,
   HOUR_MS,
@@ -1261,5 +1264,110 @@ export async function seedRenewalsDue(n: number, now: number): Promise<BenchEnv>
   await insertSubscribers(env, Math.floor(n / 10), (j) =>
     renewingSubscriber(`renewing_later_${j}`, j, at.renewingLater, at.index),
   );
+  return env;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Videos in the bucket (convex/model/media.ts)
+
+/** R2 configured for the video deployment (never called: the deletion actions are not run). */
+export const BENCH_R2_ENV = {
+  R2_ACCOUNT_ID: "benchaccount",
+  R2_ACCESS_KEY_ID: "bench-access-key",
+  R2_SECRET_ACCESS_KEY: "bench-secret-key",
+  R2_BUCKET: "bench-videos",
+};
+
+/** Rows of the deletion backlog's deployment that the sweep must leave alone: N / 10. */
+export const deletionsNotDueOf = (n: number) => Math.floor(n / 10);
+
+/**
+ * The video deployment (R2 configured): videos in the bucket, and their deletions.
+ * - N done jobs whose video (an object `videoKeyFor(job, attempt)`, checked at completion:
+ *   `videoBytes`) expired an hour ago: the expiry cron's backlog; each expiry records a
+ *   `videoDeletions` row and each batch schedules one deletion action.
+ * - N expired jobs whose object's deletion is due (the deletion sweep's backlog): half never
+ *   reported (their action was lost: attempts 0, due 10 minutes after the expiry), half failed
+ *   before (1 to 5 attempts, backing off, the last error kept).
+ * - N / 10 deletions that must wait: the first N / 10 of those jobs were retried once, and the
+ *   first attempt's upload failed to delete three times, its next attempt an hour away.
+ * Jobs spread over 100 owners; their ledger rows are not seeded (the expiry and deletions do
+ * not touch credits), as for the main deployment's expiry backlog.
+ */
+export async function seedVideos(n: number, now: number): Promise<BenchEnv> {
+  const env = await newDeployment(n, now);
+  const owners = await seedOwners(env);
+  const video = (i: number, prompt: string, finishedAt: number, attempt: number) => ({
+    userId: owners[i % OWNERS],
+    prompt,
+    durationSec: 5,
+    creditsUsed: 5,
+    status: "done" as const,
+    creditStatus: "settled" as const,
+    createdAt: finishedAt - 10 * 60_000,
+    startedAt: finishedAt - 5 * 60_000,
+    finishedAt,
+    expiresAt: finishedAt + VIDEO_TTL_MS,
+    workerId: `gpu-${i % 16}`,
+    attempt,
+    progress: 100,
+    videoBytes: 8_000_000 + i,
+  });
+  const perChunk = CHUNK / 4;
+  for (let start = 0; start < n; start += perChunk) {
+    const end = Math.min(n, start + perChunk);
+    await env.t.run(async (ctx) => {
+      for (let i = start; i < end; i++) {
+        // Expired an hour ago (distinct seconds, oldest first).
+        const expiresAt = Math.floor(now / 1000) * 1000 - HOUR_MS - (n - i) * 1000;
+        const jobId = await ctx.db.insert(
+          "jobs",
+          video(i, `bucket video ${i}`, expiresAt - VIDEO_TTL_MS, 1),
+        );
+        await ctx.db.patch("jobs", jobId, { videoKey: videoKeyFor(jobId, 1) });
+      }
+    });
+  }
+  counted(env, "jobs", n);
+  const notDue = deletionsNotDueOf(n);
+  for (let start = 0; start < n; start += perChunk) {
+    const end = Math.min(n, start + perChunk);
+    await env.t.run(async (ctx) => {
+      for (let i = start; i < end; i++) {
+        const expiredAt = now - 2 * DAY_MS + i;
+        const attempt = i < notDue ? 2 : 1;
+        const jobId = await ctx.db.insert("jobs", {
+          ...video(i, `expired video ${i}`, expiredAt - VIDEO_TTL_MS, attempt),
+          status: "expired",
+        });
+        const key = videoKeyFor(jobId, attempt);
+        await ctx.db.patch("jobs", jobId, { videoKey: key });
+        const failedBefore = i % 2 === 1;
+        await ctx.db.insert("videoDeletions", {
+          jobId,
+          key,
+          reason: "expired",
+          attempts: failedBefore ? 1 + (i % 5) : 0,
+          // Due: never reported (10 minutes after the expiry), or backing off since failing.
+          nextAttemptAt: failedBefore ? now - HOUR_MS - n + i : expiredAt + DELETION_FIRST_RETRY_MS,
+          ...(failedBefore ? { lastError: "DELETE answered 503 Service Unavailable" } : {}),
+          createdAt: expiredAt,
+        });
+        if (i < notDue) {
+          await ctx.db.insert("videoDeletions", {
+            jobId,
+            key: videoKeyFor(jobId, 1),
+            reason: "retried",
+            attempts: 3,
+            nextAttemptAt: now + HOUR_MS + i,
+            lastError: "DELETE answered 500 Internal Error",
+            createdAt: expiredAt - 2 * DAY_MS,
+          });
+        }
+      }
+    });
+  }
+  counted(env, "jobs", n);
+  counted(env, "videoDeletions", n + notDue);
   return env;
 }
