@@ -1,18 +1,25 @@
 import { api, internal } from "../convex/_generated/api";
-import type { Id } from "../convex/_generated/dataModel";
+import type { PaginationResult } from "convex/server";
+import type { Doc, Id, TableNames } from "../convex/_generated/dataModel";
 import { MAX_PAGE_SIZE } from "../convex/lib/pagination";
 import { QUEUE_POSITION_CAP } from "../convex/model/jobs";
 import { METRIC_SHARDS, hourStart } from "../convex/model/metricsBuckets";
 import { measure, type Cost, type Limits } from "./measure";
 import {
+  BENCH_R2_ENV,
   HOLD_SPAN,
   HOLDER_LOTS,
   LOT_HOLDERS,
+  graceEndsOf,
+  renewalsDueWithPeriodEnds,
   seed,
   seedCreditLots,
   seedLeaseBacklog,
   seedLotExpiryBacklog,
+  seedPeriodEnds,
   seedQueueBacklog,
+  seedRenewalsDue,
+  seedVideos,
   type BenchEnv,
 } from "./seed";
 
@@ -32,7 +39,9 @@ import {
  *
  * Cases run in the main deployment (`seed`) unless they name another `deployment`: a cron whose
  * backlog would get in the way of other cases (the worker sweeps) gets a deployment of its own,
- * seeded with its backlog and the rows it must leave alone, and dropped once it has drained.
+ * seeded with its backlog and the rows it must leave alone, and dropped once it has drained. A
+ * deployment's `env` (environment variables, e.g. R2's) is set while it is seeded and its cases
+ * run, and unset after.
  */
 
 /** What "a small constant" is in the acceptance rule: fixed lookups (caller, plan, bucket...). */
@@ -192,13 +201,21 @@ export const FIXED_READS = {
 };
 
 /** A seeded deployment, built once per N for the cases that name it. */
-export type Deployment = { name: string; seed: (n: number, now: number) => Promise<BenchEnv> };
+export type Deployment = {
+  name: string;
+  seed: (n: number, now: number) => Promise<BenchEnv>;
+  /** Environment variables set while it is seeded and its cases run (unset after). */
+  env?: Record<string, string>;
+};
 
 export const MAIN: Deployment = { name: "main", seed };
 const LEASE_BACKLOG: Deployment = { name: "lease backlog", seed: seedLeaseBacklog };
 const QUEUE_BACKLOG: Deployment = { name: "queue backlog", seed: seedQueueBacklog };
 const CREDIT_LOTS: Deployment = { name: "credit lots", seed: seedCreditLots };
 const LOT_EXPIRY_BACKLOG: Deployment = { name: "lot expiry backlog", seed: seedLotExpiryBacklog };
+const PERIOD_ENDS: Deployment = { name: "period ends", seed: seedPeriodEnds };
+const RENEWALS_DUE: Deployment = { name: "renewals due", seed: seedRenewalsDue };
+const VIDEOS: Deployment = { name: "bucket videos", seed: seedVideos, env: BENCH_R2_ENV };
 
 export type CallCase = {
   kind: "call";
@@ -372,6 +389,124 @@ function pagedCases(name: string, query: PagedQuery): CallCase[] {
     },
   });
   return [pageCase(1), pageCase(2)];
+}
+
+/** A table's documents counted by `key` (null: not counted), a page per transaction (unmeasured). */
+async function tally<T extends TableNames>(
+  env: BenchEnv,
+  table: T,
+  key: (doc: Doc<T>) => string | null,
+): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  let cursor: string | null = null;
+  for (;;) {
+    const page: PaginationResult<Doc<T>> = await env.t.run(
+      async (ctx) => await ctx.db.query(table).paginate({ numItems: 4000, cursor }),
+    );
+    for (const doc of page.page) {
+      const k = key(doc);
+      if (k !== null) counts[k] = (counts[k] ?? 0) + 1;
+    }
+    if (page.isDone) return counts;
+    cursor = page.continueCursor;
+  }
+}
+
+/** Throws unless `actual` has exactly the expected counts. */
+function expectCounts(
+  what: string,
+  actual: Record<string, number>,
+  expected: Record<string, number>,
+) {
+  const keys = new Set([...Object.keys(actual), ...Object.keys(expected)]);
+  if ([...keys].some((k) => (actual[k] ?? 0) !== (expected[k] ?? 0))) {
+    throw new Error(
+      `bench: ${what}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`,
+    );
+  }
+}
+
+/** How many of the first `n` seeded subscribers have `i % 10` among `kinds` (seedPeriodEnds). */
+const ofKinds = (n: number, kinds: number[]) =>
+  Array.from({ length: n }, (_, i) => i).filter((i) => kinds.includes(i % 10)).length;
+
+/**
+ * After the period-end drain: what each seeded group must have become (seedPeriodEnds). Closing
+ * periods: renewed (paid: active in the next period), past_due (pending or failed renewal) or
+ * canceled; graces over: canceled; renewals due: still active. A rollover lot for every closing
+ * subscription that does not cancel (each had unused credits), besides the seeded ones.
+ */
+async function expectPeriodEndsDrained(env: BenchEnv) {
+  const { n } = env;
+  const graces = graceEndsOf(n);
+  expectCounts(
+    "subscriptions by status after the drain",
+    await tally(env, "subscriptions", (s) => s.status),
+    {
+      active: ofKinds(n, [0, 1, 2, 3]) + renewalsDueWithPeriodEnds(n),
+      past_due: ofKinds(n, [4, 5, 6]),
+      canceled: ofKinds(n, [7, 8, 9]) + graces,
+    },
+  );
+  const seededRollovers = Array.from({ length: graces }, (_, j) => j).filter((j) => j % 4 < 2);
+  expectCounts(
+    "rollover lots after the drain",
+    await tally(env, "creditLots", (lot) => (lot.source === "rollover" ? "rollover" : null)),
+    { rollover: ofKinds(n, [0, 1, 2, 3, 4, 5, 6]) + seededRollovers.length },
+  );
+}
+
+/** The subscription of a seeded subscriber. */
+async function subscriptionOf(env: BenchEnv, clerkId: string): Promise<Doc<"subscriptions">> {
+  return await env.t.run(async (ctx) => {
+    const user = await ctx.db
+      .query("users")
+      .withIndex("by_clerkId", (q) => q.eq("clerkId", clerkId))
+      .unique();
+    const sub =
+      user &&
+      (await ctx.db
+        .query("subscriptions")
+        .withIndex("by_userId", (q) => q.eq("userId", user._id))
+        .unique());
+    if (!sub) {
+      throw new Error(`bench: ${clerkId} has no subscription`);
+    }
+    return sub;
+  });
+}
+
+/**
+ * Throws unless the step scheduled exactly one deletion action for its `handled` deletions (none
+ * if it handled none), besides the cron's own re-run when `more`: the newest scheduled functions
+ * are the action (for that many deletion ids) and the re-run.
+ */
+async function expectOneDeletionAction(
+  env: BenchEnv,
+  cost: Cost,
+  handled: number,
+  more: boolean,
+  rerun: string,
+) {
+  const expected = (handled > 0 ? 1 : 0) + (more ? 1 : 0);
+  const newest = await env.t.run(
+    async (ctx) => await ctx.db.system.query("_scheduled_functions").order("desc").take(expected),
+  );
+  const names = newest.map((f) => f.name).sort();
+  const action = newest.find((f) => f.name === "media:deleteVideoObjects");
+  const ok =
+    cost.functionsScheduled === expected &&
+    JSON.stringify(names) ===
+      JSON.stringify(
+        [...(handled > 0 ? ["media:deleteVideoObjects"] : []), ...(more ? [rerun] : [])].sort(),
+      ) &&
+    (handled === 0 ||
+      (action?.args[0] as { deletionIds: unknown[] }).deletionIds.length === handled);
+  if (!ok) {
+    throw new Error(
+      `bench: expected one deletion action for ${handled} deletions, got ${cost.functionsScheduled} scheduled: ${JSON.stringify(names)}`,
+    );
+  }
 }
 
 export const CASES: BenchCase[] = [
@@ -918,6 +1053,97 @@ export const CASES: BenchCase[] = [
         ctx.runMutation(internal.credits.expireDueLots, {}),
       );
       return { cost, limits, handled: result.expired, more: result.more };
+    },
+  },
+  // Subscriptions (convex/model/subscriptions.ts), each moment in a deployment of its own: N
+  // periods ending at the same second (with grace ends and renewals due then), and N renewals
+  // due at the same second.
+  {
+    kind: "cron",
+    name: "cron subscriptions.sweepDue (period ends)",
+    deployment: PERIOD_ENDS,
+    backlog: (env) => env.n + graceEndsOf(env.n) + renewalsDueWithPeriodEnds(env.n),
+    step: async (env) => {
+      const { cost, limits, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.subscriptions.sweepDue, {}),
+      );
+      if (!result.more) {
+        await expectPeriodEndsDrained(env);
+      }
+      return { cost, limits, handled: result.handled, more: result.more };
+    },
+  },
+  {
+    kind: "cron",
+    name: "cron subscriptions.sweepDue (renewals due)",
+    deployment: RENEWALS_DUE,
+    backlog: (env) => env.n,
+    step: async (env) => {
+      const { cost, limits, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.subscriptions.sweepDue, {}),
+      );
+      // Every renewal due is handed to a createRenewal action of its own (all are active).
+      if (cost.functionsScheduled !== result.handled + (result.more ? 1 : 0)) {
+        throw new Error(
+          `bench: ${result.handled} renewals due scheduled ${cost.functionsScheduled} functions`,
+        );
+      }
+      return { cost, limits, handled: result.handled, more: result.more };
+    },
+  },
+  {
+    // What each createRenewal the sweep scheduled does in the database (the TrueLayer call
+    // around it is not run): the renewal payment of one of the N subscriptions, after the drain.
+    kind: "call",
+    name: "subscriptions.startRenewal (createRenewal's step)",
+    deployment: RENEWALS_DUE,
+    resultSize: 1,
+    run: async (env) => {
+      const sub = await subscriptionOf(env, "renewing_0");
+      const { cost, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.subscriptions.startRenewal, {
+          subscriptionId: sub._id,
+          periodEnd: sub.currentPeriodEnd!,
+          currency: "GBP",
+        }),
+      );
+      if (result === null) {
+        throw new Error("bench: startRenewal created no renewal payment");
+      }
+      return cost;
+    },
+  },
+  // Videos in the bucket (R2 configured; the deletion actions are scheduled, never run).
+  {
+    kind: "cron",
+    name: "cron jobs.expireOldJobs (bucket videos)",
+    deployment: VIDEOS,
+    backlog: (env) => env.n,
+    step: async (env) => {
+      const { cost, limits, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.jobs.expireOldJobs, {}),
+      );
+      await expectOneDeletionAction(env, cost, result.expired, result.more, "jobs:expireOldJobs");
+      return { cost, limits, handled: result.expired, more: result.more };
+    },
+  },
+  {
+    kind: "cron",
+    name: "cron media.sweepVideoDeletions",
+    deployment: VIDEOS,
+    backlog: (env) => env.n,
+    step: async (env) => {
+      const { cost, limits, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.media.sweepVideoDeletions, {}),
+      );
+      await expectOneDeletionAction(
+        env,
+        cost,
+        result.scheduled,
+        result.more,
+        "media:sweepVideoDeletions",
+      );
+      return { cost, limits, handled: result.scheduled, more: result.more };
     },
   },
 ];

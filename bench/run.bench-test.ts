@@ -1,4 +1,4 @@
-import { writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, test, vi } from "vitest";
 import {
@@ -41,8 +41,24 @@ import type { BenchEnv } from "./seed";
  *
  * A second test measures live-query cost (what one write re-runs; see its comment below). Run
  * one of the two with `-t "as tables grow"` or `-t "live queries"`.
+ *
+ * `BENCH_CASES=<part>[,<part>...]` runs only the cases whose name contains one of the parts
+ * (ignoring case), and only the deployments they need. Such a partial run writes its JSON to
+ * bench/out/results.json and leaves bench/results.json, bench/results.png and the README alone:
+ * those always hold a run of every case.
  */
 const NS = (process.env.BENCH_NS ?? "1000,10000,100000").split(",").map(Number);
+const CASE_FILTER = (process.env.BENCH_CASES ?? "")
+  .split(",")
+  .map((part) => part.trim())
+  .filter((part) => part !== "");
+const SELECTED =
+  CASE_FILTER.length === 0
+    ? CASES
+    : CASES.filter((benchCase) =>
+        CASE_FILTER.some((part) => benchCase.name.toLowerCase().includes(part.toLowerCase())),
+      );
+const PARTIAL = SELECTED.length < CASES.length;
 const FAST_INDEXES = process.env.BENCH_FAST_INDEXES !== "0";
 const INDEX_CHECK_ALL = process.env.BENCH_INDEX_CHECK === "all";
 /** A fixed "now" (mid-hour, UTC) so every run buckets the same way. */
@@ -85,13 +101,16 @@ async function runCase(benchCase: BenchCase, env: BenchEnv): Promise<Sample> {
 test(
   "every function's cost stays flat as tables grow",
   async () => {
+    if (SELECTED.length === 0) {
+      throw new Error(`BENCH_CASES=${process.env.BENCH_CASES} names no case of bench/cases.ts`);
+    }
     const started = performance.now();
     const byCase = new Map<string, Record<string, Sample>>();
     const seeded: Record<string, Record<string, Record<string, number>>> = {};
     const timings: Record<string, { seedMs: number; casesMs: number }> = {};
     // Deployments in the order their first case appears; each case runs in table order.
     const deployments: Deployment[] = [];
-    for (const benchCase of CASES) {
+    for (const benchCase of SELECTED) {
       const deployment = benchCase.deployment ?? MAIN;
       if (!deployments.includes(deployment)) {
         deployments.push(deployment);
@@ -107,17 +126,24 @@ test(
       let casesMs = 0;
       seeded[n] = {};
       for (const deployment of deployments) {
+        for (const [name, value] of Object.entries(deployment.env ?? {})) {
+          vi.stubEnv(name, value);
+        }
         const seedStart = performance.now();
         const env = await deployment.seed(n, NOW);
         const seedTook = performance.now() - seedStart;
         seedMs += seedTook;
         seeded[n][deployment.name] = env.rows;
         const casesStart = performance.now();
-        for (const benchCase of CASES.filter((c) => (c.deployment ?? MAIN) === deployment)) {
-          const caseStart = performance.now();
-          const sample = await runCase(benchCase, env);
-          sample.ms = Math.round(performance.now() - caseStart);
-          byCase.set(benchCase.name, { ...byCase.get(benchCase.name), [n]: sample });
+        try {
+          for (const benchCase of SELECTED.filter((c) => (c.deployment ?? MAIN) === deployment)) {
+            const caseStart = performance.now();
+            const sample = await runCase(benchCase, env);
+            sample.ms = Math.round(performance.now() - caseStart);
+            byCase.set(benchCase.name, { ...byCase.get(benchCase.name), [n]: sample });
+          }
+        } finally {
+          vi.unstubAllEnvs();
         }
         const casesTook = performance.now() - casesStart;
         casesMs += casesTook;
@@ -129,7 +155,7 @@ test(
       timings[n] = { seedMs: Math.round(seedMs), casesMs: Math.round(casesMs) };
     }
 
-    const results: CaseResult[] = CASES.map((benchCase) =>
+    const results: CaseResult[] = SELECTED.map((benchCase) =>
       judge(benchCase, byCase.get(benchCase.name)!, NS),
     );
     const wallMs = Math.round(performance.now() - started);
@@ -145,6 +171,7 @@ test(
 
     const run: BenchRun & Record<string, unknown> = {
       ns: NS,
+      ...(PARTIAL ? { cases: CASE_FILTER } : {}),
       now: new Date(NOW).toISOString(),
       fastIndexes: FAST_INDEXES,
       indexCheckedAt: FAST_INDEXES ? (INDEX_CHECK_ALL ? NS : [NS[0]]) : [],
@@ -158,37 +185,48 @@ test(
       wallMs,
       results,
     };
-    writeFileSync(out("./results.json"), `${JSON.stringify(run, null, 2)}\n`);
-    writeFileSync(
-      out("./results.png"),
-      lineChart({
-        title: "Documents read per call vs rows per table (N)",
-        xLabel: "N (rows seeded per table, log scale)",
-        yLabel: "documents read (log scale)",
-        xFormat: (x) => (x >= 1000 ? `${x / 1000}k` : String(x)),
-        footnote:
-          "Legend: reads at each N. Equal lines overlap; flat lines = cost independent of N.",
-        series: results.map((result) => {
-          const reads = NS.map((n) => result.byN[n].cost.documentsRead);
-          const suffix = result.kind === "cron" ? " max/txn" : "";
-          return {
-            label: `${result.name}${suffix}: ${reads.join("/")}`,
-            points: NS.map((n, i) => ({ x: n, y: reads[i] })),
-          };
-        }),
-      }),
-    );
-    updateReadme({ results: run });
-    log("wrote bench/results.json, bench/results.png and the results table of bench/README.md");
+    if (PARTIAL) {
+      mkdirSync(out("./out"), { recursive: true });
+      writeFileSync(out("./out/results.json"), `${JSON.stringify(run, null, 2)}\n`);
+      log(`partial run (BENCH_CASES): wrote bench/out/results.json only`);
+    } else {
+      writeResults(run, results);
+    }
 
     expect(
       results.filter((r) => !r.flat).map((r) => `${r.name}: ${r.reason}`),
       "functions that are not flat",
     ).toEqual([]);
   },
-  // Generous: the worker sweeps' 100,000-job drains take minutes each.
-  60 * 60 * 1000,
+  // Generous: the 100,000-row drains take minutes each, the subscription ones most of an hour
+  // together (10,000 transactions each).
+  3 * 60 * 60 * 1000,
 );
+
+/** A run of every case: bench/results.json, bench/results.png and the README's results table. */
+function writeResults(run: BenchRun, results: CaseResult[]) {
+  writeFileSync(out("./results.json"), `${JSON.stringify(run, null, 2)}\n`);
+  writeFileSync(
+    out("./results.png"),
+    lineChart({
+      title: "Documents read per call vs rows per table (N)",
+      xLabel: "N (rows seeded per table, log scale)",
+      yLabel: "documents read (log scale)",
+      xFormat: (x) => (x >= 1000 ? `${x / 1000}k` : String(x)),
+      footnote: "Legend: reads at each N. Equal lines overlap; flat lines = cost independent of N.",
+      series: results.map((result) => {
+        const reads = NS.map((n) => result.byN[n].cost.documentsRead);
+        const suffix = result.kind === "cron" ? " max/txn" : "";
+        return {
+          label: `${result.name}${suffix}: ${reads.join("/")}`,
+          points: NS.map((n, i) => ({ x: n, y: reads[i] })),
+        };
+      }),
+    }),
+  );
+  updateReadme({ results: run });
+  log("wrote bench/results.json, bench/results.png and the results table of bench/README.md");
+}
 
 /**
  * Live-query cost (bench/liveWorld.ts): Q = 1,000 and 10,000 users, each with a queued job and

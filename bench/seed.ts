@@ -3,13 +3,26 @@ import { convexTest } from "convex-test";
 import { api, internal } from "../convex/_generated/api";
 import type { Doc, Id } from "../convex/_generated/dataModel";
 import schema from "../convex/schema";
+import type { PlanName } from "../convex/lib/validators";
+import { videoKeyFor } from "../convex/lib/r2";
+import { VIDEO_TTL_MS } from "../convex/model/jobs";
+import { addMonthsUtc } from "../convex/model/lots";
+import { DELETION_FIRST_RETRY_MS } from "../convex/model/media";
 import {
   DURATION_BIN_UPPER_MS,
   HOUR_MS,
   METRIC_SHARDS,
   RETENTION_HOURS,
   hourStart,
+  shardOf,
 } from "../convex/model/metricsBuckets";
+import { PLAN_CATALOG } from "../convex/model/plans";
+import {
+  GRACE_MS,
+  RENEWAL_LEAD_MS,
+  periodEnd as periodEndOf,
+  periodLotKey,
+} from "../convex/model/subscriptions";
 import { DEFAULT_WORKER_CONFIG } from "../convex/model/worker";
 import type { Client } from "./measure";
 
@@ -816,5 +829,545 @@ export async function seedLotExpiryBacklog(n: number, now: number): Promise<Benc
           : [],
     };
   });
+  return env;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subscriptions (convex/model/subscriptions.ts)
+
+const planOf = (name: PlanName) => PLAN_CATALOG.find((plan) => plan.name === name)!;
+/** The plan a downgrade from `plan` goes to (none from the cheapest). */
+const cheaper = (plan: PlanName): PlanName | undefined =>
+  plan === "studio" ? "creator" : plan === "creator" ? "starter" : undefined;
+
+/**
+ * A user with one live subscription (generation 1: anchored once), as the subscription code
+ * would have left it at `periodIndex`:
+ * - active: the current period's plan lot (the plan's monthly credits, expiring at the period
+ *   end), `used` of them consumed by a finished job;
+ * - past_due (the current period unpaid, in its grace): the ended period's plan lot expired at
+ *   the period start, its credits rolled over (a rollover lot expiring at the current period's
+ *   end) or lost;
+ * - `renewal`: the renewal payment of the next period (active) or of the unpaid one (past_due),
+ *   with the subscription's `renewal` naming it.
+ */
+type SubscriberSpec = {
+  clerkId: string;
+  plan: PlanName;
+  status: "active" | "past_due";
+  anchor: number;
+  periodIndex: number;
+  cancelAtPeriodEnd?: boolean;
+  pendingPlan?: PlanName;
+  renewalDueAt?: number;
+  graceEndsAt?: number;
+  renewal?: "paid" | "pending" | "failed";
+  /** Active: credits of the plan lot a finished job consumed (0: all unused). */
+  used?: number;
+  /** Past_due: what became of the ended period's lot. */
+  ended?: "rolled" | "expired";
+};
+
+/** Documents one subscriber writes at most (user + patch, subscription + patch, payment, 2 lots, job, 3 ledger rows). */
+const SUBSCRIBER_WRITES = 11;
+
+/**
+ * Inserts subscribers whose credits, ledger and caches are as the code keeps them: each lot with
+ * the ledger rows that made it (`period` grant at the period start; a job's `reserve` and
+ * `settle`; a `rollover` out of the ended lot and into the rollover lot, or its `expire`),
+ * `balanceAfter` running in time order, the user's `credits` Σ available over its active lots and
+ * `nextExpiry` as `refreshNextExpiry` caches it; lots keyed as the code keys them
+ * (`periodLotKey`, `rollover:<lotId>`); and `subscriptionTotals` (the MRR gauges the
+ * subscriptions trigger keeps) counting every active subscription in its shard. The scheduled
+ * period ends, renewals and lot expiries are not seeded (the runner drives every function).
+ */
+async function insertSubscribers(
+  env: BenchEnv,
+  count: number,
+  make: (i: number) => SubscriberSpec,
+) {
+  const perChunk = Math.floor(CHUNK / SUBSCRIBER_WRITES);
+  const totals = Array.from({ length: METRIC_SHARDS }, () => ({
+    active: { starter: 0, creator: 0, studio: 0 },
+    mrr: {} as Record<string, number>,
+  }));
+  const tally = { users: 0, subscriptions: 0, payments: 0, creditLots: 0, jobs: 0, ledger: 0 };
+  for (let start = 0; start < count; start += perChunk) {
+    const end = Math.min(count, start + perChunk);
+    await env.t.run(async (ctx) => {
+      for (let i = start; i < end; i++) {
+        const spec = make(i);
+        const plan = planOf(spec.plan);
+        const index = spec.periodIndex;
+        const periodStart = addMonthsUtc(spec.anchor, index);
+        const periodEnd = addMonthsUtc(spec.anchor, index + 1);
+        const userId = await ctx.db.insert("users", {
+          clerkId: spec.clerkId,
+          email: `${spec.clerkId}@example.com`,
+          plan: spec.plan,
+          credits: 0,
+          createdAt: spec.anchor - HOUR_MS,
+        });
+        const subscriptionId = await ctx.db.insert("subscriptions", {
+          userId,
+          plan: spec.plan,
+          status: spec.status,
+          anchor: spec.anchor,
+          generation: 1,
+          periodIndex: index,
+          currency: "GBP",
+          currentPeriodStart: periodStart,
+          currentPeriodEnd: periodEnd,
+          cancelAtPeriodEnd: spec.cancelAtPeriodEnd ?? false,
+          pendingPlan: spec.pendingPlan,
+          renewalDueAt: spec.renewalDueAt,
+          graceEndsAt: spec.graceEndsAt,
+          createdAt: spec.anchor,
+        });
+        tally.users++;
+        tally.subscriptions++;
+        type Row = Omit<Doc<"ledger">, "_id" | "_creationTime" | "balanceAfter">;
+        const rows: Row[] = [];
+        const live: Array<{ available: number; expiresAt: number }> = [];
+        const lot = async (fields: {
+          source: "period" | "rollover";
+          sourceKey: string;
+          granted: number;
+          remaining: number;
+          expiresAt: number;
+          createdAt: number;
+        }) => {
+          const active = fields.remaining > 0;
+          tally.creditLots++;
+          if (active) live.push({ available: fields.remaining, expiresAt: fields.expiresAt });
+          return await ctx.db.insert("creditLots", {
+            ...fields,
+            userId,
+            held: 0,
+            status: active ? "active" : "expired",
+            closed: !active,
+            subscriptionId,
+          });
+        };
+        if (spec.status === "active") {
+          const used = spec.used ?? 0;
+          const lotId = await lot({
+            source: "period",
+            sourceKey: periodLotKey(subscriptionId, 1, index),
+            granted: plan.monthlyCredits,
+            remaining: plan.monthlyCredits - used,
+            expiresAt: periodEnd,
+            createdAt: periodStart,
+          });
+          rows.push({
+            userId,
+            delta: plan.monthlyCredits,
+            kind: "period",
+            lotId,
+            note: `Subscription period ${index + 1}`,
+            createdAt: periodStart,
+          });
+          if (used > 0) {
+            const createdAt = periodStart + DAY_MS;
+            const finishedAt = createdAt + 60_000;
+            const jobId = await ctx.db.insert("jobs", {
+              userId,
+              prompt: `a subscriber's job ${i}`,
+              durationSec: used,
+              creditsUsed: used,
+              status: "expired",
+              creditStatus: "settled",
+              allocations: [{ lotId, credits: used }],
+              createdAt,
+              startedAt: createdAt + 1000,
+              finishedAt,
+              expiresAt: finishedAt + DAY_MS,
+            });
+            tally.jobs++;
+            rows.push(
+              {
+                userId,
+                delta: -used,
+                reservedDelta: used,
+                kind: "reserve",
+                jobId,
+                lotId,
+                createdAt,
+              },
+              {
+                userId,
+                delta: 0,
+                reservedDelta: -used,
+                kind: "settle",
+                jobId,
+                lotId,
+                createdAt: finishedAt,
+              },
+            );
+          }
+        } else {
+          // The ended period's lot: granted at its start, gone at its end (the current start).
+          const endedStart = addMonthsUtc(spec.anchor, index - 1);
+          const granted = plan.monthlyCredits;
+          const endedId = await lot({
+            source: "period",
+            sourceKey: periodLotKey(subscriptionId, 1, index - 1),
+            granted,
+            remaining: 0,
+            expiresAt: periodStart,
+            createdAt: endedStart,
+          });
+          rows.push({
+            userId,
+            delta: granted,
+            kind: "period",
+            lotId: endedId,
+            note: `Subscription period ${index}`,
+            createdAt: endedStart,
+          });
+          if (spec.ended === "rolled") {
+            const rolledId = await lot({
+              source: "rollover",
+              sourceKey: `rollover:${endedId}`,
+              granted,
+              remaining: granted,
+              expiresAt: periodEnd,
+              createdAt: periodStart,
+            });
+            rows.push(
+              { userId, delta: -granted, kind: "rollover", lotId: endedId, createdAt: periodStart },
+              { userId, delta: granted, kind: "rollover", lotId: rolledId, createdAt: periodStart },
+            );
+          } else {
+            rows.push({
+              userId,
+              delta: -granted,
+              kind: "expire",
+              lotId: endedId,
+              createdAt: periodStart,
+            });
+          }
+        }
+        if (spec.renewal !== undefined) {
+          // Active: the next period's payment, due at this period's end; past_due: the unpaid
+          // current period's, due at the end of the previous one.
+          const renewalIndex = spec.status === "active" ? index + 1 : index;
+          const dueAt = spec.status === "active" ? periodEnd : periodStart;
+          const next = planOf(spec.pendingPlan ?? spec.plan);
+          const paid = spec.renewal === "paid";
+          const paymentId = await ctx.db.insert("payments", {
+            userId,
+            trueLayerTxnId: spec.renewal === "failed" ? "" : `tl_renewal_${spec.clerkId}`,
+            amount: next.price,
+            creditsAdded: paid ? next.monthlyCredits : 0,
+            creditsPurchased: next.monthlyCredits,
+            timestamp: dueAt - RENEWAL_LEAD_MS,
+            status: spec.renewal === "paid" ? "executed" : spec.renewal,
+            planName: next.name,
+            currency: "GBP",
+            subscriptionId,
+            purpose: "renewal",
+            periodIndex: renewalIndex,
+            ...(paid ? { succeededAt: dueAt - RENEWAL_LEAD_MS + HOUR_MS } : {}),
+            ...(spec.renewal === "failed" ? { failureReason: "insufficient_funds" } : {}),
+          });
+          tally.payments++;
+          await ctx.db.patch("subscriptions", subscriptionId, {
+            renewal: {
+              paymentId,
+              periodIndex: renewalIndex,
+              dueAt,
+              amount: next.price,
+              currency: "GBP",
+              status: spec.renewal,
+              payUrl: spec.renewal === "failed" ? null : `https://pay.example.com/${spec.clerkId}`,
+            },
+          });
+        }
+        rows.sort((a, b) => a.createdAt - b.createdAt);
+        let balance = 0;
+        for (const row of rows) {
+          balance += row.delta;
+          await ctx.db.insert("ledger", { ...row, balanceAfter: balance });
+          tally.ledger++;
+        }
+        let nextExpiry: { credits: number; at: number } | undefined;
+        for (const { available, expiresAt } of live) {
+          if (nextExpiry === undefined || expiresAt < nextExpiry.at) {
+            nextExpiry = { credits: available, at: expiresAt };
+          } else if (expiresAt === nextExpiry.at) {
+            nextExpiry = { credits: nextExpiry.credits + available, at: expiresAt };
+          }
+        }
+        await ctx.db.patch("users", userId, {
+          credits: balance,
+          ...(nextExpiry !== undefined ? { nextExpiry } : {}),
+        });
+        if (spec.status === "active") {
+          const shard = totals[shardOf(subscriptionId)];
+          shard.active[spec.plan]++;
+          shard.mrr.GBP = (shard.mrr.GBP ?? 0) + plan.price;
+        }
+      }
+    });
+  }
+  // The gauges, as the trigger on `subscriptions` would have counted these (added to those of
+  // subscribers inserted before).
+  const inserted = await env.t.run(async (ctx) => {
+    let rows = 0;
+    for (const [shard, { active, mrr }] of totals.entries()) {
+      const row = await ctx.db
+        .query("subscriptionTotals")
+        .withIndex("by_shard", (q) => q.eq("shard", shard))
+        .unique();
+      if (row === null) {
+        await ctx.db.insert("subscriptionTotals", { shard, active, mrr });
+        rows++;
+        continue;
+      }
+      const sum = { ...row.mrr };
+      for (const [currency, amount] of Object.entries(mrr)) {
+        sum[currency] = (sum[currency] ?? 0) + amount;
+      }
+      await ctx.db.patch("subscriptionTotals", row._id, {
+        active: {
+          starter: row.active.starter + active.starter,
+          creator: row.active.creator + active.creator,
+          studio: row.active.studio + active.studio,
+        },
+        mrr: sum,
+      });
+    }
+    return rows;
+  });
+  for (const [table, rows] of Object.entries(tally)) counted(env, table, rows);
+  counted(env, "subscriptionTotals", inserted);
+}
+
+/**
+ * The moments the subscription deployments are built around: `periodsEnd` (the start of the hour
+ * before `now`, a whole second) is when the closing periods end, the past_due ones' grace ends
+ * and the other subscriptions' renewals fall due; each group's anchor is the one second that puts
+ * its period (index 4) there.
+ */
+function subscriptionMoments(now: number) {
+  const periodsEnd = hourStart(now);
+  const index = 4;
+  const anchorFor = (end: number) => {
+    const anchor = addMonthsUtc(end, -(index + 1));
+    if (periodEndOf(anchor, index) !== end) {
+      throw new Error(`bench: no anchor puts period ${index} at ${new Date(end).toISOString()}`);
+    }
+    return anchor;
+  };
+  return {
+    periodsEnd,
+    index,
+    /** Period `index` ends at `periodsEnd`. */
+    closing: anchorFor(periodsEnd),
+    /** Period `index` ended 7 days before: past_due since, its grace ending at `periodsEnd`. */
+    grace: anchorFor(periodsEnd - GRACE_MS),
+    /** Period `index` ends 3 days later: its renewal is due at `periodsEnd`. */
+    renewing: anchorFor(periodsEnd + RENEWAL_LEAD_MS),
+    /** A day after `renewing`: its renewal is due tomorrow. */
+    renewingLater: anchorFor(periodsEnd + RENEWAL_LEAD_MS + DAY_MS),
+  };
+}
+
+/** An active subscriber whose renewal payment is due at `renewalDueAt` (not created yet). */
+function renewingSubscriber(
+  clerkId: string,
+  i: number,
+  anchor: number,
+  index: number,
+): SubscriberSpec {
+  const plan = PLANS[i % 3];
+  return {
+    clerkId,
+    plan,
+    status: "active",
+    anchor,
+    periodIndex: index,
+    renewalDueAt: addMonthsUtc(anchor, index + 1) - RENEWAL_LEAD_MS,
+    // Canceling since before the renewal fell due: `cancel` leaves `renewalDueAt` (createRenewal
+    // then does nothing); a downgrade prices the renewal at the cheaper plan.
+    cancelAtPeriodEnd: i % 10 === 9,
+    pendingPlan: i % 10 === 4 ? cheaper(plan) : undefined,
+    used: i % 2 === 1 ? 15 : 0,
+  };
+}
+
+/** Past_due subscribers whose grace ends with the closing periods (N / 10 of them). */
+export const graceEndsOf = (n: number) => Math.floor(n / 10);
+/** Subscribers of the period-end deployment whose renewal falls due with the closing periods. */
+export const renewalsDueWithPeriodEnds = (n: number) => Math.floor(n / 10);
+
+/**
+ * The period-end sweep's deployment (`subscriptions.sweepDue`): N active subscriptions anchored
+ * on the same second, so all their periods end at the same second, an hour ago, and the
+ * scheduled `closePeriod`s were missed. Plans in turn (starter, creator, studio); per 10: four
+ * with the next period paid (one of them downgrading: the payment is for the cheaper plan), two
+ * with it pending (one downgrading) and one failed (both go past_due), three canceling at the
+ * period end. Every other one used 15 of its plan lot's credits on a job; the unused credits of
+ * the others roll over (except the canceling ones'), capped at the next plan's. With them, due at
+ * the same second: N / 10 past_due subscriptions whose 7-day grace ends then (half of them with
+ * the ended period's credits rolled over, half with a pending renewal), and N / 10 active ones,
+ * anchored 3 days later, whose renewal payment falls due then. Backlog: N + N / 10 + N / 10.
+ */
+export async function seedPeriodEnds(n: number, now: number): Promise<BenchEnv> {
+  const env = await newDeployment(n, now);
+  const at = subscriptionMoments(now);
+  await insertSubscribers(env, n, (i) => {
+    const plan = PLANS[i % 3];
+    const kind = i % 10;
+    return {
+      clerkId: `closing_${i}`,
+      plan,
+      status: "active",
+      anchor: at.closing,
+      periodIndex: at.index,
+      cancelAtPeriodEnd: kind >= 7,
+      pendingPlan: kind === 3 || kind === 5 ? cheaper(plan) : undefined,
+      renewal: kind <= 3 ? "paid" : kind <= 5 ? "pending" : kind === 6 ? "failed" : undefined,
+      used: Math.floor(i / 10) % 2 === 1 ? 15 : 0,
+    };
+  });
+  await insertSubscribers(env, graceEndsOf(n), (j) => ({
+    clerkId: `grace_${j}`,
+    plan: PLANS[j % 3],
+    status: "past_due",
+    anchor: at.grace,
+    periodIndex: at.index + 1,
+    graceEndsAt: at.periodsEnd,
+    renewal: j % 2 === 0 ? "pending" : "failed",
+    ended: j % 4 < 2 ? "rolled" : "expired",
+  }));
+  await insertSubscribers(env, renewalsDueWithPeriodEnds(n), (j) =>
+    renewingSubscriber(`renewing_${j}`, j, at.renewing, at.index),
+  );
+  return env;
+}
+
+/**
+ * The renewal sweep's deployment (`subscriptions.sweepDue` 3 days before a period end): N active
+ * subscriptions anchored on the same second, whose renewal payments all fall due at the same
+ * second, an hour ago, and were not created (the scheduled `createRenewal`s missed); one in 10
+ * downgrading, one in 10 canceling (its renewal is still due: `cancel` leaves it). Plus N / 10
+ * anchored a day later, whose renewal is due tomorrow: the sweep must leave them alone.
+ */
+export async function seedRenewalsDue(n: number, now: number): Promise<BenchEnv> {
+  const env = await newDeployment(n, now);
+  const at = subscriptionMoments(now);
+  await insertSubscribers(env, n, (i) =>
+    renewingSubscriber(`renewing_${i}`, i, at.renewing, at.index),
+  );
+  await insertSubscribers(env, Math.floor(n / 10), (j) =>
+    renewingSubscriber(`renewing_later_${j}`, j, at.renewingLater, at.index),
+  );
+  return env;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Videos in the bucket (convex/model/media.ts)
+
+/** R2 configured for the video deployment (never called: the deletion actions are not run). */
+export const BENCH_R2_ENV = {
+  R2_ACCOUNT_ID: "benchaccount",
+  R2_ACCESS_KEY_ID: "bench-access-key",
+  R2_SECRET_ACCESS_KEY: "bench-secret-key",
+  R2_BUCKET: "bench-videos",
+};
+
+/** Rows of the deletion backlog's deployment that the sweep must leave alone: N / 10. */
+export const deletionsNotDueOf = (n: number) => Math.floor(n / 10);
+
+/**
+ * The video deployment (R2 configured): videos in the bucket, and their deletions.
+ * - N done jobs whose video (an object `videoKeyFor(job, attempt)`, checked at completion:
+ *   `videoBytes`) expired an hour ago: the expiry cron's backlog; each expiry records a
+ *   `videoDeletions` row and each batch schedules one deletion action.
+ * - N expired jobs whose object's deletion is due (the deletion sweep's backlog): half never
+ *   reported (their action was lost: attempts 0, due 10 minutes after the expiry), half failed
+ *   before (1 to 5 attempts, backing off, the last error kept).
+ * - N / 10 deletions that must wait: the first N / 10 of those jobs were retried once, and the
+ *   first attempt's upload failed to delete three times, its next attempt an hour away.
+ * Jobs spread over 100 owners; their ledger rows are not seeded (the expiry and deletions do
+ * not touch credits), as for the main deployment's expiry backlog.
+ */
+export async function seedVideos(n: number, now: number): Promise<BenchEnv> {
+  const env = await newDeployment(n, now);
+  const owners = await seedOwners(env);
+  const video = (i: number, prompt: string, finishedAt: number, attempt: number) => ({
+    userId: owners[i % OWNERS],
+    prompt,
+    durationSec: 5,
+    creditsUsed: 5,
+    status: "done" as const,
+    creditStatus: "settled" as const,
+    createdAt: finishedAt - 10 * 60_000,
+    startedAt: finishedAt - 5 * 60_000,
+    finishedAt,
+    expiresAt: finishedAt + VIDEO_TTL_MS,
+    workerId: `gpu-${i % 16}`,
+    attempt,
+    progress: 100,
+    videoBytes: 8_000_000 + i,
+  });
+  const perChunk = CHUNK / 4;
+  for (let start = 0; start < n; start += perChunk) {
+    const end = Math.min(n, start + perChunk);
+    await env.t.run(async (ctx) => {
+      for (let i = start; i < end; i++) {
+        // Expired an hour ago (distinct seconds, oldest first).
+        const expiresAt = Math.floor(now / 1000) * 1000 - HOUR_MS - (n - i) * 1000;
+        const jobId = await ctx.db.insert(
+          "jobs",
+          video(i, `bucket video ${i}`, expiresAt - VIDEO_TTL_MS, 1),
+        );
+        await ctx.db.patch("jobs", jobId, { videoKey: videoKeyFor(jobId, 1) });
+      }
+    });
+  }
+  counted(env, "jobs", n);
+  const notDue = deletionsNotDueOf(n);
+  for (let start = 0; start < n; start += perChunk) {
+    const end = Math.min(n, start + perChunk);
+    await env.t.run(async (ctx) => {
+      for (let i = start; i < end; i++) {
+        const expiredAt = now - 2 * DAY_MS + i;
+        const attempt = i < notDue ? 2 : 1;
+        const jobId = await ctx.db.insert("jobs", {
+          ...video(i, `expired video ${i}`, expiredAt - VIDEO_TTL_MS, attempt),
+          status: "expired",
+        });
+        const key = videoKeyFor(jobId, attempt);
+        await ctx.db.patch("jobs", jobId, { videoKey: key });
+        const failedBefore = i % 2 === 1;
+        await ctx.db.insert("videoDeletions", {
+          jobId,
+          key,
+          reason: "expired",
+          attempts: failedBefore ? 1 + (i % 5) : 0,
+          // Due: never reported (10 minutes after the expiry), or backing off since failing.
+          nextAttemptAt: failedBefore ? now - HOUR_MS - n + i : expiredAt + DELETION_FIRST_RETRY_MS,
+          ...(failedBefore ? { lastError: "DELETE answered 503 Service Unavailable" } : {}),
+          createdAt: expiredAt,
+        });
+        if (i < notDue) {
+          await ctx.db.insert("videoDeletions", {
+            jobId,
+            key: videoKeyFor(jobId, 1),
+            reason: "retried",
+            attempts: 3,
+            nextAttemptAt: now + HOUR_MS + i,
+            lastError: "DELETE answered 500 Internal Error",
+            createdAt: expiredAt - 2 * DAY_MS,
+          });
+        }
+      }
+    });
+  }
+  counted(env, "jobs", n);
+  counted(env, "videoDeletions", n + notDue);
   return env;
 }
