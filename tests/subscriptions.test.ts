@@ -300,6 +300,8 @@ describe("a subscription's life", () => {
       currentPeriodEnd: end0,
       endsAt: end0,
     });
+    // Nothing falls due for a subscription that cancels: the sweep has no renewal to look at.
+    expect((await state(t, userId)).subs.at(-1)!.renewalDueAt).toBeUndefined();
     await at(t, end0 - 3 * DAY);
     expect((await state(t, userId)).subs.at(-1)!.renewal).toBeUndefined();
     await as.mutation(api.subscriptions.resume, {});

@@ -358,6 +358,7 @@ export async function closePeriod(
       status: "canceled",
       canceledAt: now,
       renewal: undefined,
+      renewalDueAt: undefined,
     });
     return true;
   }
@@ -371,6 +372,8 @@ export async function closePeriod(
     currentPeriodStart: end,
     currentPeriodEnd: periodEnd(sub.anchor!, next),
     graceEndsAt,
+    // Unpaid: nothing to renew until the grace is paid (which sets it again).
+    renewalDueAt: undefined,
   });
   await ctx.scheduler.runAt(graceEndsAt, internal.subscriptions.endGrace, {
     subscriptionId,
@@ -707,7 +710,11 @@ export async function setCancelAtPeriodEnd(ctx: MutationCtx, user: Doc<"users">,
   if (!isLive(sub)) {
     throw appError("INVALID_TRANSITION", "There is no active subscription.");
   }
-  await ctx.db.patch("subscriptions", sub._id, { cancelAtPeriodEnd: cancel });
+  // Canceling: no renewal falls due (resume sets it again).
+  await ctx.db.patch("subscriptions", sub._id, {
+    cancelAtPeriodEnd: cancel,
+    ...(cancel ? { renewalDueAt: undefined } : {}),
+  });
   if (cancel) {
     await dropPendingRenewal(ctx, sub, "the subscription cancels at the period end");
   }
