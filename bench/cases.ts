@@ -1,3 +1,4 @@
+import { vi } from "vitest";
 import { api, internal } from "../convex/_generated/api";
 import type { PaginationResult } from "convex/server";
 import type { Doc, Id, TableNames } from "../convex/_generated/dataModel";
@@ -18,6 +19,7 @@ import {
   seedLotExpiryBacklog,
   seedPeriodEnds,
   seedQueueBacklog,
+  seedOrphanImages,
   seedRenewalsDue,
   seedVideos,
   type BenchEnv,
@@ -216,6 +218,7 @@ const LOT_EXPIRY_BACKLOG: Deployment = { name: "lot expiry backlog", seed: seedL
 const PERIOD_ENDS: Deployment = { name: "period ends", seed: seedPeriodEnds };
 const RENEWALS_DUE: Deployment = { name: "renewals due", seed: seedRenewalsDue };
 const VIDEOS: Deployment = { name: "bucket videos", seed: seedVideos, env: BENCH_R2_ENV };
+const ORPHAN_IMAGES: Deployment = { name: "orphan images", seed: seedOrphanImages };
 
 export type CallCase = {
   kind: "call";
@@ -507,6 +510,18 @@ async function expectOneDeletionAction(
       `bench: expected one deletion action for ${handled} deletions, got ${cost.functionsScheduled} scheduled: ${JSON.stringify(names)}`,
     );
   }
+}
+
+const DAY = 24 * 60 * 60 * 1000;
+
+/** The arguments the orphan-image sweep's last step scheduled itself with ({} for the first). */
+async function orphanSweepContinuation(env: BenchEnv) {
+  const newest = await env.t.run(
+    async (ctx) => await ctx.db.system.query("_scheduled_functions").order("desc").first(),
+  );
+  return newest?.name === "media:deleteOrphanImages"
+    ? (newest.args[0] as { createdBefore?: number; after?: number })
+    : {};
 }
 
 export const CASES: BenchCase[] = [
@@ -1125,6 +1140,27 @@ export const CASES: BenchCase[] = [
       );
       await expectOneDeletionAction(env, cost, result.expired, result.more, "jobs:expireOldJobs");
       return { cost, limits, handled: result.expired, more: result.more };
+    },
+  },
+  // Input-image uploads two days old: N orphans deleted, N / 10 in use by queued jobs kept.
+  {
+    kind: "cron",
+    name: "cron media.deleteOrphanImages",
+    deployment: ORPHAN_IMAGES,
+    backlog: (env) => env.n,
+    step: async (env) => {
+      // Two days after the uploads; each step runs as the continuation the last one scheduled.
+      const now = Date.now();
+      vi.setSystemTime(now + 2 * DAY);
+      try {
+        const cursor = await orphanSweepContinuation(env);
+        const { cost, limits, result } = await measure(env.t, (ctx) =>
+          ctx.runMutation(internal.media.deleteOrphanImages, cursor),
+        );
+        return { cost, limits, handled: result.deleted, more: result.more };
+      } finally {
+        vi.setSystemTime(now);
+      }
     },
   },
   {

@@ -1371,3 +1371,49 @@ export async function seedVideos(n: number, now: number): Promise<BenchEnv> {
   counted(env, "videoDeletions", n + notDue);
   return env;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Input-image uploads in Convex storage (convex/model/media.ts)
+
+/** Uploads of the orphan deployment that queued jobs still use (kept by the sweep): N / 10. */
+export const imagesInUseOf = (n: number) => Math.floor(n / 10);
+
+/**
+ * The orphan-image deployment: N + N / 10 files stored in Convex storage at `now` (the case
+ * runs the sweep two days later). N are orphans (uploaded, never passed to `createJob`); the
+ * first N / 10 are the input images of queued jobs, spread over the first files, which the sweep
+ * must keep. Jobs' ledger rows are not seeded (the sweep does not touch credits).
+ */
+export async function seedOrphanImages(n: number, now: number): Promise<BenchEnv> {
+  const env = await newDeployment(n, now);
+  const owners = await seedOwners(env);
+  const inUse = imagesInUseOf(n);
+  const image = new Blob([new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])], {
+    type: "image/png",
+  });
+  const perChunk = CHUNK / 4;
+  for (let start = 0; start < n + inUse; start += perChunk) {
+    const end = Math.min(n + inUse, start + perChunk);
+    await env.t.run(async (ctx) => {
+      for (let i = start; i < end; i++) {
+        const storageId = await ctx.storage.store(image);
+        // Every eleventh file (the first N / 10 of them) is a queued job's input image.
+        if (i % 11 === 0 && i / 11 < inUse) {
+          await ctx.db.insert("jobs", {
+            userId: owners[i % OWNERS],
+            prompt: `image job ${i}`,
+            imageStorageId: storageId,
+            durationSec: 5,
+            creditsUsed: 5,
+            status: "queued",
+            creditStatus: "held",
+            createdAt: now,
+          });
+        }
+      }
+    });
+  }
+  counted(env, "_storage", n + inUse);
+  counted(env, "jobs", inUse);
+  return env;
+}
