@@ -2,6 +2,7 @@
 import { convexTest } from "convex-test";
 import { api, internal } from "../convex/_generated/api";
 import type { Doc, Id } from "../convex/_generated/dataModel";
+import type { MutationCtx } from "../convex/_generated/server";
 import schema from "../convex/schema";
 import type { PlanName } from "../convex/lib/validators";
 import { videoKeyFor } from "../convex/lib/r2";
@@ -151,6 +152,33 @@ async function newDeployment(n: number, now: number) {
     rows: { plans: 3, users: 2, ledger: 3, metricsBuckets: windowBuckets },
   };
   return env;
+}
+
+type LedgerRow = Omit<Doc<"ledger">, "_id" | "_creationTime" | "balanceAfter">;
+
+/** A user's ledger rows in time order, each with its running balance; returns the balance. */
+async function insertLedgerInOrder(ctx: MutationCtx, rows: LedgerRow[]): Promise<number> {
+  rows.sort((a, b) => a.createdAt - b.createdAt);
+  let balance = 0;
+  for (const row of rows) {
+    balance += row.delta;
+    await ctx.db.insert("ledger", { ...row, balanceAfter: balance });
+  }
+  return balance;
+}
+
+/** A user's `nextExpiry` cache as `refreshNextExpiry` computes it from its live lots. */
+function nextExpiryOf(live: Array<{ available: number; expiresAt: number }>) {
+  let nextExpiry: { credits: number; at: number } | undefined;
+  for (const { available, expiresAt } of live) {
+    if (available === 0) continue;
+    if (nextExpiry === undefined || expiresAt < nextExpiry.at) {
+      nextExpiry = { credits: available, at: expiresAt };
+    } else if (expiresAt === nextExpiry.at) {
+      nextExpiry = { credits: nextExpiry.credits + available, at: expiresAt };
+    }
+  }
+  return nextExpiry;
 }
 
 /** Adds `count` rows of `table` to the deployment's row counts. */
@@ -592,8 +620,7 @@ async function insertLotUsers(env: BenchEnv, count: number, make: (i: number) =>
           tally.lots++;
         }
         // The ledger in time order: each grant, then each job's reserve rows.
-        type Row = Omit<Doc<"ledger">, "_id" | "_creationTime" | "balanceAfter">;
-        const rows: Row[] = spec.lots.map((lot, l) => ({
+        const rows: LedgerRow[] = spec.lots.map((lot, l) => ({
           userId,
           delta: lot.granted,
           kind: LEDGER_KIND[lot.source],
@@ -624,24 +651,16 @@ async function insertLotUsers(env: BenchEnv, count: number, make: (i: number) =>
             });
           }
         }
-        rows.sort((a, b) => a.createdAt - b.createdAt);
-        let balance = 0;
-        for (const row of rows) {
-          balance += row.delta;
-          await ctx.db.insert("ledger", { ...row, balanceAfter: balance });
-          tally.ledger++;
-        }
+        const balance = await insertLedgerInOrder(ctx, rows);
+        tally.ledger += rows.length;
         // The caches, as refreshNextExpiry computes them (over active lots, due or not).
-        let nextExpiry: { credits: number; at: number } | undefined;
-        spec.lots.forEach((lot, l) => {
-          const available = lot.expired ? 0 : lot.granted - held[l];
-          if (lot.expiresAt === undefined || available === 0) return;
-          if (nextExpiry === undefined || lot.expiresAt < nextExpiry.at) {
-            nextExpiry = { credits: available, at: lot.expiresAt };
-          } else if (lot.expiresAt === nextExpiry.at) {
-            nextExpiry = { credits: nextExpiry.credits + available, at: nextExpiry.at };
-          }
-        });
+        const nextExpiry = nextExpiryOf(
+          spec.lots.flatMap((lot, l) =>
+            lot.expiresAt === undefined || lot.expired
+              ? []
+              : [{ available: lot.granted - held[l], expiresAt: lot.expiresAt }],
+          ),
+        );
         const reserved = held.reduce((total, h) => total + h, 0);
         await ctx.db.patch("users", userId, {
           credits: balance,
@@ -926,8 +945,7 @@ async function insertSubscribers(
         });
         tally.users++;
         tally.subscriptions++;
-        type Row = Omit<Doc<"ledger">, "_id" | "_creationTime" | "balanceAfter">;
-        const rows: Row[] = [];
+        const rows: LedgerRow[] = [];
         const live: Array<{ available: number; expiresAt: number }> = [];
         const lot = async (fields: {
           source: "period" | "rollover";
@@ -1084,21 +1102,9 @@ async function insertSubscribers(
             },
           });
         }
-        rows.sort((a, b) => a.createdAt - b.createdAt);
-        let balance = 0;
-        for (const row of rows) {
-          balance += row.delta;
-          await ctx.db.insert("ledger", { ...row, balanceAfter: balance });
-          tally.ledger++;
-        }
-        let nextExpiry: { credits: number; at: number } | undefined;
-        for (const { available, expiresAt } of live) {
-          if (nextExpiry === undefined || expiresAt < nextExpiry.at) {
-            nextExpiry = { credits: available, at: expiresAt };
-          } else if (expiresAt === nextExpiry.at) {
-            nextExpiry = { credits: nextExpiry.credits + available, at: expiresAt };
-          }
-        }
+        const balance = await insertLedgerInOrder(ctx, rows);
+        tally.ledger += rows.length;
+        const nextExpiry = nextExpiryOf(live);
         await ctx.db.patch("users", userId, {
           credits: balance,
           ...(nextExpiry !== undefined ? { nextExpiry } : {}),
