@@ -1119,7 +1119,6 @@ export const CASES: BenchCase[] = [
         ctx.runMutation(internal.subscriptions.startRenewal, {
           subscriptionId: sub._id,
           periodEnd: sub.currentPeriodEnd!,
-          currency: "GBP",
         }),
       );
       if (result === null) {

@@ -7,7 +7,7 @@ import schema from "../convex/schema";
 import type { PlanName } from "../convex/lib/validators";
 import { videoKeyFor } from "../convex/lib/r2";
 import { VIDEO_TTL_MS } from "../convex/model/jobs";
-import { addMonthsUtc } from "../convex/model/lots";
+import { addMonthsUtc } from "../convex/model/calendar";
 import { DELETION_FIRST_RETRY_MS } from "../convex/model/media";
 import {
   DURATION_BIN_UPPER_MS,
@@ -22,8 +22,8 @@ import {
   GRACE_MS,
   RENEWAL_LEAD_MS,
   periodEnd as periodEndOf,
-  periodLotKey,
-} from "../convex/model/subscriptions";
+} from "../convex/model/subscriptionState";
+import { lotKeys } from "../convex/model/lots";
 import { DEFAULT_WORKER_CONFIG } from "../convex/model/worker";
 import type { Client } from "./measure";
 
@@ -971,7 +971,7 @@ async function insertSubscribers(
           const used = spec.used ?? 0;
           const lotId = await lot({
             source: "period",
-            sourceKey: periodLotKey(subscriptionId, 1, index),
+            sourceKey: lotKeys.period(subscriptionId, 1, index),
             granted: plan.monthlyCredits,
             remaining: plan.monthlyCredits - used,
             expiresAt: periodEnd,
@@ -1029,7 +1029,7 @@ async function insertSubscribers(
           const granted = plan.monthlyCredits;
           const endedId = await lot({
             source: "period",
-            sourceKey: periodLotKey(subscriptionId, 1, index - 1),
+            sourceKey: lotKeys.period(subscriptionId, 1, index - 1),
             granted,
             remaining: 0,
             expiresAt: periodStart,

@@ -3,14 +3,16 @@ import { literals } from "convex-helpers/validators";
 import { isAppError } from "./lib/errors";
 import { webhookOutcomeValidator } from "./lib/validators";
 import { isWebhookEventRecorded, recordWebhookEvent } from "./model/webhookEvents";
-import { anonymiseUser, upsertUser } from "./model/users";
+import { anonymiseUser, findUserByClerkId, upsertUser } from "./model/users";
+import { cancelForDeletedUser } from "./model/subscriptionChanges";
 import { internalMutation } from "./lib/functions";
 
 /**
  * Applies one verified Clerk webhook event (the Svix message id is the event id), once:
  * `user.created` / `user.updated` go through `upsertUser`, the same code as
  * `users:getOrCreateUser`, so webhook and client together make one user with one grant;
- * `user.deleted` anonymises the user (ledger, jobs and payments stay for accounting).
+ * `user.deleted` anonymises the user (ledger, jobs and payments stay for accounting) and ends
+ * their subscription at once.
  */
 export const applyClerkEvent = internalMutation({
   args: {
@@ -27,6 +29,11 @@ export const applyClerkEvent = internalMutation({
     await recordWebhookEvent(ctx, "clerk", eventId, type);
     if (type === "user.deleted") {
       const changed = await anonymiseUser(ctx, clerkId);
+      const user = changed ? await findUserByClerkId(ctx, clerkId) : null;
+      if (user !== null) {
+        // No renewal is created or charged for a deleted user.
+        await cancelForDeletedUser(ctx, user._id);
+      }
       return changed
         ? { outcome: "applied" as const, message: `User ${clerkId} anonymised.` }
         : { outcome: "ignored" as const, message: `No active user ${clerkId}.` };

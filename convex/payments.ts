@@ -8,6 +8,7 @@ import { internalAction, internalQuery } from "./_generated/server";
 import { identityAction, internalMutation, maybeUserQuery } from "./lib/functions";
 import { appError } from "./lib/errors";
 import { pageOfUserRows } from "./lib/pagination";
+import { createTrueLayerPayment, createTrueLayerRefund } from "./lib/trueLayerFlow";
 import { assertPlanName } from "./model/plans";
 import {
   hostedPaymentPageUrl,
@@ -85,22 +86,15 @@ export const createCheckout = identityAction({
         currency: config.currency,
       },
     );
-    let created:
-      | { ok: true; trueLayerPaymentId: string; resourceToken: string }
-      | { ok: false; reason: string };
-    try {
-      created = await ctx.runAction(internal.truelayer.createPayment, {
-        paymentId: started.paymentId,
-        planName: started.planName,
-        amountInMinor: started.amount,
-        currency: started.currency,
-        userName: identity.name ?? started.email,
-        userEmail: started.email,
-        idempotencyKey: crypto.randomUUID(),
-      });
-    } catch (error) {
-      created = { ok: false, reason: error instanceof Error ? error.message : String(error) };
-    }
+    const created = await createTrueLayerPayment(ctx, {
+      paymentId: started.paymentId,
+      planName: started.planName,
+      amountInMinor: started.amount,
+      currency: started.currency,
+      userName: identity.name ?? started.email,
+      userEmail: started.email,
+      idempotencyKey: crypto.randomUUID(),
+    });
     if (!created.ok) {
       await ctx.runMutation(internal.payments.failCheckout, {
         paymentId: started.paymentId,
@@ -111,10 +105,6 @@ export const createCheckout = identityAction({
         `TrueLayer could not create the payment (${created.reason}). Nothing was charged; try again.`,
       );
     }
-    await ctx.runMutation(internal.payments.attachTrueLayerPayment, {
-      paymentId: started.paymentId,
-      trueLayerPaymentId: created.trueLayerPaymentId,
-    });
     return {
       paymentId: started.paymentId,
       planName: started.planName,
@@ -164,17 +154,11 @@ export const refundPayment = internalAction({
       internal.payments.startRefund,
       { paymentId, amount },
     );
-    let created: { ok: true; refundId: string } | { ok: false; reason: string };
-    try {
-      created = await ctx.runAction(internal.truelayer.createRefund, {
-        trueLayerPaymentId: started.trueLayerPaymentId,
-        amountInMinor: started.amount,
-        // One key per refund row: a retried call cannot refund twice.
-        idempotencyKey: started.refundId,
-      });
-    } catch (error) {
-      created = { ok: false, reason: error instanceof Error ? error.message : String(error) };
-    }
+    const created = await createTrueLayerRefund(ctx, {
+      refundId: started.refundId,
+      trueLayerPaymentId: started.trueLayerPaymentId,
+      amountInMinor: started.amount,
+    });
     if (!created.ok) {
       await ctx.runMutation(internal.payments.failRefundStart, {
         refundId: started.refundId,
@@ -182,10 +166,6 @@ export const refundPayment = internalAction({
       });
       throw appError("PAYMENT_PROVIDER_ERROR", `TrueLayer refused the refund: ${created.reason}.`);
     }
-    await ctx.runMutation(internal.payments.attachRefund, {
-      refundId: started.refundId,
-      trueLayerRefundId: created.refundId,
-    });
     return {
       refundId: started.refundId,
       trueLayerRefundId: created.refundId,
@@ -279,13 +259,18 @@ export const failRefundStart = internalMutation({
 
 /**
  * Whether the webhook must fetch a refund's amount from TrueLayer before applying its event:
- * only for a refund id we have never seen (made in TrueLayer Console).
+ * only for a refund id we have never seen (made in TrueLayer Console) of a payment that is ours.
  */
-export const isRefundUnknown = internalQuery({
-  args: { trueLayerRefundId: v.string() },
+export const refundNeedsAmount = internalQuery({
+  args: {
+    trueLayerPaymentId: v.string(),
+    cineweavePaymentId: v.optional(v.string()),
+    trueLayerRefundId: v.string(),
+  },
   returns: v.boolean(),
-  handler: async (ctx, { trueLayerRefundId }) =>
-    (await Refunds.findRefundByTrueLayerId(ctx, trueLayerRefundId)) === null,
+  handler: async (ctx, { trueLayerPaymentId, cineweavePaymentId, trueLayerRefundId }) =>
+    (await Refunds.findRefundByTrueLayerId(ctx, trueLayerRefundId)) === null &&
+    (await Payments.lookUpPayment(ctx, { trueLayerPaymentId, cineweavePaymentId })) !== null,
 });
 
 /** Applies one verified TrueLayer webhook event exactly once (see model/payments.ts). */

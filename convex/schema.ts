@@ -120,7 +120,7 @@ export default defineSchema({
   plans: defineTable({
     name: planNameValidator,
     monthlyCredits: v.number(),
-    /** USD cents. */
+    /** Minor units of the deployment's currency (TRUELAYER_CURRENCY, GBP by default). */
     price: v.number(),
     /** Percent. */
     markup: v.number(),
@@ -146,10 +146,21 @@ export default defineSchema({
     /** Subscription payments: which subscription, and what the payment is for. */
     subscriptionId: v.optional(v.id("subscriptions")),
     purpose: v.optional(v.union(v.literal("start"), v.literal("renewal"), v.literal("upgrade"))),
-    /** Renewals: the period (index, counted from the subscription's anchor) it pays for. */
+    // The quote: what the payment was priced for, checked again when it succeeds (see
+    // docs/payments.md, "the quote rule"). `amount`, `planName`, `purpose` are part of it.
+    /** The period (index from the anchor) it was quoted for: renewals pay it, upgrades convert its lot. */
     periodIndex: v.optional(v.number()),
-    /** Renewals: the anchoring (subscription `generation`) that period belongs to. */
+    /** The anchoring (subscription `generation`) that period belongs to. */
     generation: v.optional(v.number()),
+    /** The plan's price when quoted: `amount` at this price per credit is what it is worth. */
+    listPrice: v.optional(v.number()),
+    /** Upgrades: the plan upgraded from, and its unused credits priced in (converted when paid). */
+    fromPlan: v.optional(planNameValidator),
+    creditsConverted: v.optional(v.number()),
+    /** Why a failed payment failed: TrueLayer refused it, the payer's bank did, or we dropped it. */
+    failureKind: v.optional(
+      v.union(v.literal("provider"), v.literal("payment"), v.literal("superseded")),
+    ),
     // Refund summary, recomputed from the payment's `refunds` rows whenever one changes.
     refundStatus: v.optional(paymentRefundStatusValidator),
     /** Minor units refunded (executed refunds). */
@@ -200,9 +211,12 @@ export default defineSchema({
         payUrl: v.union(v.string(), v.null()),
         /** The plan it pays for (absent on renewals made before it was recorded). */
         planName: v.optional(planNameValidator),
+        /** Creations TrueLayer refused so far, and when the next is tried (before the period end). */
+        attempts: v.optional(v.number()),
+        retryAt: v.optional(v.number()),
       }),
     ),
-    /** When the next renewal payment is due to be created (3 days before the period ends). */
+    /** Derived (model/subscriptionState.ts): when the next renewal payment is to be created. */
     renewalDueAt: v.optional(v.number()),
     /** past_due: when the grace ends and the subscription is canceled if still unpaid. */
     graceEndsAt: v.optional(v.number()),

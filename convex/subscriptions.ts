@@ -5,14 +5,19 @@ import { internal } from "./_generated/api";
 import { internalAction, internalQuery } from "./_generated/server";
 import { internalMutation, maybeUserQuery, userMutation, userQuery } from "./lib/functions";
 import { hostedPaymentPageUrl, readTrueLayerConfig, trueLayerCurrency } from "./lib/truelayer";
+import { createTrueLayerPayment } from "./lib/trueLayerFlow";
 import { planNameValidator } from "./lib/validators";
 import { assertPlanName } from "./model/plans";
-import { failCheckout } from "./model/payments";
-import * as Subscriptions from "./model/subscriptions";
+import * as Changes from "./model/subscriptionChanges";
+import * as Periods from "./model/subscriptionPeriods";
+import * as Quotes from "./model/subscriptionQuotes";
+import * as Renewals from "./model/subscriptionRenewals";
+import { currentSubscription } from "./model/subscriptionState";
 
 /**
- * Subscriptions (rules in model/subscriptions.ts). Start and upgrade go through
- * `payments.createCheckout`; everything else here.
+ * Subscriptions (rules in model/subscription*.ts, one file per stage: state, quotes, periods,
+ * renewals, payments, changes). Start and upgrade go through `payments.createCheckout`;
+ * everything else here.
  */
 
 const subscriptionView = doc(schema, "subscriptions").omit("userId");
@@ -23,7 +28,7 @@ export const get = maybeUserQuery({
   returns: v.union(subscriptionView, v.null()),
   handler: async (ctx) => {
     if (ctx.user === null) return null;
-    const sub = await Subscriptions.currentSubscription(ctx, ctx.user._id);
+    const sub = await currentSubscription(ctx, ctx.user._id);
     if (sub === null) return null;
     const { userId: _userId, ...view } = sub;
     return view;
@@ -58,7 +63,7 @@ export const previewChange = userQuery({
       subscription: _sub,
       plan,
       ...preview
-    } = await Subscriptions.previewChange(ctx, ctx.user._id, planName);
+    } = await Quotes.previewChange(ctx, ctx.user._id, planName);
     return {
       ...preview,
       planName: plan.name,
@@ -79,7 +84,7 @@ export const changePlan = userMutation({
   }),
   handler: async (ctx, { planName }) => {
     assertPlanName(planName);
-    return await Subscriptions.scheduleDowngrade(ctx, ctx.user, planName);
+    return await Changes.scheduleDowngrade(ctx, ctx.user, planName);
   },
 });
 
@@ -94,106 +99,121 @@ const cancelResult = v.object({
 export const cancel = userMutation({
   args: {},
   returns: cancelResult,
-  handler: async (ctx) => await Subscriptions.setCancelAtPeriodEnd(ctx, ctx.user, true),
+  handler: async (ctx) => await Changes.setCancelAtPeriodEnd(ctx, ctx.user, true),
 });
 
 /** Renews again (before the period ends). */
 export const resume = userMutation({
   args: {},
   returns: cancelResult,
-  handler: async (ctx) => await Subscriptions.setCancelAtPeriodEnd(ctx, ctx.user, false),
+  handler: async (ctx) => await Changes.setCancelAtPeriodEnd(ctx, ctx.user, false),
 });
 
 // ---------------------------------------------------------------------------------------------
 // Scheduled
 
-/** Scheduled 3 days before a period ends: creates the renewal payment with TrueLayer. */
-export const createRenewal = internalAction({
+/**
+ * Scheduled when a renewal falls due (3 days before a period ends; again after a creation
+ * TrueLayer refused), and run by the sweep: records the renewal payment if one is due now (keyed:
+ * a stale or repeated run does nothing) and hands it to `createRenewal`.
+ */
+export const startRenewal = internalMutation({
   args: { subscriptionId: v.id("subscriptions"), periodEnd: v.number() },
+  returns: v.union(v.id("payments"), v.null()),
+  handler: async (ctx, { subscriptionId, periodEnd }) =>
+    await Renewals.startRenewal(ctx, subscriptionId, periodEnd, Date.now()),
+});
+
+const renewalToCreateValidator = v.union(
+  v.object({
+    amount: v.number(),
+    currency: v.string(),
+    planName: planNameValidator,
+    email: v.string(),
+  }),
+  v.null(),
+);
+
+/** A recorded renewal payment still waiting for TrueLayer, with what its creation needs. */
+export const renewalToCreate = internalQuery({
+  args: { paymentId: v.id("payments") },
+  returns: renewalToCreateValidator,
+  handler: async (ctx, { paymentId }) => {
+    const payment = await ctx.db.get("payments", paymentId);
+    if (payment?.status !== "pending" || payment.trueLayerTxnId !== "") return null;
+    const user = await ctx.db.get("users", payment.userId);
+    return {
+      amount: payment.amount,
+      currency: payment.currency,
+      planName: payment.planName,
+      email: user?.email ?? "",
+    };
+  },
+});
+
+/** Creates a recorded renewal payment with TrueLayer (its hosted page link goes on the subscription). */
+export const createRenewal = internalAction({
+  args: { paymentId: v.id("payments") },
   returns: v.null(),
-  handler: async (ctx, { subscriptionId, periodEnd }) => {
+  handler: async (ctx, { paymentId }) => {
+    const renewal: Infer<typeof renewalToCreateValidator> = await ctx.runQuery(
+      internal.subscriptions.renewalToCreate,
+      { paymentId },
+    );
+    if (renewal === null) return null;
     let config;
     try {
       config = readTrueLayerConfig();
     } catch {
-      console.warn(`Renewal of ${subscriptionId} not created: payments are not configured.`);
-      config = null;
-    }
-    const started = await ctx.runMutation(internal.subscriptions.startRenewal, {
-      subscriptionId,
-      periodEnd,
-      currency: config?.currency ?? "GBP",
-    });
-    if (started === null) return null;
-    if (config === null) {
+      console.warn(`Renewal payment ${paymentId} not created: payments are not configured.`);
       await ctx.runMutation(internal.subscriptions.failRenewal, {
-        paymentId: started.paymentId,
+        paymentId,
         reason: "payments are not configured",
+        retry: false,
       });
       return null;
     }
-    const created = await ctx.runAction(internal.truelayer.createPayment, {
-      paymentId: started.paymentId,
-      planName: started.planName,
-      amountInMinor: started.amount,
-      currency: config.currency,
-      userName: started.email,
-      userEmail: started.email,
-      idempotencyKey: started.paymentId,
+    const created = await createTrueLayerPayment(ctx, {
+      paymentId,
+      planName: renewal.planName,
+      amountInMinor: renewal.amount,
+      currency: renewal.currency,
+      userName: renewal.email,
+      userEmail: renewal.email,
+      // Our payment's id: a retried call never creates a second TrueLayer payment.
+      idempotencyKey: paymentId,
     });
     if (!created.ok) {
       await ctx.runMutation(internal.subscriptions.failRenewal, {
-        paymentId: started.paymentId,
+        paymentId,
         reason: created.reason,
+        retry: true,
       });
       return null;
     }
-    await ctx.runMutation(internal.payments.attachTrueLayerPayment, {
-      paymentId: started.paymentId,
-      trueLayerPaymentId: created.trueLayerPaymentId,
-    });
     await ctx.runMutation(internal.subscriptions.attachRenewalUrl, {
-      paymentId: started.paymentId,
+      paymentId,
       payUrl: hostedPaymentPageUrl(config, created.trueLayerPaymentId, created.resourceToken),
     });
     return null;
   },
 });
 
-export const startRenewal = internalMutation({
-  args: { subscriptionId: v.id("subscriptions"), periodEnd: v.number(), currency: v.string() },
-  returns: v.union(
-    v.object({
-      paymentId: v.id("payments"),
-      amount: v.number(),
-      planName: planNameValidator,
-      email: v.string(),
-    }),
-    v.null(),
-  ),
-  handler: async (ctx, { subscriptionId, periodEnd, currency }) =>
-    await Subscriptions.startRenewal(ctx, subscriptionId, periodEnd, currency),
-});
-
 export const attachRenewalUrl = internalMutation({
   args: { paymentId: v.id("payments"), payUrl: v.union(v.string(), v.null()) },
   returns: v.null(),
   handler: async (ctx, { paymentId, payUrl }) => {
-    await Subscriptions.attachRenewalUrl(ctx, paymentId, payUrl);
+    await Renewals.attachRenewalUrl(ctx, paymentId, payUrl);
     return null;
   },
 });
 
+/** TrueLayer could not create the renewal payment: it fails; `retry`: due again after a backoff. */
 export const failRenewal = internalMutation({
-  args: { paymentId: v.id("payments"), reason: v.string() },
+  args: { paymentId: v.id("payments"), reason: v.string(), retry: v.boolean() },
   returns: v.null(),
-  handler: async (ctx, { paymentId, reason }) => {
-    // Like a checkout TrueLayer refused: pending → failed; the subscription shows it.
-    await failCheckout(ctx, paymentId, reason);
-    const payment = await ctx.db.get("payments", paymentId);
-    if (payment !== null) {
-      await Subscriptions.markRenewalFailed(ctx, payment);
-    }
+  handler: async (ctx, { paymentId, reason, retry }) => {
+    await Renewals.renewalCreationFailed(ctx, paymentId, reason, retry);
     return null;
   },
 });
@@ -203,7 +223,7 @@ export const closePeriod = internalMutation({
   args: { subscriptionId: v.id("subscriptions"), periodEnd: v.number() },
   returns: v.boolean(),
   handler: async (ctx, { subscriptionId, periodEnd }) =>
-    await Subscriptions.closePeriod(ctx, subscriptionId, periodEnd, Date.now()),
+    await Periods.closePeriod(ctx, subscriptionId, periodEnd, Date.now()),
 });
 
 /** Scheduled at the end of a past_due subscription's grace (keyed by it). */
@@ -211,7 +231,7 @@ export const endGrace = internalMutation({
   args: { subscriptionId: v.id("subscriptions"), graceEndsAt: v.number() },
   returns: v.boolean(),
   handler: async (ctx, { subscriptionId, graceEndsAt }) =>
-    await Subscriptions.endGrace(ctx, subscriptionId, graceEndsAt, Date.now()),
+    await Periods.endGrace(ctx, subscriptionId, graceEndsAt, Date.now()),
 });
 
 /**
@@ -222,7 +242,7 @@ export const sweepDue = internalMutation({
   args: {},
   returns: v.object({ handled: v.number(), more: v.boolean() }),
   handler: async (ctx) => {
-    const result = await Subscriptions.sweepDue(ctx, Date.now());
+    const result = await Periods.sweepDue(ctx, Date.now());
     if (result.more) {
       await ctx.scheduler.runAfter(0, internal.subscriptions.sweepDue, {});
     }
@@ -234,5 +254,5 @@ export const sweepDue = internalMutation({
 export const getForUser = internalQuery({
   args: { userId: v.id("users") },
   returns: v.union(doc(schema, "subscriptions"), v.null()),
-  handler: async (ctx, { userId }) => await Subscriptions.currentSubscription(ctx, userId),
+  handler: async (ctx, { userId }) => await currentSubscription(ctx, userId),
 });

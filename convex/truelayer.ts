@@ -316,7 +316,12 @@ export const createRefund = internalAction({
  */
 export const getRefund = internalAction({
   args: { trueLayerPaymentId: v.string(), trueLayerRefundId: v.string() },
-  returns: v.union(v.object({ ok: v.literal(true), amountInMinor: v.number() }), failureValidator),
+  returns: v.union(
+    v.object({ ok: v.literal(true), amountInMinor: v.number() }),
+    /** TrueLayer answered 404: it has no such refund of that payment (retrying will not help). */
+    v.object({ ok: v.literal(false), reason: v.string(), notFound: v.literal(true) }),
+    failureValidator,
+  ),
   handler: async (_ctx, { trueLayerPaymentId, trueLayerRefundId }) => {
     try {
       const config = readTrueLayerConfig();
@@ -325,6 +330,9 @@ export const getRefund = internalAction({
       const response = await fetchWithTimeout(`${TRUELAYER_HOSTS[config.environment].api}${path}`, {
         headers: { Authorization: `Bearer ${token}`, Accept: "application/json" },
       });
+      if (response.status === 404) {
+        return { ...failure("TrueLayer has no such refund (HTTP 404)"), notFound: true as const };
+      }
       if (!response.ok) {
         return failure(`refund lookup answered HTTP ${response.status}`);
       }

@@ -4,7 +4,7 @@ import schema from "./schema";
 import { appError } from "./lib/errors";
 import { identityMutation, internalMutation, maybeUserQuery } from "./lib/functions";
 import { planNameValidator } from "./lib/validators";
-import { compPlan } from "./model/subscriptions";
+import { compPlan } from "./model/subscriptionChanges";
 import * as Users from "./model/users";
 
 const userDoc = doc(schema, "users");

@@ -87,15 +87,25 @@ export const trueLayerWebhook = httpAction((ctx, request) =>
     if (
       event.refundId !== undefined &&
       event.amountInMinor === undefined &&
-      (await ctx.runQuery(internal.payments.isRefundUnknown, {
+      (await ctx.runQuery(internal.payments.refundNeedsAmount, {
+        trueLayerPaymentId: event.trueLayerPaymentId,
+        cineweavePaymentId: event.cineweavePaymentId,
         trueLayerRefundId: event.refundId,
       }))
     ) {
-      // A refund made in TrueLayer Console: its webhook does not say how much went back.
+      // A refund of our payment made in TrueLayer Console: its webhook does not say how much
+      // went back. (A payment that is not ours is answered `unknown_payment` below, unasked.)
       const refund = await ctx.runAction(internal.truelayer.getRefund, {
         trueLayerPaymentId: event.trueLayerPaymentId,
         trueLayerRefundId: event.refundId,
       });
+      if (!refund.ok && "notFound" in refund) {
+        console.warn(`TrueLayer refund ${event.refundId}: ${refund.reason}; ignored.`);
+        return jsonResponse(200, {
+          outcome: "ignored",
+          message: `TrueLayer has no refund ${event.refundId} of this payment.`,
+        });
+      }
       if (!refund.ok) {
         console.warn(`TrueLayer refund ${event.refundId} amount unknown: ${refund.reason}`);
         return errorResponse("UNAVAILABLE", "The refund's amount could not be read yet.");

@@ -1,7 +1,8 @@
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { api, internal } from "../convex/_generated/api";
 import type { Doc, Id } from "../convex/_generated/dataModel";
-import { EXPIRE_BATCH_SIZE, addMonthsUtc, grantLot } from "../convex/model/lots";
+import { addMonthsUtc } from "../convex/model/calendar";
+import { EXPIRE_BATCH_SIZE, grantLot } from "../convex/model/lots";
 import { checkInvariants } from "./support/invariants";
 import { expectCode, setup, signUp, type TestConvex } from "./support/setup";
 

@@ -1,7 +1,8 @@
 import { afterEach, beforeAll, beforeEach, describe, expect, test, vi } from "vitest";
 import { api, internal } from "../convex/_generated/api";
 import type { Id } from "../convex/_generated/dataModel";
-import { periodEnd, unusedCreditValue } from "../convex/model/subscriptions";
+import { unusedCreditValue } from "../convex/model/subscriptionQuotes";
+import { periodEnd } from "../convex/model/subscriptionState";
 import { checkInvariants } from "./support/invariants";
 import { expectCode, setup, signUp, type TestConvex } from "./support/setup";
 import {

@@ -11,7 +11,6 @@ import {
   returnCredits,
   type Allocation,
 } from "./lots";
-import { onVoidMark } from "./refunds";
 
 /**
  * Two-phase credit transfers, per job, on credit lots (model/lots.ts): `reserveJobCredits`
@@ -94,7 +93,7 @@ export async function settleHold(ctx: MutationCtx, job: Doc<"jobs">): Promise<vo
     });
     return;
   }
-  await consumeAllocations(ctx, job.allocations as Allocation[], entry, onVoidMark);
+  await consumeAllocations(ctx, job.allocations as Allocation[], entry);
 }
 
 /**
@@ -125,7 +124,7 @@ export async function releaseHold(ctx: MutationCtx, job: Doc<"jobs">): Promise<v
     await returnCredits(ctx, job.userId, job.creditsUsed, Date.now(), entry);
     return;
   }
-  await releaseAllocations(ctx, job.userId, job.allocations as Allocation[], entry, onVoidMark);
+  await releaseAllocations(ctx, job.userId, job.allocations as Allocation[], entry);
 }
 
 /** A job reserves exactly once (`createJob` does it): reserving again for it is a CONFLICT. */

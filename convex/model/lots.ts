@@ -4,7 +4,7 @@ import type { MutationCtx, QueryCtx } from "../_generated/server";
 import { appError } from "../lib/errors";
 import type { LotSource } from "../lib/validators";
 import { applyCreditChange, type CreditChange } from "./ledger";
-import { endsAtPeriodEnd, nextPeriodPlan } from "./nextPeriod";
+import { DAY_MS, dayStart } from "./calendar";
 
 /**
  * Credit lots: every credit in a balance belongs to a lot, which knows its source, when it
@@ -23,7 +23,6 @@ import { endsAtPeriodEnd, nextPeriodPlan } from "./nextPeriod";
  *   lot expiring 7 days later (one per user and UTC day, so live lots stay few).
  */
 
-export const DAY_MS = 24 * 60 * 60 * 1000;
 /** Credits of a hold released after its lot expired stay usable this long (counted from the end of that UTC day). */
 export const RETURNED_LOT_TTL_MS = 7 * DAY_MS;
 /** Active lots of one user read at most; they stay few (see above). */
@@ -34,9 +33,66 @@ export const MAX_ACTIVE_LOTS = 100;
  */
 export const EXPIRE_BATCH_SIZE = 80;
 
+/** The last valid JavaScript date (ms): an expiry past it cannot be scheduled. */
+const MAX_DATE_MS = 8.64e15;
+
 type Lot = Doc<"creditLots">;
 /** What a ledger row says besides the amounts (changeLot computes those). */
 type LotEntry = Omit<CreditChange, "delta" | "reservedDelta" | "lotId">;
+
+/** Every lot's source key, in one place: one lot per grant, so a replay never grants twice. */
+export const lotKeys = {
+  welcome: (userId: Id<"users">) => `welcome:${userId}`,
+  /** A payment's credits as a lot of their own (a purchase, or a payment that moved on). */
+  purchase: (paymentId: Id<"payments">) => `payment:${paymentId}`,
+  /** A subscription period's plan lot, per (subscription, anchoring, period). */
+  period: (subscriptionId: Id<"subscriptions">, generation: number, index: number) =>
+    `period:${subscriptionId}:${generation}:${index}`,
+  rollover: (lotId: Id<"creditLots">) => `rollover:${lotId}`,
+  /** Released holds of the day, per payment they came from (none: `-`). */
+  returned: (userId: Id<"users">, day: number, paymentId?: Id<"payments">) =>
+    paymentId === undefined
+      ? `returned:${userId}:${day}`
+      : `returned:${userId}:${day}:${paymentId}`,
+  reversal: (refundId: Id<"refunds">) => `reversal:${refundId}`,
+  legacy: (userId: Id<"users">) => `legacy:${userId}`,
+};
+
+/**
+ * Hooks other domains register (lib/triggers.ts), so the credit core knows nothing of billing:
+ * - `expiring`: a lot is about to expire; a hook may move its unused credits elsewhere first
+ *   (subscriptions roll a period's credits over) and returns the lot after that, or null.
+ * - `voidMark`: held credits a refund marked left their hold, voided or consumed (refunds).
+ */
+export type ExpiringHook = (ctx: MutationCtx, lot: Lot) => Promise<Lot | null>;
+export type VoidMarkHook = (
+  ctx: MutationCtx,
+  lot: Lot,
+  credits: number,
+  outcome: "voided" | "consumed",
+) => Promise<void>;
+const hooks: { expiring: ExpiringHook[]; voidMark: VoidMarkHook[] } = {
+  expiring: [],
+  voidMark: [],
+};
+export const lotHooks = {
+  onExpiring(hook: ExpiringHook) {
+    hooks.expiring.push(hook);
+  },
+  onVoidMark(hook: VoidMarkHook) {
+    hooks.voidMark.push(hook);
+  },
+};
+async function runVoidMarkHooks(
+  ctx: MutationCtx,
+  lot: Lot,
+  credits: number,
+  outcome: "voided" | "consumed",
+) {
+  for (const hook of hooks.voidMark) {
+    await hook(ctx, lot, credits, outcome);
+  }
+}
 
 const PAID_SOURCES: readonly LotSource[] = ["purchase", "period", "rollover", "upgrade"];
 
@@ -56,26 +112,6 @@ export function spendingOrder(a: Lot, b: Lot): number {
     return paid(a) - paid(b);
   }
   return a.createdAt - b.createdAt || a._creationTime - b._creationTime;
-}
-
-/**
- * One calendar month (or `months`) after `time`, UTC, same time of day, the day clamped to the
- * target month's length: 31 Jan + 1 month = 28 Feb (29 in leap years).
- */
-export function addMonthsUtc(time: number, months: number): number {
-  const date = new Date(time);
-  const year = date.getUTCFullYear();
-  const month = date.getUTCMonth() + months;
-  const lastDay = new Date(Date.UTC(year, month + 1, 0)).getUTCDate();
-  return Date.UTC(
-    year,
-    month,
-    Math.min(date.getUTCDate(), lastDay),
-    date.getUTCHours(),
-    date.getUTCMinutes(),
-    date.getUTCSeconds(),
-    date.getUTCMilliseconds(),
-  );
 }
 
 function checkBounds(lot: Lot): void {
@@ -161,8 +197,11 @@ export async function grantLot(
     return null;
   }
   const now = Date.now();
-  if (expiresAt !== undefined && !(Number.isSafeInteger(expiresAt) && expiresAt > now)) {
-    throw appError("INVALID_ARGUMENT", "expiresAt must be a time in the future (ms).");
+  if (
+    expiresAt !== undefined &&
+    !(Number.isSafeInteger(expiresAt) && expiresAt > now && expiresAt <= MAX_DATE_MS)
+  ) {
+    throw appError("INVALID_ARGUMENT", "expiresAt must be a valid time in the future (ms).");
   }
   const lotId = await ctx.db.insert("creditLots", {
     userId,
@@ -200,7 +239,8 @@ export async function grantLot(
 
 /**
  * Credits of a released hold whose lot expired or was voided: they come back in the user's
- * `returned` lot of the day, which expires 7 days after that day ends.
+ * `returned` lot of the day (one per payment they came from, so a refund of that payment still
+ * reaches them), which expires 7 days after that day ends.
  */
 export async function returnCredits(
   ctx: MutationCtx,
@@ -208,9 +248,10 @@ export async function returnCredits(
   credits: number,
   now: number,
   entry: LotEntry,
+  paymentId?: Id<"payments">,
 ): Promise<void> {
-  const day = Math.floor(now / DAY_MS) * DAY_MS;
-  const sourceKey = `returned:${userId}:${day}`;
+  const day = dayStart(now);
+  const sourceKey = lotKeys.returned(userId, day, paymentId);
   const existing = await findLotBySourceKey(ctx, sourceKey);
   if (existing !== null && existing.status === "active") {
     await changeLot(
@@ -229,6 +270,7 @@ export async function returnCredits(
     credits,
     expiresAt: day + DAY_MS + RETURNED_LOT_TTL_MS,
     sourceKey: existing === null ? sourceKey : undefined,
+    paymentId,
   });
 }
 
@@ -258,7 +300,7 @@ export async function spendableLots(ctx: MutationCtx, user: Doc<"users">): Promi
 }
 
 async function adoptLegacyCredits(ctx: MutationCtx, user: Doc<"users">, credits: number) {
-  const sourceKey = `legacy:${user._id}`;
+  const sourceKey = lotKeys.legacy(user._id);
   const existing = await findLotBySourceKey(ctx, sourceKey);
   if (existing !== null && existing.status === "active") {
     const patch = { granted: existing.granted + credits, remaining: existing.remaining + credits };
@@ -292,8 +334,10 @@ export async function expireLot(ctx: MutationCtx, lot: Lot, now: number): Promis
   if (!isOverdue(lot, now)) {
     return lot;
   }
-  const rolled = await rolloverFromExpiringLot(ctx, lot);
-  const before = rolled === null ? lot : rolled;
+  let before = lot;
+  for (const hook of hooks.expiring) {
+    before = (await hook(ctx, before)) ?? before;
+  }
   const expired = await changeLot(
     ctx,
     before,
@@ -302,89 +346,6 @@ export async function expireLot(ctx: MutationCtx, lot: Lot, now: number): Promis
   );
   await refreshNextExpiry(ctx, lot.userId);
   return expired;
-}
-
-/**
- * A subscription period's plan lot expiring at its period end: its unused credits roll over once
- * into a rollover lot capped at the next period's plan credits and expiring at the next period's
- * end (rollover lots never roll again; a subscription ending with the period rolls nothing over). Returns
- * the lot after the move, or null when nothing rolls over.
- */
-async function rolloverFromExpiringLot(ctx: MutationCtx, lot: Lot): Promise<Lot | null> {
-  if (
-    lot.subscriptionId === undefined ||
-    (lot.source !== "period" && lot.source !== "upgrade") ||
-    availableOf(lot) === 0
-  ) {
-    return null;
-  }
-  const sub = await ctx.db.get("subscriptions", lot.subscriptionId);
-  if (
-    sub === null ||
-    sub.anchor === undefined ||
-    endsAtPeriodEnd(sub) ||
-    (sub.status !== "active" && sub.status !== "past_due")
-  ) {
-    return null;
-  }
-  // Either the period is ending now (not closed yet) or it was just closed.
-  const ending = lot.expiresAt === sub.currentPeriodEnd;
-  const justClosed = lot.expiresAt === sub.currentPeriodStart;
-  if (!ending && !justClosed) {
-    return null;
-  }
-  const nextEnd = ending ? addMonthsUtc(sub.anchor, sub.periodIndex + 2) : sub.currentPeriodEnd!;
-  const nextPlanName = ending ? nextPeriodPlan(sub) : sub.plan;
-  const nextPlan = await ctx.db
-    .query("plans")
-    .withIndex("by_name", (q) => q.eq("name", nextPlanName))
-    .unique();
-  const unused = availableOf(lot);
-  const credits = Math.min(unused, nextPlan?.monthlyCredits ?? 0);
-  const entry = {
-    kind: "rollover" as const,
-    note: `Unused credits of the period ending ${new Date(lot.expiresAt!).toISOString()}`,
-  };
-  const after = await changeLot(ctx, lot, { remaining: lot.remaining - unused }, entry);
-  if (credits > 0 && nextEnd > Date.now()) {
-    await grantLot(ctx, lot.userId, {
-      ...entry,
-      source: "rollover",
-      credits,
-      expiresAt: nextEnd,
-      sourceKey: `rollover:${lot._id}`,
-      subscriptionId: sub._id,
-    });
-  }
-  return after;
-}
-
-/** The lot a payment granted as credits of their own (not a subscription period's). */
-export function purchaseLotKey(paymentId: Id<"payments">): string {
-  return `payment:${paymentId}`;
-}
-
-/** Credits a payment still buys: what it bought less what its executed refunds took back. */
-export function creditsLeft(payment: Doc<"payments">): number {
-  return Math.max(0, payment.creditsPurchased - (payment.creditsReclaimed ?? 0));
-}
-
-/**
- * A payment's credits as a lot of their own, expiring a calendar month after they arrive; keyed
- * by the payment, so a replay grants nothing. Nothing when refunds took every credit back.
- */
-export async function grantPurchaseLot(ctx: MutationCtx, payment: Doc<"payments">, note: string) {
-  const credits = creditsLeft(payment);
-  if (credits === 0) return;
-  await grantLot(ctx, payment.userId, {
-    kind: "purchase",
-    source: "purchase",
-    credits,
-    expiresAt: addMonthsUtc(Date.now(), 1),
-    sourceKey: purchaseLotKey(payment._id),
-    paymentId: payment._id,
-    note,
-  });
 }
 
 /** One batch of active lots past their expiry (the sweep behind the scheduled expiries). */
@@ -463,23 +424,11 @@ export async function holdFromLots(
   return allocations;
 }
 
-/**
- * What happens to a released or settled allocation's credits that a refund marked to void:
- * reported to the refunds of the lot's payment (see model/refunds.ts).
- */
-export type VoidMarkHandler = (
-  ctx: MutationCtx,
-  lot: Lot,
-  credits: number,
-  outcome: "voided" | "consumed",
-) => Promise<void>;
-
 /** Makes the allocations final: consumed from their lots (expired or not). */
 export async function consumeAllocations(
   ctx: MutationCtx,
   allocations: Allocation[],
   entry: LotEntry,
-  onVoidMark: VoidMarkHandler,
 ): Promise<void> {
   for (const { lotId, credits } of allocations) {
     const lot = (await ctx.db.get("creditLots", lotId))!;
@@ -495,7 +444,7 @@ export async function consumeAllocations(
       entry,
     );
     if (marked > 0) {
-      await onVoidMark(ctx, after, marked, "consumed");
+      await runVoidMarkHooks(ctx, after, marked, "consumed");
     }
   }
 }
@@ -510,7 +459,6 @@ export async function releaseAllocations(
   userId: Id<"users">,
   allocations: Allocation[],
   entry: LotEntry,
-  onVoidMark: VoidMarkHandler,
 ): Promise<void> {
   const now = Date.now();
   for (const { lotId, credits } of allocations) {
@@ -532,7 +480,7 @@ export async function releaseAllocations(
           note: "Held credits of a refunded payment",
         },
       );
-      await onVoidMark(ctx, lot, marked, "voided");
+      await runVoidMarkHooks(ctx, lot, marked, "voided");
     }
     const rest = credits - marked;
     if (rest === 0) continue;
@@ -540,10 +488,19 @@ export async function releaseAllocations(
       await changeLot(ctx, lot, { held: lot.held - rest }, entry);
     } else {
       await changeLot(ctx, lot, { remaining: lot.remaining - rest, held: lot.held - rest }, entry);
-      await returnCredits(ctx, userId, rest, now, entry);
+      await returnCredits(ctx, userId, rest, now, entry, lot.paymentId);
     }
   }
   await refreshNextExpiry(ctx, userId);
+}
+
+/** Converts (voids, with a `convert` ledger row saying why) up to `max` available credits of a lot. */
+export async function convertAvailable(ctx: MutationCtx, lot: Lot, max: number, note: string) {
+  const credits = Math.min(max, availableOf(lot));
+  if (credits > 0) {
+    await changeLot(ctx, lot, { remaining: lot.remaining - credits }, { kind: "convert", note });
+  }
+  return credits;
 }
 
 /** Removes available credits in spending order (a negative adjustment); never below zero. */

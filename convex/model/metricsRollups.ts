@@ -52,7 +52,8 @@ export async function onPaymentChange(ctx: MutationCtx, change: Change<DataModel
   if (isSucceeded(newDoc.status) || newDoc.status === "failed") {
     const succeeded = isSucceeded(newDoc.status);
     await recordPaymentOutcome(ctx, { paymentId: newDoc._id, succeeded });
-    if (newDoc.purpose === "renewal") {
+    // A renewal the customer's own change superseded did not fail.
+    if (newDoc.purpose === "renewal" && newDoc.failureKind !== "superseded") {
       await bumpBucket(
         ctx,
         hourStart(Date.now()),

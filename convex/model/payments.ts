@@ -1,12 +1,14 @@
 import type { Doc, Id } from "../_generated/dataModel";
-import type { MutationCtx } from "../_generated/server";
+import type { MutationCtx, QueryCtx } from "../_generated/server";
 import { appError } from "../lib/errors";
 import type { TrueLayerEvent } from "../lib/truelayer";
-import { grantPurchaseLot } from "./lots";
+import { grantPurchaseLot } from "./paymentCredits";
 import { requirePlan } from "./plans";
 import { applyRefundEvent, isSucceeded } from "./refunds";
 import { isWebhookEventRecorded, recordWebhookEvent } from "./webhookEvents";
-import { applySubscriptionPayment, markRenewalFailed, prepareCheckout } from "./subscriptions";
+import { applySubscriptionPayment } from "./subscriptionPayments";
+import { quoteCheckout } from "./subscriptionQuotes";
+import { onRenewalPaymentFailed } from "./subscriptionRenewals";
 import { changePlan, requireActiveUserByClerkId } from "./users";
 import type { WebhookOutcome } from "../lib/validators";
 
@@ -25,11 +27,41 @@ const ignored = (message: string): WebhookOutcome => ({ outcome: "ignored", mess
 // ---------------------------------------------------------------------------------------------
 // Checkout
 
+/** What a payment is quoted for: everything of it but its status and outcome fields. */
+export type PaymentQuote = Omit<
+  Doc<"payments">,
+  | "_id"
+  | "_creationTime"
+  | "trueLayerTxnId"
+  | "creditsAdded"
+  | "timestamp"
+  | "status"
+  | "failureReason"
+  | "failureKind"
+  | "succeededAt"
+  | "refundStatus"
+  | "refundedAmount"
+  | "creditsReclaimed"
+  | "outstandingCredits"
+>;
+
 /**
- * Records a `pending` payment for the plan's price and credits, both fixed now: re-seeding plans
- * before the payment succeeds cannot change what was paid or what it buys. TrueLayer's id is
- * attached once known.
+ * The one way a payment is recorded: `pending`, with its quote (price, credits, plan, purpose
+ * and what it was priced for) fixed now, so re-seeding plans or a change of the subscription
+ * before it succeeds cannot change what was paid or what it buys. TrueLayer's id is attached
+ * once known (webhooks never match the empty one).
  */
+export async function insertPendingPayment(ctx: MutationCtx, quote: PaymentQuote) {
+  return await ctx.db.insert("payments", {
+    ...quote,
+    trueLayerTxnId: "",
+    creditsAdded: 0,
+    timestamp: Date.now(),
+    status: "pending",
+  });
+}
+
+/** A checkout: the quote for the user's subscription (model/subscriptionQuotes.ts), recorded. */
 export async function startCheckout(
   ctx: MutationCtx,
   clerkId: string,
@@ -38,29 +70,13 @@ export async function startCheckout(
 ) {
   const user = await requireActiveUserByClerkId(ctx, clerkId);
   await requirePlan(ctx, planName);
-  // Start, upgrade or an overdue renewal of the user's subscription (model/subscriptions.ts).
-  const checkout = await prepareCheckout(ctx, user, planName, currency);
-  const paymentId = await ctx.db.insert("payments", {
-    userId: user._id,
-    // Unknown until TrueLayer answers; webhooks never match an empty id.
-    trueLayerTxnId: "",
-    amount: checkout.amount,
-    creditsAdded: 0,
-    creditsPurchased: checkout.credits,
-    timestamp: Date.now(),
-    status: "pending",
-    planName: checkout.planName,
-    currency,
-    subscriptionId: checkout.subscriptionId,
-    purpose: checkout.purpose,
-    periodIndex: checkout.periodIndex,
-    generation: checkout.generation,
-  });
+  const quote = await quoteCheckout(ctx, user, planName, currency);
+  const paymentId = await insertPendingPayment(ctx, quote);
   return {
     paymentId,
-    amount: checkout.amount,
+    amount: quote.amount,
     currency,
-    planName: checkout.planName,
+    planName: quote.planName,
     email: user.email,
   };
 }
@@ -82,6 +98,30 @@ export async function attachTrueLayerPayment(
   }
 }
 
+/**
+ * The one way a payment fails: a pending (or already failed) payment becomes `failed` with the
+ * reason and its kind (TrueLayer refused to create it, the payer's bank refused it, or we dropped
+ * it); a renewal's subscription shows it. A succeeded payment never fails. Returns whether it
+ * changed.
+ */
+export async function failPayment(
+  ctx: MutationCtx,
+  payment: Doc<"payments">,
+  reason: string,
+  kind: NonNullable<Doc<"payments">["failureKind"]>,
+): Promise<boolean> {
+  if (payment.status !== "pending") {
+    return false;
+  }
+  await ctx.db.patch("payments", payment._id, {
+    status: "failed",
+    failureReason: reason,
+    failureKind: kind,
+  });
+  await onRenewalPaymentFailed(ctx, payment);
+  return true;
+}
+
 /** A checkout whose TrueLayer call failed: the payment is `failed`, never left `pending`. */
 export async function failCheckout(
   ctx: MutationCtx,
@@ -89,8 +129,8 @@ export async function failCheckout(
   reason: string,
 ): Promise<void> {
   const payment = await ctx.db.get("payments", paymentId);
-  if (payment?.status === "pending") {
-    await ctx.db.patch("payments", paymentId, { status: "failed", failureReason: reason });
+  if (payment !== null) {
+    await failPayment(ctx, payment, reason, "provider");
   }
 }
 
@@ -126,12 +166,22 @@ export async function markPaymentSucceeded(
     failureReason: undefined,
   });
   if (payment.subscriptionId !== undefined) {
-    const what = await applySubscriptionPayment(ctx, payment);
-    return applied(`Payment ${status}: ${payment.creditsPurchased} credits, ${what}.`);
+    const applied_ = await applySubscriptionPayment(ctx, {
+      ...payment,
+      status,
+      creditsAdded: payment.creditsPurchased,
+    });
+    return applied(
+      `Payment ${status}: ${applied_.payment.creditsAdded} credits, ${applied_.message}.`,
+    );
   }
   // A payment from before subscriptions: a lot of its own, keyed by the payment (replays grant
   // nothing), expiring one calendar month after the credits arrive.
-  await grantPurchaseLot(ctx, payment, `Purchase of the ${payment.planName} plan`);
+  await grantPurchaseLot(
+    ctx,
+    { ...payment, creditsAdded: payment.creditsPurchased },
+    `Purchase of the ${payment.planName} plan`,
+  );
   await changePlan(ctx, payment.userId, payment.planName);
   return applied(`Payment ${status}: ${payment.creditsPurchased} credits added.`);
 }
@@ -145,39 +195,52 @@ export async function markPaymentFailed(
   if (isSucceeded(payment)) {
     return ignored(`payment_failed after the payment was ${payment.status}: ignored.`);
   }
-  if (payment.status === "failed") {
+  if (!(await failPayment(ctx, payment, reason, "payment"))) {
     return ignored("Payment already failed.");
   }
-  await ctx.db.patch("payments", payment._id, { status: "failed", failureReason: reason });
-  await markRenewalFailed(ctx, { ...payment, status: "failed" });
   return applied(`Payment failed: ${reason}.`);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Webhook dispatch
 
+type EventPaymentIds = Pick<TrueLayerEvent, "trueLayerPaymentId" | "cineweavePaymentId">;
+
 /**
  * Our payment for a TrueLayer event: by TrueLayer's payment id, or (when the webhook beat the
- * checkout action to storing that id) by the payment id we sent in the payment's metadata.
+ * checkout action to storing that id) by the payment id we sent in the payment's metadata, if
+ * that payment has no TrueLayer id yet (`unlinked`).
  */
-export async function findPaymentForEvent(
-  ctx: MutationCtx,
-  event: Pick<TrueLayerEvent, "trueLayerPaymentId" | "cineweavePaymentId">,
-): Promise<Doc<"payments"> | null> {
+export async function lookUpPayment(
+  ctx: QueryCtx,
+  event: EventPaymentIds,
+): Promise<{ payment: Doc<"payments">; unlinked: boolean } | null> {
   const byTxn = await ctx.db
     .query("payments")
     .withIndex("by_trueLayerTxnId", (q) => q.eq("trueLayerTxnId", event.trueLayerPaymentId))
     .first();
-  if (byTxn !== null || event.cineweavePaymentId === undefined) {
-    return byTxn;
+  if (byTxn !== null) {
+    return { payment: byTxn, unlinked: false };
   }
-  const ours = ctx.db.normalizeId("payments", event.cineweavePaymentId);
+  const ours =
+    event.cineweavePaymentId === undefined
+      ? null
+      : ctx.db.normalizeId("payments", event.cineweavePaymentId);
   const payment = ours === null ? null : await ctx.db.get("payments", ours);
-  if (payment === null || payment.trueLayerTxnId !== "") {
-    return null;
+  return payment === null || payment.trueLayerTxnId !== "" ? null : { payment, unlinked: true };
+}
+
+/** `lookUpPayment`, storing TrueLayer's id on a payment found by ours. */
+export async function findPaymentForEvent(
+  ctx: MutationCtx,
+  event: EventPaymentIds,
+): Promise<Doc<"payments"> | null> {
+  const found = await lookUpPayment(ctx, event);
+  if (found === null || !found.unlinked) {
+    return found?.payment ?? null;
   }
-  await ctx.db.patch("payments", payment._id, { trueLayerTxnId: event.trueLayerPaymentId });
-  return { ...payment, trueLayerTxnId: event.trueLayerPaymentId };
+  await ctx.db.patch("payments", found.payment._id, { trueLayerTxnId: event.trueLayerPaymentId });
+  return { ...found.payment, trueLayerTxnId: event.trueLayerPaymentId };
 }
 
 /**

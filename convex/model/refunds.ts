@@ -7,19 +7,14 @@ import {
   changeLot,
   expireLot,
   grantLot,
+  lotKeys,
   refreshNextExpiry,
   removeAvailable,
-  type VoidMarkHandler,
+  spendingOrder,
+  type VoidMarkHook,
 } from "./lots";
-import { refundAwaitedRenewal } from "./subscriptions";
-
-/** The lot a payment granted (a purchase, a subscription period or an upgrade), if any. */
-async function paymentLot(ctx: QueryCtx, paymentId: Id<"payments">) {
-  return await ctx.db
-    .query("creditLots")
-    .withIndex("by_paymentId", (q) => q.eq("paymentId", paymentId))
-    .first();
-}
+import { paymentLots } from "./paymentCredits";
+import { refundAwaitedRenewal, reinstateRenewalAfterReversal } from "./subscriptionRenewals";
 
 /**
  * Refunds of credited payments. Each TrueLayer refund is a `refunds` row of its own (ours,
@@ -37,7 +32,8 @@ async function paymentLot(ctx: QueryCtx, paymentId: Id<"payments">) {
  *
  * Credits: an executed refund takes back its share of the payment's credits, in proportion to
  * its amount and rounded down, counted cumulatively so partial refunds that add up to the whole
- * payment take back exactly all of it, from the payment's own lot (`voidPaymentLot`): unheld
+ * payment take back exactly all of it, from the payment's lots (`voidPaymentLots`: its own lot
+ * and every lot that came out of it, model/paymentCredits.ts): unheld
  * credits are voided at once; credits held by unfinished jobs are not spent, so they are marked
  * and voided when their jobs release them (`pendingCredits` until then); what was consumed (or
  * expired) is outstanding, for operators (`payments:listOutstandingRefunds`). The payment's
@@ -282,11 +278,17 @@ export async function applyRefundEvent(
       message: `Refund ${event.trueLayerRefundId} belongs to another payment.`,
     };
   }
+  const wasExecuted = refund.status === "executed";
   const outcome =
     event.type === "refund_executed"
       ? await executeRefund(ctx, payment, refund, event.occurredAt)
       : await failRefund(ctx, refund, event.failureReason ?? "unknown", event.occurredAt);
   await refreshRefundSummary(ctx, payment._id);
+  if (event.type === "refund_failed" && wasExecuted) {
+    // A renewal awaiting its period took the refund from that period: with the summary back,
+    // the period grants it again (nothing else to give back).
+    await reinstateRenewalAfterReversal(ctx, payment._id);
+  }
   return outcome;
 }
 
@@ -315,7 +317,7 @@ async function executeRefund(
     .filter((row) => row.status === "executed")
     .reduce((total, row) => total + row.amount, 0);
   const due = creditsForRefund(payment, earlier, refund.amount);
-  const { reclaimed, pending, outstanding } = await voidPaymentLot(ctx, payment, refund, due);
+  const { reclaimed, pending, outstanding } = await voidPaymentLots(ctx, payment, refund, due);
   await ctx.db.patch("refunds", refund._id, {
     status: "executed",
     creditsDue: due,
@@ -361,15 +363,18 @@ async function failRefund(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Voiding the payment's lot
+// Voiding the payment's lots
 
 /**
- * Takes a refund's `due` credits back from its payment's lot: available ones are voided now
- * (`void`); held ones are marked (`voidOnRelease`) and voided as their jobs release them; the
- * rest (consumed or expired) is outstanding. A payment credited before lots existed has no lot:
- * its due credits come from the available balance in spending order, the rest outstanding.
+ * Takes a refund's `due` credits back from its payment's lots (its own and those that came out
+ * of it), in spending order: available ones are voided now (`void`); held ones are marked
+ * (`voidOnRelease`) and voided as their jobs release them; the rest (consumed or expired) is
+ * outstanding. Lots past their expiry expire first (a period lot rolls over into a lot of the
+ * same payment, which is then reached). A paid renewal awaiting its period has no lot: that
+ * period will grant less. A payment credited before lots existed has none either: its due
+ * credits come from the available balance in spending order, the rest outstanding.
  */
-async function voidPaymentLot(
+async function voidPaymentLots(
   ctx: MutationCtx,
   payment: Doc<"payments">,
   refund: Doc<"refunds">,
@@ -381,12 +386,15 @@ async function voidPaymentLot(
     refundId: refund._id,
     note: `Refund ${refund.trueLayerRefundId ?? refund._id} of payment ${payment._id}`,
   };
-  let lot = await paymentLot(ctx, payment._id);
-  if (lot === null && (await refundAwaitedRenewal(ctx, payment, due))) {
-    // A paid renewal whose period has not begun: that period grants `due` credits less.
+  const now = Date.now();
+  for (const lot of await paymentLots(ctx, payment._id)) {
+    await expireLot(ctx, lot, now);
+  }
+  const lots = await paymentLots(ctx, payment._id);
+  if (lots.length === 0 && (await refundAwaitedRenewal(ctx, payment, due))) {
     return { reclaimed: due, pending: 0, outstanding: 0 };
   }
-  if (lot === null) {
+  if (lots.length === 0) {
     const user = (await ctx.db.get("users", payment.userId))!;
     const reclaimed = Math.min(user.credits, due);
     if (reclaimed > 0) {
@@ -394,32 +402,43 @@ async function voidPaymentLot(
     }
     return { reclaimed, pending: 0, outstanding: due - reclaimed };
   }
-  lot = await expireLot(ctx, lot, Date.now());
-  const reclaimed = Math.min(due, availableOf(lot));
-  const unmarkedHeld = lot.held - (lot.voidOnRelease ?? 0);
-  const pending = Math.min(due - reclaimed, unmarkedHeld);
-  const voidsAll = lot.remaining - reclaimed === lot.held && pending === unmarkedHeld;
-  await changeLot(
-    ctx,
-    lot,
-    {
-      remaining: lot.remaining - reclaimed,
-      voidOnRelease: (lot.voidOnRelease ?? 0) + pending,
-      // Nothing of it is left to spend: what it still holds is voided on release.
-      ...(voidsAll && lot.status === "active" ? { status: "voided" as const } : {}),
-    },
-    entry,
-  );
+  let reclaimed = 0;
+  let pending = 0;
+  for (const lot of lots.sort(spendingOrder)) {
+    const take = Math.min(due - reclaimed, availableOf(lot));
+    if (take > 0) {
+      await changeLot(ctx, lot, { remaining: lot.remaining - take }, entry);
+      reclaimed += take;
+    }
+  }
+  for (const lot of await paymentLots(ctx, payment._id)) {
+    const mark = Math.min(due - reclaimed - pending, lot.held - (lot.voidOnRelease ?? 0));
+    if (mark <= 0) continue;
+    const nothingLeft = lot.status === "active" && lot.remaining === lot.held;
+    await changeLot(
+      ctx,
+      lot,
+      {
+        voidOnRelease: (lot.voidOnRelease ?? 0) + mark,
+        // Nothing of it is left to spend: what it still holds is voided on release.
+        ...(nothingLeft && lot.held === (lot.voidOnRelease ?? 0) + mark
+          ? { status: "voided" as const }
+          : {}),
+      },
+      entry,
+    );
+    pending += mark;
+  }
   await refreshNextExpiry(ctx, payment.userId);
   return { reclaimed, pending, outstanding: due - reclaimed - pending };
 }
 
 /**
- * A held credit of a refunded payment's lot left its hold: voided (the refund got it back) or
- * consumed (its job finished first: outstanding). Moves it on the payment's oldest refunds
- * still waiting for held credits.
+ * Registered with the credit core (lib/triggers.ts): a held credit of a refunded payment's lot
+ * left its hold: voided (the refund got it back) or consumed (its job finished first:
+ * outstanding). Moves it on the payment's oldest refunds still waiting for held credits.
  */
-export const onVoidMark: VoidMarkHandler = async (ctx, lot, credits, outcome) => {
+export const onVoidMark: VoidMarkHook = async (ctx, lot, credits, outcome) => {
   if (lot.paymentId === undefined) {
     return;
   }
@@ -442,35 +461,40 @@ export const onVoidMark: VoidMarkHandler = async (ctx, lot, credits, outcome) =>
 
 /**
  * A refund that executed and then failed (a bank returned it) gives back what it voided, as an
- * adjustment lot expiring when the payment's lot would have (7 days from now if that passed),
- * and unmarks the held credits it was still waiting for.
+ * adjustment lot of the same payment (a later refund reaches it) expiring when the payment's
+ * lots would have (7 days from now if that passed), and unmarks the held credits it was still
+ * waiting for. A renewal awaiting its period gets nothing here: its period grants it again
+ * (`reinstateRenewalAfterReversal`).
  */
 async function reverseVoid(ctx: MutationCtx, refund: Doc<"refunds">, why: string) {
-  const lot = await paymentLot(ctx, refund.paymentId);
-  const pending = refund.pendingCredits ?? 0;
-  if (lot !== null && pending > 0) {
+  const lots = await paymentLots(ctx, refund.paymentId);
+  let unmark = refund.pendingCredits ?? 0;
+  for (const lot of lots) {
+    const take = Math.min(unmark, lot.voidOnRelease ?? 0);
+    if (take === 0) continue;
     await changeLot(
       ctx,
       lot,
-      { voidOnRelease: Math.max(0, (lot.voidOnRelease ?? 0) - pending) },
+      { voidOnRelease: (lot.voidOnRelease ?? 0) - take },
       { kind: "refund_reversal", refundId: refund._id },
     );
+    unmark -= take;
   }
-  if (refund.creditsReclaimed > 0) {
-    const now = Date.now();
-    const expiresAt =
-      lot?.expiresAt !== undefined && lot.expiresAt > now
-        ? lot.expiresAt
-        : now + RETURNED_LOT_TTL_MS;
-    await grantLot(ctx, refund.userId, {
-      kind: "refund_reversal",
-      source: "adjustment",
-      credits: refund.creditsReclaimed,
-      expiresAt,
-      sourceKey: `reversal:${refund._id}`,
-      paymentId: refund.paymentId,
-      refundId: refund._id,
-      note: `${why}: voided credits given back`,
-    });
+  const payment = (await ctx.db.get("payments", refund.paymentId))!;
+  if (refund.creditsReclaimed === 0 || (lots.length === 0 && payment.purpose === "renewal")) {
+    return;
   }
+  const now = Date.now();
+  const latest = Math.max(0, ...lots.map((lot) => lot.expiresAt ?? 0));
+  const neverExpires = lots.some((lot) => lot.expiresAt === undefined);
+  await grantLot(ctx, refund.userId, {
+    kind: "refund_reversal",
+    source: "adjustment",
+    credits: refund.creditsReclaimed,
+    expiresAt: neverExpires ? undefined : latest > now ? latest : now + RETURNED_LOT_TTL_MS,
+    sourceKey: lotKeys.reversal(refund._id),
+    paymentId: refund.paymentId,
+    refundId: refund._id,
+    note: `${why}: voided credits given back`,
+  });
 }

@@ -1,0 +1,212 @@
+import { internal } from "../_generated/api";
+import type { Doc, Id } from "../_generated/dataModel";
+import type { MutationCtx } from "../_generated/server";
+import { trueLayerCurrency } from "../lib/truelayer";
+import { creditsLeft, grantPurchaseLot, paymentLots } from "./paymentCredits";
+import { failPayment, insertPendingPayment } from "./payments";
+import { requirePlan } from "./plans";
+import { applySubscriptionPayment } from "./subscriptionPayments";
+import {
+  RENEWAL_RETRY_BASE_MS,
+  RENEWAL_RETRY_MAX_MS,
+  nextPeriodPlan,
+  paidRenewal,
+  renewalDueAtOf,
+  updateSubscription,
+  type Subscription,
+} from "./subscriptionState";
+
+/**
+ * Renewals: the payment of the next period, created 3 days before the period ends (when
+ * `renewalDueAt` comes: the scheduled `startRenewal`, or the sweep) and handed to TrueLayer by
+ * the `createRenewal` action. Paid before the period ends, the period begins at its start
+ * (model/subscriptionPeriods.ts). One TrueLayer could not create is tried again with backoff
+ * until the period ends; one the payer's bank refused waits for the grace (`past_due`).
+ */
+
+/**
+ * Records the renewal payment of the period after the one ending at `end` (keyed by `end` and by
+ * `renewalDueAt`: nothing unless a renewal is due now) and schedules its creation with TrueLayer.
+ */
+export async function startRenewal(
+  ctx: MutationCtx,
+  subscriptionId: Id<"subscriptions">,
+  end: number,
+  now: number,
+): Promise<Id<"payments"> | null> {
+  const sub = await ctx.db.get("subscriptions", subscriptionId);
+  const due = sub === null ? undefined : renewalDueAtOf(sub);
+  if (sub === null || sub.currentPeriodEnd !== end || due === undefined || now < due) {
+    return null;
+  }
+  const plan = await requirePlan(ctx, nextPeriodPlan(sub));
+  const next = sub.periodIndex + 1;
+  const currency = trueLayerCurrency();
+  const paymentId = await insertPendingPayment(ctx, {
+    userId: sub.userId,
+    subscriptionId,
+    purpose: "renewal",
+    amount: plan.price,
+    listPrice: plan.price,
+    creditsPurchased: plan.monthlyCredits,
+    planName: plan.name,
+    currency,
+    periodIndex: next,
+    generation: sub.generation ?? 0,
+  });
+  const earlier = sub.renewal?.periodIndex === next ? sub.renewal : undefined;
+  await updateSubscription(ctx, sub, {
+    renewal: {
+      paymentId,
+      periodIndex: next,
+      dueAt: end,
+      amount: plan.price,
+      currency,
+      status: "pending",
+      payUrl: null,
+      planName: plan.name,
+      attempts: earlier?.attempts,
+    },
+  });
+  await ctx.scheduler.runAfter(0, internal.subscriptions.createRenewal, { paymentId });
+  return paymentId;
+}
+
+/** The subscription whose current renewal is `paymentId`, if it still is. */
+async function subscriptionRenewedBy(ctx: MutationCtx, payment: Doc<"payments">) {
+  const sub = payment.subscriptionId
+    ? await ctx.db.get("subscriptions", payment.subscriptionId)
+    : null;
+  return sub?.renewal?.paymentId === payment._id ? sub : null;
+}
+
+/** TrueLayer accepted the renewal payment: its hosted payment page link, for the front end. */
+export async function attachRenewalUrl(
+  ctx: MutationCtx,
+  paymentId: Id<"payments">,
+  payUrl: string | null,
+) {
+  const payment = await ctx.db.get("payments", paymentId);
+  const sub = payment && (await subscriptionRenewedBy(ctx, payment));
+  if (sub) {
+    await updateSubscription(ctx, sub, { renewal: { ...sub.renewal!, payUrl } });
+  }
+}
+
+/**
+ * TrueLayer could not create the renewal payment (an outage, or payments not configured): the
+ * payment fails and, when `retry`, the renewal is due again after a backoff (10 min, doubling,
+ * at most 6 h) while that is before the period ends.
+ */
+export async function renewalCreationFailed(
+  ctx: MutationCtx,
+  paymentId: Id<"payments">,
+  reason: string,
+  retry: boolean,
+) {
+  const payment = await ctx.db.get("payments", paymentId);
+  if (payment === null) return;
+  await failPayment(ctx, payment, reason, "provider");
+  const sub = await subscriptionRenewedBy(ctx, payment);
+  if (sub === null || !retry) return;
+  const attempts = (sub.renewal!.attempts ?? 0) + 1;
+  const retryAt =
+    Date.now() + Math.min(RENEWAL_RETRY_BASE_MS * 2 ** (attempts - 1), RENEWAL_RETRY_MAX_MS);
+  const next = await updateSubscription(ctx, sub, {
+    renewal: { ...sub.renewal!, status: "failed", attempts, retryAt },
+  });
+  if (next.renewalDueAt !== undefined) {
+    await ctx.scheduler.runAt(next.renewalDueAt, internal.subscriptions.startRenewal, {
+      subscriptionId: sub._id,
+      periodEnd: sub.currentPeriodEnd!,
+    });
+  }
+}
+
+/** A renewal payment failed (payments' one failure path calls this): shown on the subscription. */
+export async function onRenewalPaymentFailed(ctx: MutationCtx, payment: Doc<"payments">) {
+  const sub = await subscriptionRenewedBy(ctx, payment);
+  if (sub?.renewal?.status === "pending") {
+    await updateSubscription(ctx, sub, { renewal: { ...sub.renewal, status: "failed" } });
+  }
+}
+
+/**
+ * A pending renewal no longer fits the subscription (a downgrade, a cancel, a deletion): it and
+ * its payment are dropped (`superseded`, not a failed renewal). Returns the subscription now.
+ */
+export async function dropPendingRenewal(ctx: MutationCtx, sub: Subscription, why: string) {
+  if (sub.renewal?.status !== "pending") {
+    return sub;
+  }
+  const next = await updateSubscription(ctx, sub, {
+    renewal: { ...sub.renewal, status: "failed" },
+  });
+  const payment = await ctx.db.get("payments", sub.renewal.paymentId);
+  if (payment !== null) {
+    await failPayment(ctx, payment, `superseded: ${why}`, "superseded");
+  }
+  return next;
+}
+
+/**
+ * The anchor is about to be set again (upgrade, comp) while the next period is already paid:
+ * that period will never begin, so its payment's credits become a lot of their own now.
+ */
+export async function creditPaidRenewal(ctx: MutationCtx, sub: Subscription, why: string) {
+  const renewal = paidRenewal(sub);
+  if (renewal === null) return;
+  const payment = (await ctx.db.get("payments", renewal.paymentId))!;
+  await grantPurchaseLot(
+    ctx,
+    payment,
+    `Renewal for the ${payment.planName} plan, paid for a period replaced by ${why}`,
+  );
+}
+
+/**
+ * A refund executed on a paid renewal whose period has not begun: there is no lot to take
+ * credits back from, the period will grant less (`creditsLeft`); refunded in full, the renewal
+ * no longer counts as paid. Returns whether the payment was such a renewal.
+ */
+export async function refundAwaitedRenewal(
+  ctx: MutationCtx,
+  payment: Doc<"payments">,
+  due: number,
+) {
+  const sub = payment.purpose === "renewal" ? await subscriptionRenewedBy(ctx, payment) : null;
+  const renewal = sub === null ? null : paidRenewal(sub);
+  if (sub === null || renewal === null) {
+    return false;
+  }
+  if (creditsLeft(payment) - due <= 0) {
+    await updateSubscription(ctx, sub, { renewal: { ...renewal, status: "failed" } });
+  }
+  return true;
+}
+
+/**
+ * A refund of a renewal whose credits were never granted (it was awaiting its period) came back
+ * (the bank returned it): the money is ours again, so the payment counts as paid again — as the
+ * awaited renewal if it still is, else by the quote rule (the grace's period, or what it bought).
+ * Returns false when the payment's credits were granted as lots (reversed the ordinary way).
+ */
+export async function reinstateRenewalAfterReversal(
+  ctx: MutationCtx,
+  paymentId: Id<"payments">,
+): Promise<boolean> {
+  const payment = (await ctx.db.get("payments", paymentId))!;
+  if (payment.purpose !== "renewal" || (await paymentLots(ctx, paymentId)).length > 0) {
+    return false;
+  }
+  const sub = await subscriptionRenewedBy(ctx, payment);
+  if (sub?.renewal?.status === "failed" && sub.renewal.periodIndex === sub.periodIndex + 1) {
+    await updateSubscription(ctx, sub, { renewal: { ...sub.renewal, status: "paid" } });
+    return true;
+  }
+  if (sub?.renewal?.status === "paid") {
+    return true; // still awaited: its period grants what the refunds now leave
+  }
+  await applySubscriptionPayment(ctx, payment);
+  return true;
+}
