@@ -72,10 +72,15 @@ type ModelSub = {
   pendingPlan?: PlanName;
   /** createRenewal runs a resume scheduled, not yet run (`clamped`: over Node's timer limit). */
   renewalChecks: Array<{ runAt: number; end: number; clamped: boolean }>;
-  renewalDueAt?: number;
   graceEndsAt?: number;
-  /** The renewal payment (model index) of the next period. */
-  renewal?: { payment: number; index: number; status: "pending" | "paid" | "failed" };
+  /** The renewal payment (model index) of the next period; creations TrueLayer refused. */
+  renewal?: {
+    payment: number;
+    index: number;
+    status: "pending" | "paid" | "failed";
+    attempts?: number;
+    retryAt?: number;
+  };
   /** How often the anchor was set. */
   gen: number;
   seq: number;
@@ -93,9 +98,12 @@ type ModelPayment = {
   plan: PlanName;
   purpose: "start" | "upgrade" | "renewal";
   sub: ModelSub;
+  /** The quote: the period and anchoring it was made for (renewals: paid; upgrades: converted). */
   periodIndex?: number;
-  /** Renewals: the anchoring (`gen`) of the period it pays for. */
   gen?: number;
+  /** Upgrades: the plan upgraded from and its unused credits priced in. */
+  fromPlan?: PlanName;
+  quoted?: number;
   /** TrueLayer's id; absent for a renewal TrueLayer refused to create (its events name none). */
   trueLayerId?: string;
   /** Minor units, fixed when the payment was made. */
@@ -103,7 +111,12 @@ type ModelPayment = {
   status: "pending" | "failed" | "succeeded";
   creditsAdded: number;
   refund?: "pending" | "executed" | "failed";
+  /** Credits the executed refund took back (at once; held ones voided later are not counted). */
   reclaimed: number;
+  /** Executed refunds taken back by the bank. */
+  returned: number;
+  /** Credits of the executed refund voided later, as the jobs holding them released them. */
+  voidedLater: number;
   /** Event ids delivered so far, to replay one as a duplicate. */
   events: string[];
 };
@@ -250,7 +263,13 @@ function expireLot(model: Model, u: ModelUser, lot: ModelLot) {
     const credits = Math.min(unused, PLAN_CREDITS[nextPlan]);
     lot.remaining -= unused;
     if (credits > 0 && nextEnd > model.now) {
-      newLot(u, model, { source: "rollover", granted: credits, expiresAt: nextEnd });
+      // Still the payment's credits: a refund of it reaches them.
+      newLot(u, model, {
+        source: "rollover",
+        granted: credits,
+        expiresAt: nextEnd,
+        payment: lot.payment,
+      });
     }
   }
   lot.remaining = lot.held;
@@ -297,7 +316,37 @@ function paidNext(model: Model, sub: ModelSub): ModelPayment | undefined {
     : undefined;
 }
 /** Credits a payment still buys (the model only refunds in full). */
-const creditsLeft = (mp: ModelPayment) => PLAN_CREDITS[mp.plan] - mp.reclaimed;
+const creditsLeft = (mp: ModelPayment) => Math.max(0, mp.creditsAdded - mp.reclaimed);
+/** What a payment buys when its quote no longer holds: what it paid, at its plan's price per credit. */
+const worthPaid = (mp: ModelPayment) =>
+  Math.min(
+    PLAN_CREDITS[mp.plan],
+    Math.floor((mp.amount * PLAN_CREDITS[mp.plan]) / PLAN_PRICE[mp.plan]),
+  );
+const RETRY_BASE = 10 * 60 * 1000;
+const RETRY_MAX = 6 * HOUR;
+/**
+ * When the next period's renewal is to be made: 3 days before an active period ends, unless
+ * canceling or it exists (pending, paid, or failed by the payer's bank); one TrueLayer refused is
+ * tried again at its retry time (10 min after it fell due, then doubling, at most 6 h apart).
+ */
+function renewalDue(sub: ModelSub): number | undefined {
+  if (sub.status !== "active" || sub.cancel || sub.end === undefined) return undefined;
+  const r = sub.renewal;
+  if (r === undefined || r.index !== sub.index + 1) return sub.end - RENEWAL_LEAD;
+  return r.status === "failed" && r.retryAt !== undefined && r.retryAt < sub.end
+    ? r.retryAt
+    : undefined;
+}
+/** A subscription ends: the user is back on the sign-up plan. */
+function endSub(u: ModelUser, sub: ModelSub, fields: Partial<ModelSub> = { renewal: undefined }) {
+  Object.assign(
+    sub,
+    { status: "canceled", pendingPlan: undefined, graceEndsAt: undefined },
+    fields,
+  );
+  u.plan = "starter";
+}
 /** A payment's credits as a one-month lot of their own. */
 function purchaseLot(model: Model, u: ModelUser, mp: ModelPayment) {
   if (creditsLeft(mp) <= 0) return;
@@ -318,11 +367,11 @@ function scheduleRenewal(model: Model, sub: ModelSub) {
   const runAt = Math.max(model.now, sub.end! - RENEWAL_LEAD);
   sub.renewalChecks.push({ runAt, end: sub.end!, clamped: runAt - model.now > MAX_TIMER_MS });
 }
-/** A pending renewal no longer fits (a downgrade, a cancel): it and its payment fail. */
+/** A pending renewal no longer fits (a downgrade, a cancel, a comp): dropped, its payment failed. */
 function dropPendingRenewal(model: Model, sub: ModelSub) {
   if (sub.renewal?.status !== "pending") return false;
-  sub.renewal.status = "failed";
   model.payments[sub.renewal.payment].status = "failed";
+  sub.renewal = undefined;
   return true;
 }
 /** Unused credits valued at the plan's price per credit, rounded half up. */
@@ -339,9 +388,10 @@ function beginPeriod(
   index: number,
   source: "period" | "upgrade",
   payment?: number,
+  credits = PLAN_CREDITS[plan],
 ) {
   const end = plusMonth(anchor, index + 1);
-  if (index === 0) sub.gen += 1;
+  if (index === 0 || anchor !== sub.anchor) sub.gen += 1;
   Object.assign(sub, {
     status: "active",
     plan,
@@ -351,10 +401,9 @@ function beginPeriod(
     end,
     renewal: undefined,
     pendingPlan: undefined,
-    renewalDueAt: end - RENEWAL_LEAD,
     graceEndsAt: undefined,
   });
-  grantPeriod(model, u, sub, index, end, source, PLAN_CREDITS[plan], payment);
+  grantPeriod(model, u, sub, index, end, source, credits, payment);
   scheduleRenewal(model, sub);
   u.plan = plan;
 }
@@ -368,7 +417,12 @@ function grantPeriod(
   credits: number,
   payment?: number,
 ) {
-  if (end <= model.now) return;
+  if (end <= model.now) {
+    // Over before it began (its close ran late): a paid period arrives as a month of its own.
+    if (payment !== undefined) purchaseLot(model, u, model.payments[payment]);
+    return;
+  }
+  if (credits <= 0) return;
   newLot(u, model, {
     source,
     granted: credits,
@@ -379,12 +433,14 @@ function grantPeriod(
     payment,
   });
 }
-function convert(u: ModelUser, sub: ModelSub) {
+/** Converts (voids) up to `max` available credits of the current plan lot; returns how many. */
+function convert(u: ModelUser, sub: ModelSub, max = Infinity) {
   const lot = planLotOf(u, sub);
-  if (lot !== undefined) {
-    lot.remaining -= availableIn(lot);
-    settleStatus(lot);
-  }
+  if (lot === undefined) return 0;
+  const credits = Math.min(max, availableIn(lot));
+  lot.remaining -= credits;
+  settleStatus(lot);
+  return credits;
 }
 /** What a checkout of `plan` pays for, or null when it is refused (INVALID_ARGUMENT). */
 function checkoutPurpose(u: ModelUser, plan: PlanName) {
@@ -394,7 +450,15 @@ function checkoutPurpose(u: ModelUser, plan: PlanName) {
     const lot = planLotOf(u, live);
     const unused = lot === undefined ? 0 : availableIn(lot);
     const amount = Math.max(1, PLAN_PRICE[plan] - unusedValue(unused, live.plan));
-    return { purpose: "upgrade" as const, sub: live, amount };
+    return {
+      purpose: "upgrade" as const,
+      sub: live,
+      amount,
+      periodIndex: live.index,
+      gen: live.gen,
+      fromPlan: live.plan,
+      quoted: unused,
+    };
   }
   if (live.status === "past_due" && plan === live.plan) {
     return {
@@ -407,17 +471,34 @@ function checkoutPurpose(u: ModelUser, plan: PlanName) {
   }
   return null;
 }
-/** A subscription payment succeeded (first time). */
+/**
+ * A subscription payment succeeded (first time). The quote rule: applied as quoted while its
+ * quote still describes the subscription; otherwise a one-month lot worth what was paid, or (a
+ * start or renewal with no live subscription, the user not deleted) a new subscription.
+ */
 function paymentSucceeded(model: Model, mp: ModelPayment, index: number) {
   const u = model.users[mp.user];
   const sub = mp.sub;
   const live = (s: ModelSub) => s.status === "active" || s.status === "past_due";
+  mp.creditsAdded = PLAN_CREDITS[mp.plan];
   if (mp.purpose === "start" && sub.status === "incomplete") {
     beginPeriod(model, u, sub, mp.plan, model.now, 0, "period", index);
-  } else if (mp.purpose === "upgrade" && live(sub)) {
+  } else if (
+    mp.purpose === "upgrade" &&
+    live(sub) &&
+    sub === liveSub(u) &&
+    sub.gen === mp.gen &&
+    sub.index === mp.periodIndex &&
+    sub.plan === mp.fromPlan
+  ) {
+    // As quoted; priced-in credits spent meanwhile make the new plan lot smaller by their value.
+    const converted = convert(u, sub, mp.quoted);
+    const spentValue = unusedValue(mp.quoted! - converted, mp.fromPlan);
+    const short = Math.ceil((spentValue * PLAN_CREDITS[mp.plan]) / PLAN_PRICE[mp.plan]);
+    if (short > 0) count("upgrade paid after priced-in credits were spent");
+    mp.creditsAdded = Math.max(0, PLAN_CREDITS[mp.plan] - short);
     creditPaidRenewal(model, u, sub);
-    convert(u, sub);
-    beginPeriod(model, u, sub, mp.plan, model.now, 0, "upgrade", index);
+    beginPeriod(model, u, sub, mp.plan, model.now, 0, "upgrade", index, mp.creditsAdded);
   } else if (
     mp.purpose === "renewal" &&
     mp.gen === sub.gen &&
@@ -434,20 +515,22 @@ function paymentSucceeded(model: Model, mp: ModelPayment, index: number) {
     mp.periodIndex === sub.index
   ) {
     count("renewal paid in the grace");
-    Object.assign(sub, {
-      status: "active",
-      graceEndsAt: undefined,
-      renewal: undefined,
-      renewalDueAt: sub.end! - RENEWAL_LEAD,
-    });
-    grantPeriod(model, u, sub, sub.index, sub.end!, "period", PLAN_CREDITS[mp.plan], index);
+    Object.assign(sub, { status: "active", graceEndsAt: undefined, renewal: undefined });
+    grantPeriod(model, u, sub, sub.index, sub.end!, "period", creditsLeft(mp), index);
     scheduleRenewal(model, sub);
-  } else if (liveSub(u) !== undefined) {
-    count("payment matching no period: a lot of its own");
+    u.plan = sub.plan;
+  } else if (liveSub(u) !== undefined || mp.purpose === "upgrade" || u.deleted) {
+    count(
+      mp.purpose === "upgrade"
+        ? "upgrade whose quote no longer held: a lot worth what was paid"
+        : "payment matching no period: a lot of its own",
+    );
+    mp.creditsAdded = worthPaid(mp);
     purchaseLot(model, u, mp);
   } else {
     if (mp.purpose === "renewal") count("renewal paid after the end: a new subscription");
-    const fresh = newSub(u, mp.plan);
+    const last = u.subs[u.subs.length - 1];
+    const fresh = last?.status === "incomplete" ? last : newSub(u, mp.plan);
     mp.sub = fresh;
     beginPeriod(model, u, fresh, mp.plan, model.now, 0, "period", index);
   }
@@ -461,11 +544,22 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 /** A renewal the backend made: for which subscription, period, plan and anchoring. */
 type MadeRenewal = { u: number; sub: ModelSub; index: number; plan: PlanName; gen: number };
 function madeRenewal(model: Model, u: number, sub: ModelSub): MadeRenewal {
-  // Recorded by the caller (failed at once while TrueLayer is down); in flight until then.
-  const status = model.trueLayerUp ? "pending" : "failed";
-  sub.renewal = { payment: -1, index: sub.index + 1, status };
-  return { u, sub, index: sub.index + 1, plan: sub.pendingPlan ?? sub.plan, gen: sub.gen };
+  // Recorded by the caller (failed at once while TrueLayer is down, tried again later); in
+  // flight until then.
+  const index = sub.index + 1;
+  const earlier = sub.renewal?.index === index ? sub.renewal : undefined;
+  if (model.trueLayerUp) {
+    sub.renewal = { payment: -1, index, status: "pending", ...retries(earlier) };
+  } else {
+    const attempts = (earlier?.attempts ?? 0) + 1;
+    const lastTry = earlier?.retryAt ?? sub.end! - RENEWAL_LEAD;
+    const retryAt = lastTry + Math.min(RETRY_BASE * 2 ** (attempts - 1), RETRY_MAX);
+    sub.renewal = { payment: -1, index, status: "failed", attempts, retryAt };
+  }
+  return { u, sub, index, plan: sub.pendingPlan ?? sub.plan, gen: sub.gen };
 }
+const retries = (r?: { attempts?: number; retryAt?: number }) =>
+  r?.attempts === undefined ? {} : { attempts: r.attempts, retryAt: r.retryAt };
 function runRenewalChecks(model: Model, first: boolean): MadeRenewal[] {
   const made: MadeRenewal[] = [];
   model.users.forEach((u, i) => {
@@ -473,18 +567,8 @@ function runRenewalChecks(model: Model, first: boolean): MadeRenewal[] {
       const fire = sub.renewalChecks.filter((c) => (first && c.clamped) || c.runAt <= model.now);
       sub.renewalChecks = sub.renewalChecks.filter((c) => !fire.includes(c));
       for (const check of fire) {
-        const inFlight =
-          sub.renewal !== undefined &&
-          sub.renewal.index === sub.index + 1 &&
-          sub.renewal.status !== "failed";
-        if (
-          sub.status === "active" &&
-          sub.end === check.end &&
-          model.now >= check.end - RENEWAL_LEAD &&
-          !sub.cancel &&
-          !inFlight
-        ) {
-          sub.renewalDueAt = undefined;
+        const due = renewalDue(sub);
+        if (sub.end === check.end && due !== undefined && due <= model.now) {
           made.push(madeRenewal(model, i, sub));
         }
       }
@@ -507,12 +591,23 @@ function sweepSubscriptions(model: Model): MadeRenewal[] {
     if (paid !== undefined) {
       // Paid for: the period begins; a cancel or downgrade chosen since waits for its end.
       const pending = sub.pendingPlan;
-      beginPeriod(model, u, sub, paid.plan, sub.anchor!, next, "period", sub.renewal!.payment);
+      const payment = sub.renewal!.payment;
+      beginPeriod(
+        model,
+        u,
+        sub,
+        paid.plan,
+        sub.anchor!,
+        next,
+        "period",
+        payment,
+        creditsLeft(paid),
+      );
       sub.pendingPlan = pending === paid.plan ? undefined : pending;
       continue;
     }
     if (sub.cancel) {
-      Object.assign(sub, { status: "canceled", renewal: undefined });
+      endSub(u, sub);
       continue;
     }
     sub.plan = sub.pendingPlan ?? sub.plan;
@@ -529,23 +624,11 @@ function sweepSubscriptions(model: Model): MadeRenewal[] {
   const byGrace = all
     .filter(({ sub }) => sub.status === "past_due" && sub.graceEndsAt! <= model.now)
     .sort((a, b) => a.sub.graceEndsAt! - b.sub.graceEndsAt! || a.sub.seq - b.sub.seq);
-  for (const { sub } of byGrace) Object.assign(sub, { status: "canceled", renewal: undefined });
+  for (const { u, sub } of byGrace) endSub(u, sub);
   const renewals = all
-    .filter(({ sub }) => sub.renewalDueAt !== undefined && sub.renewalDueAt <= model.now)
-    .sort((a, b) => a.sub.renewalDueAt! - b.sub.renewalDueAt! || a.sub.seq - b.sub.seq);
-  const made: MadeRenewal[] = [];
-  for (const { i, sub } of renewals) {
-    sub.renewalDueAt = undefined;
-    const due = sub.end !== undefined && model.now >= sub.end - RENEWAL_LEAD;
-    const has =
-      sub.renewal !== undefined &&
-      sub.renewal.index === sub.index + 1 &&
-      sub.renewal.status !== "failed";
-    if (sub.status === "active" && !sub.cancel && due && !has) {
-      made.push(madeRenewal(model, i, sub));
-    }
-  }
-  return made;
+    .filter(({ sub }) => renewalDue(sub) !== undefined && renewalDue(sub)! <= model.now)
+    .sort((a, b) => renewalDue(a.sub)! - renewalDue(b.sub)! || a.sub.seq - b.sub.seq);
+  return renewals.map(({ i, sub }) => madeRenewal(model, i, sub));
 }
 function hold(u: ModelUser, cost: number): Allocation[] {
   const allocations: Allocation[] = [];
@@ -581,23 +664,35 @@ function release(model: Model, u: ModelUser, job: ModelJob) {
   expireDue(model);
   for (const { lot, credits } of job.allocations) {
     const voided = Math.min(credits, lot.voidMark);
+    if (lot.payment !== undefined) model.payments[lot.payment].voidedLater += voided;
     lot.voidMark -= voided;
     lot.remaining -= voided;
     lot.held -= voided;
     const rest = credits - voided;
     lot.held -= rest;
     if (lot.status !== "active") {
-      // Its lot expired or was voided: back as the day's returned lot, good for 7 more days.
+      // Its lot expired or was voided: back as the day's returned lot (one per payment they
+      // came from, which a refund of it reaches), good for 7 more days.
       lot.remaining -= rest;
       const day = Math.floor(model.now / DAY) * DAY;
       const returned = u.lots.find(
-        (l) => l.source === "returned" && l.day === day && l.status === "active",
+        (l) =>
+          l.source === "returned" &&
+          l.day === day &&
+          l.payment === lot.payment &&
+          l.status === "active",
       );
       if (rest > 0 && returned !== undefined) {
         returned.granted += rest;
         returned.remaining += rest;
       } else if (rest > 0) {
-        newLot(u, model, { source: "returned", granted: rest, expiresAt: day + 8 * DAY, day });
+        newLot(u, model, {
+          source: "returned",
+          granted: rest,
+          expiresAt: day + 8 * DAY,
+          day,
+          payment: lot.payment,
+        });
       }
     }
     settleStatus(lot);
@@ -680,11 +775,26 @@ async function compare(model: Model, real: Real) {
   ).toBe(
     paidIn(model.payments.filter((mp) => mp.status === "succeeded" && mp.refund !== "executed")),
   );
-  // No credits for an unpaid period: every paid lot comes from a payment that succeeded.
+  // No credits for an unpaid period: every paid lot comes from a payment that succeeded, and a
+  // payment grants at most what it bought (its own lots; rollover, returned and reversal lots
+  // only move credits it granted).
   for (const lot of lots) {
     if (lot.paymentId === undefined) continue;
     const payment = payments.find((p) => p._id === lot.paymentId)!;
     expect(payment.status, `lot ${lot.source} of an unpaid payment`).toMatch(/executed|settled/);
+  }
+  for (const payment of payments) {
+    const granted = lots
+      .filter(
+        (l) => l.paymentId === payment._id && ["purchase", "period", "upgrade"].includes(l.source),
+      )
+      .reduce((t, l) => t + l.granted, 0);
+    expect(granted, "a payment grants at most what it gave").toBeLessThanOrEqual(
+      payment.creditsAdded,
+    );
+    expect(payment.creditsAdded, "and gives at most what it bought").toBeLessThanOrEqual(
+      payment.creditsPurchased,
+    );
   }
   // The subscriptions, per user in the order they were made.
   model.users.forEach((mu, i) => {
@@ -785,19 +895,28 @@ class ChangePlan implements Cmd {
   check = (m: Readonly<Model>) => m.users[this.user].signedUp;
   async run(model: Model, real: Real) {
     count("changePlan");
-    await real.t.mutation(internal.users.updateUserPlan, {
+    const call = real.t.mutation(internal.users.updateUserPlan, {
       userId: real.userIds[this.user]!,
       planName: this.plan,
     });
-    // An operator's comp: a new period now on the plan, the old plan lot converted.
+    if (model.users[this.user].deleted) {
+      await expectRefusal(call, "FORBIDDEN");
+      await compare(model, real);
+      return;
+    }
+    await call;
+    // An operator's comp: a new period now on the plan, the old plan lot converted; nothing
+    // only when the subscription is active on that plan already.
     const mu = model.users[this.user];
     const live = liveSub(mu);
-    if (!(mu.plan === this.plan && (live === undefined || live.plan === this.plan))) {
+    if (!(live?.status === "active" && live.plan === this.plan)) {
+      if (live?.status === "past_due") count("comp of a past_due subscription");
       const last = mu.subs[mu.subs.length - 1];
       const sub = live ?? (last?.status === "incomplete" ? last : newSub(mu, this.plan));
       if (live !== undefined) {
         creditPaidRenewal(model, mu, live);
         convert(mu, live);
+        dropPendingRenewal(model, live);
       }
       beginPeriod(model, mu, sub, this.plan, model.now, 0, "period");
     }
@@ -1047,6 +1166,8 @@ async function recordRenewals(model: Model, real: Real, renewals: MadeRenewal[])
       status: model.trueLayerUp ? "pending" : "failed",
       creditsAdded: 0,
       reclaimed: 0,
+      returned: 0,
+      voidedLater: 0,
       events: [],
     });
     count(model.trueLayerUp ? "renewal made" : "renewal refused by TrueLayer");
@@ -1210,9 +1331,14 @@ class CancelOrResume implements Cmd {
       await call;
       live.cancel = this.cancel;
       if (this.cancel) dropPendingRenewal(model, live);
-      if (!this.cancel && live.end !== undefined && live.renewal?.status !== "paid") {
-        live.renewalDueAt = live.end - RENEWAL_LEAD;
-        scheduleRenewal(model, live);
+      const due = renewalDue(live);
+      if (!this.cancel && due !== undefined) {
+        const runAt = Math.max(model.now, due);
+        live.renewalChecks.push({
+          runAt,
+          end: live.end!,
+          clamped: runAt - model.now > MAX_TIMER_MS,
+        });
       }
     }
     await compare(model, real);
@@ -1247,10 +1373,15 @@ class Downgrade implements Cmd {
       await expectRefusal(call, "INVALID_ARGUMENT");
     } else {
       await call;
-      live.pendingPlan = this.plan === live.plan ? undefined : this.plan;
+      const pendingPlan = this.plan === live.plan ? undefined : this.plan;
       // A pending renewal was priced for the old choice: dropped, and made anew if due.
-      if (dropPendingRenewal(model, live)) {
-        live.renewalChecks.push({ runAt: model.now, end: live.end!, clamped: false });
+      if (pendingPlan !== live.pendingPlan) {
+        live.pendingPlan = pendingPlan;
+        if (dropPendingRenewal(model, live) && renewalDue(live) !== undefined) {
+          live.renewalChecks.push({ runAt: model.now, end: live.end!, clamped: false });
+        }
+      } else {
+        count("changePlan to what is scheduled already: nothing changes");
       }
     }
     await compare(model, real);
@@ -1322,13 +1453,17 @@ class Checkout implements Cmd {
         plan: this.plan,
         purpose: purpose.purpose,
         sub,
-        periodIndex: purpose.purpose === "renewal" ? purpose.periodIndex : undefined,
-        gen: purpose.purpose === "renewal" ? purpose.gen : undefined,
+        periodIndex: purpose.purpose === "start" ? undefined : purpose.periodIndex,
+        gen: purpose.purpose === "start" ? undefined : purpose.gen,
+        fromPlan: purpose.purpose === "upgrade" ? purpose.fromPlan : undefined,
+        quoted: purpose.purpose === "upgrade" ? purpose.quoted : undefined,
         trueLayerId,
         amount: purpose.amount,
         status: "pending",
         creditsAdded: 0,
         reclaimed: 0,
+        returned: 0,
+        voidedLater: 0,
         events: [],
       });
     }
@@ -1344,16 +1479,29 @@ class PaymentEvent implements Cmd {
     readonly kind: "payment_executed" | "payment_settled" | "payment_failed",
     readonly duplicate: boolean,
     readonly replay: boolean,
-    /** The newest pending payment TrueLayer knows (what a paying user does next), if any. */
-    readonly newest = false,
+    /**
+     * The newest pending payment TrueLayer knows (what a paying user does next), or the oldest
+     * (a bank payment arriving late, out of order), if any.
+     */
+    readonly pick: "any" | "newest" | "oldest" = "any",
   ) {}
   check = (m: Readonly<Model>) => m.payments.length > 0;
   async run(model: Model, real: Real) {
     count(this.kind);
-    const pending = model.payments.findLastIndex(
-      (mp) => mp.status === "pending" && mp.trueLayerId !== undefined,
-    );
-    const index = this.newest && pending >= 0 ? pending : this.payment % model.payments.length;
+    const isPending = (mp: ModelPayment) => mp.status === "pending" && mp.trueLayerId !== undefined;
+    const pending =
+      this.pick === "oldest"
+        ? model.payments.findIndex(isPending)
+        : model.payments.findLastIndex(isPending);
+    const index =
+      this.pick !== "any" && pending >= 0 ? pending : this.payment % model.payments.length;
+    if (
+      this.pick === "oldest" &&
+      pending >= 0 &&
+      pending !== model.payments.findLastIndex(isPending)
+    ) {
+      count("a payment paid out of order", true);
+    }
     const mp = model.payments[index];
     const replayed = this.replay && mp.events.length > 0 ? mp.events[0] : undefined;
     const eventId = replayed ?? `evt-${++eventCounter}`;
@@ -1374,7 +1522,6 @@ class PaymentEvent implements Cmd {
           // TrueLayer never had this payment: its events name no payment of ours.
         } else if (this.kind !== "payment_failed" && mp.status !== "succeeded") {
           mp.status = "succeeded";
-          mp.creditsAdded = PLAN_CREDITS[mp.plan];
           paymentSucceeded(model, mp, index);
         } else if (this.kind === "payment_failed" && mp.status === "pending") {
           mp.status = "failed";
@@ -1386,20 +1533,118 @@ class PaymentEvent implements Cmd {
     }
   }
   toString = () =>
-    `${this.kind}(${this.newest ? "newest pending payment" : `payment ${this.payment}`}${this.duplicate ? ", twice" : ""}${this.replay ? ", replayed id" : ""})`;
+    `${this.kind}(${this.pick === "any" ? `payment ${this.payment}` : `${this.pick} pending payment`}${this.duplicate ? ", twice" : ""}${this.replay ? ", replayed id" : ""})`;
 }
 
-/** An operator refunds a payment; TrueLayer reports the refund executed or failed (maybe twice). */
+/** Lots in spending order: soonest expiry first, never last; promotional before paid; oldest. */
+function bySpendingOrder(lots: ModelLot[]): ModelLot[] {
+  const paidFor = ["purchase", "period", "upgrade", "rollover"];
+  const paid = (lot: ModelLot) => (paidFor.includes(lot.source) ? 1 : 0);
+  return [...lots].sort(
+    (a, b) =>
+      (a.expiresAt ?? Infinity) - (b.expiresAt ?? Infinity) ||
+      paid(a) - paid(b) ||
+      a.created - b.created ||
+      a.seq - b.seq,
+  );
+}
+
+/**
+ * A full refund executed: its credits come back from every lot of the payment (its own, the
+ * rollover, returned and reversal lots that came out of it): available ones voided now, held
+ * ones marked to void on release; a renewal awaiting its period no longer counts as paid.
+ */
+function refundExecuted(model: Model, mp: ModelPayment, index: number) {
+  expireDue(model);
+  const mu = model.users[mp.user];
+  const due = mp.creditsAdded;
+  const lots = mu.lots.filter((l) => l.payment === index);
+  mp.refund = "executed";
+  mp.voidedLater = 0;
+  if (lots.length === 0) {
+    const renewal = mp.sub.renewal;
+    if (renewal?.payment === index && paidNext(model, mp.sub) === mp) {
+      count("refund of a renewal paid ahead");
+      renewal.status = "failed";
+      mp.reclaimed = due;
+    } else {
+      mp.reclaimed = Math.min(available(mu), due);
+      removeAvailable(mu, mp.reclaimed);
+    }
+    return;
+  }
+  if (lots.length > 1) count("refund reaching lots that came out of its payment");
+  let reclaimed = 0;
+  for (const lot of bySpendingOrder(lots)) {
+    const take = Math.min(due - reclaimed, availableIn(lot));
+    lot.remaining -= take;
+    settleStatus(lot);
+    reclaimed += take;
+  }
+  let pending = 0;
+  for (const lot of lots) {
+    const mark = Math.min(due - reclaimed - pending, lot.held - lot.voidMark);
+    if (mark <= 0) continue;
+    const nothingLeft = lot.status === "active" && lot.remaining === lot.held;
+    lot.voidMark += mark;
+    if (nothingLeft && lot.held === lot.voidMark) lot.status = "voided";
+    pending += mark;
+  }
+  mp.reclaimed = reclaimed;
+}
+
+/**
+ * An executed refund the bank returned: the held credits it still waited for are unmarked and
+ * what it voided comes back as an adjustment lot of the payment; a renewal that was awaiting its
+ * period counts as paid again (by the quote rule if the subscription moved on).
+ */
+function refundReturned(model: Model, mp: ModelPayment, index: number) {
+  const mu = model.users[mp.user];
+  const lots = mu.lots.filter((l) => l.payment === index);
+  for (const lot of lots) lot.voidMark = 0;
+  const back = mp.reclaimed + mp.voidedLater;
+  mp.refund = "failed";
+  mp.returned++;
+  mp.reclaimed = 0;
+  mp.voidedLater = 0;
+  if (lots.length === 0 && mp.purpose === "renewal") {
+    count("returned refund of a renewal that had no lot");
+    const sub = mp.sub;
+    const renewal = sub.renewal?.payment === index ? sub.renewal : undefined;
+    if (renewal?.status === "failed" && renewal.index === sub.index + 1) {
+      renewal.status = "paid";
+    } else if (renewal?.status !== "paid") {
+      paymentSucceeded(model, mp, index);
+    }
+    return;
+  }
+  if (back === 0) return;
+  const latest = Math.max(0, ...lots.map((l) => l.expiresAt ?? 0));
+  newLot(mu, model, {
+    source: "adjustment",
+    granted: back,
+    expiresAt: latest > model.now ? latest : model.now + 7 * DAY,
+    payment: index,
+  });
+}
+
+/**
+ * An operator refunds a payment in full; TrueLayer reports the refund executed, failed, or
+ * executed and then returned by the bank (maybe each twice).
+ */
 class Refund implements Cmd {
   constructor(
     readonly payment: number,
-    readonly outcome: "refund_executed" | "refund_failed",
+    readonly outcome: "refund_executed" | "refund_failed" | "refund_returned",
     readonly duplicate: boolean,
   ) {}
   check = (m: Readonly<Model>) => m.payments.length > 0;
   async run(model: Model, real: Real) {
     count(this.outcome);
-    const index = this.payment % model.payments.length;
+    // Half the time, a payment whose earlier refund the bank returned (if there is one).
+    const returned = model.payments.findIndex((mp) => mp.returned > 0 && mp.refund === "failed");
+    const index =
+      this.payment % 2 === 0 && returned >= 0 ? returned : this.payment % model.payments.length;
     const mp = model.payments[index];
     const paymentId = real.paymentIds[index];
     const start = real.t.mutation(internal.payments.startRefund, { paymentId });
@@ -1408,6 +1653,7 @@ class Refund implements Cmd {
       await compare(model, real);
       return;
     }
+    if (mp.returned > 0) count("refund after a bank-returned refund");
     const { refundId: ourRefundId } = await start;
     const refundId = `rf-${++eventCounter}`;
     await real.t.mutation(internal.payments.attachRefund, {
@@ -1416,49 +1662,31 @@ class Refund implements Cmd {
     });
     mp.refund = "pending";
     await compare(model, real);
-    const eventId = `evt-${++eventCounter}`;
-    for (let delivery = 0; delivery < (this.duplicate ? 2 : 1); delivery++) {
-      if (delivery === 1) count("duplicate webhook", true);
-      const response = await deliverTrueLayer(real.t, trueLayerKey, {
-        type: this.outcome,
-        event_version: 1,
-        event_id: eventId,
-        payment_id: mp.trueLayerId,
-        refund_id: refundId,
-        ...(this.outcome === "refund_failed" ? { failure_reason: "insufficient_funds" } : {}),
-      });
-      expect(response.status).toBe(200);
-      if (delivery === 0) {
-        const mu = model.users[mp.user];
-        if (this.outcome === "refund_executed") {
-          // The payment's own lot: unheld credits voided now, held ones marked for release.
-          expireDue(model);
-          const lot = mu.lots.find((l) => l.payment === index);
-          if (lot === undefined) {
-            // A paid renewal whose period has not begun: that period will grant nothing.
-            count("refund of a renewal paid ahead");
-            expect(paidNext(model, mp.sub)).toBe(mp);
-            mp.sub.renewal!.status = "failed";
-            mp.reclaimed = mp.creditsAdded;
-            mp.refund = "executed";
-            await compare(model, real);
-            continue;
-          }
-          const reclaimed = Math.min(mp.creditsAdded, availableIn(lot));
-          const pending = Math.min(mp.creditsAdded - reclaimed, lot.held - lot.voidMark);
-          const voidsAll =
-            lot.remaining - reclaimed === lot.held && pending === lot.held - lot.voidMark;
-          lot.remaining -= reclaimed;
-          lot.voidMark += pending;
-          if (voidsAll && lot.status === "active") lot.status = "voided";
-          settleStatus(lot);
-          mp.reclaimed = reclaimed;
-          mp.refund = "executed";
-        } else {
-          mp.refund = "failed";
+    const steps =
+      this.outcome === "refund_returned"
+        ? (["refund_executed", "refund_failed"] as const)
+        : [this.outcome];
+    for (const type of steps) {
+      const eventId = `evt-${++eventCounter}`;
+      for (let delivery = 0; delivery < (this.duplicate ? 2 : 1); delivery++) {
+        if (delivery === 1) count("duplicate webhook", true);
+        const response = await deliverTrueLayer(real.t, trueLayerKey, {
+          type,
+          event_version: 1,
+          event_id: eventId,
+          payment_id: mp.trueLayerId,
+          refund_id: refundId,
+          ...(type === "refund_failed" ? { failure_reason: "insufficient_funds" } : {}),
+        });
+        expect(response.status).toBe(200);
+        if (delivery === 0) {
+          if (type === "refund_executed") refundExecuted(model, mp, index);
+          else if ((mp.refund as ModelPayment["refund"]) === "executed") {
+            refundReturned(model, mp, index);
+          } else mp.refund = "failed";
         }
+        await compare(model, real);
       }
-      await compare(model, real);
     }
   }
   toString = () =>
@@ -1512,6 +1740,16 @@ class ClerkEvent implements Cmd {
                 .withIndex("by_clerkId", (q) => q.eq("clerkId", clerkId))
                 .unique(),
             ))!._id;
+          }
+          if (!mu.deleted) {
+            // The subscription ends at once: no renewal; a paid one becomes a lot.
+            const last = mu.subs[mu.subs.length - 1];
+            if (last !== undefined && last.status !== "canceled") {
+              count("deleted user's subscription canceled");
+              creditPaidRenewal(model, mu, last);
+              dropPendingRenewal(model, last);
+              endSub(mu, last, { cancel: true });
+            }
           }
           mu.deleted = true;
         } else if (!mu.deleted && !mu.signedUp) {
@@ -1611,12 +1849,20 @@ const commands = [
     )
     .map(([p, kind, dup, replay]) => new PaymentEvent(p, kind, dup, replay)),
   // The user pays what they were asked to (a checkout, a renewal), now or later.
-  fc.nat().map((p) => new PaymentEvent(p, "payment_executed", false, false, true)),
-  fc.nat().map((p) => new PaymentEvent(p, "payment_executed", false, false, true)),
+  fc.nat().map((p) => new PaymentEvent(p, "payment_executed", false, false, "newest")),
+  fc.nat().map((p) => new PaymentEvent(p, "payment_executed", false, false, "newest")),
+  // A late bank payment: the oldest checkout or renewal still pending is paid now.
+  fc.nat().map((p) => new PaymentEvent(p, "payment_executed", false, false, "oldest")),
+  // Upgrades (and their checkouts left pending while others are paid, or a comp comes).
+  fc
+    .tuple(user, fc.constantFrom<PlanName>("creator", "studio"))
+    .map(([u, p]) => new Checkout(u, p)),
   fc
     .tuple(
       fc.nat(),
-      fc.constantFrom("refund_executed", "refund_failed") as fc.Arbitrary<Refund["outcome"]>,
+      fc.constantFrom("refund_executed", "refund_failed", "refund_returned") as fc.Arbitrary<
+        Refund["outcome"]
+      >,
       fc.boolean(),
     )
     .map(([p, outcome, dup]) => new Refund(p, outcome, dup)),

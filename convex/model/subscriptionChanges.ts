@@ -78,11 +78,13 @@ export async function setCancelAtPeriodEnd(ctx: MutationCtx, user: Doc<"users">,
 
 /**
  * Clerk deleted the user: their subscription ends now (no renewal is created or charged any
- * more; a pending one is dropped). Credits already granted stay with the anonymised row.
+ * more; a pending one is dropped, a paid one is credited as a lot). Credits stay with the
+ * anonymised row, for the books.
  */
 export async function cancelForDeletedUser(ctx: MutationCtx, userId: Id<"users">) {
   const sub = await currentSubscription(ctx, userId);
   if (sub === null || sub.status === "canceled") return;
+  await creditPaidRenewal(ctx, sub, "the deletion of the account");
   const dropped = await dropPendingRenewal(ctx, sub, "the user was deleted");
   await transitionSubscription(ctx, dropped, "canceled", {
     canceledAt: Date.now(),
@@ -101,6 +103,9 @@ export async function compPlan(ctx: MutationCtx, userId: Id<"users">, planName: 
   const user = await ctx.db.get("users", userId);
   if (user === null) {
     throw appError("NOT_FOUND", "User not found.");
+  }
+  if (user.deletedAt !== undefined) {
+    throw appError("FORBIDDEN", "This account has been deleted.");
   }
   let sub = await currentSubscription(ctx, userId);
   if (sub?.status === "active" && sub.plan === plan.name) {

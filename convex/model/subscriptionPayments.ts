@@ -20,7 +20,8 @@ import {
  * the awaited period or of the grace's period). Otherwise it credits a one-month lot worth what
  * was paid (`creditsWorthPaid`), and never converts, downgrades or grants a period — except when
  * no subscription is live any more: a start or renewal then starts a new one from now (the
- * customer paid a plan's full price and gets it, never a silent renewal of an old one).
+ * customer paid a plan's full price and gets it, never a silent renewal of an old one; a
+ * deleted user's payment is only credited).
  * Returns what happened, and the payment with the credits it gave (`creditsAdded`).
  */
 export async function applySubscriptionPayment(
@@ -98,7 +99,8 @@ export async function applySubscriptionPayment(
   }
   // The quote no longer holds.
   const live = await currentSubscription(ctx, payment.userId);
-  if (isLive(live) || payment.purpose === "upgrade") {
+  const deleted = (await ctx.db.get("users", payment.userId))?.deletedAt !== undefined;
+  if (isLive(live) || payment.purpose === "upgrade" || deleted) {
     await setCredits(creditsWorthPaid(payment));
     await grantPurchaseLot(
       ctx,

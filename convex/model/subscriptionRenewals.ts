@@ -7,6 +7,7 @@ import { failPayment, insertPendingPayment } from "./payments";
 import { requirePlan } from "./plans";
 import { applySubscriptionPayment } from "./subscriptionPayments";
 import {
+  RENEWAL_LEAD_MS,
   RENEWAL_RETRY_BASE_MS,
   RENEWAL_RETRY_MAX_MS,
   nextPeriodPlan,
@@ -66,6 +67,7 @@ export async function startRenewal(
       payUrl: null,
       planName: plan.name,
       attempts: earlier?.attempts,
+      retryAt: earlier?.retryAt,
     },
   });
   await ctx.scheduler.runAfter(0, internal.subscriptions.createRenewal, { paymentId });
@@ -96,7 +98,8 @@ export async function attachRenewalUrl(
 /**
  * TrueLayer could not create the renewal payment (an outage, or payments not configured): the
  * payment fails and, when `retry`, the renewal is due again after a backoff (10 min, doubling,
- * at most 6 h) while that is before the period ends.
+ * at most 6 h between tries), counted from when it first fell due so a late run does not push
+ * the schedule, while that is before the period ends. The sweep (every 10 minutes) makes it.
  */
 export async function renewalCreationFailed(
   ctx: MutationCtx,
@@ -109,18 +112,21 @@ export async function renewalCreationFailed(
   await failPayment(ctx, payment, reason, "provider");
   const sub = await subscriptionRenewedBy(ctx, payment);
   if (sub === null || !retry) return;
-  const attempts = (sub.renewal!.attempts ?? 0) + 1;
-  const retryAt =
-    Date.now() + Math.min(RENEWAL_RETRY_BASE_MS * 2 ** (attempts - 1), RENEWAL_RETRY_MAX_MS);
-  const next = await updateSubscription(ctx, sub, {
-    renewal: { ...sub.renewal!, status: "failed", attempts, retryAt },
+  const renewal = sub.renewal!;
+  const attempts = (renewal.attempts ?? 0) + 1;
+  await updateSubscription(ctx, sub, {
+    renewal: {
+      ...renewal,
+      status: "failed",
+      attempts,
+      retryAt: nextRenewalTry(renewal.retryAt ?? renewal.dueAt - RENEWAL_LEAD_MS, attempts),
+    },
   });
-  if (next.renewalDueAt !== undefined) {
-    await ctx.scheduler.runAt(next.renewalDueAt, internal.subscriptions.startRenewal, {
-      subscriptionId: sub._id,
-      periodEnd: sub.currentPeriodEnd!,
-    });
-  }
+}
+
+/** When a renewal TrueLayer refused `attempts` times is tried again, after the last try's time. */
+export function nextRenewalTry(lastTry: number, attempts: number): number {
+  return lastTry + Math.min(RENEWAL_RETRY_BASE_MS * 2 ** (attempts - 1), RENEWAL_RETRY_MAX_MS);
 }
 
 /** A renewal payment failed (payments' one failure path calls this): shown on the subscription. */
@@ -132,16 +138,15 @@ export async function onRenewalPaymentFailed(ctx: MutationCtx, payment: Doc<"pay
 }
 
 /**
- * A pending renewal no longer fits the subscription (a downgrade, a cancel, a deletion): it and
- * its payment are dropped (`superseded`, not a failed renewal). Returns the subscription now.
+ * A pending renewal no longer fits the subscription (a downgrade, a cancel, a comp, a deletion):
+ * its payment is dropped (`superseded`, not a failed renewal) and the subscription has no
+ * renewal any more (one is made anew when due). Returns the subscription as it is now.
  */
 export async function dropPendingRenewal(ctx: MutationCtx, sub: Subscription, why: string) {
   if (sub.renewal?.status !== "pending") {
     return sub;
   }
-  const next = await updateSubscription(ctx, sub, {
-    renewal: { ...sub.renewal, status: "failed" },
-  });
+  const next = await updateSubscription(ctx, sub, { renewal: undefined });
   const payment = await ctx.db.get("payments", sub.renewal.paymentId);
   if (payment !== null) {
     await failPayment(ctx, payment, `superseded: ${why}`, "superseded");
