@@ -1,6 +1,12 @@
-import { paginationOptsValidator, paginationResultValidator } from "convex/server";
+import {
+  paginationOptsValidator,
+  paginationResultValidator,
+  type PaginationOptions,
+} from "convex/server";
 import { v } from "convex/values";
 import { internal } from "./_generated/api";
+import type { Doc } from "./_generated/dataModel";
+import type { QueryCtx } from "./_generated/server";
 import { appError } from "./lib/errors";
 import {
   internalMutation,
@@ -92,21 +98,37 @@ export const getJob = maybeUserQuery({
   },
 });
 
+const jobPageValidator = paginationResultValidator(Jobs.jobViewValidator);
+
+/** One page of the caller's jobs, newest first, as the owner sees them. */
+async function pageOfJobs(ctx: QueryCtx, user: Doc<"users"> | null, page: PaginationOptions) {
+  const result = await pageOfUserRows(ctx, "jobs", user, page);
+  return { ...result, page: await Promise.all(result.page.map(Jobs.ownerJobView)) };
+}
+
 /**
- * The caller's jobs, newest first; pages of at most 100. With `paginationOpts` it works with
- * `usePaginatedQuery`; without (the seed's `listUserJobs(userId, limit?)`), it returns the
- * newest `limit` jobs (default 20, at most 100) in the same paginated shape.
+ * The caller's jobs, newest first, pages of at most 100: the list for
+ * `usePaginatedQuery(api.jobs.listJobs, {}, { initialNumItems })`.
+ */
+export const listJobs = maybeUserQuery({
+  args: { paginationOpts: paginationOptsValidator },
+  returns: jobPageValidator,
+  handler: async (ctx, { paginationOpts }) => await pageOfJobs(ctx, ctx.user, paginationOpts),
+});
+
+/**
+ * The spec's `listUserJobs(userId, limit?)`: the caller's newest `limit` jobs (default 20, at
+ * most 100) in the paginated shape; with `paginationOpts` instead, one page like `listJobs`
+ * (whose `paginationOpts` is required, as `usePaginatedQuery` needs).
  */
 export const listUserJobs = maybeUserQueryWithUserId({
   args: { paginationOpts: v.optional(paginationOptsValidator), limit: v.optional(v.number()) },
-  returns: paginationResultValidator(Jobs.jobViewValidator),
+  returns: jobPageValidator,
   handler: async (ctx, { paginationOpts, limit }) => {
-    const { user } = ctx;
     if (paginationOpts !== undefined && limit !== undefined) {
       throw appError("INVALID_ARGUMENT", "Pass either paginationOpts or limit, not both.");
     }
-    const result = await pageOfUserRows(ctx, "jobs", user, paginationOpts ?? firstPage(limit));
-    return { ...result, page: await Promise.all(result.page.map(Jobs.ownerJobView)) };
+    return await pageOfJobs(ctx, ctx.user, paginationOpts ?? firstPage(limit));
   },
 });
 

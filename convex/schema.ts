@@ -120,7 +120,7 @@ export default defineSchema({
   plans: defineTable({
     name: planNameValidator,
     monthlyCredits: v.number(),
-    /** USD cents. */
+    /** Minor units of the currency checkouts charge in (`TRUELAYER_CURRENCY`). */
     price: v.number(),
     /** Percent. */
     markup: v.number(),

@@ -79,6 +79,12 @@ const ownRows = (caller: "owner" | "stranger" | "admin"): Outcome => ({
   },
 });
 
+/** A signed-up caller's empty page of their own rows (they have none). */
+const noRows: Outcome = {
+  ok: true,
+  check: (result) => expect(result).toMatchObject({ page: [], isDone: true }),
+};
+
 export const MATRIX: { [Path in PublicPath]: MatrixRow } = {
   "plans:listPlans": {
     args: () => ({}),
@@ -229,6 +235,25 @@ export const MATRIX: { [Path in PublicPath]: MatrixRow } = {
           ]),
       },
       admin: FORBIDDEN,
+      deleted: FORBIDDEN,
+    },
+  },
+  "jobs:listJobs": {
+    args: () => ({ paginationOpts: PAGE }),
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      unregistered: { value: EMPTY_PAGE },
+      // Own data only: the stranger and the admin have no jobs.
+      stranger: noRows,
+      owner: {
+        ok: true,
+        check: (r, w) =>
+          expect((r as { page: Array<{ _id: string }> }).page.map((j) => j._id)).toEqual([
+            w.ownerJobId,
+            w.runningJobId,
+          ]),
+      },
+      admin: noRows,
       deleted: FORBIDDEN,
     },
   },
