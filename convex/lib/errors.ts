@@ -23,7 +23,7 @@ export type ErrorCode = (typeof ERROR_CODES)[number];
 /**
  * What every expected failure carries as `ConvexError.data`, for clients too (see
  * docs/frontend.md): `{ code, message }`, plus `retryAfter` (ms to wait before trying again) on
- * the errors that know when a retry can succeed. Read it with `errorData(error)`.
+ * the errors that know when a retry can succeed.
  */
 export type ErrorData = { code: ErrorCode; message: string; retryAfter?: number };
 
@@ -48,10 +48,3 @@ export function isAppError(error: unknown): error is ConvexError<ErrorData> {
   );
 }
 
-/**
- * The `{ code, message, ... }` of an error thrown by a Convex call, or null for anything else (a
- * network failure, a bug): what a client branches on.
- */
-export function errorData(error: unknown): ErrorData | null {
-  return isAppError(error) ? error.data : null;
-}
