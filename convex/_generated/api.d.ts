@@ -11,6 +11,7 @@
 import type * as clerk from "../clerk.js";
 import type * as credits from "../credits.js";
 import type * as crons from "../crons.js";
+import type * as demo from "../demo.js";
 import type * as http from "../http.js";
 import type * as jobs from "../jobs.js";
 import type * as lib_errors from "../lib/errors.js";
@@ -60,6 +61,7 @@ declare const fullApi: ApiFromModules<{
   clerk: typeof clerk;
   credits: typeof credits;
   crons: typeof crons;
+  demo: typeof demo;
   http: typeof http;
   jobs: typeof jobs;
   "lib/errors": typeof lib_errors;
