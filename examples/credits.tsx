@@ -28,7 +28,9 @@ export function Lots() {
             <td>
               {lot.remaining - lot.held} of {lot.granted} left
             </td>
-            <td>{lot.expiresAt ? new Date(lot.expiresAt).toLocaleDateString() : "never expires"}</td>
+            <td>
+              {lot.expiresAt ? new Date(lot.expiresAt).toLocaleDateString() : "never expires"}
+            </td>
             <td>{lot.status}</td>
           </tr>
         ))}

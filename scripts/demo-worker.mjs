@@ -53,7 +53,8 @@ export async function runDemoWorker(options) {
   /** Waits before the next claim: the server's Retry-After, else doubling up to 30 s. */
   const backOff = async (reason, retryAfter) => {
     backoffMs = Math.min(MAX_BACKOFF_MS, Math.max(1000, backoffMs * 2));
-    const wait = retryAfter !== null && /^\d+$/.test(retryAfter) ? Number(retryAfter) * 1000 : backoffMs;
+    const wait =
+      retryAfter !== null && /^\d+$/.test(retryAfter) ? Number(retryAfter) * 1000 : backoffMs;
     log(`${reason}; retrying in ${Math.round(wait / 1000)} s`);
     await sleep(wait, undefined, { signal }).catch(() => {});
   };

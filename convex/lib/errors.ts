@@ -47,4 +47,3 @@ export function isAppError(error: unknown): error is ConvexError<ErrorData> {
     typeof (error.data as ErrorData).code === "string"
   );
 }
-
