@@ -79,6 +79,16 @@ const ownRows = (caller: "owner" | "stranger" | "admin"): Outcome => ({
   },
 });
 
+/** The owner's two jobs, newest first. */
+const ownersJobs: Outcome = {
+  ok: true,
+  check: (r, w) =>
+    expect((r as { page: Array<{ _id: string }> }).page.map((j) => j._id)).toEqual([
+      w.ownerJobId,
+      w.runningJobId,
+    ]),
+};
+
 /** A signed-up caller's empty page of their own rows (they have none). */
 const noRows: Outcome = {
   ok: true,
@@ -226,14 +236,7 @@ export const MATRIX: { [Path in PublicPath]: MatrixRow } = {
       anonymous: UNAUTHENTICATED,
       unregistered: FORBIDDEN,
       stranger: FORBIDDEN,
-      owner: {
-        ok: true,
-        check: (r, w) =>
-          expect((r as { page: Array<{ _id: string }> }).page.map((j) => j._id)).toEqual([
-            w.ownerJobId,
-            w.runningJobId,
-          ]),
-      },
+      owner: ownersJobs,
       admin: FORBIDDEN,
       deleted: FORBIDDEN,
     },
@@ -245,14 +248,7 @@ export const MATRIX: { [Path in PublicPath]: MatrixRow } = {
       unregistered: { value: EMPTY_PAGE },
       // Own data only: the stranger and the admin have no jobs.
       stranger: noRows,
-      owner: {
-        ok: true,
-        check: (r, w) =>
-          expect((r as { page: Array<{ _id: string }> }).page.map((j) => j._id)).toEqual([
-            w.ownerJobId,
-            w.runningJobId,
-          ]),
-      },
+      owner: ownersJobs,
       admin: noRows,
       deleted: FORBIDDEN,
     },
