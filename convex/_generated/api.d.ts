@@ -126,4 +126,7 @@ export declare const internal: FilterApi<
   FunctionReference<any, "internal">
 >;
 
-export declare const components: {};
+export declare const components: {
+  rateLimiter: import("@convex-dev/rate-limiter/_generated/component.js").ComponentApi<"rateLimiter">;
+  r2Deletions: import("@convex-dev/workpool/_generated/component.js").ComponentApi<"r2Deletions">;
+};

@@ -1,4 +1,6 @@
 /// <reference types="vite/client" />
+import rateLimiterTest from "@convex-dev/rate-limiter/test";
+import workpoolTest from "@convex-dev/workpool/test";
 import { convexTest } from "convex-test";
 import { ConvexError } from "convex/values";
 import { expect } from "vitest";
@@ -10,9 +12,21 @@ export const modules = import.meta.glob("../../convex/**/*.ts");
 
 export type TestConvex = ReturnType<typeof newConvex>;
 
+/**
+ * Registers the components of convex/convex.config.ts, under the same names, the way each
+ * package's `/test` export says (each also registers its own nested components).
+ */
+export function registerComponents<T extends Parameters<typeof rateLimiterTest.register>[0]>(
+  t: T,
+): T {
+  rateLimiterTest.register(t, "rateLimiter");
+  workpoolTest.register(t, "r2Deletions");
+  return t;
+}
+
 /** A fresh in-memory deployment with Convex's transaction limits enforced. */
 export function newConvex() {
-  return convexTest({ schema, modules, transactionLimits: true });
+  return registerComponents(convexTest({ schema, modules, transactionLimits: true }));
 }
 
 /** A fresh deployment with the plans seeded. */
