@@ -11,6 +11,7 @@ import {
 } from "./cases";
 import { convexTest } from "convex-test";
 import schema from "../convex/schema";
+import { registerComponents } from "../tests/support/setup";
 import { QUEUE_POSITION_CAP } from "../convex/model/jobs";
 import { setFastIndexes, setIndexCheck } from "./fastIndexes";
 import {
@@ -251,7 +252,9 @@ test(
         setFastIndexes(false);
       }
       const t0 = performance.now();
-      const t = convexTest({ schema, modules: liveModules, transactionLimits: true });
+      const t = registerComponents(
+        convexTest({ schema, modules: liveModules, transactionLimits: true }),
+      );
       const world = await liveWorld(t, q, NOW);
       const t1 = performance.now();
       byQ[q] = await measureLiveWrites(world);

@@ -16,6 +16,7 @@ import {
   userMutationWithUserId,
 } from "./lib/functions";
 import { firstPage, pageOfUserRows } from "./lib/pagination";
+import { enforceRateLimit } from "./lib/rateLimits";
 import { jobStatusValidator } from "./lib/validators";
 import * as Jobs from "./model/jobs";
 
@@ -41,12 +42,18 @@ export const createJob = userMutationWithUserId({
 /**
  * A Convex file-storage upload URL for a job's input image (valid for an hour). The browser
  * POSTs the file to it and passes the returned `storageId` to `createJob({ imageStorageId })`;
- * the first job that uses it makes it the caller's (see model/media.ts).
+ * the first job that uses it makes it the caller's (see model/media.ts). Limited per user, in
+ * bursts and per day (lib/rateLimits.ts): RATE_LIMITED with `retryAfter`.
  */
 export const generateImageUploadUrl = userMutation({
   args: {},
   returns: v.string(),
-  handler: async (ctx) => await ctx.storage.generateUploadUrl(),
+  handler: async (ctx) => {
+    const message = "Too many image upload URLs requested; try again later.";
+    await enforceRateLimit(ctx, "imageUploadUrl", ctx.user._id, message);
+    await enforceRateLimit(ctx, "imageUploadUrlDaily", ctx.user._id, message);
+    return await ctx.storage.generateUploadUrl();
+  },
 });
 
 /**

@@ -110,7 +110,7 @@ export default defineSchema({
       v.literal("canceled"),
       v.literal("retried"),
     ),
-    /** DELETE requests tried so far. */
+    /** Deletion runs scheduled so far (the first with the row, then one per sweep). */
     attempts: v.number(),
     nextAttemptAt: v.number(),
     lastError: v.optional(v.string()),

@@ -2,6 +2,8 @@
 // `npm run dev`: `convex dev --run plans:seedPlans` as an anonymous local deployment (no Convex
 // login, no prompt). The CLI keeps the terminal (stdin, stdout, stderr untouched, so prompts and
 // spinners work); extra arguments are passed on (`npm run dev -- --tail-logs always`).
+// The CLI bundles and pushes the components of convex/convex.config.ts with the app, so they need
+// no step of their own here.
 //
 // The first run downloads Convex's local backend and dashboard. Offline, the CLI then fails with
 // "Failed to fetch latest backend version", a stack trace and a Sentry DNS error that say nothing

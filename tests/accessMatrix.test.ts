@@ -9,7 +9,9 @@
  * generated `api`, so a missing row also fails `tsc` once codegen has run.
  */
 import { describe, expect, test } from "vitest";
-import type { ErrorCode } from "../convex/lib/errors";
+import { internal } from "../convex/_generated/api";
+import { isAppError, type ErrorCode } from "../convex/lib/errors";
+import { RATE_LIMITS, type RateLimitName } from "../convex/lib/rateLimits";
 import {
   CALLERS,
   buildWorld,
@@ -368,6 +370,42 @@ describe.each(publicFunctions)("$path ($kind)", (fn) => {
       const result = await call();
       outcome.check?.(result, world);
     }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Rate limits (convex/lib/rateLimits.ts; payments:createCheckout in tests/rateLimits.test.ts,
+// which needs TrueLayer configured)
+
+/** The public functions with a per-user limit, and the one of its limits the owner exhausts. */
+const RATE_LIMITED: { path: PublicPath; limit: RateLimitName }[] = [
+  { path: "jobs:createJob", limit: "createJob" },
+  { path: "jobs:generateImageUploadUrl", limit: "imageUploadUrl" },
+];
+
+describe("rate limits: the owner past a limit gets RATE_LIMITED, nothing written", () => {
+  test.each(RATE_LIMITED)("$path", async ({ path, limit }) => {
+    const fn = publicFunctions.find((candidate) => candidate.path === path)!;
+    const world = await buildWorld();
+    await world.t.mutation(internal.credits.grantCredits, {
+      userId: world.userId.owner,
+      credits: 1000,
+      note: "rate-limit row",
+    });
+    const call = () => callByPath(clientFor(world, "owner"), fn, MATRIX[path].args(world));
+    // Up to the capacity (the world's own setup may have taken tokens already).
+    for (let i = 0; i < RATE_LIMITS[limit].capacity; i++) {
+      const refused = await call().then(
+        () => false,
+        (error: unknown) => isAppError(error) && error.data.code === "RATE_LIMITED",
+      );
+      if (refused) break;
+    }
+    await expectRejectedWithoutWrites(world.t, call, { code: "RATE_LIMITED" });
+    // Another user is not limited by the owner's calls.
+    await callByPath(clientFor(world, "admin"), fn, MATRIX[path].args(world)).catch(
+      (error: unknown) => expect(JSON.stringify(error)).not.toContain("RATE_LIMITED"),
+    );
   });
 });
 

@@ -19,11 +19,13 @@ import type * as lib_functions from "../lib/functions.js";
 import type * as lib_http from "../lib/http.js";
 import type * as lib_pagination from "../lib/pagination.js";
 import type * as lib_r2 from "../lib/r2.js";
+import type * as lib_rateLimits from "../lib/rateLimits.js";
 import type * as lib_text from "../lib/text.js";
 import type * as lib_triggers from "../lib/triggers.js";
 import type * as lib_truelayer from "../lib/truelayer.js";
 import type * as lib_urls from "../lib/urls.js";
 import type * as lib_validators from "../lib/validators.js";
+import type * as lib_workpools from "../lib/workpools.js";
 import type * as media from "../media.js";
 import type * as metrics from "../metrics.js";
 import type * as model_credits from "../model/credits.js";
@@ -69,11 +71,13 @@ declare const fullApi: ApiFromModules<{
   "lib/http": typeof lib_http;
   "lib/pagination": typeof lib_pagination;
   "lib/r2": typeof lib_r2;
+  "lib/rateLimits": typeof lib_rateLimits;
   "lib/text": typeof lib_text;
   "lib/triggers": typeof lib_triggers;
   "lib/truelayer": typeof lib_truelayer;
   "lib/urls": typeof lib_urls;
   "lib/validators": typeof lib_validators;
+  "lib/workpools": typeof lib_workpools;
   media: typeof media;
   metrics: typeof metrics;
   "model/credits": typeof model_credits;
@@ -128,4 +132,7 @@ export declare const internal: FilterApi<
   FunctionReference<any, "internal">
 >;
 
-export declare const components: {};
+export declare const components: {
+  rateLimiter: import("@convex-dev/rate-limiter/_generated/component.js").ComponentApi<"rateLimiter">;
+  r2Deletions: import("@convex-dev/workpool/_generated/component.js").ComponentApi<"r2Deletions">;
+};

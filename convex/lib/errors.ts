@@ -4,7 +4,8 @@ import { ConvexError } from "convex/values";
  * Every code a ConvexError of this backend carries (README, "Error contract"). UNAVAILABLE: a
  * service the call needs is not configured here (payments without TrueLayer settings).
  * PAYMENT_PROVIDER_ERROR: the payment provider refused or could not be reached; nothing was
- * charged or refunded.
+ * charged or refunded. RATE_LIMITED: too many calls (lib/rateLimits.ts); `retryAfter` says in
+ * how many ms one goes through.
  */
 export const ERROR_CODES = [
   "UNAUTHENTICATED",
@@ -16,6 +17,7 @@ export const ERROR_CODES = [
   "CONFLICT",
   "UNAVAILABLE",
   "PAYMENT_PROVIDER_ERROR",
+  "RATE_LIMITED",
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -37,6 +39,11 @@ export function appError(
     data.retryAfter = extra.retryAfter;
   }
   return new ConvexError(data);
+}
+
+/** RATE_LIMITED, retryable after `retryAfterMs` (rounded up to a whole ms). */
+export function rateLimitedError(message: string, retryAfterMs: number): ConvexError<ErrorData> {
+  return appError("RATE_LIMITED", message, { retryAfter: Math.max(1, Math.ceil(retryAfterMs)) });
 }
 
 export function isAppError(error: unknown): error is ConvexError<ErrorData> {
