@@ -147,6 +147,8 @@ describe("docs name what the code has", () => {
       "INSUFFICIENT_CREDITS",
       "FORBIDDEN",
       "PAYMENT_PROVIDER_ERROR",
+      // Rate limits apply to users' calls; workers prove the shared secret instead.
+      "RATE_LIMITED",
     ]);
     const expected = [
       200,
