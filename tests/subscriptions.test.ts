@@ -2,6 +2,7 @@ import { afterEach, beforeAll, beforeEach, describe, expect, test, vi } from "vi
 import { api, internal } from "../convex/_generated/api";
 import type { Id } from "../convex/_generated/dataModel";
 import { periodEnd, unusedCreditValue } from "../convex/model/subscriptions";
+import { logged } from "./support/consoleSink";
 import { checkInvariants } from "./support/invariants";
 import { expectCode, setup, signUp, type TestConvex } from "./support/setup";
 import {
@@ -242,6 +243,11 @@ describe("a subscription's life", () => {
       expect(payments.find((p) => p._id === renewal.paymentId)).toMatchObject({
         creditsAdded: 250,
       });
+      // Each event's second delivery is logged as a duplicate; a success after the failure is flagged.
+      expect(logged("log").filter((line) => line.includes(": duplicate: "))).toHaveLength(3);
+      expect(
+        logged("warn").some((line) => line.includes("succeeded after being marked failed")),
+      ).toBe(types[0] === "payment_failed");
       await checkInvariants(t);
     },
   );
