@@ -4,7 +4,13 @@ import type { Id } from "../convex/_generated/dataModel";
 import { periodEnd, unusedCreditValue } from "../convex/model/subscriptions";
 import { logged } from "./support/consoleSink";
 import { checkInvariants } from "./support/invariants";
-import { expectCode, setup, signUp, type TestConvex } from "./support/setup";
+import {
+  expectCode,
+  finishDueScheduledFunctions,
+  setup,
+  signUp,
+  type TestConvex,
+} from "./support/setup";
 import {
   PAYMENTS_URL,
   deliverTrueLayer,
@@ -111,7 +117,7 @@ async function at(t: TestConvex, time: number) {
   vi.setSystemTime(time);
   await t.mutation(internal.credits.expireDueLots, {});
   await t.mutation(internal.subscriptions.sweepDue, {});
-  await t.finishAllScheduledFunctions(() => vi.advanceTimersByTime(0));
+  await finishDueScheduledFunctions(t);
 }
 async function state(t: TestConvex, userId: Id<"users">) {
   return await t.run(async (ctx) => ({

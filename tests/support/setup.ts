@@ -1,7 +1,7 @@
 /// <reference types="vite/client" />
 import { convexTest } from "convex-test";
 import { ConvexError } from "convex/values";
-import { expect } from "vitest";
+import { expect, vi } from "vitest";
 import schema from "../../convex/schema";
 import { api, internal } from "../../convex/_generated/api";
 import type { Id } from "../../convex/_generated/dataModel";
@@ -20,6 +20,29 @@ export async function setup() {
   const t = newConvex();
   await t.mutation(internal.plans.seedPlans, {});
   return t;
+}
+
+/**
+ * Runs the scheduled functions due now on the fake clock (`vi.useFakeTimers`), and those they
+ * schedule for now, until none is due; later ones stay pending. What
+ * `t.finishAllScheduledFunctions(() => vi.advanceTimersByTime(0))` does, without its wait for
+ * timers set under real timers: while any scheduled function is pending (a lot expiring next
+ * month), that call yields 20 real event-loop turns (~25 ms idle) before it returns.
+ */
+export async function finishDueScheduledFunctions(t: TestConvex) {
+  if (!vi.isFakeTimers()) {
+    throw new Error("finishDueScheduledFunctions needs fake timers (vi.useFakeTimers)");
+  }
+  for (let round = 0; round < 100; round++) {
+    const pending = vi.getTimerCount();
+    vi.advanceTimersByTime(0);
+    const fired = vi.getTimerCount() < pending;
+    await t.finishInProgressScheduledFunctions();
+    if (!fired) {
+      return;
+    }
+  }
+  throw new Error("finishDueScheduledFunctions: scheduled functions keep scheduling more");
 }
 
 export function identityFor(clerkId: string) {
