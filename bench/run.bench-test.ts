@@ -20,6 +20,7 @@ import {
   measureLiveWrites,
   type LiveResult,
 } from "./liveWorld";
+import { answering } from "./measure";
 import { lineChart } from "./png";
 import { liveFlat, liveTable, updateReadme, type BenchRun, type LiveRun } from "./readme.mjs";
 import { judge, markdownTable, summariseCron, type CaseResult, type Sample } from "./report";
@@ -251,7 +252,7 @@ test(
         setFastIndexes(false);
       }
       const t0 = performance.now();
-      const t = convexTest({ schema, modules: liveModules, transactionLimits: true });
+      const t = answering(convexTest({ schema, modules: liveModules, transactionLimits: true }));
       const world = await liveWorld(t, q, NOW);
       const t1 = performance.now();
       byQ[q] = await measureLiveWrites(world);
