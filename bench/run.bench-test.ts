@@ -21,6 +21,7 @@ import {
   measureLiveWrites,
   type LiveResult,
 } from "./liveWorld";
+import { answering } from "./measure";
 import { lineChart } from "./png";
 import { liveFlat, liveTable, updateReadme, type BenchRun, type LiveRun } from "./readme.mjs";
 import { judge, markdownTable, summariseCron, type CaseResult, type Sample } from "./report";
@@ -252,8 +253,8 @@ test(
         setFastIndexes(false);
       }
       const t0 = performance.now();
-      const t = registerComponents(
-        convexTest({ schema, modules: liveModules, transactionLimits: true }),
+      const t = answering(
+        registerComponents(convexTest({ schema, modules: liveModules, transactionLimits: true })),
       );
       const world = await liveWorld(t, q, NOW);
       const t1 = performance.now();

@@ -26,7 +26,7 @@ import {
   periodLotKey,
 } from "../convex/model/subscriptions";
 import { DEFAULT_WORKER_CONFIG } from "../convex/model/worker";
-import type { Client } from "./measure";
+import { answering, type Client } from "./measure";
 
 const modules = import.meta.glob("../convex/**/*.ts");
 
@@ -107,7 +107,7 @@ function fullBucket(hour: number, shard: number): Insertable {
  * it holds; the seeds below add their tables' rows.
  */
 async function newDeployment(n: number, now: number) {
-  const t = registerComponents(convexTest({ schema, modules, transactionLimits: true }));
+  const t = answering(registerComponents(convexTest({ schema, modules, transactionLimits: true })));
   await t.mutation(internal.plans.seedPlans, {});
   const windowBuckets = RETENTION_HOURS * METRIC_SHARDS;
   await insertMany(t, windowBuckets, (i) =>
