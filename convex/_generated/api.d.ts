@@ -14,6 +14,7 @@ import type * as crons from "../crons.js";
 import type * as demo from "../demo.js";
 import type * as http from "../http.js";
 import type * as jobs from "../jobs.js";
+import type * as lib_documentCache from "../lib/documentCache.js";
 import type * as lib_errors from "../lib/errors.js";
 import type * as lib_functions from "../lib/functions.js";
 import type * as lib_http from "../lib/http.js";
@@ -66,6 +67,7 @@ declare const fullApi: ApiFromModules<{
   demo: typeof demo;
   http: typeof http;
   jobs: typeof jobs;
+  "lib/documentCache": typeof lib_documentCache;
   "lib/errors": typeof lib_errors;
   "lib/functions": typeof lib_functions;
   "lib/http": typeof lib_http;
