@@ -32,7 +32,8 @@ export default defineConfig({
   ],
   test: {
     environment: "node",
-    server: { deps: { inline: ["convex-test"] } },
+    // The components' `/test` exports are TypeScript that uses import.meta.glob: vite transforms them.
+    server: { deps: { inline: ["convex-test", /@convex-dev\/[\w-]+\/src\/test\.ts/] } },
     include: ["bench/**/*.bench-test.ts"],
     testTimeout: 15 * 60 * 1000,
     hookTimeout: 60_000,

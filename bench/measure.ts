@@ -18,6 +18,28 @@ export const METRIC_KEYS = [
 export type MetricKey = (typeof METRIC_KEYS)[number];
 export type Cost = Record<MetricKey, number>;
 
+/**
+ * The real `setImmediate`, taken before the runner fakes timers. Yielding through it between
+ * transactions lets the worker's event loop answer vitest's RPC (`onTaskUpdate` and the like):
+ * convex-test runs a transaction on promises alone, so a drain or a seed of thousands of
+ * transactions would otherwise hold the loop for minutes, and the RPC's 60 s timer fires before
+ * its answer is read (`Timeout calling "onTaskUpdate"`, exit 1 although every case passed).
+ */
+const realSetImmediate = globalThis.setImmediate;
+export function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => realSetImmediate(() => resolve()));
+}
+
+/** `client`, whose every `run` first yields to the event loop (see `yieldToEventLoop`). */
+export function answering<C extends Client>(client: C): C {
+  const run = client.run.bind(client);
+  client.run = async (fn) => {
+    await yieldToEventLoop();
+    return await run(fn);
+  };
+  return client;
+}
+
 /** Convex's per-transaction limits, as `getTransactionMetrics()` reports them (used + remaining). */
 export type Limits = Cost;
 
@@ -42,6 +64,7 @@ export async function measure<T>(
   client: Client,
   call: (ctx: RunCtx) => Promise<T>,
 ): Promise<{ cost: Cost; limits: Limits; result: T }> {
+  await yieldToEventLoop();
   return await client.run(async (ctx) => {
     const before = usage(await ctx.meta.getTransactionMetrics());
     const result = await call(ctx);

@@ -11,6 +11,7 @@ import {
 } from "./cases";
 import { convexTest } from "convex-test";
 import schema from "../convex/schema";
+import { registerComponents } from "../tests/support/setup";
 import { QUEUE_POSITION_CAP } from "../convex/model/jobs";
 import { setFastIndexes, setIndexCheck } from "./fastIndexes";
 import {
@@ -20,6 +21,7 @@ import {
   measureLiveWrites,
   type LiveResult,
 } from "./liveWorld";
+import { answering } from "./measure";
 import { lineChart } from "./png";
 import { liveFlat, liveTable, updateReadme, type BenchRun, type LiveRun } from "./readme.mjs";
 import { judge, markdownTable, summariseCron, type CaseResult, type Sample } from "./report";
@@ -251,7 +253,9 @@ test(
         setFastIndexes(false);
       }
       const t0 = performance.now();
-      const t = convexTest({ schema, modules: liveModules, transactionLimits: true });
+      const t = answering(
+        registerComponents(convexTest({ schema, modules: liveModules, transactionLimits: true })),
+      );
       const world = await liveWorld(t, q, NOW);
       const t1 = performance.now();
       byQ[q] = await measureLiveWrites(world);

@@ -4,6 +4,7 @@ import { api, internal } from "../convex/_generated/api";
 import type { Doc, Id } from "../convex/_generated/dataModel";
 import type { MutationCtx } from "../convex/_generated/server";
 import schema from "../convex/schema";
+import { registerComponents } from "../tests/support/setup";
 import type { PlanName } from "../convex/lib/validators";
 import { videoKeyFor } from "../convex/lib/r2";
 import { VIDEO_TTL_MS } from "../convex/model/jobs";
@@ -25,7 +26,7 @@ import {
 } from "../convex/model/subscriptionState";
 import { lotKeys } from "../convex/model/lots";
 import { DEFAULT_WORKER_CONFIG } from "../convex/model/worker";
-import type { Client } from "./measure";
+import { answering, type Client } from "./measure";
 
 const modules = import.meta.glob("../convex/**/*.ts");
 
@@ -106,7 +107,7 @@ function fullBucket(hour: number, shard: number): Insertable {
  * it holds; the seeds below add their tables' rows.
  */
 async function newDeployment(n: number, now: number) {
-  const t = convexTest({ schema, modules, transactionLimits: true });
+  const t = answering(registerComponents(convexTest({ schema, modules, transactionLimits: true })));
   await t.mutation(internal.plans.seedPlans, {});
   const windowBuckets = RETENTION_HOURS * METRIC_SHARDS;
   await insertMany(t, windowBuckets, (i) =>

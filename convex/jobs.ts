@@ -1,6 +1,12 @@
-import { paginationOptsValidator, paginationResultValidator } from "convex/server";
+import {
+  paginationOptsValidator,
+  paginationResultValidator,
+  type PaginationOptions,
+} from "convex/server";
 import { v } from "convex/values";
 import { internal } from "./_generated/api";
+import type { Doc } from "./_generated/dataModel";
+import type { QueryCtx } from "./_generated/server";
 import { appError } from "./lib/errors";
 import {
   internalMutation,
@@ -10,6 +16,7 @@ import {
   userMutationWithUserId,
 } from "./lib/functions";
 import { firstPage, pageOfUserRows } from "./lib/pagination";
+import { enforceRateLimit } from "./lib/rateLimits";
 import { jobStatusValidator } from "./lib/validators";
 import * as Jobs from "./model/jobs";
 
@@ -35,12 +42,18 @@ export const createJob = userMutationWithUserId({
 /**
  * A Convex file-storage upload URL for a job's input image (valid for an hour). The browser
  * POSTs the file to it and passes the returned `storageId` to `createJob({ imageStorageId })`;
- * the first job that uses it makes it the caller's (see model/media.ts).
+ * the first job that uses it makes it the caller's (see model/media.ts). Limited per user, in
+ * bursts and per day (lib/rateLimits.ts): RATE_LIMITED with `retryAfter`.
  */
 export const generateImageUploadUrl = userMutation({
   args: {},
   returns: v.string(),
-  handler: async (ctx) => await ctx.storage.generateUploadUrl(),
+  handler: async (ctx) => {
+    const message = "Too many image upload URLs requested; try again later.";
+    await enforceRateLimit(ctx, "imageUploadUrl", ctx.user._id, message);
+    await enforceRateLimit(ctx, "imageUploadUrlDaily", ctx.user._id, message);
+    return await ctx.storage.generateUploadUrl();
+  },
 });
 
 /**
@@ -92,21 +105,37 @@ export const getJob = maybeUserQuery({
   },
 });
 
+const jobPageValidator = paginationResultValidator(Jobs.jobViewValidator);
+
+/** One page of the caller's jobs, newest first, as the owner sees them. */
+async function pageOfJobs(ctx: QueryCtx, user: Doc<"users"> | null, page: PaginationOptions) {
+  const result = await pageOfUserRows(ctx, "jobs", user, page);
+  return { ...result, page: await Promise.all(result.page.map(Jobs.ownerJobView)) };
+}
+
 /**
- * The caller's jobs, newest first; pages of at most 100. With `paginationOpts` it works with
- * `usePaginatedQuery`; without (the seed's `listUserJobs(userId, limit?)`), it returns the
- * newest `limit` jobs (default 20, at most 100) in the same paginated shape.
+ * The caller's jobs, newest first, pages of at most 100: the list for
+ * `usePaginatedQuery(api.jobs.listJobs, {}, { initialNumItems })`.
+ */
+export const listJobs = maybeUserQuery({
+  args: { paginationOpts: paginationOptsValidator },
+  returns: jobPageValidator,
+  handler: async (ctx, { paginationOpts }) => await pageOfJobs(ctx, ctx.user, paginationOpts),
+});
+
+/**
+ * The spec's `listUserJobs(userId, limit?)`: the caller's newest `limit` jobs (default 20, at
+ * most 100) in the paginated shape; with `paginationOpts` instead, one page like `listJobs`
+ * (whose `paginationOpts` is required, as `usePaginatedQuery` needs).
  */
 export const listUserJobs = maybeUserQueryWithUserId({
   args: { paginationOpts: v.optional(paginationOptsValidator), limit: v.optional(v.number()) },
-  returns: paginationResultValidator(Jobs.jobViewValidator),
+  returns: jobPageValidator,
   handler: async (ctx, { paginationOpts, limit }) => {
-    const { user } = ctx;
     if (paginationOpts !== undefined && limit !== undefined) {
       throw appError("INVALID_ARGUMENT", "Pass either paginationOpts or limit, not both.");
     }
-    const result = await pageOfUserRows(ctx, "jobs", user, paginationOpts ?? firstPage(limit));
-    return { ...result, page: await Promise.all(result.page.map(Jobs.ownerJobView)) };
+    return await pageOfJobs(ctx, ctx.user, paginationOpts ?? firstPage(limit));
   },
 });
 

@@ -1,3 +1,4 @@
+import { vOnCompleteArgs } from "@convex-dev/workpool";
 import { v } from "convex/values";
 import { internal } from "./_generated/api";
 import { internalAction, internalQuery } from "./_generated/server";
@@ -7,8 +8,8 @@ import * as Media from "./model/media";
 
 /**
  * Deleting media (see model/media.ts). Objects of the video bucket: the expiry cron, failures,
- * cancels and retries record a `videoDeletions` row and schedule `deleteVideoObjects` for their
- * batch; `sweepVideoDeletions` retries whatever did not succeed. Only keys recorded there are
+ * cancels and retries record a `videoDeletions` row and enqueue `deleteVideoObjects` for their
+ * batch on the R2 deletion workpool (lib/workpools.ts); `sweepVideoDeletions` retries whatever did not succeed. Only keys recorded there are
  * ever deleted. Input images in Convex storage: `deleteOrphanImages` deletes uploads that no
  * unfinished job uses once they are older than the retention window.
  */
@@ -69,6 +70,25 @@ export const recordDeletions = internalMutation({
   returns: v.null(),
   handler: async (ctx, outcome) => {
     await Media.recordDeletions(ctx, outcome, Date.now());
+    return null;
+  },
+});
+
+/**
+ * The workpool's word on a `deleteVideoObjects` run that did not succeed (it crashed through its
+ * retries, or was canceled): its rows count as failed and back off; the sweep retries them.
+ */
+export const deletionsFinished = internalMutation({
+  args: vOnCompleteArgs(v.object({ deletionIds })),
+  returns: v.null(),
+  handler: async (ctx, { context, result }) => {
+    if (result.kind === "success") return null;
+    const error = result.kind === "failed" ? result.error : "the deletion run was canceled";
+    await Media.recordDeletions(
+      ctx,
+      { deleted: [], failed: context.deletionIds.map((id) => ({ id, error })) },
+      Date.now(),
+    );
     return null;
   },
 });

@@ -8,6 +8,7 @@ import { internalAction, internalQuery } from "./_generated/server";
 import { identityAction, internalMutation, maybeUserQuery } from "./lib/functions";
 import { appError } from "./lib/errors";
 import { pageOfUserRows } from "./lib/pagination";
+import { enforceRateLimit } from "./lib/rateLimits";
 import { createTrueLayerPayment, createTrueLayerRefund } from "./lib/trueLayerFlow";
 import { assertPlanName } from "./model/plans";
 import {
@@ -78,6 +79,12 @@ export const createCheckout = identityAction({
     assertPlanName(planName);
     // A missing variable is a clear error before anything is written.
     const config = readTrueLayerConfig();
+    await enforceRateLimit(
+      ctx,
+      "createCheckout",
+      identity.subject,
+      "Too many checkouts started in a short time; try again later.",
+    );
     const started: Infer<typeof startedCheckoutValidator> = await ctx.runMutation(
       internal.payments.startCheckout,
       {

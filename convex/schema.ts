@@ -110,7 +110,7 @@ export default defineSchema({
       v.literal("canceled"),
       v.literal("retried"),
     ),
-    /** DELETE requests tried so far. */
+    /** Deletion runs scheduled so far (the first with the row, then one per sweep). */
     attempts: v.number(),
     nextAttemptAt: v.number(),
     lastError: v.optional(v.string()),
@@ -120,7 +120,7 @@ export default defineSchema({
   plans: defineTable({
     name: planNameValidator,
     monthlyCredits: v.number(),
-    /** Minor units of the deployment's currency (TRUELAYER_CURRENCY, GBP by default). */
+    /** Minor units of the currency checkouts charge in (`TRUELAYER_CURRENCY`). */
     price: v.number(),
     /** Percent. */
     markup: v.number(),

@@ -1,5 +1,6 @@
 "use node";
 
+import { createPublicKey, type JsonWebKey } from "node:crypto";
 import { v } from "convex/values";
 import { extractJku, extractKid, sign, verify, type HttpMethod } from "truelayer-signing";
 import { internalAction } from "./_generated/server";
@@ -28,6 +29,33 @@ const REQUEST_TIMEOUT_MS = 15_000;
 type CachedJwks = { jwks: string; kids: Set<string>; fetchedAt: number };
 /** Module memory: survives between calls while the Node process stays warm. */
 const jwksCache = new Map<string, CachedJwks>();
+/**
+ * Each JWK's public key as PEM, by the JWK's JSON: converted once with Node's crypto rather than
+ * on every verification by `truelayer-signing`'s pure-JS `jwk-to-pem` (tens of milliseconds of
+ * elliptic-curve arithmetic for a P-521 key).
+ */
+const pemByJwk = new Map<string, string>();
+
+/** The PEM of the JWK in `jwks` whose `kid` is `kid`; throws when there is none or it is invalid. */
+function publicKeyPemFor(jwks: string, kid: string): string {
+  const parsed = JSON.parse(jwks) as { keys: Array<{ kid?: unknown }> };
+  const jwk = parsed.keys.find((key) => key.kid === kid);
+  if (jwk === undefined) {
+    throw new Error("no jwk found for signature kid");
+  }
+  const json = JSON.stringify(jwk);
+  let pem = pemByJwk.get(json);
+  if (pem === undefined) {
+    pem = createPublicKey({ key: jwk as JsonWebKey, format: "jwk" })
+      .export({ type: "spki", format: "pem" })
+      .toString();
+    if (pemByJwk.size >= 16) {
+      pemByJwk.clear();
+    }
+    pemByJwk.set(json, pem);
+  }
+  return pem;
+}
 
 const failure = (reason: string) => ({ ok: false as const, reason });
 /** Every call answers `{ ok: false, reason }` instead of throwing for an expected failure. */
@@ -144,7 +172,8 @@ export const verifyWebhook = internalAction({
       return unavailable(`TrueLayer's signing keys could not be fetched: ${describe(error)}`);
     }
     try {
-      verify({ jwks, signature, method: POST, path, body, headers: headerMap });
+      const publicKeyPem = publicKeyPemFor(jwks, kid);
+      verify({ publicKeyPem, signature, method: POST, path, body, headers: headerMap });
       return { ok: true as const };
     } catch (error) {
       return failure(describe(error));

@@ -26,9 +26,21 @@ const code = await new Promise((resolve) => {
       "offline-stub",
     ],
     // CI=1: non-interactive, and the CLI reports no crash to Sentry (offline, that would hang).
-    { stdio: "inherit", env: { ...process.env, CI: "1" } },
+    { stdio: ["inherit", "pipe", "pipe"], env: { ...process.env, CI: "1" } },
   );
-  child.on("exit", (exitCode, signal) => resolve(exitCode ?? (signal ? 1 : 0)));
+  // The push codegen announces an upload; here nothing leaves this machine, so say that instead.
+  const relay = (from, to) =>
+    from.on("data", (chunk) =>
+      to.write(
+        String(chunk).replace(
+          /Uploading functions to Convex\.*/g,
+          "Reading convex/ (offline: nothing is uploaded; a local stub stands in for the deployment)...",
+        ),
+      ),
+    );
+  relay(child.stdout, process.stdout);
+  relay(child.stderr, process.stderr);
+  child.on("close", (exitCode, signal) => resolve(exitCode ?? (signal ? 1 : 0)));
 });
 await stub.close();
 process.exit(code);

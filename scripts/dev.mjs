@@ -2,11 +2,13 @@
 // `npm run dev`: `convex dev --run plans:seedPlans` as an anonymous local deployment (no Convex
 // login, no prompt). The CLI keeps the terminal (stdin, stdout, stderr untouched, so prompts and
 // spinners work); extra arguments are passed on (`npm run dev -- --tail-logs always`).
+// The CLI bundles and pushes the components of convex/convex.config.ts with the app, so they need
+// no step of their own here.
 //
 // The first run downloads Convex's local backend and dashboard. Offline, the CLI then fails with
-// "Failed to fetch latest backend version" and a Sentry DNS error that say nothing useful, so
-// when the CLI fails, no local backend has been downloaded yet and Convex's hosts do not
-// resolve, this adds one plain sentence saying so.
+// "Failed to fetch latest backend version", a stack trace and a Sentry DNS error that say nothing
+// useful, so when no local backend has been downloaded yet and Convex's hosts do not resolve,
+// this says so in one plain sentence before (instead of) starting the CLI.
 import { spawn } from "node:child_process";
 import { lookup } from "node:dns/promises";
 import { existsSync, readdirSync } from "node:fs";
@@ -50,6 +52,13 @@ async function offline() {
   return !version || !github;
 }
 
+if (!hasDownloadedBackend() && (await offline())) {
+  console.error(
+    "npm run dev needs internet the first time: it downloads Convex's local backend and dashboard. Connect and run it again.",
+  );
+  process.exit(1);
+}
+
 const child = spawn(
   process.execPath,
   [cli, "dev", "--run", "plans:seedPlans", ...process.argv.slice(2)],
@@ -59,11 +68,4 @@ const child = spawn(
 for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) {
   process.on(signal, () => child.kill(signal));
 }
-child.on("exit", async (code, signal) => {
-  if (code !== 0 && signal === null && !hasDownloadedBackend() && (await offline())) {
-    console.error(
-      "\nnpm run dev needs internet the first time: it downloads Convex's local backend and dashboard.",
-    );
-  }
-  process.exit(code ?? 1);
-});
+child.on("exit", (code) => process.exit(code ?? 1));

@@ -9,7 +9,9 @@
  * generated `api`, so a missing row also fails `tsc` once codegen has run.
  */
 import { describe, expect, test } from "vitest";
-import type { ErrorCode } from "../convex/lib/errors";
+import { internal } from "../convex/_generated/api";
+import { isAppError, type ErrorCode } from "../convex/lib/errors";
+import { RATE_LIMITS, type RateLimitName } from "../convex/lib/rateLimits";
 import {
   CALLERS,
   buildWorld,
@@ -78,6 +80,22 @@ const ownRows = (caller: "owner" | "stranger" | "admin"): Outcome => ({
     expect(rows.every((row) => row.userId === world.userId[caller])).toBe(true);
   },
 });
+
+/** The owner's two jobs, newest first. */
+const ownersJobs: Outcome = {
+  ok: true,
+  check: (r, w) =>
+    expect((r as { page: Array<{ _id: string }> }).page.map((j) => j._id)).toEqual([
+      w.ownerJobId,
+      w.runningJobId,
+    ]),
+};
+
+/** A signed-up caller's empty page of their own rows (they have none). */
+const noRows: Outcome = {
+  ok: true,
+  check: (result) => expect(result).toMatchObject({ page: [], isDone: true }),
+};
 
 export const MATRIX: { [Path in PublicPath]: MatrixRow } = {
   "plans:listPlans": {
@@ -220,15 +238,20 @@ export const MATRIX: { [Path in PublicPath]: MatrixRow } = {
       anonymous: UNAUTHENTICATED,
       unregistered: FORBIDDEN,
       stranger: FORBIDDEN,
-      owner: {
-        ok: true,
-        check: (r, w) =>
-          expect((r as { page: Array<{ _id: string }> }).page.map((j) => j._id)).toEqual([
-            w.ownerJobId,
-            w.runningJobId,
-          ]),
-      },
+      owner: ownersJobs,
       admin: FORBIDDEN,
+      deleted: FORBIDDEN,
+    },
+  },
+  "jobs:listJobs": {
+    args: () => ({ paginationOpts: PAGE }),
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      unregistered: { value: EMPTY_PAGE },
+      // Own data only: the stranger and the admin have no jobs.
+      stranger: noRows,
+      owner: ownersJobs,
+      admin: noRows,
       deleted: FORBIDDEN,
     },
   },
@@ -347,6 +370,42 @@ describe.each(publicFunctions)("$path ($kind)", (fn) => {
       const result = await call();
       outcome.check?.(result, world);
     }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Rate limits (convex/lib/rateLimits.ts; payments:createCheckout in tests/rateLimits.test.ts,
+// which needs TrueLayer configured)
+
+/** The public functions with a per-user limit, and the one of its limits the owner exhausts. */
+const RATE_LIMITED: { path: PublicPath; limit: RateLimitName }[] = [
+  { path: "jobs:createJob", limit: "createJob" },
+  { path: "jobs:generateImageUploadUrl", limit: "imageUploadUrl" },
+];
+
+describe("rate limits: the owner past a limit gets RATE_LIMITED, nothing written", () => {
+  test.each(RATE_LIMITED)("$path", async ({ path, limit }) => {
+    const fn = publicFunctions.find((candidate) => candidate.path === path)!;
+    const world = await buildWorld();
+    await world.t.mutation(internal.credits.grantCredits, {
+      userId: world.userId.owner,
+      credits: 1000,
+      note: "rate-limit row",
+    });
+    const call = () => callByPath(clientFor(world, "owner"), fn, MATRIX[path].args(world));
+    // Up to the capacity (the world's own setup may have taken tokens already).
+    for (let i = 0; i < RATE_LIMITS[limit].capacity; i++) {
+      const refused = await call().then(
+        () => false,
+        (error: unknown) => isAppError(error) && error.data.code === "RATE_LIMITED",
+      );
+      if (refused) break;
+    }
+    await expectRejectedWithoutWrites(world.t, call, { code: "RATE_LIMITED" });
+    // Another user is not limited by the owner's calls.
+    await callByPath(clientFor(world, "admin"), fn, MATRIX[path].args(world)).catch(
+      (error: unknown) => expect(JSON.stringify(error)).not.toContain("RATE_LIMITED"),
+    );
   });
 });
 

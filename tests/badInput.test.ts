@@ -521,6 +521,7 @@ row("jobs:cancelJob", "the stranger's job", (w) => ({ jobId: w.job.strangers }),
 // --- paginated queries ------------------------------------------------------------------------
 for (const fn of [
   "jobs:listUserJobs",
+  "jobs:listJobs",
   "credits:listLedger",
   "credits:listLots",
   "payments:listPayments",

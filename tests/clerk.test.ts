@@ -4,6 +4,7 @@ import { Webhook } from "svix";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { api } from "../convex/_generated/api";
 import { generateEs512Key, stubTrueLayerEnv } from "./support/truelayer";
+import { logged } from "./support/consoleSink";
 import { expectCode, identityFor, setup, signUp, type TestConvex } from "./support/setup";
 
 const SECRET = `whsec_${Buffer.from(randomBytes(24)).toString("base64")}`;
@@ -214,6 +215,10 @@ describe("Clerk webhook", () => {
     });
     expect(await replay.json()).toMatchObject({ outcome: "duplicate" });
     expect((await rows(t)).users).toMatchObject([{ email: "a@example.com" }]);
+    expect(logged("log")).toEqual([
+      expect.stringMatching(/^Clerk user\.created msg_same: applied: /),
+      expect.stringMatching(/^Clerk user\.updated msg_same: duplicate: /),
+    ]);
   });
 
   test("other event types are acknowledged; malformed events are 400; no secret is 503", async () => {

@@ -23,7 +23,7 @@ describe("getCredits", () => {
       credits: 80,
       reserved: 0,
       expiring: null,
-      plan: { name: "starter", monthlyCredits: 80, price: 1000, markup: 85 },
+      plan: { name: "starter", monthlyCredits: 80, price: 1000, currency: "GBP", markup: 85 },
     });
     await as.mutation(api.jobs.createJob, { prompt: "a cat", durationSec: 10 });
     expect(await as.query(api.credits.getCredits, { userId })).toMatchObject({

@@ -558,6 +558,28 @@ describe("listUserJobs", () => {
   });
 });
 
+describe("listJobs (the usePaginatedQuery list)", () => {
+  test("pages through the caller's jobs like listUserJobs; the spec's { userId } call still works", async () => {
+    const t = await setup();
+    const { as, userId } = await signUp(t, "u1");
+    const { as: other } = await signUp(t, "u2");
+    await other.mutation(api.jobs.createJob, { prompt: "not mine", durationSec: 5 });
+    const ids = [];
+    for (let i = 0; i < 5; i++)
+      ids.push(await as.mutation(api.jobs.createJob, { prompt: `p${i}`, durationSec: 5 }));
+    const first = await as.query(api.jobs.listJobs, {
+      paginationOpts: { numItems: 3, cursor: null },
+    });
+    const second = await as.query(api.jobs.listJobs, {
+      paginationOpts: { numItems: 3, cursor: first.continueCursor },
+    });
+    expect([...first.page, ...second.page].map((job) => job._id)).toEqual([...ids].reverse());
+    expect(second.isDone).toBe(true);
+    const spec = await as.query(api.jobs.listUserJobs, { userId });
+    expect(spec.page.map((job) => job._id)).toEqual([...ids].reverse());
+  });
+});
+
 describe("cancelJob", () => {
   test("create -> cancel refunds; canceling again changes nothing", async () => {
     const t = await setup();

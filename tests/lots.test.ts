@@ -4,7 +4,13 @@ import type { Doc, Id } from "../convex/_generated/dataModel";
 import { addMonthsUtc } from "../convex/model/calendar";
 import { EXPIRE_BATCH_SIZE, grantLot } from "../convex/model/lots";
 import { checkInvariants } from "./support/invariants";
-import { expectCode, setup, signUp, type TestConvex } from "./support/setup";
+import {
+  expectCode,
+  finishDueScheduledFunctions,
+  setup,
+  signUp,
+  type TestConvex,
+} from "./support/setup";
 
 const HOUR = 60 * 60 * 1000;
 const DAY = 24 * HOUR;
@@ -32,7 +38,7 @@ async function grant(t: TestConvex, userId: Id<"users">, credits: number, expire
 /** Moves the clock and runs what is due then (the lots' scheduled expiries). */
 async function advance(t: TestConvex, ms: number) {
   vi.advanceTimersByTime(ms);
-  await t.finishAllScheduledFunctions(() => vi.advanceTimersByTime(0));
+  await finishDueScheduledFunctions(t);
 }
 const sourceOf = (lots: Doc<"creditLots">[], lotId: Id<"creditLots">) =>
   lots.find((lot) => lot._id === lotId)!;
@@ -193,7 +199,7 @@ describe("expiry", () => {
       expired: EXPIRE_BATCH_SIZE,
       more: true,
     });
-    await t.finishAllScheduledFunctions(() => vi.advanceTimersByTime(0));
+    await finishDueScheduledFunctions(t);
     const lots = await lotsOf(t, userId);
     expect(lots.filter((l) => l.source === "adjustment" && l.status === "active")).toHaveLength(0);
   });

@@ -9,7 +9,9 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi 
 import { api, internal } from "../convex/_generated/api";
 import type { Id } from "../convex/_generated/dataModel";
 import crons from "../convex/crons";
-import { headObject, presign, type R2Config } from "../convex/lib/r2";
+import { createServer } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import { R2_REQUEST_TIMEOUT_MS, headObject, presign, type R2Config } from "../convex/lib/r2";
 import { EXPIRE_BATCH_SIZE, VIDEO_TTL_MS } from "../convex/model/jobs";
 import {
   IMAGE_MAX_BYTES,
@@ -45,7 +47,17 @@ async function post(t: TestConvex, path: string, body: unknown): Promise<Reply> 
 const fileExists = (t: TestConvex, id: Id<"_storage">) =>
   t.run(async (ctx) => (await ctx.db.system.get("_storage", id)) !== null);
 const jobDoc = (t: TestConvex, jobId: Id<"jobs">) => t.run((ctx) => ctx.db.get("jobs", jobId));
-const runScheduled = (t: TestConvex) => t.finishAllScheduledFunctions(() => {});
+/**
+ * Runs what was scheduled, including the R2 deletion workpool's runs: its loop starts work on
+ * 100 ms segments of the real clock, so this lets a few segments pass.
+ */
+async function runScheduled(t: TestConvex) {
+  for (let i = 0; i < 4; i++) {
+    await t.finishAllScheduledFunctions(() => {});
+    await new Promise((resolve) => setTimeout(resolve, 120));
+  }
+  await t.finishAllScheduledFunctions(() => {});
+}
 
 let s3: S3Server;
 let bucket: R2Config;
@@ -504,6 +516,34 @@ describe("videos in the bucket", () => {
     });
   });
 
+  test("a deletion whose run never reports backs off: each sweep counts an attempt and doubles the wait", async () => {
+    const { t, jobId } = await claimedJob();
+    const start = Date.now();
+    const id = await t.run((ctx) =>
+      ctx.db.insert("videoDeletions", {
+        jobId,
+        key: `videos/${jobId}/attempt-9.mp4`,
+        reason: "retried",
+        attempts: 1,
+        nextAttemptAt: start - 1,
+        createdAt: start - 1,
+      }),
+    );
+    const waits: number[] = [];
+    for (let sweep = 0; sweep < 4; sweep++) {
+      // The run the sweep enqueues is never carried out here: as if it never reported.
+      const before = Date.now();
+      expect(await t.mutation(internal.media.sweepVideoDeletions, {})).toMatchObject({
+        scheduled: 1,
+      });
+      const row = (await t.run((ctx) => ctx.db.get("videoDeletions", id)))!;
+      expect(row.attempts).toBe(2 + sweep);
+      waits.push(Math.round((row.nextAttemptAt - before) / 60_000));
+      await t.run((ctx) => ctx.db.patch("videoDeletions", id, { nextAttemptAt: Date.now() - 1 }));
+    }
+    expect(waits).toEqual([20, 40, 80, 160]);
+  });
+
   test("a failed or retried attempt's partial upload is deleted; nothing else in the bucket is touched", async () => {
     const { t, jobId, claim } = await claimedJob();
     const bystander = "videos/not-ours/keep.mp4";
@@ -538,6 +578,46 @@ describe("videos in the bucket", () => {
   });
 });
 
+describe("a hanging bucket", () => {
+  test("the completion's HEAD gives up: 503 UNAVAILABLE within the timeout, nothing written", async () => {
+    const { t, jobId, claim } = await claimedJob();
+    await put(claim.upload.url, VIDEO);
+    const logged = vi.spyOn(console, "error").mockImplementation(() => {});
+    // A server on 127.0.0.1 that accepts connections and never answers; it stops by itself.
+    const sockets = new Set<Socket>();
+    const hanging = createServer(() => {});
+    hanging.on("connection", (socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => hanging.listen(0, "127.0.0.1", resolve));
+    const stop = () => {
+      for (const socket of sockets) socket.destroy();
+      hanging.close();
+    };
+    setTimeout(stop, R2_REQUEST_TIMEOUT_MS + 20_000).unref();
+    try {
+      const { port } = hanging.address() as AddressInfo;
+      vi.stubEnv("R2_ENDPOINT", `http://127.0.0.1:${port}`);
+      const before = await snapshotDatabase(t);
+      const started = performance.now();
+      const reply = await complete(t, jobId);
+      const elapsed = performance.now() - started;
+      expect(reply).toMatchObject({ status: 503, body: { code: "UNAVAILABLE" } });
+      expect(elapsed).toBeGreaterThanOrEqual(R2_REQUEST_TIMEOUT_MS - 50);
+      expect(sockets.size, "the HEAD reached the hanging server").toBeGreaterThan(0);
+      expect(await snapshotDatabase(t)).toStrictEqual(before);
+      expect(logged).toHaveBeenCalledWith(
+        "Checking an uploaded video failed",
+        expect.stringContaining("TimeoutError"),
+      );
+    } finally {
+      stop();
+      logged.mockRestore();
+    }
+    // The bucket back: the same completion goes through.
+    vi.stubEnv("R2_ENDPOINT", s3.endpoint);
+    expect((await complete(t, jobId)).status).toBe(200);
+  });
+});
+
 describe("expiry scheduling stays bounded", () => {
   test(`one deletion action per batch of ${EXPIRE_BATCH_SIZE} expired jobs, however many`, async () => {
     await bucketMode();
@@ -564,15 +644,12 @@ describe("expiry scheduling stays bounded", () => {
     const first = await t.mutation(internal.jobs.expireOldJobs, {});
     expect(first).toEqual({ expired: EXPIRE_BATCH_SIZE, more: true });
     const scheduled = await t.run((ctx) => ctx.db.system.query("_scheduled_functions").collect());
-    // One deletion action with the whole batch, and the continuation of the expiry.
-    expect(scheduled.map((s) => s.name).sort()).toEqual([
+    // The continuation of the expiry; the batch's deletions wait in the workpool as one run.
+    expect(scheduled.map((s) => s.name).filter((name) => !name.includes("/"))).toEqual([
       "jobs:expireOldJobs",
-      "media:deleteVideoObjects",
     ]);
-    const action = scheduled.find((s) => s.name === "media:deleteVideoObjects")!;
-    expect((action.args[0] as { deletionIds: unknown[] }).deletionIds).toHaveLength(
-      EXPIRE_BATCH_SIZE,
-    );
+    const rows = await t.run((ctx) => ctx.db.query("videoDeletions").collect());
+    expect(rows).toHaveLength(EXPIRE_BATCH_SIZE);
     // The whole backlog drains: every job expired, every deletion done and recorded.
     await runScheduled(t);
     const jobs = await t.run((ctx) => ctx.db.query("jobs").collect());

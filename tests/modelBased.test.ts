@@ -14,7 +14,7 @@ import type { Id } from "../convex/_generated/dataModel";
 import { createJob as createJobInTransaction } from "../convex/model/jobs";
 import { CLAIM_MAX_SKIPS } from "../convex/model/worker";
 import { checkInvariants } from "./support/invariants";
-import { identityFor, setup, type TestConvex } from "./support/setup";
+import { finishDueScheduledFunctions, identityFor, setup, type TestConvex } from "./support/setup";
 import { Webhook } from "svix";
 import {
   PAYMENTS_URL,
@@ -852,8 +852,6 @@ async function compare(model: Model, real: Real) {
 }
 
 type Cmd = fc.AsyncCommand<Model, Real>;
-/** Fires only the timers due now: lot expiries weeks ahead must wait for the clock. */
-const dueTimers = () => vi.advanceTimersByTime(0);
 const as = (real: Real, user: number) => real.t.withIdentity(identityFor(`user_${user}`));
 
 // ---------------------------------------------------------------------------------------------
@@ -1099,11 +1097,11 @@ async function cronsAfter(model: Model, real: Real, ms: number) {
   // nothing), so that the sweeps below are what acts at the new moment, in a known order.
   vi.advanceTimersByTime(1);
   model.now += 1;
-  await real.t.finishAllScheduledFunctions(dueTimers);
+  await finishDueScheduledFunctions(real.t);
   const early = runRenewalChecks(model, true);
   vi.advanceTimersByTime(ms - 1);
   model.now += ms - 1;
-  await real.t.finishAllScheduledFunctions(dueTimers);
+  await finishDueScheduledFunctions(real.t);
   const onTime = runRenewalChecks(model, false);
   // Lots expire on time (and roll over), then subscription periods and graces end, then
   // renewals are made (pending with TrueLayer, or failed at once while it is down).
@@ -1111,24 +1109,24 @@ async function cronsAfter(model: Model, real: Real, ms: number) {
   expireDue(model);
   await real.t.mutation(internal.subscriptions.sweepDue, {});
   const renewals = [...early, ...onTime, ...sweepSubscriptions(model)];
-  await real.t.finishAllScheduledFunctions(dueTimers);
+  await finishDueScheduledFunctions(real.t);
   await recordRenewals(model, real, renewals);
   await real.t.mutation(internal.worker.sweepExpiredLeases, {});
-  await real.t.finishAllScheduledFunctions(dueTimers);
+  await finishDueScheduledFunctions(real.t);
   for (const job of model.jobs) {
     if (job.status === "running" && job.lease !== undefined && job.lease <= model.now) {
       moveJob(model, job, job.attempt < MAX_ATTEMPTS ? "queued" : "failed");
     }
   }
   await real.t.mutation(internal.worker.sweepQueueTimeouts, {});
-  await real.t.finishAllScheduledFunctions(dueTimers);
+  await finishDueScheduledFunctions(real.t);
   for (const job of model.jobs) {
     if (job.status === "queued" && job.createdAt <= model.now - QUEUE_TIMEOUT_MS) {
       moveJob(model, job, "failed");
     }
   }
   await real.t.mutation(internal.jobs.expireOldJobs, {});
-  await real.t.finishAllScheduledFunctions(dueTimers);
+  await finishDueScheduledFunctions(real.t);
   for (const job of model.jobs) {
     if (job.status === "done" && job.expiresAt! <= model.now) moveJob(model, job, "expired");
   }

@@ -2,7 +2,14 @@ import { ConvexError } from "convex/values";
 import { afterEach, beforeAll, beforeEach, describe, expect, test, vi } from "vitest";
 import { api, internal } from "../convex/_generated/api";
 import type { Id } from "../convex/_generated/dataModel";
-import { expectCode, identityFor, setup, signUp, type TestConvex } from "./support/setup";
+import {
+  expectCode,
+  finishDueScheduledFunctions,
+  identityFor,
+  setup,
+  signUp,
+  type TestConvex,
+} from "./support/setup";
 import {
   PAYMENTS_URL,
   PRODUCTION_JKU,
@@ -440,7 +447,7 @@ describe("TrueLayer webhook", () => {
         deleted: 500,
         more: true,
       });
-      await t.finishAllScheduledFunctions(() => vi.advanceTimersByTime(0));
+      await finishDueScheduledFunctions(t);
       const left = await t.run(async (ctx) => await ctx.db.query("webhookEvents").collect());
       // The old 1,000 and evt-1 (received 30 days and 1 ms ago) are gone; the young 100 stay.
       expect(left).toHaveLength(100);

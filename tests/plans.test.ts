@@ -1,4 +1,4 @@
-import { describe, expect, test } from "vitest";
+import { describe, expect, test, vi } from "vitest";
 import { api, internal } from "../convex/_generated/api";
 import { newConvex, setup } from "./support/setup";
 
@@ -14,10 +14,23 @@ describe("plans", () => {
   test("listPlans needs no sign-in and is ordered by price", async () => {
     const t = await setup();
     expect(await t.query(api.plans.listPlans, {})).toEqual([
-      { name: "starter", monthlyCredits: 80, price: 1000, markup: 85 },
-      { name: "creator", monthlyCredits: 250, price: 3100, markup: 75 },
-      { name: "studio", monthlyCredits: 500, price: 6000, markup: 70 },
+      { name: "starter", monthlyCredits: 80, price: 1000, currency: "GBP", markup: 85 },
+      { name: "creator", monthlyCredits: 250, price: 3100, currency: "GBP", markup: 75 },
+      { name: "studio", monthlyCredits: 500, price: 6000, currency: "GBP", markup: 70 },
     ]);
+  });
+
+  test("prices are in the currency checkouts charge in (TRUELAYER_CURRENCY)", async () => {
+    const t = await setup();
+    vi.stubEnv("TRUELAYER_CURRENCY", "eur");
+    try {
+      expect(await t.query(api.plans.getPlan, { name: "creator" })).toMatchObject({
+        price: 3100,
+        currency: "EUR",
+      });
+    } finally {
+      vi.unstubAllEnvs();
+    }
   });
 
   test("getPlan returns the plan or null", async () => {

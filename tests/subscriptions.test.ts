@@ -3,8 +3,15 @@ import { api, internal } from "../convex/_generated/api";
 import type { Id } from "../convex/_generated/dataModel";
 import { unusedCreditValue } from "../convex/model/subscriptionQuotes";
 import { periodEnd } from "../convex/model/subscriptionState";
+import { logged } from "./support/consoleSink";
 import { checkInvariants } from "./support/invariants";
-import { expectCode, setup, signUp, type TestConvex } from "./support/setup";
+import {
+  expectCode,
+  finishDueScheduledFunctions,
+  setup,
+  signUp,
+  type TestConvex,
+} from "./support/setup";
 import {
   PAYMENTS_URL,
   deliverTrueLayer,
@@ -111,7 +118,7 @@ async function at(t: TestConvex, time: number) {
   vi.setSystemTime(time);
   await t.mutation(internal.credits.expireDueLots, {});
   await t.mutation(internal.subscriptions.sweepDue, {});
-  await t.finishAllScheduledFunctions(() => vi.advanceTimersByTime(0));
+  await finishDueScheduledFunctions(t);
 }
 async function state(t: TestConvex, userId: Id<"users">) {
   return await t.run(async (ctx) => ({
@@ -243,6 +250,11 @@ describe("a subscription's life", () => {
       expect(payments.find((p) => p._id === renewal.paymentId)).toMatchObject({
         creditsAdded: 250,
       });
+      // Each event's second delivery is logged as a duplicate; a success after the failure is flagged.
+      expect(logged("log").filter((line) => line.includes(": duplicate: "))).toHaveLength(3);
+      expect(
+        logged("warn").some((line) => line.includes("succeeded after being marked failed")),
+      ).toBe(types[0] === "payment_failed");
       await checkInvariants(t);
     },
   );

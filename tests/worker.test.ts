@@ -4,7 +4,7 @@ import type { Id } from "../convex/_generated/dataModel";
 import crons from "../convex/crons";
 import { CLAIM_MAX_SKIPS, DEFAULT_WORKER_CONFIG, SWEEP_BATCH_SIZE } from "../convex/model/worker";
 import { checkInvariants } from "./support/invariants";
-import { expectCode, setup, signUp, type TestConvex } from "./support/setup";
+import { expectCode, paceJobCreation, setup, signUp, type TestConvex } from "./support/setup";
 
 const SECRET = "worker-secret-for-tests";
 const R2 = "https://videos.example.com/job.mp4";
@@ -555,6 +555,7 @@ describe("lease expiry", () => {
     const { as, userId } = await signUp(t, "owner");
     await t.mutation(internal.credits.grantCredits, { userId, credits: 2500, note: "backlog" });
     for (let i = 0; i < 500; i++) {
+      paceJobCreation(i);
       await as.mutation(api.jobs.createJob, { prompt: `job ${i}`, durationSec: 5 });
     }
     for (let i = 0; i < 500; i++) {
@@ -973,6 +974,7 @@ describe("a claim never hands out a job past its queue timeout or out of attempt
     const count = CLAIM_MAX_SKIPS + 10;
     const ids: Id<"jobs">[] = [];
     for (let i = 0; i < count + 1; i++) {
+      paceJobCreation(i);
       ids.push(await as.mutation(api.jobs.createJob, { prompt: `job ${i}`, durationSec: 5 }));
       vi.setSystemTime(Date.now() + 1);
     }
@@ -1025,6 +1027,7 @@ describe("queue timeout", () => {
     const { as, userId } = await signUp(t, "owner");
     await t.mutation(internal.credits.grantCredits, { userId, credits: 1250, note: "backlog" });
     for (let i = 0; i < 250; i++) {
+      paceJobCreation(i);
       await as.mutation(api.jobs.createJob, { prompt: `job ${i}`, durationSec: 5 });
     }
     vi.setSystemTime(Date.now() + 60 * 60 * 1000);

@@ -11,19 +11,23 @@
 import type * as clerk from "../clerk.js";
 import type * as credits from "../credits.js";
 import type * as crons from "../crons.js";
+import type * as demo from "../demo.js";
 import type * as http from "../http.js";
 import type * as jobs from "../jobs.js";
+import type * as lib_documentCache from "../lib/documentCache.js";
 import type * as lib_errors from "../lib/errors.js";
 import type * as lib_functions from "../lib/functions.js";
 import type * as lib_http from "../lib/http.js";
 import type * as lib_pagination from "../lib/pagination.js";
 import type * as lib_r2 from "../lib/r2.js";
+import type * as lib_rateLimits from "../lib/rateLimits.js";
 import type * as lib_text from "../lib/text.js";
 import type * as lib_triggers from "../lib/triggers.js";
 import type * as lib_trueLayerFlow from "../lib/trueLayerFlow.js";
 import type * as lib_truelayer from "../lib/truelayer.js";
 import type * as lib_urls from "../lib/urls.js";
 import type * as lib_validators from "../lib/validators.js";
+import type * as lib_workpools from "../lib/workpools.js";
 import type * as media from "../media.js";
 import type * as metrics from "../metrics.js";
 import type * as model_calendar from "../model/calendar.js";
@@ -67,19 +71,23 @@ declare const fullApi: ApiFromModules<{
   clerk: typeof clerk;
   credits: typeof credits;
   crons: typeof crons;
+  demo: typeof demo;
   http: typeof http;
   jobs: typeof jobs;
+  "lib/documentCache": typeof lib_documentCache;
   "lib/errors": typeof lib_errors;
   "lib/functions": typeof lib_functions;
   "lib/http": typeof lib_http;
   "lib/pagination": typeof lib_pagination;
   "lib/r2": typeof lib_r2;
+  "lib/rateLimits": typeof lib_rateLimits;
   "lib/text": typeof lib_text;
   "lib/triggers": typeof lib_triggers;
   "lib/trueLayerFlow": typeof lib_trueLayerFlow;
   "lib/truelayer": typeof lib_truelayer;
   "lib/urls": typeof lib_urls;
   "lib/validators": typeof lib_validators;
+  "lib/workpools": typeof lib_workpools;
   media: typeof media;
   metrics: typeof metrics;
   "model/calendar": typeof model_calendar;
@@ -140,4 +148,7 @@ export declare const internal: FilterApi<
   FunctionReference<any, "internal">
 >;
 
-export declare const components: {};
+export declare const components: {
+  rateLimiter: import("@convex-dev/rate-limiter/_generated/component.js").ComponentApi<"rateLimiter">;
+  r2Deletions: import("@convex-dev/workpool/_generated/component.js").ComponentApi<"r2Deletions">;
+};

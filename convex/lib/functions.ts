@@ -18,7 +18,7 @@ import {
 } from "../_generated/server";
 import { findUserByClerkId, requireActiveUserByClerkId } from "../model/users";
 import { appError } from "./errors";
-import { triggers } from "./triggers";
+import { withTriggers } from "./triggers";
 
 /**
  * Builders for public functions that resolve the caller once, before the handler runs (the
@@ -35,11 +35,12 @@ import { triggers } from "./triggers";
  * - `identity*`: only the identity, for functions that run before a user row exists.
  *
  * Every mutation, public or internal, is built on `mutation` / `internalMutation` below: they
- * run the database triggers of lib/triggers.ts on every write.
+ * run the database triggers of lib/triggers.ts on every write, and read each document by id
+ * at most once per transaction.
  */
 
-export const mutation = customMutation(rawMutation, customCtx(triggers.wrapDB));
-export const internalMutation = customMutation(rawInternalMutation, customCtx(triggers.wrapDB));
+export const mutation = customMutation(rawMutation, customCtx(withTriggers));
+export const internalMutation = customMutation(rawInternalMutation, customCtx(withTriggers));
 
 /** The signed-in caller's identity (Clerk: `subject` is the clerkId), or UNAUTHENTICATED. */
 async function requireIdentity(ctx: Pick<QueryCtx | ActionCtx, "auth">): Promise<UserIdentity> {

@@ -19,6 +19,7 @@ export const HTTP_STATUS_BY_CODE: Record<HttpErrorCode, number> = {
   INVALID_TRANSITION: 409,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
+  RATE_LIMITED: 429,
   INTERNAL: 500,
   PAYMENT_PROVIDER_ERROR: 502,
   UNAVAILABLE: 503,
@@ -64,7 +65,15 @@ export function jsonErrorResponse(error: unknown): Response {
     return errorResponse(error.code, error.message);
   }
   if (isAppError(error)) {
-    const { code, message } = error.data;
+    const { code, message, retryAfter } = error.data;
+    if (code === "RATE_LIMITED" && retryAfter !== undefined) {
+      // Retry-After is in whole seconds; the body keeps the ms, as a ConvexError does.
+      return jsonResponse(
+        HTTP_STATUS_BY_CODE.RATE_LIMITED,
+        { code, message, retryAfter },
+        { "Retry-After": String(Math.ceil(retryAfter / 1000)) },
+      );
+    }
     return code in HTTP_STATUS_BY_CODE
       ? errorResponse(code, message)
       : errorResponse("INTERNAL", "Internal error.");

@@ -161,6 +161,12 @@ export type ObjectHead =
   | { key: string; exists: false }
   | { key: string; exists: true; size: number; contentType: string | null };
 
+/**
+ * Every request to the bucket gives up after this long (headers and body): a hanging R2 makes
+ * the completion answer 503 well inside a worker's HTTP timeout, and a deletion fail and retry.
+ */
+export const R2_REQUEST_TIMEOUT_MS = 10_000;
+
 /** Thrown when the bucket could not be reached or answered something unexpected. */
 export class R2Error extends Error {}
 
@@ -168,11 +174,16 @@ async function send(config: R2Config, method: "HEAD" | "DELETE", key: string): P
   const signed = await signer(config, { method, url: objectUrl(config, key) }).sign();
   let response: Response;
   try {
-    response = await fetch(signed.url, { method, headers: signed.headers });
+    response = await fetch(signed.url, {
+      method,
+      headers: signed.headers,
+      signal: AbortSignal.timeout(R2_REQUEST_TIMEOUT_MS),
+    });
   } catch (error) {
     throw new R2Error(`${method} ${key}: the bucket could not be reached (${String(error)})`);
   }
-  // The body (if any) is not needed; read it so the connection can be reused.
+  // The body (if any) is not needed; read it so the connection can be reused (the same timeout
+  // bounds it).
   await response.arrayBuffer().catch(() => undefined);
   return response;
 }

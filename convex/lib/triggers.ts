@@ -1,5 +1,8 @@
 import { Triggers } from "convex-helpers/server/triggers";
+import type { GenericDatabaseWriter } from "convex/server";
 import type { DataModel } from "../_generated/dataModel";
+import type { MutationCtx } from "../_generated/server";
+import { cachingWriter } from "./documentCache";
 import {
   onJobChange,
   onLotChange,
@@ -17,6 +20,12 @@ import { rolloverOnExpiry } from "../model/subscriptionPeriods";
  * `internalMutation` from lib/functions.ts, which wrap `ctx.db` with these (lint forbids the
  * unwrapped builders), so no write path can skip them. Today: the metrics rollups.
  *
+ * `withTriggers` is that wrapping. Writes to a table without a trigger go straight to the
+ * database (convex-helpers' wrapper would read such a patched document before and after too),
+ * and every read by id goes through a per-transaction document cache (lib/documentCache.ts), so
+ * the wrapper's reads of a document the code already read, and repeated lookups of the same
+ * user, plan or lot in one mutation, read nothing more.
+ *
  * The credit core's hooks (model/lots.ts) are registered here too, so every mutation (they all
  * load this file) has them: a period lot's rollover before it expires, and refunds following
  * the held credits they marked.
@@ -28,6 +37,37 @@ triggers.register("payments", onPaymentChange);
 triggers.register("users", onUserChange);
 triggers.register("subscriptions", onSubscriptionChange);
 triggers.register("creditLots", onLotChange);
+
+type Writer = GenericDatabaseWriter<DataModel>;
+// Forwards each call with its own arguments, whichever overload the caller used.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyFn = (...args: any[]) => Promise<any>;
+
+export function withTriggers(ctx: MutationCtx): { db: Writer } {
+  const cached = cachingWriter(ctx.db);
+  const triggered = triggers.wrapDB({ ...ctx, db: cached }).db;
+  const hasTrigger = (table: unknown) =>
+    typeof table === "string" && triggers.registered[table as keyof DataModel] !== undefined;
+  /** Table-name forms go to the trigger wrapper only for tables with triggers; it resolves the rest. */
+  const route = (method: "insert" | "patch" | "replace" | "delete", arity: number): AnyFn => {
+    const direct = (cached[method] as AnyFn).bind(cached);
+    const wrapped = (triggered[method] as AnyFn).bind(triggered);
+    return async (...args: unknown[]) =>
+      (args.length === arity && !hasTrigger(args[0])) ||
+      (method === "insert" && !hasTrigger(args[0]))
+        ? await direct(...args)
+        : await wrapped(...args);
+  };
+  return {
+    db: {
+      ...cached,
+      insert: route("insert", 2),
+      patch: route("patch", 3),
+      replace: route("replace", 3),
+      delete: route("delete", 2),
+    } as Writer,
+  };
+}
 
 lotHooks.onExpiring(rolloverOnExpiry);
 lotHooks.onVoidMark(onVoidMark);

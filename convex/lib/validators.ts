@@ -99,7 +99,10 @@ export type PaymentStatus = Infer<typeof paymentStatusValidator>;
 export const planValidator = v.object({
   name: planNameValidator,
   monthlyCredits: v.number(),
+  /** Minor units of `currency` (pence for GBP, cents for EUR) a month. */
   price: v.number(),
+  /** What checkouts charge in: the deployment's `TRUELAYER_CURRENCY` (GBP or EUR). */
+  currency: v.string(),
   markup: v.number(),
 });
 

@@ -3,6 +3,7 @@ import { doc } from "convex-helpers/validators";
 import schema from "../schema";
 import type { Doc, Id } from "../_generated/dataModel";
 import type { MutationCtx, QueryCtx } from "../_generated/server";
+import { enforceRateLimit } from "../lib/rateLimits";
 import { appError } from "../lib/errors";
 import { hasControlCharacters, isBlank, isWellFormed } from "../lib/text";
 import { URL_MAX_LENGTH, isHttpsUrl, isPublicHttpsUrl } from "../lib/urls";
@@ -147,6 +148,13 @@ export async function createJob(
       return { jobId: previous._id, created: false };
     }
   }
+  // After the idempotent replay above: a retry of a created job is never refused.
+  await enforceRateLimit(
+    ctx,
+    "createJob",
+    user._id,
+    "Too many jobs started in a short time; try again shortly.",
+  );
   if (input.imageStorageId !== undefined) {
     await useImage(ctx, user, input.imageStorageId);
   }

@@ -2,6 +2,7 @@ import type { Doc, Id } from "../_generated/dataModel";
 import { internal } from "../_generated/api";
 import type { MutationCtx, QueryCtx } from "../_generated/server";
 import { appError } from "../lib/errors";
+import { r2DeletionPool } from "../lib/workpools";
 import {
   VIDEO_CONTENT_TYPE,
   VIDEO_MAX_BYTES,
@@ -342,19 +343,33 @@ export async function requestDeletion(
     jobId: job._id,
     key,
     reason,
-    attempts: 0,
-    nextAttemptAt: now + DELETION_FIRST_RETRY_MS,
+    // The caller schedules the first run now (`scheduleDeletions`): attempt 1.
+    attempts: 1,
+    nextAttemptAt: nextDeletionAttempt(now, 1),
     createdAt: now,
   });
 }
 
-/** One action that deletes these objects (at most `DELETION_BATCH_SIZE`). */
+/**
+ * One run of `media.deleteVideoObjects` for these deletions (at most `DELETION_BATCH_SIZE`),
+ * through the R2 deletion workpool: bounded parallelism, a crashed run retried with backoff, and
+ * `media.deletionsFinished` told if it never succeeded.
+ */
 export async function scheduleDeletions(
   ctx: MutationCtx,
   deletionIds: Array<Id<"videoDeletions">>,
 ): Promise<void> {
   if (deletionIds.length > 0) {
-    await ctx.scheduler.runAfter(0, internal.media.deleteVideoObjects, { deletionIds });
+    await r2DeletionPool.enqueueAction(
+      ctx,
+      internal.media.deleteVideoObjects,
+      { deletionIds },
+      {
+        onComplete: internal.media.deletionsFinished,
+        onCompleteExcludeKinds: ["success"],
+        context: { deletionIds },
+      },
+    );
   }
 }
 
@@ -382,10 +397,9 @@ export async function recordDeletions(
   for (const { id, error } of outcome.failed) {
     const row = await ctx.db.get("videoDeletions", id);
     if (row === null) continue;
-    const attempts = row.attempts + 1;
+    // The attempt was counted when it was scheduled; the next waits its backoff from now.
     await ctx.db.patch("videoDeletions", id, {
-      attempts,
-      nextAttemptAt: nextDeletionAttempt(now, attempts),
+      nextAttemptAt: nextDeletionAttempt(now, row.attempts),
       lastError: error.slice(0, 500),
     });
   }
@@ -405,8 +419,12 @@ export async function sweepDeletions(
     .withIndex("by_nextAttemptAt", (q) => q.lte("nextAttemptAt", now))
     .take(DELETION_BATCH_SIZE);
   for (const row of due) {
+    // Counted as a failed attempt now: an action that never reports still backs off (10 min,
+    // 20, 40, ... 6 h) instead of being retried every sweep for ever.
+    const attempts = row.attempts + 1;
     await ctx.db.patch("videoDeletions", row._id, {
-      nextAttemptAt: nextDeletionAttempt(now, row.attempts + 1),
+      attempts,
+      nextAttemptAt: nextDeletionAttempt(now, attempts),
     });
   }
   await scheduleDeletions(

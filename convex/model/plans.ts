@@ -1,9 +1,13 @@
 import type { Doc } from "../_generated/dataModel";
 import type { QueryCtx } from "../_generated/server";
 import { appError } from "../lib/errors";
+import { trueLayerCurrency } from "../lib/truelayer";
 import type { PlanName } from "../lib/validators";
 
-/** The plans `plans:seedPlans` installs (price in USD cents, markup in percent). */
+/**
+ * The plans `plans:seedPlans` installs: price in minor units of the currency checkouts charge in
+ * (`TRUELAYER_CURRENCY`, GBP pence by default), markup in percent.
+ */
 export const PLAN_CATALOG: ReadonlyArray<{
   name: PlanName;
   monthlyCredits: number;
@@ -49,11 +53,13 @@ export async function requirePlan(ctx: QueryCtx, name: string): Promise<Doc<"pla
   return plan;
 }
 
+/** A plan as clients see it, with the currency its `price` is charged in. */
 export function publicPlan(plan: Doc<"plans">) {
   return {
     name: plan.name,
     monthlyCredits: plan.monthlyCredits,
     price: plan.price,
+    currency: trueLayerCurrency(),
     markup: plan.markup,
   };
 }

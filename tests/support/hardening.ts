@@ -60,7 +60,12 @@ type RegistrationFlags = {
 export async function discoverFunctions(): Promise<RegisteredFunction[]> {
   const found: RegisteredFunction[] = [];
   for (const [file, load] of Object.entries(modules)) {
-    if (file.includes("/_generated/") || file.endsWith(".d.ts")) {
+    // convex.config.ts is the component definition, evaluated at push, never a functions module.
+    if (
+      file.includes("/_generated/") ||
+      file.endsWith(".d.ts") ||
+      file.endsWith("/convex.config.ts")
+    ) {
       continue;
     }
     const modulePath = file.replace(/^(\.\.\/)+convex\//, "").replace(/\.ts$/, "");

@@ -22,7 +22,7 @@ import type { HttpErrorCode } from "../../convex/lib/http";
 import { convexTest } from "convex-test";
 import schema from "../../convex/schema";
 import { buildWorld, snapshotDatabase, type World } from "./hardening";
-import { modules } from "./setup";
+import { modules, registerComponents } from "./setup";
 import {
   PRODUCTION_JKU,
   SANDBOX_JKU,
@@ -439,10 +439,12 @@ export async function checkHostileBody(world: World, row: HttpRouteRow, hostile:
 /** A world whose `convex/http.ts` is the fixture router (for the harness's own self-tests). */
 export function fixtureWorld(): Promise<World> {
   return buildWorld(
-    convexTest({
-      schema,
-      modules: { ...modules, "../../convex/http.ts": () => import("./fixtureHttpRouter") },
-      transactionLimits: true,
-    }),
+    registerComponents(
+      convexTest({
+        schema,
+        modules: { ...modules, "../../convex/http.ts": () => import("./fixtureHttpRouter") },
+        transactionLimits: true,
+      }),
+    ),
   );
 }

@@ -19,6 +19,30 @@ const availableOf = (lot: Doc<"creditLots">) =>
  *   never both, matching its `creditStatus` and status; a settle consumes only what it held;
  * - an executed refund's due credits are reclaimed + pending + outstanding.
  */
+/**
+ * `expect(actual, message).toBe(expected)`, with vitest's expect built only when it fails: the
+ * model-based and random-operation tests check the whole database after every step, and a
+ * passing `expect` costs far more than the comparison.
+ */
+function same(actual: unknown, expected: unknown, message?: string) {
+  if (!Object.is(actual, expected)) {
+    expect(actual, message).toBe(expected);
+  }
+}
+
+/** Rows grouped by a key (ledger rows by lot, user or job), so each check reads only its own. */
+function groupBy<T, K>(rows: T[], key: (row: T) => K | undefined): Map<K, T[]> {
+  const groups = new Map<K, T[]>();
+  for (const row of rows) {
+    const k = key(row);
+    if (k === undefined) continue;
+    const group = groups.get(k);
+    if (group === undefined) groups.set(k, [row]);
+    else group.push(row);
+  }
+  return groups;
+}
+
 export async function checkInvariants(t: TestConvex) {
   const { users, jobs, ledger, refunds, lots } = await t.run(async (ctx) => ({
     users: await ctx.db.query("users").collect(),
@@ -27,108 +51,125 @@ export async function checkInvariants(t: TestConvex) {
     refunds: await ctx.db.query("refunds").collect(),
     lots: await ctx.db.query("creditLots").collect(),
   }));
+  const ledgerByLot = groupBy(ledger, (row) => row.lotId);
+  const ledgerByUser = groupBy(ledger, (row) => row.userId);
+  const ledgerByJob = groupBy(ledger, (row) => row.jobId);
+  const lotsByUser = groupBy(lots, (lot) => lot.userId);
+  const heldJobs = jobs.filter((job) => job.creditStatus === "held");
+  const allocatedByLot = groupBy(
+    heldJobs.flatMap((job) => job.allocations ?? []),
+    (allocation) => allocation.lotId,
+  );
+  const heldJobsByUser = groupBy(heldJobs, (job) => job.userId);
   const keys = new Set<string>();
   for (const lot of lots) {
     const voidOnRelease = lot.voidOnRelease ?? 0;
-    expect(
+    same(
       0 <= voidOnRelease &&
         voidOnRelease <= lot.held &&
         lot.held <= lot.remaining &&
         lot.remaining <= lot.granted,
+      true,
       `lot bounds ${JSON.stringify(lot)}`,
-    ).toBe(true);
+    );
     if (lot.status !== "active") {
-      expect(lot.remaining, "an inactive lot keeps only held credits").toBe(lot.held);
+      same(lot.remaining, lot.held, "an inactive lot keeps only held credits");
     }
-    expect(lot.closed).toBe(lot.status !== "active");
-    expect(keys.has(lot.sourceKey), `source key ${lot.sourceKey} granted twice`).toBe(false);
+    same(lot.closed, lot.status !== "active");
+    same(keys.has(lot.sourceKey), false, `source key ${lot.sourceKey} granted twice`);
     keys.add(lot.sourceKey);
-    const rows = ledger.filter((row) => row.lotId === lot._id);
-    expect(sum(rows.map((row) => row.delta)), "lot rows = its available credits").toBe(
-      availableOf(lot),
-    );
-    expect(sum(rows.map((row) => row.reservedDelta ?? 0)), "lot rows = its held credits").toBe(
-      lot.held,
-    );
-    const allocated = jobs
-      .filter((job) => job.creditStatus === "held")
-      .flatMap((job) => job.allocations ?? [])
-      .filter((allocation) => allocation.lotId === lot._id);
-    expect(sum(allocated.map((a) => a.credits)), "held = unfinished jobs' allocations").toBe(
-      lot.held,
-    );
+    const rows = ledgerByLot.get(lot._id) ?? [];
+    same(sum(rows.map((row) => row.delta)), availableOf(lot), "lot rows = its available credits");
+    same(sum(rows.map((row) => row.reservedDelta ?? 0)), lot.held, "lot rows = its held credits");
+    const allocated = allocatedByLot.get(lot._id) ?? [];
+    same(sum(allocated.map((a) => a.credits)), lot.held, "held = unfinished jobs' allocations");
   }
   for (const user of users) {
-    expect(Number.isSafeInteger(user.credits), "integer balance").toBe(true);
-    expect(user.credits, "balance >= 0").toBeGreaterThanOrEqual(0);
-    const rows = ledger.filter((row) => row.userId === user._id);
-    const own = lots.filter((lot) => lot.userId === user._id);
-    expect(user.credits, `credits = sum of ledger for ${user.clerkId}`).toBe(
+    same(Number.isSafeInteger(user.credits), true, "integer balance");
+    if (!(user.credits >= 0)) {
+      expect(user.credits, "balance >= 0").toBeGreaterThanOrEqual(0);
+    }
+    const rows = ledgerByUser.get(user._id) ?? [];
+    const own = lotsByUser.get(user._id) ?? [];
+    same(
+      user.credits,
       sum(rows.map((row) => row.delta)),
+      `credits = sum of ledger for ${user.clerkId}`,
     );
-    expect(user.credits, "credits = available credits of the active lots").toBe(
-      sum(own.map(availableOf)),
-    );
-    expect(user.reservedCredits ?? 0, "reservedCredits = sum of reservedDelta").toBe(
+    same(user.credits, sum(own.map(availableOf)), "credits = available credits of the active lots");
+    same(
+      user.reservedCredits ?? 0,
       sum(rows.map((row) => row.reservedDelta ?? 0)),
+      "reservedCredits = sum of reservedDelta",
     );
-    expect(user.reservedCredits ?? 0, "reservedCredits = held credits of the lots").toBe(
+    same(
+      user.reservedCredits ?? 0,
       sum(own.map((lot) => lot.held)),
+      "reservedCredits = held credits of the lots",
     );
-    const held = jobs
-      .filter((job) => job.userId === user._id && job.creditStatus === "held")
-      .reduce((total, job) => total + job.creditsUsed, 0);
-    expect(user.reservedCredits ?? 0, "reserved credits = the held jobs' prices").toBe(held);
+    const held = (heldJobsByUser.get(user._id) ?? []).reduce(
+      (total, job) => total + job.creditsUsed,
+      0,
+    );
+    same(user.reservedCredits ?? 0, held, "reserved credits = the held jobs' prices");
   }
   for (const job of jobs) {
-    expect(sum((job.allocations ?? []).map((a) => a.credits)), "allocations = price").toBe(
+    same(
+      sum((job.allocations ?? []).map((a) => a.credits)),
       job.creditsUsed,
+      "allocations = price",
     );
-    const rows = ledger.filter((row) => row.jobId === job._id);
+    const rows = ledgerByJob.get(job._id) ?? [];
     const of = (...kinds: string[]) => rows.filter((row) => kinds.includes(row.kind));
     const reserves = of("reserve");
-    expect(sum(reserves.map((r) => r.delta)), "reserve rows take the price").toBe(-job.creditsUsed);
-    expect(sum(reserves.map((r) => r.reservedDelta ?? 0)), "and hold it").toBe(job.creditsUsed);
+    same(sum(reserves.map((r) => r.delta)), -job.creditsUsed, "reserve rows take the price");
+    same(sum(reserves.map((r) => r.reservedDelta ?? 0)), job.creditsUsed, "and hold it");
     const settles = of("settle");
     const releases = of("release", "void", "return");
-    expect(settles.length > 0 && releases.length > 0, "settled or released, never both").toBe(
-      false,
-    );
+    same(settles.length > 0 && releases.length > 0, false, "settled or released, never both");
     const expected = settles.length > 0 ? "settled" : releases.length > 0 ? "refunded" : "held";
-    expect(job.creditStatus, "creditStatus matches the ledger").toBe(expected);
+    same(job.creditStatus, expected, "creditStatus matches the ledger");
     if (expected === "settled") {
-      expect(sum(settles.map((r) => r.reservedDelta ?? 0))).toBe(-job.creditsUsed);
-      expect(settles.every((r) => r.delta === 0)).toBe(true);
+      same(sum(settles.map((r) => r.reservedDelta ?? 0)), -job.creditsUsed);
+      same(
+        settles.every((r) => r.delta === 0),
+        true,
+      );
       const reservedLots = new Set(reserves.map((r) => r.lotId));
-      expect(
+      same(
         settles.every((r) => reservedLots.has(r.lotId)),
+        true,
         "consumes only what it held",
-      ).toBe(true);
+      );
     }
     if (expected === "refunded") {
-      expect(sum(releases.map((r) => r.reservedDelta ?? 0)), "release ends the hold").toBe(
+      same(
+        sum(releases.map((r) => r.reservedDelta ?? 0)),
         -job.creditsUsed,
+        "release ends the hold",
       );
       const voided = -sum(of("void").map((r) => r.reservedDelta ?? 0));
-      expect(sum(releases.map((r) => r.delta)), "all of it back but what was voided").toBe(
+      same(
+        sum(releases.map((r) => r.delta)),
         job.creditsUsed - voided,
+        "all of it back but what was voided",
       );
     }
     if (job.status === "done" || job.status === "expired") {
-      expect(job.creditStatus).toBe("settled");
+      same(job.creditStatus, "settled");
     } else if (job.status === "failed" || job.status === "canceled") {
-      expect(job.creditStatus).toBe("refunded");
+      same(job.creditStatus, "refunded");
     } else {
-      expect(job.creditStatus).toBe("held");
+      same(job.creditStatus, "held");
     }
   }
   for (const refund of refunds) {
     const parts =
       refund.creditsReclaimed + (refund.pendingCredits ?? 0) + refund.outstandingCredits;
     if (refund.status === "executed") {
-      expect(parts, "reclaimed + pending + outstanding = due").toBe(refund.creditsDue ?? 0);
+      same(parts, refund.creditsDue ?? 0, "reclaimed + pending + outstanding = due");
     } else {
-      expect(parts).toBe(0);
+      same(parts, 0);
     }
   }
 }

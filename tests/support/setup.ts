@@ -1,18 +1,33 @@
 /// <reference types="vite/client" />
+import rateLimiterTest from "@convex-dev/rate-limiter/test";
+import workpoolTest from "@convex-dev/workpool/test";
 import { convexTest } from "convex-test";
 import { ConvexError } from "convex/values";
-import { expect } from "vitest";
+import { expect, vi } from "vitest";
 import schema from "../../convex/schema";
 import { api, internal } from "../../convex/_generated/api";
 import type { Id } from "../../convex/_generated/dataModel";
+import { RATE_LIMITS } from "../../convex/lib/rateLimits";
 
 export const modules = import.meta.glob("../../convex/**/*.ts");
 
 export type TestConvex = ReturnType<typeof newConvex>;
 
+/**
+ * Registers the components of convex/convex.config.ts, under the same names, the way each
+ * package's `/test` export says (each also registers its own nested components).
+ */
+export function registerComponents<T extends Parameters<typeof rateLimiterTest.register>[0]>(
+  t: T,
+): T {
+  rateLimiterTest.register(t, "rateLimiter");
+  workpoolTest.register(t, "r2Deletions");
+  return t;
+}
+
 /** A fresh in-memory deployment with Convex's transaction limits enforced. */
 export function newConvex() {
-  return convexTest({ schema, modules, transactionLimits: true });
+  return registerComponents(convexTest({ schema, modules, transactionLimits: true }));
 }
 
 /** A fresh deployment with the plans seeded. */
@@ -20,6 +35,29 @@ export async function setup() {
   const t = newConvex();
   await t.mutation(internal.plans.seedPlans, {});
   return t;
+}
+
+/**
+ * Runs the scheduled functions due now on the fake clock (`vi.useFakeTimers`), and those they
+ * schedule for now, until none is due; later ones stay pending. What
+ * `t.finishAllScheduledFunctions(() => vi.advanceTimersByTime(0))` does, without its wait for
+ * timers set under real timers: while any scheduled function is pending (a lot expiring next
+ * month), that call yields 20 real event-loop turns (~25 ms idle) before it returns.
+ */
+export async function finishDueScheduledFunctions(t: TestConvex) {
+  if (!vi.isFakeTimers()) {
+    throw new Error("finishDueScheduledFunctions needs fake timers (vi.useFakeTimers)");
+  }
+  for (let round = 0; round < 100; round++) {
+    const pending = vi.getTimerCount();
+    vi.advanceTimersByTime(0);
+    const fired = vi.getTimerCount() < pending;
+    await t.finishInProgressScheduledFunctions();
+    if (!fired) {
+      return;
+    }
+  }
+  throw new Error("finishDueScheduledFunctions: scheduled functions keep scheduling more");
 }
 
 export function identityFor(clerkId: string) {
@@ -65,4 +103,16 @@ export async function storeFile(
     }
     return id;
   });
+}
+
+/**
+ * For a test that seeds a backlog of one user's jobs through `jobs.createJob` under fake timers:
+ * call it before the `i`-th job; every full burst it moves the clock by the limit's period, so
+ * the per-user limit (lib/rateLimits.ts) has refilled and the seed is not refused.
+ */
+export function paceJobCreation(i: number): void {
+  const { capacity, period } = RATE_LIMITS.createJob;
+  if (i > 0 && i % capacity === 0) {
+    vi.setSystemTime(Date.now() + period);
+  }
 }

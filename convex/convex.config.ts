@@ -1,0 +1,8 @@
+import rateLimiter from "@convex-dev/rate-limiter/convex.config.js";
+import workpool from "@convex-dev/workpool/convex.config.js";
+import { defineApp } from "convex/server";
+
+const app = defineApp();
+app.use(rateLimiter);
+app.use(workpool, { name: "r2Deletions" });
+export default app;

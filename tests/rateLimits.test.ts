@@ -1,0 +1,213 @@
+/**
+ * Per-user rate limits (convex/lib/rateLimits.ts), through the public functions, with the clock
+ * moved: a refusal is RATE_LIMITED with `retryAfter` (ms), writes nothing, and the same call goes
+ * through once `retryAfter` has passed; one user's limit never touches another's.
+ */
+import { ConvexError } from "convex/values";
+import { afterEach, beforeAll, beforeEach, describe, expect, test, vi } from "vitest";
+import { api, internal } from "../convex/_generated/api";
+import { rateLimitedError, type ErrorData } from "../convex/lib/errors";
+import { jsonErrorResponse } from "../convex/lib/http";
+import { RATE_LIMITS } from "../convex/lib/rateLimits";
+import { snapshotDatabase } from "./support/hardening";
+import { expectCode, setup, signUp, type TestConvex } from "./support/setup";
+import {
+  PAYMENTS_URL,
+  generateEs512Key,
+  jsonResponse,
+  stubTrueLayerEnv,
+  trueLayerNetwork,
+  type EcKey,
+} from "./support/truelayer";
+
+beforeEach(() => {
+  vi.useFakeTimers({ now: new Date("2026-11-25T10:00:00Z") });
+});
+afterEach(() => {
+  vi.useRealTimers();
+  vi.unstubAllEnvs();
+  vi.unstubAllGlobals();
+});
+
+/** Awaits `call`, which must be refused RATE_LIMITED without a write; returns `retryAfter`. */
+async function expectRateLimited(t: TestConvex, call: () => Promise<unknown>): Promise<number> {
+  const before = await snapshotDatabase(t);
+  const error = await call().then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(error, "expected RATE_LIMITED").toBeInstanceOf(ConvexError);
+  const data = (error as ConvexError<ErrorData>).data;
+  expect(data.code).toBe("RATE_LIMITED");
+  expect(Number.isInteger(data.retryAfter) && data.retryAfter! > 0).toBe(true);
+  expect(await snapshotDatabase(t), "a refusal writes nothing").toStrictEqual(before);
+  return data.retryAfter!;
+}
+
+async function grant(t: TestConvex, userId: string, credits: number) {
+  await t.mutation(internal.credits.grantCredits, {
+    userId: userId as never,
+    credits,
+    note: "rate-limit test",
+  });
+}
+
+describe("jobs.createJob", () => {
+  const { capacity, rate, period } = RATE_LIMITS.createJob;
+
+  test("a burst beyond the limit is refused until a token is back; others are unaffected", async () => {
+    const t = await setup();
+    const { as, userId } = await signUp(t, "flooder");
+    await grant(t, userId, 1000);
+    for (let i = 0; i < capacity; i++) {
+      await as.mutation(api.jobs.createJob, { prompt: `p${i}`, durationSec: 5 });
+    }
+    const retryAfter = await expectRateLimited(t, () =>
+      as.mutation(api.jobs.createJob, { prompt: "one more", durationSec: 5 }),
+    );
+    expect(retryAfter).toBeLessThanOrEqual(Math.ceil(period / rate));
+
+    const other = await signUp(t, "neighbour");
+    await other.as.mutation(api.jobs.createJob, { prompt: "mine", durationSec: 5 });
+
+    vi.advanceTimersByTime(retryAfter - 1);
+    await expectRateLimited(t, () =>
+      as.mutation(api.jobs.createJob, { prompt: "too soon", durationSec: 5 }),
+    );
+    vi.advanceTimersByTime(1);
+    await as.mutation(api.jobs.createJob, { prompt: "in time", durationSec: 5 });
+  });
+
+  test("an idempotent retry of a created job is never refused", async () => {
+    const t = await setup();
+    const { as, userId } = await signUp(t, "retrier");
+    await grant(t, userId, 1000);
+    const first = await as.mutation(api.jobs.createJob, {
+      prompt: "kept",
+      durationSec: 5,
+      idempotencyKey: "k1",
+    });
+    for (let i = 1; i < capacity; i++) {
+      await as.mutation(api.jobs.createJob, { prompt: `p${i}`, durationSec: 5 });
+    }
+    expect(
+      await as.mutation(api.jobs.createJob, {
+        prompt: "kept",
+        durationSec: 5,
+        idempotencyKey: "k1",
+      }),
+    ).toBe(first);
+    await expectRateLimited(t, () =>
+      as.mutation(api.jobs.createJob, { prompt: "new", durationSec: 5, idempotencyKey: "k2" }),
+    );
+  });
+
+  test("a job refused for credits takes no token", async () => {
+    const t = await setup();
+    const { as } = await signUp(t, "poor"); // 80 signup credits
+    for (let i = 0; i < 5; i++) {
+      await as.mutation(api.jobs.createJob, { prompt: `p${i}`, durationSec: 15 });
+    }
+    // 5 credits left, capacity - 5 tokens.
+    for (let i = 0; i < capacity; i++) {
+      await expectCode(
+        as.mutation(api.jobs.createJob, { prompt: `big${i}`, durationSec: 15 }),
+        "INSUFFICIENT_CREDITS",
+      );
+    }
+    await as.mutation(api.jobs.createJob, { prompt: "fits", durationSec: 5 });
+  });
+});
+
+describe("jobs.generateImageUploadUrl", () => {
+  test("bursts are capped, and so is a day's worth of upload URLs", async () => {
+    const t = await setup();
+    const { as } = await signUp(t, "uploader");
+    const burst = RATE_LIMITS.imageUploadUrl;
+    const daily = RATE_LIMITS.imageUploadUrlDaily;
+    for (let i = 0; i < burst.capacity; i++) {
+      await as.mutation(api.jobs.generateImageUploadUrl, {});
+    }
+    const retryAfter = await expectRateLimited(t, () =>
+      as.mutation(api.jobs.generateImageUploadUrl, {}),
+    );
+    vi.advanceTimersByTime(retryAfter);
+    await as.mutation(api.jobs.generateImageUploadUrl, {});
+
+    // Spread out so the burst limit never bites: the daily cap does, after about its capacity
+    // (plus what refilled meanwhile, about 2 an hour).
+    let granted = burst.capacity + 1;
+    const start = Date.now();
+    let daylong = 0;
+    while (daylong === 0 && granted <= 2 * daily.capacity) {
+      vi.advanceTimersByTime(burst.period);
+      try {
+        await as.mutation(api.jobs.generateImageUploadUrl, {});
+        granted++;
+      } catch {
+        daylong = await expectRateLimited(t, () =>
+          as.mutation(api.jobs.generateImageUploadUrl, {}),
+        );
+      }
+    }
+    const refilled = ((Date.now() - start) * daily.rate) / daily.period;
+    expect(granted).toBeGreaterThanOrEqual(daily.capacity);
+    expect(granted).toBeLessThanOrEqual(daily.capacity + Math.ceil(refilled) + 1);
+    expect(daylong).toBeGreaterThan(burst.period / burst.rate);
+    await signUp(t, "someone-else").then(({ as: other }) =>
+      other.mutation(api.jobs.generateImageUploadUrl, {}),
+    );
+  });
+});
+
+describe("payments.createCheckout", () => {
+  let merchantKey: EcKey;
+  let webhookKey: EcKey;
+  beforeAll(() => {
+    merchantKey = generateEs512Key("merchant-kid");
+    webhookKey = generateEs512Key("tl-webhooks-1");
+  });
+
+  test("a few per user in ten minutes; beyond that, RATE_LIMITED before TrueLayer is called", async () => {
+    stubTrueLayerEnv(merchantKey);
+    const t = await setup();
+    const { as } = await signUp(t, "shopper");
+    let n = 0;
+    const requests = trueLayerNetwork(webhookKey, {
+      [PAYMENTS_URL]: () => {
+        n++;
+        return jsonResponse(201, {
+          id: `tl-${n}`,
+          resource_token: `token-${n}`,
+          user: { id: "tl-user" },
+          status: "authorization_required",
+        });
+      },
+    });
+    const { capacity } = RATE_LIMITS.createCheckout;
+    for (let i = 0; i < capacity; i++) {
+      await as.action(api.payments.createCheckout, { planName: "creator" });
+    }
+    const calls = requests.length;
+    const retryAfter = await expectRateLimited(t, () =>
+      as.action(api.payments.createCheckout, { planName: "creator" }),
+    );
+    expect(requests.length, "no TrueLayer call for a refused checkout").toBe(calls);
+    expect(n).toBe(capacity);
+
+    vi.advanceTimersByTime(retryAfter);
+    await as.action(api.payments.createCheckout, { planName: "creator" });
+    expect(n).toBe(capacity + 1);
+  });
+});
+
+test("over HTTP, RATE_LIMITED is a 429 with Retry-After in seconds and retryAfter in ms", async () => {
+  const response = jsonErrorResponse(rateLimitedError("Slow down.", 1500.2));
+  expect(response.status).toBe(429);
+  expect(response.headers.get("Retry-After")).toBe("2");
+  expect(await response.json()).toEqual({
+    code: "RATE_LIMITED",
+    message: "Slow down.",
+    retryAfter: 1501,
+  });
+});
