@@ -11,7 +11,7 @@ import {
   onUserChange,
 } from "../model/metricsRollups";
 import { lotHooks } from "../model/lots";
-import { onVoidMark } from "../model/refunds";
+import { onVoidMark } from "../model/refundCredits";
 import { rolloverOnExpiry } from "../model/subscriptionPeriods";
 
 /**

@@ -4,13 +4,12 @@ import { appError, isAppError } from "../lib/errors";
 import { applyCreditChange } from "./ledger";
 import {
   consumeAllocations,
-  grantLot,
   holdFromLots,
   releaseAllocations,
   removeAvailable,
-  returnCredits,
   type Allocation,
-} from "./lots";
+} from "./lotHolds";
+import { grantLot, returnCredits } from "./lots";
 
 /**
  * Two-phase credit transfers, per job, on credit lots (model/lots.ts): `reserveJobCredits`

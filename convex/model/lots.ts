@@ -20,7 +20,10 @@ import { DAY_MS, dayStart } from "./calendar";
  *   promotional (welcome, adjustment, returned) before paid, then oldest.
  * - Expiry never takes held credits: at `expiresAt` a lot loses `remaining − held` and becomes
  *   `expired`; a hold released later from an expired (or voided) lot comes back as a `returned`
- *   lot expiring 7 days later (one per user and UTC day, so live lots stay few).
+ *   lot expiring 7 days later (one per user, UTC day and payment, so live lots stay few).
+ * - It knows nothing of billing: a lot may carry the payment it came from (lots derived from it
+ *   carry it too, so a refund reaches them), and other domains plug in as hooks (`lotHooks`).
+ * - Holds, consumption and release of jobs' credits: model/lotHolds.ts.
  */
 
 /** Credits of a hold released after its lot expired stay usable this long (counted from the end of that UTC day). */
@@ -36,9 +39,9 @@ export const EXPIRE_BATCH_SIZE = 80;
 /** The last valid JavaScript date (ms): an expiry past it cannot be scheduled. */
 const MAX_DATE_MS = 8.64e15;
 
-type Lot = Doc<"creditLots">;
+export type Lot = Doc<"creditLots">;
 /** What a ledger row says besides the amounts (changeLot computes those). */
-type LotEntry = Omit<CreditChange, "delta" | "reservedDelta" | "lotId">;
+export type LotEntry = Omit<CreditChange, "delta" | "reservedDelta" | "lotId">;
 
 /** Every lot's source key, in one place: one lot per grant, so a replay never grants twice. */
 export const lotKeys = {
@@ -83,7 +86,7 @@ export const lotHooks = {
     hooks.voidMark.push(hook);
   },
 };
-async function runVoidMarkHooks(
+export async function runVoidMarkHooks(
   ctx: MutationCtx,
   lot: Lot,
   credits: number,
@@ -274,54 +277,7 @@ export async function returnCredits(
   });
 }
 
-/**
- * The user's active lots in spending order. Lots past `expiresAt` whose expiry has not run yet
- * expire first (never spend an expired credit). Credits of a balance older than lots (rows from
- * before lots existed) become a never-expiring adjustment lot, without moving the balance.
- */
-export async function spendableLots(ctx: MutationCtx, user: Doc<"users">): Promise<Lot[]> {
-  const now = Date.now();
-  const lots: Lot[] = [];
-  const read = await ctx.db
-    .query("creditLots")
-    .withIndex("by_userId_and_status", (q) => q.eq("userId", user._id).eq("status", "active"))
-    .take(MAX_ACTIVE_LOTS);
-  for (const lot of read) {
-    lots.push(isOverdue(lot, now) ? await expireLot(ctx, lot, now) : lot);
-  }
-  const active = lots.filter((lot) => lot.status === "active");
-  const covered = active.reduce((total, lot) => total + availableOf(lot), 0);
-  const current = (await ctx.db.get("users", user._id))!;
-  // Only when every active lot was read can credits be told to be uncovered.
-  if (read.length < MAX_ACTIVE_LOTS && current.credits > covered) {
-    active.push(await adoptLegacyCredits(ctx, current, current.credits - covered));
-  }
-  return active.sort(spendingOrder);
-}
-
-async function adoptLegacyCredits(ctx: MutationCtx, user: Doc<"users">, credits: number) {
-  const sourceKey = lotKeys.legacy(user._id);
-  const existing = await findLotBySourceKey(ctx, sourceKey);
-  if (existing !== null && existing.status === "active") {
-    const patch = { granted: existing.granted + credits, remaining: existing.remaining + credits };
-    await ctx.db.patch("creditLots", existing._id, patch);
-    return { ...existing, ...patch };
-  }
-  const lotId = await ctx.db.insert("creditLots", {
-    userId: user._id,
-    source: "adjustment",
-    sourceKey: existing === null ? sourceKey : `legacy:${user._id}:${Date.now()}`,
-    granted: credits,
-    remaining: credits,
-    held: 0,
-    status: "active",
-    closed: false,
-    createdAt: Date.now(),
-  });
-  return (await ctx.db.get("creditLots", lotId))!;
-}
-
-function isOverdue(lot: Lot, now: number): boolean {
+export function isOverdue(lot: Lot, now: number): boolean {
   return lot.status === "active" && lot.expiresAt !== undefined && lot.expiresAt <= now;
 }
 
@@ -387,113 +343,6 @@ export async function refreshNextExpiry(ctx: MutationCtx, userId: Id<"users">): 
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Holds
-
-export type Allocation = { lotId: Id<"creditLots">; credits: number };
-
-/**
- * Holds `credits` from the user's lots in spending order; returns the allocations. Throws
- * INSUFFICIENT_CREDITS (the transaction writes nothing) when the lots do not cover them.
- */
-export async function holdFromLots(
-  ctx: MutationCtx,
-  user: Doc<"users">,
-  credits: number,
-  entry: LotEntry,
-): Promise<Allocation[]> {
-  const lots = await spendableLots(ctx, user);
-  const available = lots.reduce((total, lot) => total + availableOf(lot), 0);
-  if (available < credits) {
-    throw appError(
-      "INSUFFICIENT_CREDITS",
-      `Not enough credits: ${available} available, ${credits} needed.`,
-    );
-  }
-  const allocations: Allocation[] = [];
-  let needed = credits;
-  for (const lot of lots) {
-    const take = Math.min(needed, availableOf(lot));
-    if (take === 0) continue;
-    await changeLot(ctx, lot, { held: lot.held + take }, entry);
-    allocations.push({ lotId: lot._id, credits: take });
-    needed -= take;
-    if (needed === 0) break;
-  }
-  await refreshNextExpiry(ctx, user._id);
-  return allocations;
-}
-
-/** Makes the allocations final: consumed from their lots (expired or not). */
-export async function consumeAllocations(
-  ctx: MutationCtx,
-  allocations: Allocation[],
-  entry: LotEntry,
-): Promise<void> {
-  for (const { lotId, credits } of allocations) {
-    const lot = (await ctx.db.get("creditLots", lotId))!;
-    const marked = Math.min(credits, lot.voidOnRelease ?? 0);
-    const after = await changeLot(
-      ctx,
-      lot,
-      {
-        remaining: lot.remaining - credits,
-        held: lot.held - credits,
-        voidOnRelease: (lot.voidOnRelease ?? 0) - marked,
-      },
-      entry,
-    );
-    if (marked > 0) {
-      await runVoidMarkHooks(ctx, after, marked, "consumed");
-    }
-  }
-}
-
-/**
- * Gives the allocations back: to their lots while those are active; credits a refund marked
- * are voided (`void` rows); credits of a lot that expired or was voided meanwhile come back as
- * the day's `returned` lot. A lot past its expiry is expired first.
- */
-export async function releaseAllocations(
-  ctx: MutationCtx,
-  userId: Id<"users">,
-  allocations: Allocation[],
-  entry: LotEntry,
-): Promise<void> {
-  const now = Date.now();
-  for (const { lotId, credits } of allocations) {
-    let lot = await expireLot(ctx, (await ctx.db.get("creditLots", lotId))!, now);
-    const marked = Math.min(credits, lot.voidOnRelease ?? 0);
-    if (marked > 0) {
-      lot = await changeLot(
-        ctx,
-        lot,
-        {
-          remaining: lot.remaining - marked,
-          held: lot.held - marked,
-          voidOnRelease: (lot.voidOnRelease ?? 0) - marked,
-        },
-        {
-          ...entry,
-          kind: "void",
-          paymentId: lot.paymentId,
-          note: "Held credits of a refunded payment",
-        },
-      );
-      await runVoidMarkHooks(ctx, lot, marked, "voided");
-    }
-    const rest = credits - marked;
-    if (rest === 0) continue;
-    if (lot.status === "active") {
-      await changeLot(ctx, lot, { held: lot.held - rest }, entry);
-    } else {
-      await changeLot(ctx, lot, { remaining: lot.remaining - rest, held: lot.held - rest }, entry);
-      await returnCredits(ctx, userId, rest, now, entry, lot.paymentId);
-    }
-  }
-  await refreshNextExpiry(ctx, userId);
-}
-
 /** Converts (voids, with a `convert` ledger row saying why) up to `max` available credits of a lot. */
 export async function convertAvailable(ctx: MutationCtx, lot: Lot, max: number, note: string) {
   const credits = Math.min(max, availableOf(lot));
@@ -501,30 +350,4 @@ export async function convertAvailable(ctx: MutationCtx, lot: Lot, max: number, 
     await changeLot(ctx, lot, { remaining: lot.remaining - credits }, { kind: "convert", note });
   }
   return credits;
-}
-
-/** Removes available credits in spending order (a negative adjustment); never below zero. */
-export async function removeAvailable(
-  ctx: MutationCtx,
-  user: Doc<"users">,
-  credits: number,
-  entry: LotEntry,
-): Promise<void> {
-  const lots = await spendableLots(ctx, user);
-  const available = lots.reduce((total, lot) => total + availableOf(lot), 0);
-  if (available < credits) {
-    throw appError(
-      "INSUFFICIENT_CREDITS",
-      `Not enough credits: ${available} available, ${credits} to remove.`,
-    );
-  }
-  let needed = credits;
-  for (const lot of lots) {
-    const take = Math.min(needed, availableOf(lot));
-    if (take === 0) continue;
-    await changeLot(ctx, lot, { remaining: lot.remaining - take }, entry);
-    needed -= take;
-    if (needed === 0) break;
-  }
-  await refreshNextExpiry(ctx, user._id);
 }
