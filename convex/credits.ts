@@ -2,6 +2,7 @@ import { paginationOptsValidator, paginationResultValidator } from "convex/serve
 import { v } from "convex/values";
 import { doc } from "convex-helpers/validators";
 import schema from "./schema";
+import { sweepMutation } from "./lib/sweeps";
 import { internalMutation, maybeUserQuery, userQueryWithUserId } from "./lib/functions";
 import { planValidator, creditStatusValidator } from "./lib/validators";
 import * as Credits from "./model/credits";
@@ -9,7 +10,6 @@ import { refundJob, requireJob, settleJob } from "./model/jobs";
 import { requirePlan, publicPlan } from "./model/plans";
 import { emptyPage, pageOfUserRows, pageOptions, paginateChecked } from "./lib/pagination";
 import * as Lots from "./model/lots";
-import { internal } from "./_generated/api";
 import { omit } from "convex-helpers";
 
 /**
@@ -158,14 +158,8 @@ export const expireLot = internalMutation({
  * Cron (every 10 minutes): expires any lot whose scheduled expiry was missed. One bounded batch
  * per transaction; it schedules itself again while a backlog remains.
  */
-export const expireDueLots = internalMutation({
-  args: {},
+export const expireDueLots = sweepMutation({
+  name: "credits:expireDueLots",
   returns: v.object({ expired: v.number(), more: v.boolean() }),
-  handler: async (ctx) => {
-    const result = await Lots.expireDueLots(ctx, Date.now());
-    if (result.more) {
-      await ctx.scheduler.runAfter(0, internal.credits.expireDueLots, {});
-    }
-    return result;
-  },
+  batch: (ctx, now) => Lots.expireDueLots(ctx, now),
 });

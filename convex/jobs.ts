@@ -4,7 +4,6 @@ import {
   type PaginationOptions,
 } from "convex/server";
 import { v } from "convex/values";
-import { internal } from "./_generated/api";
 import type { Doc } from "./_generated/dataModel";
 import type { QueryCtx } from "./_generated/server";
 import { appError } from "./lib/errors";
@@ -15,6 +14,7 @@ import {
   userMutation,
   userMutationWithUserId,
 } from "./lib/functions";
+import { sweepMutation } from "./lib/sweeps";
 import { firstPage, pageOfUserRows } from "./lib/pagination";
 import { enforceRateLimit } from "./lib/rateLimits";
 import { jobStatusValidator } from "./lib/validators";
@@ -163,14 +163,8 @@ export const cancelJob = userMutation({
  * Hourly cron: done jobs past `expiresAt` become `expired` and lose their video URL. One
  * bounded batch per transaction; it schedules itself again while a backlog remains.
  */
-export const expireOldJobs = internalMutation({
-  args: {},
+export const expireOldJobs = sweepMutation({
+  name: "jobs:expireOldJobs",
   returns: v.object({ expired: v.number(), more: v.boolean() }),
-  handler: async (ctx) => {
-    const result = await Jobs.expireBatch(ctx, Date.now());
-    if (result.more) {
-      await ctx.scheduler.runAfter(0, internal.jobs.expireOldJobs, {});
-    }
-    return result;
-  },
+  batch: (ctx, now) => Jobs.expireBatch(ctx, now),
 });

@@ -2,6 +2,7 @@ import { vOnCompleteArgs } from "@convex-dev/workpool";
 import { v } from "convex/values";
 import { internal } from "./_generated/api";
 import { internalAction, internalQuery } from "./_generated/server";
+import { sweepMutation } from "./lib/sweeps";
 import { internalMutation } from "./lib/functions";
 import { deleteObject, r2Setting } from "./lib/r2";
 import * as Media from "./model/media";
@@ -97,16 +98,10 @@ export const deletionsFinished = internalMutation({
  * Cron (every 10 minutes): retries deletions that failed or never reported, one bounded batch
  * (one action) per transaction; it schedules itself again while a backlog remains.
  */
-export const sweepVideoDeletions = internalMutation({
-  args: {},
+export const sweepVideoDeletions = sweepMutation({
+  name: "media:sweepVideoDeletions",
   returns: v.object({ scheduled: v.number(), more: v.boolean() }),
-  handler: async (ctx) => {
-    const result = await Media.sweepDeletions(ctx, Date.now());
-    if (result.more) {
-      await ctx.scheduler.runAfter(0, internal.media.sweepVideoDeletions, {});
-    }
-    return result;
-  },
+  batch: (ctx, now) => Media.sweepDeletions(ctx, now),
 });
 
 /**

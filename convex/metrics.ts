@@ -1,6 +1,6 @@
 import { v } from "convex/values";
-import { internal } from "./_generated/api";
-import { adminQuery, internalMutation } from "./lib/functions";
+import { adminQuery } from "./lib/functions";
+import { sweepMutation } from "./lib/sweeps";
 import { DEFAULT_WINDOW_HOURS, pruneBucketsBatch } from "./model/metricsBuckets";
 import * as Metrics from "./model/metricsOverview";
 
@@ -33,14 +33,8 @@ export const overview = adminQuery({
  * Daily cron: deletes rollup rows older than the retention (longer than the largest window).
  * One bounded batch per transaction; it schedules itself again while a backlog remains.
  */
-export const pruneOldBuckets = internalMutation({
-  args: {},
+export const pruneOldBuckets = sweepMutation({
+  name: "metrics:pruneOldBuckets",
   returns: v.object({ deleted: v.number(), more: v.boolean() }),
-  handler: async (ctx) => {
-    const result = await pruneBucketsBatch(ctx, Date.now());
-    if (result.more) {
-      await ctx.scheduler.runAfter(0, internal.metrics.pruneOldBuckets, {});
-    }
-    return result;
-  },
+  batch: (ctx, now) => pruneBucketsBatch(ctx, now),
 });

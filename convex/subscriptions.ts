@@ -3,6 +3,7 @@ import { doc } from "convex-helpers/validators";
 import schema from "./schema";
 import { internal } from "./_generated/api";
 import { internalAction, internalQuery } from "./_generated/server";
+import { sweepMutation } from "./lib/sweeps";
 import { internalMutation, maybeUserQuery, userMutation, userQuery } from "./lib/functions";
 import { hostedPaymentPageUrl, readTrueLayerConfig, trueLayerCurrency } from "./lib/truelayer";
 import { createTrueLayerPayment } from "./lib/trueLayerFlow";
@@ -238,16 +239,10 @@ export const endGrace = internalMutation({
  * Cron (every 10 minutes): period ends and grace ends the scheduler missed. Bounded batches; it
  * schedules itself again while a backlog remains.
  */
-export const sweepDue = internalMutation({
-  args: {},
+export const sweepDue = sweepMutation({
+  name: "subscriptions:sweepDue",
   returns: v.object({ handled: v.number(), more: v.boolean() }),
-  handler: async (ctx) => {
-    const result = await Periods.sweepDue(ctx, Date.now());
-    if (result.more) {
-      await ctx.scheduler.runAfter(0, internal.subscriptions.sweepDue, {});
-    }
-    return result;
-  },
+  batch: (ctx, now) => Periods.sweepDue(ctx, now),
 });
 
 /** A user's subscription, for operators. */

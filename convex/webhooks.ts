@@ -2,7 +2,7 @@ import { v } from "convex/values";
 import { Webhook, WebhookVerificationError } from "svix";
 import { internal } from "./_generated/api";
 import { httpAction } from "./_generated/server";
-import { internalMutation } from "./lib/functions";
+import { sweepMutation } from "./lib/sweeps";
 import {
   asJsonObject,
   errorResponse,
@@ -234,14 +234,8 @@ export const clerkWebhook = httpAction((ctx, request) =>
  * Daily cron: forgets processed event ids older than the retention (model/webhookEvents.ts).
  * One bounded batch per transaction; it schedules itself again while a backlog remains.
  */
-export const pruneOldEvents = internalMutation({
-  args: {},
+export const pruneOldEvents = sweepMutation({
+  name: "webhooks:pruneOldEvents",
   returns: v.object({ deleted: v.number(), more: v.boolean() }),
-  handler: async (ctx) => {
-    const result = await pruneWebhookEvents(ctx, Date.now());
-    if (result.more) {
-      await ctx.scheduler.runAfter(0, internal.webhooks.pruneOldEvents, {});
-    }
-    return result;
-  },
+  batch: (ctx, now) => pruneWebhookEvents(ctx, now),
 });

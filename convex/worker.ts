@@ -1,10 +1,10 @@
 import { v } from "convex/values";
-import { internal } from "./_generated/api";
 import { appError } from "./lib/errors";
 import { internalQuery } from "./_generated/server";
 import * as Media from "./model/media";
 import * as Worker from "./model/worker";
 import { internalMutation } from "./lib/functions";
+import { sweepMutation } from "./lib/sweeps";
 
 /**
  * The GPU worker API's mutations. Workers reach them through the authenticated HTTP routes in
@@ -161,30 +161,18 @@ export const failJob = internalMutation({
  * otherwise failed and refunded. One bounded batch per transaction; it schedules itself again
  * while a backlog remains.
  */
-export const sweepExpiredLeases = internalMutation({
-  args: {},
+export const sweepExpiredLeases = sweepMutation({
+  name: "worker:sweepExpiredLeases",
   returns: v.object({ requeued: v.number(), failed: v.number(), more: v.boolean() }),
-  handler: async (ctx) => {
-    const result = await Worker.sweepExpiredLeases(ctx, Date.now(), Worker.workerConfig());
-    if (result.more) {
-      await ctx.scheduler.runAfter(0, internal.worker.sweepExpiredLeases, {});
-    }
-    return result;
-  },
+  batch: (ctx, now) => Worker.sweepExpiredLeases(ctx, now, Worker.workerConfig()),
 });
 
 /**
  * Cron (every minute): jobs still queued QUEUE_TIMEOUT_MS after creation are failed and
  * refunded. One bounded batch per transaction; it schedules itself again while a backlog remains.
  */
-export const sweepQueueTimeouts = internalMutation({
-  args: {},
+export const sweepQueueTimeouts = sweepMutation({
+  name: "worker:sweepQueueTimeouts",
   returns: v.object({ failed: v.number(), more: v.boolean() }),
-  handler: async (ctx) => {
-    const result = await Worker.sweepQueueTimeouts(ctx, Date.now(), Worker.workerConfig());
-    if (result.more) {
-      await ctx.scheduler.runAfter(0, internal.worker.sweepQueueTimeouts, {});
-    }
-    return result;
-  },
+  batch: (ctx, now) => Worker.sweepQueueTimeouts(ctx, now, Worker.workerConfig()),
 });

@@ -21,6 +21,7 @@ import type * as lib_http from "../lib/http.js";
 import type * as lib_pagination from "../lib/pagination.js";
 import type * as lib_r2 from "../lib/r2.js";
 import type * as lib_rateLimits from "../lib/rateLimits.js";
+import type * as lib_sweeps from "../lib/sweeps.js";
 import type * as lib_text from "../lib/text.js";
 import type * as lib_triggers from "../lib/triggers.js";
 import type * as lib_trueLayerFlow from "../lib/trueLayerFlow.js";
@@ -83,6 +84,7 @@ declare const fullApi: ApiFromModules<{
   "lib/pagination": typeof lib_pagination;
   "lib/r2": typeof lib_r2;
   "lib/rateLimits": typeof lib_rateLimits;
+  "lib/sweeps": typeof lib_sweeps;
   "lib/text": typeof lib_text;
   "lib/triggers": typeof lib_triggers;
   "lib/trueLayerFlow": typeof lib_trueLayerFlow;
