@@ -1,4 +1,4 @@
-import { makeFunctionReference } from "convex/server";
+import { makeFunctionReference, type RegisteredMutation } from "convex/server";
 import type { Validator } from "convex/values";
 import type { MutationCtx } from "../_generated/server";
 import { internalMutation } from "./functions";
@@ -18,7 +18,7 @@ export function sweepMutation<Result extends { more: boolean }>(def: {
   batch: (ctx: MutationCtx, now: number) => Promise<Result>;
 }) {
   const self = makeFunctionReference<"mutation", Record<string, never>>(def.name);
-  return internalMutation({
+  const sweep = internalMutation({
     args: {},
     returns: def.returns,
     handler: async (ctx) => {
@@ -30,4 +30,5 @@ export function sweepMutation<Result extends { more: boolean }>(def: {
       return result as never;
     },
   });
+  return sweep as unknown as RegisteredMutation<"internal", Record<string, never>, Promise<Result>>;
 }
