@@ -18,6 +18,7 @@ import {
   periodEnd,
   periodStart,
   transitionSubscription,
+  updateSubscription,
   type Subscription,
 } from "./subscriptionState";
 
@@ -230,8 +231,12 @@ export async function sweepDue(ctx: MutationCtx, now: number) {
     .withIndex("by_renewalDueAt", (q) => q.gte("renewalDueAt", 0).lte("renewalDueAt", now))
     .take(SWEEP_BATCH_SIZE);
   for (const sub of renewals) {
-    // Records the renewal (off the index from then on) and hands it to TrueLayer's action.
-    await startRenewal(ctx, sub._id, sub.currentPeriodEnd!, now);
+    // Records the renewal (off the index from then on) and hands it to TrueLayer's action. A row
+    // whose stored `renewalDueAt` is stale (written before it was derived) is written again with
+    // the derived value, so the sweep never meets it twice.
+    if ((await startRenewal(ctx, sub._id, sub.currentPeriodEnd!, now)) === null) {
+      await updateSubscription(ctx, sub, {});
+    }
   }
   const handled = ends.length + graces.length + renewals.length;
   return {
