@@ -62,20 +62,17 @@ export const SMALL_CONSTANT = 20;
  * change follows each budget (then 3 reads a patch: the wrapper's two, on every table).
  */
 export const FIXED_READS = {
-  /** jobs.createJob, the heavy user's first reserve (a legacy lot adopted): 11 in all (was 23). */
+  /** jobs.createJob, the heavy user's first reserve (its welcome and operator's lots): 11 in all. */
   firstReserve: 10,
-  /** worker.failJob ending `failed` (a legacy hold; the day's returned lot granted): 12 (was 27). */
-  legacyReleaseFirst: 11,
-  /** The same, the day's returned lot existing: 13 (was 26). */
-  legacyReleaseSecond: 12,
+  /** worker.failJob ending `failed` (a hold on one active lot, given back to it): 10 in all. */
+  releaseOnLot: 9,
   /**
    * payments.applyTrueLayerEvent (payment_executed): lot granted, plan changed, the payer's live
-   * lots read for the next expiry (welcome, legacy, the day's returned lot once the worker cases
-   * made it, this purchase): 20 (was 37).
+   * lots read for the next expiry (welcome, the operator's lot, this purchase): 18 (was 37).
    */
-  paymentExecuted: 19,
-  /** worker.completeJob (a legacy hold settled): 7 (was 13, under the generic 20). */
-  completeJob: 6,
+  paymentExecuted: 17,
+  /** worker.completeJob (a hold on one lot settled): 8 in all. */
+  completeJob: 7,
   /** jobs.createJob over HOLD_SPAN of HOLDER_LOTS lots (resultSize: the live lots, twice): 84 (was 116). */
   reserveOverLots: 24,
   /** Settling a hold over HOLD_SPAN lots (done): 21 (was 49). */
@@ -678,14 +675,14 @@ export const CASES: BenchCase[] = [
     claimLastAttempt,
     true,
     "failed",
-    FIXED_READS.legacyReleaseFirst,
+    FIXED_READS.releaseOnLot,
   ),
   failJobCase(
     "worker.failJob (not retryable: failed)",
     claim,
     false,
     "failed",
-    FIXED_READS.legacyReleaseSecond,
+    FIXED_READS.releaseOnLot,
   ),
   // Webhooks: the internal mutations the verified TrueLayer and Clerk deliveries run
   // (convex/webhooks.ts), among N payments and N recorded events.

@@ -27,7 +27,8 @@ export type LiveQuery = (typeof LIVE_QUERIES)[number];
 
 /** Admins with a dashboard open. */
 export const DASHBOARDS = 3;
-const CHUNK = 4000;
+/** Users per seeding transaction (6 writes each: under the 16,000-documents-written limit). */
+const CHUNK = 2500;
 const WORKER = "gpu-live-1";
 
 function identity(clerkId: string) {
@@ -48,9 +49,9 @@ export type LiveWorld = {
 };
 
 /**
- * Seeds Q users with a queued job, a ledger row and a payment each (the jobs queued 1 ms apart,
- * user 0's first), a day of metrics buckets, and DASHBOARDS admins; then subscribes every live
- * query once (recording its read set). Every user was already active this hour.
+ * Seeds Q users with a lot, a queued job holding 10 of its credits, their ledger rows and a
+ * payment each (the jobs queued 1 ms apart, user 0's first), a day of metrics buckets, and
+ * DASHBOARDS admins; then subscribes every live query once (recording its read set). Every user was already active this hour.
  */
 export async function liveWorld(t: Client, q: number, now: number): Promise<LiveWorld> {
   await t.mutation(internal.plans.seedPlans, {});
@@ -91,6 +92,26 @@ export async function liveWorld(t: Client, q: number, now: number): Promise<Live
               lastActiveHour: current,
               lastActivePlan: "starter",
             });
+            // Its credits in one never-expiring operator's lot, the job holding 10 of them.
+            const lotId = await ctx.db.insert("creditLots", {
+              userId,
+              source: "adjustment",
+              sourceKey: `live:${clerkId}`,
+              granted: 110,
+              remaining: 110,
+              held: 10,
+              status: "active",
+              closed: false,
+              createdAt: now - HOUR_MS,
+            });
+            await ctx.db.insert("ledger", {
+              userId,
+              delta: 110,
+              balanceAfter: 110,
+              kind: "adjustment",
+              lotId,
+              createdAt: now - HOUR_MS,
+            });
             const jobId = await ctx.db.insert("jobs", {
               userId,
               prompt: `live job ${i}`,
@@ -98,6 +119,7 @@ export async function liveWorld(t: Client, q: number, now: number): Promise<Live
               creditsUsed: 10,
               status: "queued",
               creditStatus: "held",
+              allocations: [{ lotId, credits: 10 }],
               createdAt: now - q + i,
             });
             await ctx.db.insert("ledger", {
@@ -107,6 +129,7 @@ export async function liveWorld(t: Client, q: number, now: number): Promise<Live
               balanceAfter: 100,
               kind: "reserve",
               jobId,
+              lotId,
               createdAt: now - q + i,
             });
             await ctx.db.insert("payments", {

@@ -124,19 +124,13 @@ async function newDeployment(n: number, now: number) {
   const admin = await signUp("admin");
   await t.mutation(internal.users.setRole, { userId: admin.userId, role: "admin" });
   const heavy = await signUp("heavy");
-  // Enough balance for every job the cases create: an operator's adjustment on top of the
-  // sign-up grant, so the balance stays the sum of the heavy user's ledger.
-  await t.run(async (ctx) => {
-    const user = (await ctx.db.get("users", heavy.userId))!;
-    await ctx.db.patch("users", heavy.userId, { credits: HEAVY_CREDITS });
-    await ctx.db.insert("ledger", {
-      userId: heavy.userId,
-      delta: HEAVY_CREDITS - user.credits,
-      balanceAfter: HEAVY_CREDITS,
-      kind: "adjustment",
-      note: "bench seed: balance for the cases' jobs",
-      createdAt: now,
-    });
+  // Enough balance for every job the cases create: an operator's adjustment lot on top of the
+  // sign-up grant.
+  const welcome = (await t.run(async (ctx) => await ctx.db.get("users", heavy.userId)))!.credits;
+  await t.mutation(internal.credits.grantCredits, {
+    userId: heavy.userId,
+    credits: HEAVY_CREDITS - welcome,
+    note: "bench seed: balance for the cases' jobs",
   });
   let strangers = 0;
   const env: BenchEnv = {
@@ -150,7 +144,7 @@ async function newDeployment(n: number, now: number) {
       const clerkId = `stranger_${++strangers}`;
       return { clerkId, as: t.withIdentity(identity(clerkId)) };
     },
-    rows: { plans: 3, users: 2, ledger: 3, metricsBuckets: windowBuckets },
+    rows: { plans: 3, users: 2, creditLots: 3, ledger: 3, metricsBuckets: windowBuckets },
   };
   return env;
 }
@@ -190,23 +184,64 @@ function counted(env: BenchEnv, table: string, count: number) {
 /** Job owners for the sweep deployments: refunds spread over this many users. */
 const OWNERS = 100;
 
+type UserDoc = Omit<Doc<"users">, "_id" | "_creationTime" | "credits">;
+/** The sign-up grant: the default (starter) plan's monthly credits. */
+const WELCOME_CREDITS = PLAN_CATALOG[0].monthlyCredits;
+
+/**
+ * Inserts `count` users made by `make(i)` as sign-up leaves them: each with its welcome lot
+ * (80 credits, never expiring) and the lot's `grant` ledger row, CHUNK documents per
+ * transaction. Returns their ids.
+ */
+async function insertSignedUpUsers(
+  env: BenchEnv,
+  count: number,
+  make: (i: number) => UserDoc,
+): Promise<Array<Id<"users">>> {
+  const ids: Array<Id<"users">> = [];
+  const perChunk = Math.floor(CHUNK / 3);
+  for (let start = 0; start < count; start += perChunk) {
+    const end = Math.min(count, start + perChunk);
+    await env.t.run(async (ctx) => {
+      for (let i = start; i < end; i++) {
+        const user = make(i);
+        const userId = await ctx.db.insert("users", { ...user, credits: WELCOME_CREDITS });
+        const lotId = await ctx.db.insert("creditLots", {
+          userId,
+          source: "welcome",
+          sourceKey: lotKeys.welcome(userId),
+          granted: WELCOME_CREDITS,
+          remaining: WELCOME_CREDITS,
+          held: 0,
+          status: "active",
+          closed: false,
+          createdAt: user.createdAt,
+        });
+        await ctx.db.insert("ledger", {
+          userId,
+          delta: WELCOME_CREDITS,
+          balanceAfter: WELCOME_CREDITS,
+          kind: "grant",
+          lotId,
+          createdAt: user.createdAt,
+        });
+        ids.push(userId);
+      }
+    });
+  }
+  counted(env, "users", count);
+  counted(env, "creditLots", count);
+  counted(env, "ledger", count);
+  return ids;
+}
+
 async function seedOwners(env: BenchEnv): Promise<Array<Id<"users">>> {
-  const owners: Array<Id<"users">> = [];
-  await env.t.run(async (ctx) => {
-    for (let i = 0; i < OWNERS; i++) {
-      owners.push(
-        await ctx.db.insert("users", {
-          clerkId: `owner_${i}`,
-          email: `owner_${i}@example.com`,
-          plan: PLANS[i % 3],
-          credits: 80,
-          createdAt: env.now - 30 * DAY_MS,
-        }),
-      );
-    }
-  });
-  counted(env, "users", OWNERS);
-  return owners;
+  return await insertSignedUpUsers(env, OWNERS, (i) => ({
+    clerkId: `owner_${i}`,
+    email: `owner_${i}@example.com`,
+    plan: PLANS[i % 3],
+    createdAt: env.now - 30 * DAY_MS,
+  }));
 }
 
 type JobDoc = Omit<Doc<"jobs">, "_id" | "_creationTime">;
@@ -215,13 +250,13 @@ type JobGroup = { count: number; make: (i: number) => JobDoc };
 
 /**
  * Inserts the groups' jobs (in order), all of them held, as `createJob` leaves them: each job
- * with its `reserve` ledger row (its price moved from available into reserved credits, at the
- * job's `createdAt`). Each owner's cached balance then equals its ledger columns, as
- * `applyCreditChange` keeps it: one `adjustment` row at the user's `createdAt` (before any job)
- * brings in the user's seeded available credits plus everything its jobs hold, the reserves take
- * the prices out, and `reservedCredits` is set to the sum of its held jobs' prices. The owners
- * must exist, with no ledger rows or held jobs yet. Two passes over `make` (one to total the
- * holds, one to insert), the second CHUNK writes per transaction.
+ * with its `allocations` and its `reserve` ledger row (its price moved from available into held
+ * credits, naming the lot, at the job's `createdAt`). The holds are on one lot per owner: a
+ * never-expiring operator's lot of exactly what its jobs hold (its `adjustment` row at the
+ * user's `createdAt`, before any job), so each owner's caches stay what `changeLot` keeps:
+ * `credits` (its welcome lot's) = Σ (remaining − held), `reservedCredits` = Σ held. The owners
+ * must exist, signed up, with no held jobs yet. Two passes over `make` (one to total the holds,
+ * one to insert), the second CHUNK writes per transaction.
  */
 async function insertHeldJobs(env: BenchEnv, groups: JobGroup[]) {
   const { t } = env;
@@ -239,35 +274,47 @@ async function insertHeldJobs(env: BenchEnv, groups: JobGroup[]) {
     }
   }
   const balanceAfter = new Array<number>(seq);
+  const holdLots = new Map<Id<"users">, Id<"creditLots">>();
   const opening = await t.run(async (ctx) => {
-    const rows: Array<{ userId: Id<"users">; credits: number; reserved: number; at: number }> = [];
     for (const [userId, jobs] of byUser) {
       const user = await ctx.db.get("users", userId);
       if (user === null || (user.reservedCredits ?? 0) !== 0) {
         throw new Error("bench: a held job's owner must exist and hold nothing yet");
       }
       const reserved = jobs.reduce((total, job) => total + job.price, 0);
+      const lotId = await ctx.db.insert("creditLots", {
+        userId,
+        source: "adjustment",
+        sourceKey: "pending",
+        granted: reserved,
+        remaining: reserved,
+        held: reserved,
+        status: "active",
+        closed: false,
+        createdAt: user.createdAt,
+      });
+      await ctx.db.patch("creditLots", lotId, { sourceKey: `adjustment:${lotId}` });
+      holdLots.set(userId, lotId);
       let balance = user.credits + reserved;
-      rows.push({ userId, credits: balance, reserved, at: user.createdAt });
+      await ctx.db.insert("ledger", {
+        userId,
+        delta: reserved,
+        balanceAfter: balance,
+        kind: "adjustment",
+        lotId,
+        note: "bench seed: the credits the seeded jobs hold",
+        createdAt: user.createdAt,
+      });
+      await ctx.db.patch("users", userId, { reservedCredits: reserved });
       jobs.sort((a, b) => a.at - b.at || a.seq - b.seq);
       for (const job of jobs) {
         balance -= job.price;
         balanceAfter[job.seq] = balance;
       }
     }
-    for (const { userId, credits, reserved, at } of rows) {
-      await ctx.db.insert("ledger", {
-        userId,
-        delta: credits,
-        balanceAfter: credits,
-        kind: "adjustment",
-        note: "bench seed: opening balance (available credits and the seeded jobs' holds)",
-        createdAt: at,
-      });
-      await ctx.db.patch("users", userId, { reservedCredits: reserved });
-    }
-    return rows.length;
+    return byUser.size;
   });
+  counted(env, "creditLots", opening);
   // Pass 2: each job and its reserve row.
   seq = 0;
   for (const { count, make } of groups) {
@@ -277,7 +324,11 @@ async function insertHeldJobs(env: BenchEnv, groups: JobGroup[]) {
       await t.run(async (ctx) => {
         for (let i = start, s = first; i < end; i++, s++) {
           const job = make(i);
-          const jobId = await ctx.db.insert("jobs", job);
+          const lotId = holdLots.get(job.userId)!;
+          const jobId = await ctx.db.insert("jobs", {
+            ...job,
+            allocations: [{ lotId, credits: job.creditsUsed }],
+          });
           await ctx.db.insert("ledger", {
             userId: job.userId,
             delta: -job.creditsUsed,
@@ -285,6 +336,7 @@ async function insertHeldJobs(env: BenchEnv, groups: JobGroup[]) {
             reservedDelta: job.creditsUsed,
             kind: "reserve",
             jobId,
+            lotId,
             createdAt: job.createdAt,
           });
         }
@@ -299,7 +351,8 @@ async function insertHeldJobs(env: BenchEnv, groups: JobGroup[]) {
 /**
  * The main deployment, where every call case and the expiry and prune crons run. Besides
  * `newDeployment`'s rows, N rows in each large table:
- * - N users (besides the admin and the heavy user), last active some hours ago;
+ * - N users (besides the admin and the heavy user), signed up (a welcome lot each), last active
+ *   some hours ago;
  * - N done jobs of the heavy user whose video expired an hour ago: the expiry cron's backlog;
  * - N queued jobs of another user, all ahead of any new job: the worker's N-deep queue (each
  *   holding its price, with its reserve row: N + 1 more ledger rows, see insertHeldJobs);
@@ -317,27 +370,16 @@ export async function seed(n: number, now: number): Promise<BenchEnv> {
   );
   counted(env, "metricsBuckets", n);
 
-  await insertMany(t, n, (i) => ({
-    table: "users",
-    doc: {
-      clerkId: `filler_${i}`,
-      email: `filler_${i}@example.com`,
-      plan: PLANS[i % 3],
-      credits: 80,
-      createdAt: now - 30 * DAY_MS + i,
-      // Last seen some hours ago (inside the metrics window): signing in now moves their count.
-      lastActiveHour: current - (1 + (i % 700)) * HOUR_MS,
-      lastActivePlan: PLANS[i % 3],
-    },
+  const fillers = await insertSignedUpUsers(env, n, (i) => ({
+    clerkId: `filler_${i}`,
+    email: `filler_${i}@example.com`,
+    plan: PLANS[i % 3],
+    createdAt: now - 30 * DAY_MS + i,
+    // Last seen some hours ago (inside the metrics window): signing in now moves their count.
+    lastActiveHour: current - (1 + (i % 700)) * HOUR_MS,
+    lastActivePlan: PLANS[i % 3],
   }));
-  counted(env, "users", n);
-  const otherUser = await t.run(async (ctx) => {
-    const filler = await ctx.db
-      .query("users")
-      .withIndex("by_clerkId", (q) => q.eq("clerkId", "filler_0"))
-      .unique();
-    return filler?._id ?? admin.userId;
-  });
+  const otherUser = fillers[0] ?? admin.userId;
   await insertMany(t, n, (i) => ({
     table: "jobs",
     doc: {

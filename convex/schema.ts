@@ -1,4 +1,5 @@
 import { defineSchema, defineTable } from "convex/server";
+import { migrationsTable } from "convex-helpers/server/migrations";
 import { v } from "convex/values";
 import {
   creditStatusValidator,
@@ -53,7 +54,7 @@ export default defineSchema({
     durationSec: v.number(),
     /** Credits reserved for this job when it was created (its price). */
     creditsUsed: v.number(),
-    /** Which lots the hold took its credits from (absent on holds made before lots existed). */
+    /** Which lots the hold took its credits from (set on every hold; model/lotsMigration.ts set old ones). */
     allocations: v.optional(v.array(v.object({ lotId: v.id("creditLots"), credits: v.number() }))),
     r2Url: v.optional(v.string()),
     status: jobStatusValidator,
@@ -87,6 +88,7 @@ export default defineSchema({
     .index("by_status_and_expiresAt", ["status", "expiresAt"])
     .index("by_status_and_leaseExpiresAt", ["status", "leaseExpiresAt"])
     .index("by_userId_and_idempotencyKey", ["userId", "idempotencyKey"])
+    .index("by_userId_and_creditStatus", ["userId", "creditStatus"])
     .index("by_imageStorageId_and_status", ["imageStorageId", "status"]),
 
   /** Who uploaded each input image in file storage: only they can use it (model/media.ts). */
@@ -369,4 +371,7 @@ export default defineSchema({
     /** Minor units per currency. */
     mrr: v.record(v.string(), v.number()),
   }).index("by_shard", ["shard"]),
+
+  /** Progress of data migrations (convex-helpers' migrations; convex/migrations.ts). */
+  migrations: migrationsTable,
 });

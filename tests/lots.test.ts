@@ -268,13 +268,63 @@ describe("listLots", () => {
   });
 });
 
-describe("holds from before lots", () => {
-  test("released legacy holds (no allocations) join the day's one returned lot", async () => {
-    const t = await setup();
+describe("the migration of rows from before lots", () => {
+  const MIGRATE = { fn: "migrations:moveBalancesIntoLots" };
+  const UNCONVERTED = /from before credit lots: run migrations:moveBalancesIntoLots/;
+
+  /**
+   * A user as the code before lots left one: the welcome lot (80), then on the user row only:
+   * an operator's +10, a lot the old code adopted (5, no ledger row for it), two purchases (40,
+   * then 25; no lot) and two holds without allocations (10 each): 80 + 10 + 5 + 65 − 20 = 140
+   * available (55 outside lots), 20 held.
+   */
+  async function legacyUser(t: TestConvex) {
     const { as, userId } = await signUp(t, "u1");
-    const jobIds = await t.run(async (ctx) => {
-      const ids: Id<"jobs">[] = [];
-      for (let i = 0; i < 3; i++) {
+    const ids = await t.run(async (ctx) => {
+      let credits = 80;
+      const row = async (delta: number, fields: Partial<Doc<"ledger">>) => {
+        credits += delta;
+        await ctx.db.insert("ledger", {
+          userId,
+          delta,
+          balanceAfter: credits,
+          kind: "adjustment",
+          createdAt: Date.now(),
+          ...fields,
+        });
+      };
+      await row(10, { note: "old operator grant" });
+      await row(5, { note: "old grant, adopted into a lot since" });
+      await ctx.db.insert("creditLots", {
+        userId,
+        source: "adjustment",
+        sourceKey: `legacy:${userId}`,
+        granted: 5,
+        remaining: 5,
+        held: 0,
+        status: "active",
+        closed: false,
+        createdAt: Date.now(),
+      });
+      const payments: Id<"payments">[] = [];
+      for (const [i, credits] of [40, 25].entries()) {
+        const paymentId = await ctx.db.insert("payments", {
+          userId,
+          trueLayerTxnId: `tl-old-${i}`,
+          amount: 3100,
+          creditsPurchased: credits,
+          creditsAdded: credits,
+          timestamp: START - (10 - i) * DAY,
+          succeededAt: START - (10 - i) * DAY,
+          status: "executed",
+          planName: "creator",
+          currency: "GBP",
+        });
+        payments.push(paymentId);
+        await row(credits, { kind: "purchase", paymentId });
+      }
+      const jobs: Id<"jobs">[] = [];
+      for (let i = 0; i < 2; i++) {
         const jobId = await ctx.db.insert("jobs", {
           userId,
           prompt: `old ${i}`,
@@ -284,25 +334,133 @@ describe("holds from before lots", () => {
           creditStatus: "held",
           createdAt: Date.now(),
         });
-        ids.push(jobId);
-        await ctx.db.insert("ledger", {
-          userId,
-          delta: 0,
-          reservedDelta: 10,
-          balanceAfter: 80,
-          kind: "reserve",
-          jobId,
-          createdAt: Date.now(),
-        });
+        jobs.push(jobId);
+        await row(-10, { kind: "reserve", reservedDelta: 10, jobId });
       }
-      await ctx.db.patch("users", userId, { reservedCredits: 30 });
-      return ids;
+      await ctx.db.patch("users", userId, { credits, reservedCredits: 20 });
+      return { payments, jobs };
     });
-    for (const jobId of jobIds) {
-      await as.mutation(api.jobs.cancelJob, { jobId });
+    return { as, userId, ...ids };
+  }
+
+  async function migrate(t: TestConvex, args: { cursor?: null; batchSize?: number } = {}) {
+    await t.mutation(internal.migrations.moveBalancesIntoLots, { ...MIGRATE, ...args });
+    await finishDueScheduledFunctions(t);
+  }
+
+  test("the money code refuses unconverted rows loudly and writes nothing", async () => {
+    const t = await setup();
+    const { as, jobs } = await legacyUser(t);
+    await expect(checkInvariants(t)).rejects.toThrow();
+    const before = await t.run(async (ctx) => ({
+      ledger: (await ctx.db.query("ledger").collect()).length,
+      lots: (await ctx.db.query("creditLots").collect()).length,
+    }));
+    await expect(as.mutation(api.jobs.createJob, { prompt: "x", durationSec: 5 })).rejects.toThrow(
+      UNCONVERTED,
+    );
+    await expect(as.mutation(api.jobs.cancelJob, { jobId: jobs[0] })).rejects.toThrow(UNCONVERTED);
+    await expect(
+      t.mutation(internal.payments.applyTrueLayerEvent, {
+        eventId: "evt-refund",
+        type: "refund_executed",
+        trueLayerPaymentId: "tl-old-0",
+        refundId: "tl-refund-old",
+        amountInMinor: 3100,
+      }),
+    ).rejects.toThrow(UNCONVERTED);
+    const after = await t.run(async (ctx) => ({
+      ledger: (await ctx.db.query("ledger").collect()).length,
+      lots: (await ctx.db.query("creditLots").collect()).length,
+    }));
+    expect(after).toEqual(before);
+    expect(await as.query(api.credits.getCredits, {})).toMatchObject({
+      credits: 140,
+      reserved: 20,
+    });
+  });
+
+  test("converts each shape without moving the balance, keeps the invariants, and runs once", async () => {
+    const t = await setup();
+    const { as, userId, payments, jobs } = await legacyUser(t);
+    await signUp(t, "u2"); // a user from after lots: nothing to convert
+    await migrate(t, { batchSize: 1 }); // one user per batch: each batch schedules the next
+    expect(await t.query(internal.migrations.status, {})).toEqual([
+      { name: "migrations:moveBalancesIntoLots", isDone: true, processed: 2 },
+    ]);
+    expect(await as.query(api.credits.getCredits, {})).toMatchObject({
+      credits: 140,
+      reserved: 20,
+    });
+    const lots = await lotsOf(t, userId);
+    const row = (lot: Doc<"creditLots">) => [
+      lot.source,
+      lot.granted,
+      lot.remaining,
+      lot.held,
+      lot.paymentId ?? null,
+      lot.expiresAt ?? null,
+    ];
+    // Newest payment first, each up to what it bought, from the 55 outside lots; the rest and
+    // the holds in one lot. The adopted lot keeps its credits, with the ledger row it lacked.
+    expect(lots.map(row)).toEqual([
+      ["welcome", 80, 80, 0, null, null],
+      ["adjustment", 5, 5, 0, null, null],
+      ["purchase", 25, 25, 0, payments[1], null],
+      ["purchase", 30, 30, 0, payments[0], null],
+      ["adjustment", 20, 20, 20, null, null],
+    ]);
+    expect(lots[1].sourceKey).toBe(`adjustment:${lots[1]._id}`);
+    for (const jobId of jobs) {
+      expect((await jobDoc(t, jobId)).allocations).toEqual([{ lotId: lots[4]._id, credits: 10 }]);
     }
-    const returned = (await lotsOf(t, userId)).filter((l) => l.source === "returned");
-    expect(returned.map((l) => [l.granted, l.remaining])).toEqual([[30, 30]]);
-    expect(await as.query(api.credits.getCredits, {})).toMatchObject({ credits: 110, reserved: 0 });
+    await checkInvariants(t);
+
+    const snapshot = async () =>
+      await t.run(async (ctx) => ({
+        ledger: await ctx.db.query("ledger").collect(),
+        lots: await ctx.db.query("creditLots").collect(),
+        jobs: await ctx.db.query("jobs").collect(),
+      }));
+    const converted = await snapshot();
+    await migrate(t); // done: a no-op
+    await migrate(t, { cursor: null }); // from the start again: every user is converted already
+    expect(await snapshot()).toEqual(converted);
+
+    // The converted rows work the one way: holds settle and release on their lot, new holds
+    // spend the lots.
+    await as.mutation(api.jobs.cancelJob, { jobId: jobs[0] });
+    await t.mutation(internal.jobs.updateJobStatus, { jobId: jobs[1], status: "running" });
+    await t.mutation(internal.jobs.updateJobStatus, { jobId: jobs[1], status: "done", r2Url: R2 });
+    await as.mutation(api.jobs.createJob, { prompt: "new", durationSec: 15 });
+    expect(await as.query(api.credits.getCredits, {})).toMatchObject({
+      credits: 135,
+      reserved: 15,
+    });
+    await checkInvariants(t);
+  });
+
+  test("a refund after the migration reaches its payment's carved lot; the rest is outstanding", async () => {
+    const t = await setup();
+    const { as, payments } = await legacyUser(t);
+    await migrate(t);
+    const outcome = await t.mutation(internal.payments.applyTrueLayerEvent, {
+      eventId: "evt-refund",
+      type: "refund_executed",
+      trueLayerPaymentId: "tl-old-0",
+      refundId: "tl-refund-old",
+      amountInMinor: 3100,
+    });
+    expect(outcome.outcome).toBe("applied");
+    const refund = await t.run(
+      async (ctx) =>
+        await ctx.db
+          .query("refunds")
+          .withIndex("by_paymentId", (q) => q.eq("paymentId", payments[0]))
+          .unique(),
+    );
+    expect(refund).toMatchObject({ creditsDue: 40, creditsReclaimed: 30, outstandingCredits: 10 });
+    expect((await as.query(api.credits.getCredits, {})).credits).toBe(110);
+    await checkInvariants(t);
   });
 });

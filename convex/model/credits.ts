@@ -1,7 +1,6 @@
 import type { Doc, Id } from "../_generated/dataModel";
 import type { MutationCtx } from "../_generated/server";
 import { appError, isAppError } from "../lib/errors";
-import { applyCreditChange } from "./ledger";
 import {
   consumeAllocations,
   holdFromLots,
@@ -9,7 +8,8 @@ import {
   removeAvailable,
   type Allocation,
 } from "./lotHolds";
-import { grantLot, returnCredits } from "./lots";
+import { grantLot } from "./lots";
+import { unconvertedRows } from "./lotsMigration";
 
 /**
  * Two-phase credit transfers, per job, on credit lots (model/lots.ts): `reserveJobCredits`
@@ -76,23 +76,17 @@ export async function settleJobCredits(ctx: MutationCtx, job: Doc<"jobs">): Prom
   return true;
 }
 
-/** A hold made before lots existed: held on the user row only, with no allocations. */
-function legacyHold(job: Doc<"jobs">): boolean {
-  return job.allocations === undefined;
+/** The job's allocations; a hold from before lots (none) must be converted first. */
+function allocationsOf(job: Doc<"jobs">): Allocation[] {
+  if (job.allocations === undefined) {
+    throw unconvertedRows(`The hold of job ${job._id} (no allocations)`);
+  }
+  return job.allocations;
 }
 
 /** The credit half of a settle; the caller marks the job `settled` in the same transaction. */
 export async function settleHold(ctx: MutationCtx, job: Doc<"jobs">): Promise<void> {
-  const entry = { kind: "settle" as const, jobId: job._id };
-  if (legacyHold(job)) {
-    await applyCreditChange(ctx, job.userId, {
-      ...entry,
-      delta: 0,
-      reservedDelta: -job.creditsUsed,
-    });
-    return;
-  }
-  await consumeAllocations(ctx, job.allocations as Allocation[], entry);
+  await consumeAllocations(ctx, allocationsOf(job), { kind: "settle", jobId: job._id });
 }
 
 /**
@@ -112,18 +106,10 @@ export async function releaseJobCredits(ctx: MutationCtx, job: Doc<"jobs">): Pro
 
 /** The credit half of a release; the caller marks the job `refunded` in the same transaction. */
 export async function releaseHold(ctx: MutationCtx, job: Doc<"jobs">): Promise<void> {
-  const entry = { kind: "release" as const, jobId: job._id };
-  if (legacyHold(job)) {
-    // Out of the user row's held credits, back into the day's returned lot.
-    await applyCreditChange(ctx, job.userId, {
-      ...entry,
-      delta: 0,
-      reservedDelta: -job.creditsUsed,
-    });
-    await returnCredits(ctx, job.userId, job.creditsUsed, Date.now(), entry);
-    return;
-  }
-  await releaseAllocations(ctx, job.userId, job.allocations as Allocation[], entry);
+  await releaseAllocations(ctx, job.userId, allocationsOf(job), {
+    kind: "release",
+    jobId: job._id,
+  });
 }
 
 /** A job reserves exactly once (`createJob` does it): reserving again for it is a CONFLICT. */

@@ -6,9 +6,7 @@ import {
   availableOf,
   changeLot,
   expireLot,
-  findLotBySourceKey,
   isOverdue,
-  lotKeys,
   refreshNextExpiry,
   returnCredits,
   runVoidMarkHooks,
@@ -16,6 +14,7 @@ import {
   type Lot,
   type LotEntry,
 } from "./lots";
+import { unconvertedRows } from "./lotsMigration";
 
 /**
  * What jobs and operators do with a user's lots (model/lots.ts has the lots themselves): hold a
@@ -25,8 +24,8 @@ import {
 
 /**
  * The user's active lots in spending order. Lots past `expiresAt` whose expiry has not run yet
- * expire first (never spend an expired credit). Credits of a balance older than lots (rows from
- * before lots existed) become a never-expiring adjustment lot, without moving the balance.
+ * expire first (never spend an expired credit). A balance with credits outside its lots (from
+ * before lots, not converted yet) is refused: nothing is guessed about it.
  */
 export async function spendableLots(ctx: MutationCtx, user: Doc<"users">): Promise<Lot[]> {
   const now = Date.now();
@@ -41,33 +40,13 @@ export async function spendableLots(ctx: MutationCtx, user: Doc<"users">): Promi
   const active = lots.filter((lot) => lot.status === "active");
   const covered = active.reduce((total, lot) => total + availableOf(lot), 0);
   const current = (await ctx.db.get("users", user._id))!;
-  // Only when every active lot was read can credits be told to be uncovered.
+  // Only when every active lot was read can credits be told to be outside them.
   if (read.length < MAX_ACTIVE_LOTS && current.credits > covered) {
-    active.push(await adoptLegacyCredits(ctx, current, current.credits - covered));
+    throw unconvertedRows(
+      `The balance of user ${user._id} (${current.credits - covered} credits outside lots)`,
+    );
   }
   return active.sort(spendingOrder);
-}
-
-async function adoptLegacyCredits(ctx: MutationCtx, user: Doc<"users">, credits: number) {
-  const sourceKey = lotKeys.legacy(user._id);
-  const existing = await findLotBySourceKey(ctx, sourceKey);
-  if (existing !== null && existing.status === "active") {
-    const patch = { granted: existing.granted + credits, remaining: existing.remaining + credits };
-    await ctx.db.patch("creditLots", existing._id, patch);
-    return { ...existing, ...patch };
-  }
-  const lotId = await ctx.db.insert("creditLots", {
-    userId: user._id,
-    source: "adjustment",
-    sourceKey: existing === null ? sourceKey : `legacy:${user._id}:${Date.now()}`,
-    granted: credits,
-    remaining: credits,
-    held: 0,
-    status: "active",
-    closed: false,
-    createdAt: Date.now(),
-  });
-  return (await ctx.db.get("creditLots", lotId))!;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -58,7 +58,8 @@ export const lotKeys = {
       ? `returned:${userId}:${day}`
       : `returned:${userId}:${day}:${paymentId}`,
   reversal: (refundId: Id<"refunds">) => `reversal:${refundId}`,
-  legacy: (userId: Id<"users">) => `legacy:${userId}`,
+  /** A balance from before lots, moved into a lot by the migration (model/lotsMigration.ts). */
+  beforeLots: (userId: Id<"users">) => `before-lots:${userId}`,
 };
 
 /**

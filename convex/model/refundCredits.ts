@@ -11,7 +11,7 @@ import {
   spendingOrder,
   type VoidMarkHook,
 } from "./lots";
-import { removeAvailable } from "./lotHolds";
+import { spendableLots } from "./lotHolds";
 import { paymentLots } from "./paymentCredits";
 import { refreshRefundSummary, refundsOfPayment } from "./refunds";
 import { refundAwaitedRenewal } from "./subscriptionRenewals";
@@ -50,8 +50,8 @@ export function creditsForRefund(
  * (`voidOnRelease`) and voided as their jobs release them; the rest (consumed or expired) is
  * outstanding. Lots past their expiry expire first (a period lot rolls over into a lot of the
  * same payment, which is then reached). A paid renewal awaiting its period has no lot: that
- * period will grant less. A payment credited before lots existed has none either: its due
- * credits come from the available balance in spending order, the rest outstanding.
+ * period will grant less. A payment whose credits were all spent before lots existed has none
+ * either: its due credits are outstanding (a balance not converted yet is refused).
  */
 export async function voidPaymentLots(
   ctx: MutationCtx,
@@ -73,13 +73,10 @@ export async function voidPaymentLots(
   if (lots.length === 0 && (await refundAwaitedRenewal(ctx, payment, due))) {
     return { reclaimed: due, pending: 0, outstanding: 0 };
   }
-  if (lots.length === 0) {
-    const user = (await ctx.db.get("users", payment.userId))!;
-    const reclaimed = Math.min(user.credits, due);
-    if (reclaimed > 0) {
-      await removeAvailable(ctx, user, reclaimed, entry);
-    }
-    return { reclaimed, pending: 0, outstanding: due - reclaimed };
+  if (lots.length === 0 && due > 0) {
+    // Its credits were spent before lots existed (the migration gave what was left of them a
+    // lot), unless the user's balance is not converted yet: refused, never guessed.
+    await spendableLots(ctx, (await ctx.db.get("users", payment.userId))!);
   }
   let reclaimed = 0;
   let pending = 0;
