@@ -42,7 +42,7 @@ export const createJob = userMutationWithUserId({
 /**
  * A Convex file-storage upload URL for a job's input image (valid for an hour). The browser
  * POSTs the file to it and passes the returned `storageId` to `createJob({ imageStorageId })`;
- * the first job that uses it makes it the caller's (see model/media.ts). Limited per user, in
+ * the first job that uses it makes it the caller's (see model/images.ts). Limited per user, in
  * bursts and per day (lib/rateLimits.ts): RATE_LIMITED with `retryAfter`.
  */
 export const generateImageUploadUrl = userMutation({

@@ -13,11 +13,12 @@ import { createServer } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { R2_REQUEST_TIMEOUT_MS, headObject, presign, type R2Config } from "../convex/lib/r2";
 import { EXPIRE_BATCH_SIZE, VIDEO_TTL_MS } from "../convex/model/jobs";
+import { UPLOAD_LANDING_MARGIN_MS } from "../convex/model/videoDeletions";
 import {
   IMAGE_MAX_BYTES,
   ORPHAN_IMAGE_BATCH_SIZE,
   ORPHAN_IMAGE_RETENTION_MS,
-} from "../convex/model/media";
+} from "../convex/model/images";
 import { snapshotDatabase } from "./support/hardening";
 import {
   bearerScheme,
@@ -47,6 +48,7 @@ async function post(t: TestConvex, path: string, body: unknown): Promise<Reply> 
 const fileExists = (t: TestConvex, id: Id<"_storage">) =>
   t.run(async (ctx) => (await ctx.db.system.get("_storage", id)) !== null);
 const jobDoc = (t: TestConvex, jobId: Id<"jobs">) => t.run((ctx) => ctx.db.get("jobs", jobId));
+const deletionRows = (t: TestConvex) => t.run((ctx) => ctx.db.query("videoDeletions").collect());
 /**
  * Runs what was scheduled, including the R2 deletion workpool's runs: its loop starts work on
  * 100 ms segments of the real clock, so this lets a few segments pass.
@@ -388,7 +390,7 @@ describe("videos in the bucket", () => {
 
     const uploaded = await put(claim.upload.url, VIDEO);
     expect(uploaded.status).toBe(200);
-    expect(await headObject(bucket, key)).toEqual({
+    expect(await headObject(bucket, key)).toMatchObject({
       key,
       exists: true,
       size: VIDEO.length,
@@ -399,12 +401,20 @@ describe("videos in the bucket", () => {
     expect(done.status).toBe(200);
     expect(done.body).toMatchObject({ changed: true, status: "done" });
     const job = (await jobDoc(t, jobId))!;
-    expect(job).toMatchObject({ videoKey: key, videoBytes: VIDEO.length, creditStatus: "settled" });
+    // Served from the final key the completion copied the upload to.
+    const finalKey = `videos/${jobId}/final-1.mp4`;
+    expect(job).toMatchObject({
+      videoKey: finalKey,
+      videoBytes: VIDEO.length,
+      creditStatus: "settled",
+    });
+    expect(await headObject(bucket, finalKey)).toMatchObject({ size: VIDEO.length });
     expect(job.r2Url).toBeUndefined();
     expect(job.expiresAt).toBe(Math.floor(job.finishedAt! / 1000) * 1000 + VIDEO_TTL_MS);
 
     const view = await as.query(api.jobs.getJob, { jobId });
     const url = new URL(view!.r2Url!);
+    expect(url.pathname).toBe(`/${bucket.bucket}/${finalKey}`);
     // Dated at the finish, valid exactly until expiresAt; the same query gives the same URL.
     const date = url.searchParams.get("X-Amz-Date")!;
     const signedAt = Date.parse(
@@ -425,6 +435,8 @@ describe("videos in the bucket", () => {
     const other = await complete(t, jobId, { key: `videos/${jobId}/attempt-2.mp4` });
     expect(other).toMatchObject({ status: 409, body: { code: "CONFLICT" } });
     await checkInvariants(t);
+    // The upload key's deletion runs now (job ids repeat in the next test's deployment).
+    await runScheduled(t);
   });
 
   test("completion without an upload, with a wrong type or an empty object is a 409 that changes nothing", async () => {
@@ -473,16 +485,28 @@ describe("videos in the bucket", () => {
     expect(expired.status).toBe("expired");
     expect((await as.query(api.jobs.getJob, { jobId }))!.r2Url).toBeUndefined();
     await runScheduled(t);
+    expect(await headObject(bucket, expired.videoKey!)).toEqual({
+      key: expired.videoKey,
+      exists: false,
+    });
     expect(await headObject(bucket, key)).toEqual({ key, exists: false });
     expect((await jobDoc(t, jobId))!.videoDeletedAt).toEqual(expect.any(Number));
-    expect(await t.run((ctx) => ctx.db.query("videoDeletions").collect())).toEqual([]);
+    // The expiry's row is done; the upload key's waits to be deleted once more (see below).
+    expect((await deletionRows(t)).map((row) => row.reason)).toEqual(["completed"]);
   });
 
   test("a failed deletion is retried by the sweep until it succeeds", async () => {
     const { t, jobId, claim } = await claimedJob();
     await put(claim.upload.url, VIDEO);
     await complete(t, jobId);
-    const key = claim.upload.key as string;
+    await runScheduled(t);
+    // The upload key's deletion is left aside here; this is about the expired video's.
+    await t.run(async (ctx) => {
+      for (const row of await ctx.db.query("videoDeletions").collect()) {
+        await ctx.db.delete("videoDeletions", row._id);
+      }
+    });
+    const key = (await jobDoc(t, jobId))!.videoKey!;
     await t.run((ctx) => ctx.db.patch("jobs", jobId, { expiresAt: Date.now() - 1 }));
     // The bucket refuses (unknown access key) while the cron's deletion runs.
     vi.stubEnv("R2_ACCESS_KEY_ID", "WRONG-KEY");
@@ -575,6 +599,112 @@ describe("videos in the bucket", () => {
       videoDeletedAt: expect.any(Number),
     });
     expect((await headObject(bucket, bystander)).exists).toBe(true);
+  });
+});
+
+describe("uploads that land after their attempt ended", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+  const download = async (url: string) => new Uint8Array(await (await fetch(url)).arrayBuffer());
+
+  test("a PUT after completion (claim's or heartbeat's URL) cannot replace what the owner downloads", async () => {
+    const { t, as, jobId, claim } = await claimedJob();
+    const beat = await post(t, "/worker/jobs/heartbeat", { jobId, workerId: "w1", attempt: 1 });
+    expect(beat.status).toBe(200);
+    expect((await put(beat.body.upload.url, VIDEO)).status).toBe(200);
+    expect((await complete(t, jobId)).status).toBe(200);
+    // Both URLs are still inside their window: the bucket takes an empty body from either.
+    expect((await put(claim.upload.url, new Uint8Array(0))).status).toBe(200);
+    expect((await put(beat.body.upload.url, new Uint8Array(0))).status).toBe(200);
+    expect((await headObject(bucket, claim.upload.key)).exists).toBe(true);
+
+    const view = (await as.query(api.jobs.getJob, { jobId }))!;
+    expect(view.videoBytes).toBe(VIDEO.length);
+    expect(await download(view.r2Url!)).toEqual(VIDEO);
+    // Repeating the completion neither copies again nor changes the job.
+    expect((await complete(t, jobId)).body).toMatchObject({ changed: false });
+    expect(await download(view.r2Url!)).toEqual(VIDEO);
+    expect(await headObject(bucket, `videos/${jobId}/final-1.mp4`)).toMatchObject({
+      size: VIDEO.length,
+    });
+    // The upload key's deletion (before the next test's deployment repeats the job id).
+    await runScheduled(t);
+  });
+
+  test("an object changed between the completion's HEAD and its copy is a 409, not a done job", async () => {
+    const { t, jobId, claim } = await claimedJob();
+    await put(claim.upload.url, VIDEO);
+    // s3rver ignores x-amz-copy-source-if-match, so the race is played at the copy itself: the
+    // upload is emptied as the copy is sent (R2 would refuse the copy with 412 instead).
+    const realFetch = globalThis.fetch;
+    vi.stubGlobal("fetch", async (input: string | URL | Request, init?: RequestInit) => {
+      const headers = new Headers(init?.headers);
+      if (init?.method === "PUT" && headers.has("x-amz-copy-source")) {
+        expect(headers.get("x-amz-copy-source-if-match")).toMatch(/^"?[0-9a-f]{32}"?$/);
+        await realFetch(claim.upload.url, {
+          method: "PUT",
+          headers: { "Content-Type": "video/mp4" },
+          body: new Uint8Array(0),
+        });
+      }
+      return realFetch(input, init);
+    });
+    try {
+      const before = await snapshotDatabase(t);
+      const raced = await complete(t, jobId);
+      expect(raced).toMatchObject({ status: 409, body: { code: "CONFLICT" } });
+      expect(raced.body.message).toContain("final-1.mp4 is empty");
+      expect(await snapshotDatabase(t)).toStrictEqual(before);
+    } finally {
+      vi.unstubAllGlobals();
+    }
+    // Uploaded again: the completion goes through with the bytes it checked.
+    await put(claim.upload.url, VIDEO);
+    expect((await complete(t, jobId)).status).toBe(200);
+    expect((await jobDoc(t, jobId))!.videoBytes).toBe(VIDEO.length);
+    await runScheduled(t);
+  });
+
+  test("an upload that lands after its attempt failed is deleted again once its URL has expired", async () => {
+    const { t, jobId, claim } = await claimedJob();
+    vi.useFakeTimers({ toFake: ["Date"], now: Date.now() });
+    const failed = await post(t, "/worker/jobs/fail", {
+      jobId,
+      workerId: "w1",
+      attempt: 1,
+      error: "bad render",
+    });
+    expect(failed.body).toMatchObject({ status: "failed" });
+    await runScheduled(t);
+    // The attempt's upload key and its final key were deleted at once, and wait for once more.
+    const writableUntil = claim.leaseExpiresAt + UPLOAD_LANDING_MARGIN_MS;
+    const waiting = await deletionRows(t);
+    expect(
+      waiting.map((row) => [row.key, row.reason, row.writableUntil, row.nextAttemptAt]),
+    ).toEqual([
+      [claim.upload.key, "failed", writableUntil, writableUntil],
+      [`videos/${jobId}/final-1.mp4`, "failed", writableUntil, writableUntil],
+    ]);
+    expect((await jobDoc(t, jobId))!.videoDeletedAt).toEqual(expect.any(Number));
+
+    // The worker's upload lands late, with the claim's URL still inside its window.
+    expect(claim.upload.expiresAt).toBeGreaterThan(Date.now());
+    expect((await put(claim.upload.url, VIDEO)).status).toBe(200);
+    vi.setSystemTime(writableUntil - 60_000);
+    expect(await t.mutation(internal.media.sweepVideoDeletions, {})).toEqual({
+      scheduled: 0,
+      more: false,
+    });
+    expect((await headObject(bucket, claim.upload.key)).exists).toBe(true);
+    vi.setSystemTime(writableUntil);
+    expect(await t.mutation(internal.media.sweepVideoDeletions, {})).toEqual({
+      scheduled: 2,
+      more: false,
+    });
+    await runScheduled(t);
+    expect((await headObject(bucket, claim.upload.key)).exists).toBe(false);
+    expect(await deletionRows(t)).toEqual([]);
   });
 });
 
@@ -694,6 +824,8 @@ describe("bucket mode: hostile completions are refused and write nothing (the co
     for (const [name, value] of Object.entries(row.scheme.env)) vi.stubEnv(name, value);
     vi.stubEnv("WORKER_SECRET", SECRET);
     expect((await complete(t, jobId)).status).toBe(200);
+    // The completion's deletion of the upload key runs now, not during the refusals below.
+    await runScheduled(t);
     // A second completion with another key.
     await send(
       { jobId, workerId: "w1", attempt: 1, key: `videos/${jobId}/attempt-2.mp4` },
