@@ -92,12 +92,27 @@ export default defineSchema({
     .index("by_userId_and_idempotencyKey", ["userId", "idempotencyKey"])
     .index("by_imageStorageId_and_status", ["imageStorageId", "status"]),
 
-  /** Who uploaded each input image in file storage: only they can use it (model/imageUploads.ts). */
+  /**
+   * Input-image uploads, each its user's from the upload URL on (model/imageUploads.ts): a row per
+   * upload URL granted, completed with its file by the upload route. Only its user can use it.
+   */
   imageUploads: defineTable({
-    storageId: v.id("_storage"),
     userId: v.id("users"),
+    /** The uploaded file; absent while the upload URL waits for it. */
+    storageId: v.optional(v.id("_storage")),
+    /** While the URL waits: its single-use secret, and when it expires. */
+    uploadToken: v.optional(v.string()),
+    uploadUrlExpiresAt: v.optional(v.number()),
+    /** As checked by the upload route (the file's type and signature, its size). */
+    contentType: v.optional(v.string()),
+    size: v.optional(v.number()),
+    /** When a job first used it; until then it counts against the user's unused uploads. */
+    usedAt: v.optional(v.number()),
     createdAt: v.number(),
-  }).index("by_storageId", ["storageId"]),
+  })
+    .index("by_storageId", ["storageId"])
+    .index("by_uploadToken", ["uploadToken"])
+    .index("by_userId_and_usedAt", ["userId", "usedAt"]),
 
   /**
    * Objects of the video bucket waiting to be deleted (expired videos, the uploads of attempts

@@ -27,7 +27,15 @@ import {
 } from "./support/httpRoutes";
 import { checkInvariants } from "./support/invariants";
 import { startS3, TEST_BUCKET, type S3Server } from "./support/s3";
-import { expectCode, setup, signUp, storeFile, type TestConvex } from "./support/setup";
+import {
+  expectCode,
+  finishDueScheduledFunctions,
+  setup,
+  signUp,
+  storeFile,
+  type TestConvex,
+} from "./support/setup";
+import { IMAGE_UPLOAD_URL_TTL_MS } from "../convex/model/imageUploads";
 
 const SECRET = "media-worker-secret";
 const PNG = Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3]);
@@ -98,8 +106,15 @@ describe("input images in file storage", () => {
   test("the owner's PNG: recorded as theirs, a URL in the claim, deleted when the job is done", async () => {
     const t = await setup();
     const { as, userId } = await signUp(t, "user_img");
-    expect(await as.mutation(api.jobs.generateImageUploadUrl, {})).toMatch(/^https:\/\//);
-    const imageStorageId = await storeFile(t, PNG, "image/png");
+    const url = new URL(await as.mutation(api.jobs.generateImageUploadUrl, {}));
+    const uploaded = await t.fetch(url.pathname + url.search, {
+      method: "POST",
+      headers: { "Content-Type": "image/png" },
+      body: PNG,
+    });
+    const { storageId: imageStorageId } = (await uploaded.json()) as {
+      storageId: Id<"_storage">;
+    };
     const jobId = await as.mutation(api.jobs.createJob, {
       prompt: "animate this",
       imageStorageId,
@@ -183,6 +198,129 @@ describe("input images in file storage", () => {
       "INVALID_ARGUMENT",
     ]);
     for (const [promise, code] of cases) await expectCode(promise, code);
+    expect(await snapshotDatabase(t)).toStrictEqual(before);
+  });
+});
+
+describe("image uploads through the upload route", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+  const upload = (url: string, body: Uint8Array<ArrayBuffer> | string, contentType: string) => {
+    const { pathname, search } = new URL(url);
+    return t_.fetch(pathname + search, {
+      method: "POST",
+      headers: { "Content-Type": contentType, Origin: "https://app.example.com" },
+      body,
+    });
+  };
+  let t_: TestConvex;
+  const rows = () => t_.run((ctx) => ctx.db.query("imageUploads").collect());
+
+  test("the upload is its user's from the start, checked as read, single use; only its user can use it", async () => {
+    const t = (t_ = await setup());
+    const owner = await signUp(t, "user_up");
+    const stranger = await signUp(t, "user_up_other");
+    const url = await owner.as.mutation(api.jobs.generateImageUploadUrl, {});
+    expect(url).toMatch(
+      /^https:\/\/cineweave-test\.convex\.site\/images\/upload\?token=[0-9a-f]{64}$/,
+    );
+    expect(await rows()).toMatchObject([{ userId: owner.userId, uploadToken: expect.any(String) }]);
+
+    const response = await upload(url, PNG, "image/png");
+    expect(response.status).toBe(200);
+    expect(response.headers.get("Access-Control-Allow-Origin")).toBe("https://app.example.com");
+    const { storageId } = (await response.json()) as { storageId: Id<"_storage"> };
+    const [row] = await rows();
+    expect(row).toMatchObject({ userId: owner.userId, storageId, contentType: "image/png" });
+    expect(row.size).toBe(PNG.length);
+    expect(row.uploadToken).toBeUndefined();
+    expect(row.usedAt).toBeUndefined();
+
+    // The URL is spent: a second upload to it is refused and stores nothing.
+    const before = await snapshotDatabase(t);
+    const again = await upload(url, PNG, "image/png");
+    expect(again.status).toBe(401);
+    expect(await again.json()).toMatchObject({ code: "UNAUTHENTICATED" });
+    expect(await snapshotDatabase(t)).toStrictEqual(before);
+
+    await expectCode(
+      stranger.as.mutation(api.jobs.createJob, {
+        prompt: "x",
+        imageStorageId: storageId,
+        durationSec: 5,
+      }),
+      "NOT_FOUND",
+    );
+    await owner.as.mutation(api.jobs.createJob, {
+      prompt: "x",
+      imageStorageId: storageId,
+      durationSec: 5,
+    });
+    expect((await rows())[0].usedAt).toEqual(expect.any(Number));
+  });
+
+  test("refused uploads store nothing: wrong type, a file that is not what it says, empty, too large", async () => {
+    const t = (t_ = await setup());
+    const { as } = await signUp(t, "user_up_bad");
+    const url = await as.mutation(api.jobs.generateImageUploadUrl, {});
+    const before = await snapshotDatabase(t);
+    const cases: Array<[Uint8Array<ArrayBuffer> | string, string, number]> = [
+      [PNG, "text/plain", 415],
+      [PNG, "image/svg+xml", 415],
+      [new TextEncoder().encode("<html>not a png</html>"), "image/png", 415],
+      [PNG, "image/jpeg", 415],
+      [new Uint8Array(0), "image/png", 400],
+      [new Uint8Array(IMAGE_MAX_BYTES + 1).fill(0x89, 0, 1), "image/png", 413],
+    ];
+    for (const [body, type, status] of cases) {
+      expect((await upload(url, body, type)).status).toBe(status);
+    }
+    expect(await snapshotDatabase(t)).toStrictEqual(before);
+    // The URL was not spent by the refusals.
+    expect((await upload(url, PNG, "image/png")).status).toBe(200);
+  });
+
+  test("an URL unused for an hour expires: refused, and its record goes", async () => {
+    vi.useFakeTimers({ now: Date.parse("2026-05-01T10:00:00Z") });
+    const t = (t_ = await setup());
+    const { as } = await signUp(t, "user_up_late");
+    const url = await as.mutation(api.jobs.generateImageUploadUrl, {});
+    vi.advanceTimersByTime(IMAGE_UPLOAD_URL_TTL_MS);
+    expect((await upload(url, PNG, "image/png")).status).toBe(401);
+    await finishDueScheduledFunctions(t);
+    expect(await rows()).toEqual([]);
+    // A file stored while its URL was spent meanwhile is deleted, not left unattributed.
+    const stored = await storeFile(t, PNG, "image/png");
+    const token = new URL(url).searchParams.get("token")!;
+    expect(
+      await t.mutation(internal.imageUploads.recordUpload, {
+        token,
+        storageId: stored,
+        contentType: "image/png",
+        size: PNG.length,
+      }),
+    ).toBeNull();
+    expect(await fileExists(t, stored)).toBe(false);
+  });
+
+  test("browsers' CORS preflight is answered, and runs nothing", async () => {
+    const t = (t_ = await setup());
+    const before = await snapshotDatabase(t);
+    const response = await t.fetch("/images/upload?token=x", {
+      method: "OPTIONS",
+      headers: {
+        Origin: "https://app.example.com",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+      },
+    });
+    expect(response.status).toBeLessThan(300);
+    expect(response.headers.get("Access-Control-Allow-Origin")).toBe("https://app.example.com");
+    expect(response.headers.get("Access-Control-Allow-Methods")).toContain("POST");
+    expect(response.headers.get("Access-Control-Allow-Headers")?.toLowerCase()).toContain(
+      "content-type",
+    );
     expect(await snapshotDatabase(t)).toStrictEqual(before);
   });
 });

@@ -19,14 +19,17 @@ export const IMAGE_MAX_BYTES = 10 * 1024 * 1024;
 const NO_SUCH_IMAGE = "imageStorageId names no image of yours.";
 
 /**
- * The image `storageId` for a new job of `user`: it must exist, be the user's (or nobody's
- * yet: then it becomes the user's) and be a PNG, JPEG or WebP of at most 10 MiB according to
- * its `_storage` metadata. Another user's image is NOT_FOUND, like a deleted one.
+ * The image `storageId` for a new job of `user`: it must exist, be the user's and be a PNG, JPEG
+ * or WebP of at most 10 MiB, as the upload route checked it (model/imageUploads.ts); a file with
+ * no upload record (uploaded before the route existed) is checked through its `_storage`
+ * metadata and becomes the user's. Another user's image is NOT_FOUND, like a deleted one. The
+ * upload no longer counts as unused.
  */
 export async function useImage(
   ctx: MutationCtx,
   user: Doc<"users">,
   storageId: Id<"_storage">,
+  now: number,
 ): Promise<void> {
   const file = await ctx.db.system.get("_storage", storageId);
   if (file === null) {
@@ -39,11 +42,12 @@ export async function useImage(
   if (upload !== null && upload.userId !== user._id) {
     throw appError("NOT_FOUND", NO_SUCH_IMAGE);
   }
-  const type = (file.contentType ?? "").split(";")[0].trim().toLowerCase();
+  const declared = upload?.contentType ?? file.contentType;
+  const type = (declared ?? "").split(";")[0].trim().toLowerCase();
   if (!(IMAGE_CONTENT_TYPES as readonly string[]).includes(type)) {
     throw appError(
       "INVALID_ARGUMENT",
-      `imageStorageId must be a PNG, JPEG or WebP image (the file is ${file.contentType ?? "of no declared type"}).`,
+      `imageStorageId must be a PNG, JPEG or WebP image (the file is ${declared ?? "of no declared type"}).`,
     );
   }
   if (!(file.size > 0 && file.size <= IMAGE_MAX_BYTES)) {
@@ -53,7 +57,14 @@ export async function useImage(
     );
   }
   if (upload === null) {
-    await ctx.db.insert("imageUploads", { storageId, userId: user._id, createdAt: Date.now() });
+    await ctx.db.insert("imageUploads", {
+      storageId,
+      userId: user._id,
+      createdAt: now,
+      usedAt: now,
+    });
+  } else if (upload.usedAt === undefined) {
+    await ctx.db.patch("imageUploads", upload._id, { usedAt: now });
   }
 }
 

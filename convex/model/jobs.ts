@@ -151,7 +151,7 @@ export async function createJob(
     "Too many jobs started in a short time; try again shortly.",
   );
   if (input.imageStorageId !== undefined) {
-    await useImage(ctx, user, input.imageStorageId);
+    await useImage(ctx, user, input.imageStorageId, Date.now());
   }
   const cost = jobCost(input.durationSec);
   const jobId = await ctx.db.insert("jobs", {
