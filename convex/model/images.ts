@@ -106,9 +106,10 @@ export const ORPHAN_IMAGE_BATCH_SIZE = 100;
 
 /**
  * One bounded batch of the orphan sweep. Every file in Convex storage is an input-image upload
- * (`jobs:generateImageUploadUrl` is the only way in: a feature that stores other files must
- * teach this sweep to leave them alone), and an upload gets an `imageUploads` record only when a
- * job first uses it, so the sweep walks `_storage` itself, oldest first, through its
+ * (the upload route of model/imageUploads.ts is the only way in: a feature that stores other
+ * files must teach this sweep to leave them alone), and files stored before that route existed
+ * have an `imageUploads` record only once a job used them, so the sweep walks `_storage` itself,
+ * oldest first, through its
  * `by_creation_time` index: files created before `createdBefore` (at most `now` minus the
  * retention window, so a stale or forged continuation cannot reach younger files) and after
  * `after` (the cursor: the creation time of the last file the previous batch examined; a file
