@@ -6,6 +6,8 @@ export default defineConfig({
     // The components' `/test` exports are TypeScript that uses import.meta.glob: vite transforms them.
     server: { deps: { inline: ["convex-test", /@convex-dev\/[\w-]+\/src\/test\.ts/] } },
     include: ["tests/**/*.test.ts"],
+    // Set on every deployment (the HTTP actions origin): image upload URLs are made from it.
+    env: { CONVEX_SITE_URL: "https://cineweave-test.convex.site" },
     // Console output of a passing test is captured, not printed; month-long scheduled functions
     // stay pending instead of firing at once (see each file).
     setupFiles: ["tests/support/consoleSink.ts", "tests/support/longTimers.ts"],

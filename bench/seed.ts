@@ -9,7 +9,7 @@ import type { PlanName } from "../convex/lib/validators";
 import { videoKeyFor } from "../convex/lib/r2";
 import { VIDEO_TTL_MS } from "../convex/model/jobs";
 import { addMonthsUtc } from "../convex/model/calendar";
-import { DELETION_FIRST_RETRY_MS } from "../convex/model/media";
+import { DELETION_FIRST_RETRY_MS } from "../convex/model/videoDeletions";
 import {
   DURATION_BIN_UPPER_MS,
   HOUR_MS,
@@ -1317,7 +1317,7 @@ export async function seedRenewalsDue(n: number, now: number): Promise<BenchEnv>
 }
 
 // ---------------------------------------------------------------------------------------------
-// Videos in the bucket (convex/model/media.ts)
+// Videos in the bucket (convex/model/videos.ts, videoDeletions.ts)
 
 /** R2 configured for the video deployment (never called: the deletion actions are not run). */
 export const BENCH_R2_ENV = {
@@ -1422,7 +1422,7 @@ export async function seedVideos(n: number, now: number): Promise<BenchEnv> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Input-image uploads in Convex storage (convex/model/media.ts)
+// Input-image uploads in Convex storage (convex/model/images.ts)
 
 /** Uploads of the orphan deployment that queued jobs still use (kept by the sweep): N / 10. */
 export const imagesInUseOf = (n: number) => Math.floor(n / 10);

@@ -1,4 +1,6 @@
+import { corsRouter } from "convex-helpers/server/cors";
 import { httpRouter } from "convex/server";
+import * as imageUploads from "./imageUploads";
 import { clerkWebhook, trueLayerWebhook } from "./webhooks";
 import * as worker from "./workerHttp";
 
@@ -17,5 +19,13 @@ http.route({ path: "/worker/jobs/fail", method: "POST", handler: worker.fail });
 // Signed webhooks.
 http.route({ path: "/truelayer/webhook", method: "POST", handler: trueLayerWebhook });
 http.route({ path: "/clerk/webhook", method: "POST", handler: clerkWebhook });
+
+// Input-image uploads from browsers (any origin: the URL's single-use token is the credential,
+// no cookies are involved); the CORS router also answers their preflight OPTIONS.
+corsRouter(http, { allowedOrigins: ["*"], allowedHeaders: ["Content-Type"] }).route({
+  path: "/images/upload",
+  method: "POST",
+  handler: imageUploads.upload,
+});
 
 export default http;

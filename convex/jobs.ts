@@ -18,6 +18,7 @@ import { sweepMutation } from "./lib/sweeps";
 import { firstPage, pageOfUserRows } from "./lib/pagination";
 import { enforceRateLimit } from "./lib/rateLimits";
 import { jobStatusValidator } from "./lib/validators";
+import * as ImageUploads from "./model/imageUploads";
 import * as Jobs from "./model/jobs";
 
 /**
@@ -40,10 +41,12 @@ export const createJob = userMutationWithUserId({
 });
 
 /**
- * A Convex file-storage upload URL for a job's input image (valid for an hour). The browser
- * POSTs the file to it and passes the returned `storageId` to `createJob({ imageStorageId })`;
- * the first job that uses it makes it the caller's (see model/media.ts). Limited per user, in
- * bursts and per day (lib/rateLimits.ts): RATE_LIMITED with `retryAfter`.
+ * A single-use upload URL for a job's input image (valid for an hour), on this deployment's
+ * upload route (model/imageUploads.ts): the browser POSTs the file to it with its Content-Type
+ * and gets `{ storageId }` for `createJob({ imageStorageId })`. The upload is the caller's from
+ * then on, checked as it is read (PNG, JPEG or WebP, at most 10 MiB). Limited per user, in bursts
+ * and per day, and to `IMAGE_UPLOADS_UNUSED_MAX` uploads and URLs no job used yet
+ * (lib/rateLimits.ts): RATE_LIMITED with `retryAfter`.
  */
 export const generateImageUploadUrl = userMutation({
   args: {},
@@ -52,7 +55,7 @@ export const generateImageUploadUrl = userMutation({
     const message = "Too many image upload URLs requested; try again later.";
     await enforceRateLimit(ctx, "imageUploadUrl", ctx.user._id, message);
     await enforceRateLimit(ctx, "imageUploadUrlDaily", ctx.user._id, message);
-    return await ctx.storage.generateUploadUrl();
+    return await ImageUploads.grantImageUpload(ctx, ctx.user, Date.now());
   },
 });
 

@@ -5,13 +5,15 @@ import { internalAction, internalQuery } from "./_generated/server";
 import { sweepMutation } from "./lib/sweeps";
 import { internalMutation } from "./lib/functions";
 import { deleteObject, r2Setting } from "./lib/r2";
-import * as Media from "./model/media";
+import * as Images from "./model/images";
+import * as VideoDeletions from "./model/videoDeletions";
 
 /**
- * Deleting media (see model/media.ts). Objects of the video bucket: the expiry cron, failures,
- * cancels and retries record a `videoDeletions` row and enqueue `deleteVideoObjects` for their
- * batch on the R2 deletion workpool (lib/workpools.ts); `sweepVideoDeletions` retries whatever did not succeed. Only keys recorded there are
- * ever deleted. Input images in Convex storage: `deleteOrphanImages` deletes uploads that no
+ * Deleting media. Objects of the video bucket (model/videoDeletions.ts): the expiry cron and the
+ * end of every attempt record `videoDeletions` rows and enqueue `deleteVideoObjects` for their
+ * batch on the R2 deletion workpool (lib/workpools.ts); `sweepVideoDeletions` retries whatever
+ * did not succeed, and deletes once more the keys an upload URL could still write. Only keys
+ * recorded there are ever deleted. Input images in Convex storage: `deleteOrphanImages` deletes uploads that no
  * unfinished job uses once they are older than the retention window.
  */
 
@@ -70,7 +72,7 @@ export const recordDeletions = internalMutation({
   },
   returns: v.null(),
   handler: async (ctx, outcome) => {
-    await Media.recordDeletions(ctx, outcome, Date.now());
+    await VideoDeletions.recordDeletions(ctx, outcome, Date.now());
     return null;
   },
 });
@@ -85,7 +87,7 @@ export const deletionsFinished = internalMutation({
   handler: async (ctx, { context, result }) => {
     if (result.kind === "success") return null;
     const error = result.kind === "failed" ? result.error : "the deletion run was canceled";
-    await Media.recordDeletions(
+    await VideoDeletions.recordDeletions(
       ctx,
       { deleted: [], failed: context.deletionIds.map((id) => ({ id, error })) },
       Date.now(),
@@ -101,7 +103,7 @@ export const deletionsFinished = internalMutation({
 export const sweepVideoDeletions = sweepMutation({
   name: "media:sweepVideoDeletions",
   returns: v.object({ scheduled: v.number(), more: v.boolean() }),
-  batch: (ctx, now) => Media.sweepDeletions(ctx, now),
+  batch: (ctx, now) => VideoDeletions.sweepDeletions(ctx, now),
 });
 
 /**
@@ -116,7 +118,7 @@ export const deleteOrphanImages = internalMutation({
   args: { createdBefore: v.optional(v.number()), after: v.optional(v.number()) },
   returns: v.object({ deleted: v.number(), kept: v.number(), more: v.boolean() }),
   handler: async (ctx, args) => {
-    const batch = await Media.deleteOrphanImages(ctx, Date.now(), args);
+    const batch = await Images.deleteOrphanImages(ctx, Date.now(), args);
     if (batch.more && batch.after !== null) {
       await ctx.scheduler.runAfter(0, internal.media.deleteOrphanImages, {
         createdBefore: batch.createdBefore,

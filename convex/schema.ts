@@ -49,7 +49,7 @@ export default defineSchema({
     userId: v.id("users"),
     prompt: v.string(),
     imageUrl: v.optional(v.string()),
-    /** An image the owner uploaded to Convex file storage (see model/media.ts). */
+    /** An image the owner uploaded to Convex file storage (see model/images.ts). */
     imageStorageId: v.optional(v.id("_storage")),
     durationSec: v.number(),
     /** Credits reserved for this job when it was created (its price). */
@@ -75,8 +75,11 @@ export default defineSchema({
     attempt: v.optional(v.number()),
     /** 0–100, reported by the worker's heartbeats. */
     progress: v.optional(v.number()),
-    // The video in the private bucket (R2 configured; see convex/lib/r2.ts, model/media.ts).
-    /** The object key of the current attempt's video, decided at the claim. */
+    // The video in the private bucket (R2 configured; see convex/lib/r2.ts, model/videos.ts).
+    /**
+     * While running: the key the current attempt uploads to, decided at the claim. Once done:
+     * the final key the completion copied the checked upload to (no upload URL can write it).
+     */
     videoKey: v.optional(v.string()),
     /** Its size, checked (HEAD) at completion: set means the job's video is in the bucket. */
     videoBytes: v.optional(v.number()),
@@ -91,17 +94,33 @@ export default defineSchema({
     .index("by_userId_and_creditStatus", ["userId", "creditStatus"])
     .index("by_imageStorageId_and_status", ["imageStorageId", "status"]),
 
-  /** Who uploaded each input image in file storage: only they can use it (model/media.ts). */
+  /**
+   * Input-image uploads, each its user's from the upload URL on (model/imageUploads.ts): a row per
+   * upload URL granted, completed with its file by the upload route. Only its user can use it.
+   */
   imageUploads: defineTable({
-    storageId: v.id("_storage"),
     userId: v.id("users"),
+    /** The uploaded file; absent while the upload URL waits for it. */
+    storageId: v.optional(v.id("_storage")),
+    /** While the URL waits: its single-use secret, and when it expires. */
+    uploadToken: v.optional(v.string()),
+    uploadUrlExpiresAt: v.optional(v.number()),
+    /** As checked by the upload route (the file's type and signature, its size). */
+    contentType: v.optional(v.string()),
+    size: v.optional(v.number()),
+    /** When a job first used it; until then it counts against the user's unused uploads. */
+    usedAt: v.optional(v.number()),
     createdAt: v.number(),
-  }).index("by_storageId", ["storageId"]),
+  })
+    .index("by_storageId", ["storageId"])
+    .index("by_uploadToken", ["uploadToken"])
+    .index("by_userId_and_usedAt", ["userId", "usedAt"]),
 
   /**
-   * Objects of the video bucket waiting to be deleted (expired videos, partial uploads of
-   * failed, canceled or retried attempts). A row goes when its DELETE succeeded; failed
-   * deletions are retried from `nextAttemptAt` by `media.sweepVideoDeletions`.
+   * Objects of the video bucket waiting to be deleted (expired videos, the uploads of attempts
+   * that ended: failed, canceled, retried, or done and copied to their final key). A row goes
+   * when its DELETE succeeded (after `writableUntil`, if set); failed deletions are retried from
+   * `nextAttemptAt` by `media.sweepVideoDeletions` (model/videoDeletions.ts).
    */
   videoDeletions: defineTable({
     jobId: v.id("jobs"),
@@ -111,7 +130,13 @@ export default defineSchema({
       v.literal("failed"),
       v.literal("canceled"),
       v.literal("retried"),
+      v.literal("completed"),
     ),
+    /**
+     * Until then an upload URL may still write the key (its expiry plus a margin): a deletion
+     * that succeeds earlier is run once more from this time.
+     */
+    writableUntil: v.optional(v.number()),
     /** Deletion runs scheduled so far (the first with the row, then one per sweep). */
     attempts: v.number(),
     nextAttemptAt: v.number(),

@@ -1,7 +1,7 @@
 import { v } from "convex/values";
 import { appError } from "./lib/errors";
 import { internalQuery } from "./_generated/server";
-import * as Media from "./model/media";
+import * as Videos from "./model/videos";
 import * as Worker from "./model/worker";
 import { internalMutation } from "./lib/functions";
 import { sweepMutation } from "./lib/sweeps";
@@ -53,7 +53,7 @@ export const claimJob = internalMutation({
       workerId,
       Date.now(),
       Worker.workerConfig(),
-      Media.videoBucket(),
+      Videos.videoBucket(),
     );
   },
 });
@@ -78,29 +78,37 @@ export const heartbeat = internalMutation({
       report,
       Date.now(),
       Worker.workerConfig(),
-      Media.videoBucket(),
+      Videos.videoBucket(),
     );
   },
 });
 
 /**
- * The object key a completion of this job is checked against (bucket mode: the HTTP action
- * HEADs it before `completeJob`), or null. Unknown and malformed ids are NOT_FOUND.
+ * The keys a completion of this running job works on (bucket mode: the HTTP action HEADs the
+ * attempt's upload and copies it to the final key before `completeJob`), or null when there is
+ * nothing to check (the job is not running, or its attempt has no upload key): `completeJob`
+ * then answers alone. Unknown and malformed ids are NOT_FOUND.
  */
 export const completionTarget = internalQuery({
   args: { jobId: v.string() },
-  returns: v.object({ videoKey: v.union(v.string(), v.null()) }),
+  returns: v.union(v.null(), v.object({ uploadKey: v.string(), finalKey: v.string() })),
   handler: async (ctx, { jobId }) => {
     const id = ctx.db.normalizeId("jobs", jobId);
     const job = id === null ? null : await ctx.db.get("jobs", id);
     if (job === null) {
       throw appError("NOT_FOUND", "Job not found.");
     }
-    return { videoKey: job.videoKey ?? null };
+    if (job.status !== "running" || job.videoKey === undefined) {
+      return null;
+    }
+    return {
+      uploadKey: job.videoKey,
+      finalKey: Videos.finalVideoKeyFor(job._id, job.attempt ?? 0),
+    };
   },
 });
 
-/** What a HEAD of the attempt's key found (bucket mode; passed by the HTTP action). */
+/** What a HEAD found (bucket mode; passed by the HTTP action, see `completeJob`). */
 const objectHeadValidator = v.union(
   v.object({ key: v.string(), exists: v.literal(false) }),
   v.object({
@@ -108,6 +116,7 @@ const objectHeadValidator = v.union(
     exists: v.literal(true),
     size: v.number(),
     contentType: v.union(v.string(), v.null()),
+    etag: v.union(v.string(), v.null()),
   }),
 );
 
@@ -131,7 +140,7 @@ export const completeJob = internalMutation({
     expiresAt: v.optional(v.number()),
   }),
   handler: async (ctx, report) => {
-    return await Worker.completeJob(ctx, report, Date.now(), Media.videoBucket());
+    return await Worker.completeJob(ctx, report, Date.now(), Videos.videoBucket());
   },
 });
 

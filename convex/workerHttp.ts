@@ -1,8 +1,8 @@
 import { internal } from "./_generated/api";
 import { httpAction } from "./_generated/server";
 import { appError } from "./lib/errors";
-import { R2Error, headObject, type ObjectHead } from "./lib/r2";
-import { videoBucket } from "./model/media";
+import { R2Error, type ObjectHead } from "./lib/r2";
+import { copyUploadToFinalKey, videoBucket } from "./model/videos";
 import {
   checkBearerSecret,
   type JsonObject,
@@ -95,8 +95,8 @@ export const heartbeat = workerRoute(async (ctx, request) => {
 /**
  * `POST /worker/jobs/complete` → 200 `{ changed, expiresAt }`. Development mode:
  * `{ jobId, workerId, attempt?, r2Url }`. Bucket mode: `{ jobId, workerId, attempt?, key? }`,
- * and the attempt's object is HEADed here first: a missing, empty, oversized or non-mp4 object
- * is a 409 that changes nothing.
+ * and the attempt's upload is HEADed and copied to its final key here first (model/videos.ts):
+ * a missing, empty, oversized or non-mp4 object is a 409 that changes nothing.
  */
 export const complete = workerRoute(async (ctx, request) => {
   const body = await readJsonObject(request);
@@ -115,12 +115,12 @@ export const complete = workerRoute(async (ctx, request) => {
     const r2Url = optionalString(body, "r2Url");
     const key = optionalString(body, "key");
     let object: ObjectHead | undefined;
-    const { videoKey } = await ctx.runQuery(internal.worker.completionTarget, {
+    const target = await ctx.runQuery(internal.worker.completionTarget, {
       jobId: report.jobId,
     });
-    if (videoKey !== null && r2Url === undefined) {
+    if (target !== null && r2Url === undefined) {
       try {
-        object = await headObject(bucket, videoKey);
+        object = await copyUploadToFinalKey(bucket, target);
       } catch (error) {
         if (!(error instanceof R2Error)) throw error;
         console.error("Checking an uploaded video failed", error.message);

@@ -27,7 +27,8 @@ export function useCreateJob() {
       const uploadUrl = await generateUploadUrl({});
       const response = await fetch(uploadUrl, {
         method: "POST",
-        // PNG, JPEG or WebP up to 10 MiB; the type is checked from this header.
+        // PNG, JPEG or WebP up to 10 MiB: this header and the file's first bytes must agree.
+        // The URL works once (401 after that, or after an hour: ask for a new one).
         headers: { "Content-Type": input.image.type },
         body: input.image,
       });

@@ -13,11 +13,12 @@ import { createServer } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { R2_REQUEST_TIMEOUT_MS, headObject, presign, type R2Config } from "../convex/lib/r2";
 import { EXPIRE_BATCH_SIZE, VIDEO_TTL_MS } from "../convex/model/jobs";
+import { UPLOAD_LANDING_MARGIN_MS } from "../convex/model/videoDeletions";
 import {
   IMAGE_MAX_BYTES,
   ORPHAN_IMAGE_BATCH_SIZE,
   ORPHAN_IMAGE_RETENTION_MS,
-} from "../convex/model/media";
+} from "../convex/model/images";
 import { snapshotDatabase } from "./support/hardening";
 import {
   bearerScheme,
@@ -26,7 +27,15 @@ import {
 } from "./support/httpRoutes";
 import { checkInvariants } from "./support/invariants";
 import { startS3, TEST_BUCKET, type S3Server } from "./support/s3";
-import { expectCode, setup, signUp, storeFile, type TestConvex } from "./support/setup";
+import {
+  expectCode,
+  finishDueScheduledFunctions,
+  setup,
+  signUp,
+  storeFile,
+  type TestConvex,
+} from "./support/setup";
+import { IMAGE_UPLOAD_URL_TTL_MS } from "../convex/model/imageUploads";
 
 const SECRET = "media-worker-secret";
 const PNG = Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3]);
@@ -47,6 +56,7 @@ async function post(t: TestConvex, path: string, body: unknown): Promise<Reply> 
 const fileExists = (t: TestConvex, id: Id<"_storage">) =>
   t.run(async (ctx) => (await ctx.db.system.get("_storage", id)) !== null);
 const jobDoc = (t: TestConvex, jobId: Id<"jobs">) => t.run((ctx) => ctx.db.get("jobs", jobId));
+const deletionRows = (t: TestConvex) => t.run((ctx) => ctx.db.query("videoDeletions").collect());
 /**
  * Runs what was scheduled, including the R2 deletion workpool's runs: its loop starts work on
  * 100 ms segments of the real clock, so this lets a few segments pass.
@@ -96,8 +106,15 @@ describe("input images in file storage", () => {
   test("the owner's PNG: recorded as theirs, a URL in the claim, deleted when the job is done", async () => {
     const t = await setup();
     const { as, userId } = await signUp(t, "user_img");
-    expect(await as.mutation(api.jobs.generateImageUploadUrl, {})).toMatch(/^https:\/\//);
-    const imageStorageId = await storeFile(t, PNG, "image/png");
+    const url = new URL(await as.mutation(api.jobs.generateImageUploadUrl, {}));
+    const uploaded = await t.fetch(url.pathname + url.search, {
+      method: "POST",
+      headers: { "Content-Type": "image/png" },
+      body: PNG,
+    });
+    const { storageId: imageStorageId } = (await uploaded.json()) as {
+      storageId: Id<"_storage">;
+    };
     const jobId = await as.mutation(api.jobs.createJob, {
       prompt: "animate this",
       imageStorageId,
@@ -181,6 +198,129 @@ describe("input images in file storage", () => {
       "INVALID_ARGUMENT",
     ]);
     for (const [promise, code] of cases) await expectCode(promise, code);
+    expect(await snapshotDatabase(t)).toStrictEqual(before);
+  });
+});
+
+describe("image uploads through the upload route", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+  const upload = (url: string, body: Uint8Array<ArrayBuffer> | string, contentType: string) => {
+    const { pathname, search } = new URL(url);
+    return t_.fetch(pathname + search, {
+      method: "POST",
+      headers: { "Content-Type": contentType, Origin: "https://app.example.com" },
+      body,
+    });
+  };
+  let t_: TestConvex;
+  const rows = () => t_.run((ctx) => ctx.db.query("imageUploads").collect());
+
+  test("the upload is its user's from the start, checked as read, single use; only its user can use it", async () => {
+    const t = (t_ = await setup());
+    const owner = await signUp(t, "user_up");
+    const stranger = await signUp(t, "user_up_other");
+    const url = await owner.as.mutation(api.jobs.generateImageUploadUrl, {});
+    expect(url).toMatch(
+      /^https:\/\/cineweave-test\.convex\.site\/images\/upload\?token=[0-9a-f]{64}$/,
+    );
+    expect(await rows()).toMatchObject([{ userId: owner.userId, uploadToken: expect.any(String) }]);
+
+    const response = await upload(url, PNG, "image/png");
+    expect(response.status).toBe(200);
+    expect(response.headers.get("Access-Control-Allow-Origin")).toBe("https://app.example.com");
+    const { storageId } = (await response.json()) as { storageId: Id<"_storage"> };
+    const [row] = await rows();
+    expect(row).toMatchObject({ userId: owner.userId, storageId, contentType: "image/png" });
+    expect(row.size).toBe(PNG.length);
+    expect(row.uploadToken).toBeUndefined();
+    expect(row.usedAt).toBeUndefined();
+
+    // The URL is spent: a second upload to it is refused and stores nothing.
+    const before = await snapshotDatabase(t);
+    const again = await upload(url, PNG, "image/png");
+    expect(again.status).toBe(401);
+    expect(await again.json()).toMatchObject({ code: "UNAUTHENTICATED" });
+    expect(await snapshotDatabase(t)).toStrictEqual(before);
+
+    await expectCode(
+      stranger.as.mutation(api.jobs.createJob, {
+        prompt: "x",
+        imageStorageId: storageId,
+        durationSec: 5,
+      }),
+      "NOT_FOUND",
+    );
+    await owner.as.mutation(api.jobs.createJob, {
+      prompt: "x",
+      imageStorageId: storageId,
+      durationSec: 5,
+    });
+    expect((await rows())[0].usedAt).toEqual(expect.any(Number));
+  });
+
+  test("refused uploads store nothing: wrong type, a file that is not what it says, empty, too large", async () => {
+    const t = (t_ = await setup());
+    const { as } = await signUp(t, "user_up_bad");
+    const url = await as.mutation(api.jobs.generateImageUploadUrl, {});
+    const before = await snapshotDatabase(t);
+    const cases: Array<[Uint8Array<ArrayBuffer> | string, string, number]> = [
+      [PNG, "text/plain", 415],
+      [PNG, "image/svg+xml", 415],
+      [new TextEncoder().encode("<html>not a png</html>"), "image/png", 415],
+      [PNG, "image/jpeg", 415],
+      [new Uint8Array(0), "image/png", 400],
+      [new Uint8Array(IMAGE_MAX_BYTES + 1).fill(0x89, 0, 1), "image/png", 413],
+    ];
+    for (const [body, type, status] of cases) {
+      expect((await upload(url, body, type)).status).toBe(status);
+    }
+    expect(await snapshotDatabase(t)).toStrictEqual(before);
+    // The URL was not spent by the refusals.
+    expect((await upload(url, PNG, "image/png")).status).toBe(200);
+  });
+
+  test("an URL unused for an hour expires: refused, and its record goes", async () => {
+    vi.useFakeTimers({ now: Date.parse("2026-05-01T10:00:00Z") });
+    const t = (t_ = await setup());
+    const { as } = await signUp(t, "user_up_late");
+    const url = await as.mutation(api.jobs.generateImageUploadUrl, {});
+    vi.advanceTimersByTime(IMAGE_UPLOAD_URL_TTL_MS);
+    expect((await upload(url, PNG, "image/png")).status).toBe(401);
+    await finishDueScheduledFunctions(t);
+    expect(await rows()).toEqual([]);
+    // A file stored while its URL was spent meanwhile is deleted, not left unattributed.
+    const stored = await storeFile(t, PNG, "image/png");
+    const token = new URL(url).searchParams.get("token")!;
+    expect(
+      await t.mutation(internal.imageUploads.recordUpload, {
+        token,
+        storageId: stored,
+        contentType: "image/png",
+        size: PNG.length,
+      }),
+    ).toBeNull();
+    expect(await fileExists(t, stored)).toBe(false);
+  });
+
+  test("browsers' CORS preflight is answered, and runs nothing", async () => {
+    const t = (t_ = await setup());
+    const before = await snapshotDatabase(t);
+    const response = await t.fetch("/images/upload?token=x", {
+      method: "OPTIONS",
+      headers: {
+        Origin: "https://app.example.com",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+      },
+    });
+    expect(response.status).toBeLessThan(300);
+    expect(response.headers.get("Access-Control-Allow-Origin")).toBe("https://app.example.com");
+    expect(response.headers.get("Access-Control-Allow-Methods")).toContain("POST");
+    expect(response.headers.get("Access-Control-Allow-Headers")?.toLowerCase()).toContain(
+      "content-type",
+    );
     expect(await snapshotDatabase(t)).toStrictEqual(before);
   });
 });
@@ -388,7 +528,7 @@ describe("videos in the bucket", () => {
 
     const uploaded = await put(claim.upload.url, VIDEO);
     expect(uploaded.status).toBe(200);
-    expect(await headObject(bucket, key)).toEqual({
+    expect(await headObject(bucket, key)).toMatchObject({
       key,
       exists: true,
       size: VIDEO.length,
@@ -399,12 +539,20 @@ describe("videos in the bucket", () => {
     expect(done.status).toBe(200);
     expect(done.body).toMatchObject({ changed: true, status: "done" });
     const job = (await jobDoc(t, jobId))!;
-    expect(job).toMatchObject({ videoKey: key, videoBytes: VIDEO.length, creditStatus: "settled" });
+    // Served from the final key the completion copied the upload to.
+    const finalKey = `videos/${jobId}/final-1.mp4`;
+    expect(job).toMatchObject({
+      videoKey: finalKey,
+      videoBytes: VIDEO.length,
+      creditStatus: "settled",
+    });
+    expect(await headObject(bucket, finalKey)).toMatchObject({ size: VIDEO.length });
     expect(job.r2Url).toBeUndefined();
     expect(job.expiresAt).toBe(Math.floor(job.finishedAt! / 1000) * 1000 + VIDEO_TTL_MS);
 
     const view = await as.query(api.jobs.getJob, { jobId });
     const url = new URL(view!.r2Url!);
+    expect(url.pathname).toBe(`/${bucket.bucket}/${finalKey}`);
     // Dated at the finish, valid exactly until expiresAt; the same query gives the same URL.
     const date = url.searchParams.get("X-Amz-Date")!;
     const signedAt = Date.parse(
@@ -425,6 +573,8 @@ describe("videos in the bucket", () => {
     const other = await complete(t, jobId, { key: `videos/${jobId}/attempt-2.mp4` });
     expect(other).toMatchObject({ status: 409, body: { code: "CONFLICT" } });
     await checkInvariants(t);
+    // The upload key's deletion runs now (job ids repeat in the next test's deployment).
+    await runScheduled(t);
   });
 
   test("completion without an upload, with a wrong type or an empty object is a 409 that changes nothing", async () => {
@@ -473,16 +623,28 @@ describe("videos in the bucket", () => {
     expect(expired.status).toBe("expired");
     expect((await as.query(api.jobs.getJob, { jobId }))!.r2Url).toBeUndefined();
     await runScheduled(t);
+    expect(await headObject(bucket, expired.videoKey!)).toEqual({
+      key: expired.videoKey,
+      exists: false,
+    });
     expect(await headObject(bucket, key)).toEqual({ key, exists: false });
     expect((await jobDoc(t, jobId))!.videoDeletedAt).toEqual(expect.any(Number));
-    expect(await t.run((ctx) => ctx.db.query("videoDeletions").collect())).toEqual([]);
+    // The expiry's row is done; the upload key's waits to be deleted once more (see below).
+    expect((await deletionRows(t)).map((row) => row.reason)).toEqual(["completed"]);
   });
 
   test("a failed deletion is retried by the sweep until it succeeds", async () => {
     const { t, jobId, claim } = await claimedJob();
     await put(claim.upload.url, VIDEO);
     await complete(t, jobId);
-    const key = claim.upload.key as string;
+    await runScheduled(t);
+    // The upload key's deletion is left aside here; this is about the expired video's.
+    await t.run(async (ctx) => {
+      for (const row of await ctx.db.query("videoDeletions").collect()) {
+        await ctx.db.delete("videoDeletions", row._id);
+      }
+    });
+    const key = (await jobDoc(t, jobId))!.videoKey!;
     await t.run((ctx) => ctx.db.patch("jobs", jobId, { expiresAt: Date.now() - 1 }));
     // The bucket refuses (unknown access key) while the cron's deletion runs.
     vi.stubEnv("R2_ACCESS_KEY_ID", "WRONG-KEY");
@@ -575,6 +737,112 @@ describe("videos in the bucket", () => {
       videoDeletedAt: expect.any(Number),
     });
     expect((await headObject(bucket, bystander)).exists).toBe(true);
+  });
+});
+
+describe("uploads that land after their attempt ended", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+  const download = async (url: string) => new Uint8Array(await (await fetch(url)).arrayBuffer());
+
+  test("a PUT after completion (claim's or heartbeat's URL) cannot replace what the owner downloads", async () => {
+    const { t, as, jobId, claim } = await claimedJob();
+    const beat = await post(t, "/worker/jobs/heartbeat", { jobId, workerId: "w1", attempt: 1 });
+    expect(beat.status).toBe(200);
+    expect((await put(beat.body.upload.url, VIDEO)).status).toBe(200);
+    expect((await complete(t, jobId)).status).toBe(200);
+    // Both URLs are still inside their window: the bucket takes an empty body from either.
+    expect((await put(claim.upload.url, new Uint8Array(0))).status).toBe(200);
+    expect((await put(beat.body.upload.url, new Uint8Array(0))).status).toBe(200);
+    expect((await headObject(bucket, claim.upload.key)).exists).toBe(true);
+
+    const view = (await as.query(api.jobs.getJob, { jobId }))!;
+    expect(view.videoBytes).toBe(VIDEO.length);
+    expect(await download(view.r2Url!)).toEqual(VIDEO);
+    // Repeating the completion neither copies again nor changes the job.
+    expect((await complete(t, jobId)).body).toMatchObject({ changed: false });
+    expect(await download(view.r2Url!)).toEqual(VIDEO);
+    expect(await headObject(bucket, `videos/${jobId}/final-1.mp4`)).toMatchObject({
+      size: VIDEO.length,
+    });
+    // The upload key's deletion (before the next test's deployment repeats the job id).
+    await runScheduled(t);
+  });
+
+  test("an object changed between the completion's HEAD and its copy is a 409, not a done job", async () => {
+    const { t, jobId, claim } = await claimedJob();
+    await put(claim.upload.url, VIDEO);
+    // s3rver ignores x-amz-copy-source-if-match, so the race is played at the copy itself: the
+    // upload is emptied as the copy is sent (R2 would refuse the copy with 412 instead).
+    const realFetch = globalThis.fetch;
+    vi.stubGlobal("fetch", async (input: string | URL | Request, init?: RequestInit) => {
+      const headers = new Headers(init?.headers);
+      if (init?.method === "PUT" && headers.has("x-amz-copy-source")) {
+        expect(headers.get("x-amz-copy-source-if-match")).toMatch(/^"?[0-9a-f]{32}"?$/);
+        await realFetch(claim.upload.url, {
+          method: "PUT",
+          headers: { "Content-Type": "video/mp4" },
+          body: new Uint8Array(0),
+        });
+      }
+      return realFetch(input, init);
+    });
+    try {
+      const before = await snapshotDatabase(t);
+      const raced = await complete(t, jobId);
+      expect(raced).toMatchObject({ status: 409, body: { code: "CONFLICT" } });
+      expect(raced.body.message).toContain("final-1.mp4 is empty");
+      expect(await snapshotDatabase(t)).toStrictEqual(before);
+    } finally {
+      vi.unstubAllGlobals();
+    }
+    // Uploaded again: the completion goes through with the bytes it checked.
+    await put(claim.upload.url, VIDEO);
+    expect((await complete(t, jobId)).status).toBe(200);
+    expect((await jobDoc(t, jobId))!.videoBytes).toBe(VIDEO.length);
+    await runScheduled(t);
+  });
+
+  test("an upload that lands after its attempt failed is deleted again once its URL has expired", async () => {
+    const { t, jobId, claim } = await claimedJob();
+    vi.useFakeTimers({ toFake: ["Date"], now: Date.now() });
+    const failed = await post(t, "/worker/jobs/fail", {
+      jobId,
+      workerId: "w1",
+      attempt: 1,
+      error: "bad render",
+    });
+    expect(failed.body).toMatchObject({ status: "failed" });
+    await runScheduled(t);
+    // The attempt's upload key and its final key were deleted at once, and wait for once more.
+    const writableUntil = claim.leaseExpiresAt + UPLOAD_LANDING_MARGIN_MS;
+    const waiting = await deletionRows(t);
+    expect(
+      waiting.map((row) => [row.key, row.reason, row.writableUntil, row.nextAttemptAt]),
+    ).toEqual([
+      [claim.upload.key, "failed", writableUntil, writableUntil],
+      [`videos/${jobId}/final-1.mp4`, "failed", writableUntil, writableUntil],
+    ]);
+    expect((await jobDoc(t, jobId))!.videoDeletedAt).toEqual(expect.any(Number));
+
+    // The worker's upload lands late, with the claim's URL still inside its window.
+    expect(claim.upload.expiresAt).toBeGreaterThan(Date.now());
+    expect((await put(claim.upload.url, VIDEO)).status).toBe(200);
+    vi.setSystemTime(writableUntil - 60_000);
+    expect(await t.mutation(internal.media.sweepVideoDeletions, {})).toEqual({
+      scheduled: 0,
+      more: false,
+    });
+    expect((await headObject(bucket, claim.upload.key)).exists).toBe(true);
+    vi.setSystemTime(writableUntil);
+    expect(await t.mutation(internal.media.sweepVideoDeletions, {})).toEqual({
+      scheduled: 2,
+      more: false,
+    });
+    await runScheduled(t);
+    expect((await headObject(bucket, claim.upload.key)).exists).toBe(false);
+    expect(await deletionRows(t)).toEqual([]);
   });
 });
 
@@ -694,6 +962,8 @@ describe("bucket mode: hostile completions are refused and write nothing (the co
     for (const [name, value] of Object.entries(row.scheme.env)) vi.stubEnv(name, value);
     vi.stubEnv("WORKER_SECRET", SECRET);
     expect((await complete(t, jobId)).status).toBe(200);
+    // The completion's deletion of the upload key runs now, not during the refusals below.
+    await runScheduled(t);
     // A second completion with another key.
     await send(
       { jobId, workerId: "w1", attempt: 1, key: `videos/${jobId}/attempt-2.mp4` },

@@ -176,27 +176,31 @@ function aws4Authorization(sent: Sent): { authorization: string; date: string } 
   return { authorization: out.Authorization, date: out["X-Amz-Date"] };
 }
 
-test("the completion's HEAD and a failed attempt's DELETE carry the Authorization aws4 computes", async () => {
+test("the completion's HEADs and copy, and a failed attempt's DELETEs, carry the Authorization aws4 computes", async () => {
   bucketEnv();
   const at = Date.parse("2026-03-02T08:09:10.500Z");
   vi.useFakeTimers({ toFake: ["Date"], now: at });
-  // The bucket, stubbed: every request is recorded; HEAD finds an mp4, DELETE succeeds.
+  // The bucket, stubbed: every request is recorded; HEAD finds an mp4, a copy and a DELETE succeed.
   const sent: Sent[] = [];
+  const etag = '"0123456789abcdef0123456789abcdef"';
   vi.stubGlobal("fetch", async (input: string | URL | Request, init?: RequestInit) => {
     const method = init?.method ?? "GET";
     sent.push({ method, url: new URL(String(input)), headers: new Headers(init?.headers) });
-    return method === "HEAD"
-      ? new Response(null, {
-          status: 200,
-          headers: { "Content-Length": "4096", "Content-Type": "video/mp4" },
-        })
+    if (method === "HEAD") {
+      return new Response(null, {
+        status: 200,
+        headers: { "Content-Length": "4096", "Content-Type": "video/mp4", ETag: etag },
+      });
+    }
+    return method === "PUT"
+      ? new Response(`<CopyObjectResult><ETag>${etag}</ETag></CopyObjectResult>`, { status: 200 })
       : new Response(null, { status: 204 });
   });
   const t = await setup();
   const { as } = await signUp(t, "user_sig_head");
   const jobId = await as.mutation(api.jobs.createJob, { prompt: "a fox", durationSec: 5 });
 
-  // Attempt 1 fails (retryable): its partial upload is DELETEd.
+  // Attempt 1 fails (retryable): its partial upload (and any copy of it) is DELETEd.
   expect((await post(t, "/worker/claim", { workerId: "w1" })).status).toBe(200);
   const retry = await post(t, "/worker/jobs/fail", {
     jobId,
@@ -207,22 +211,36 @@ test("the completion's HEAD and a failed attempt's DELETE carry the Authorizatio
   });
   expect(retry.body).toMatchObject({ status: "queued" });
   await t.finishAllScheduledFunctions(() => {});
-  // Attempt 2 completes: the backend HEADs its object first.
+  // Attempt 2 completes: the backend HEADs its upload, copies it to the final key, HEADs that.
   expect((await post(t, "/worker/claim", { workerId: "w1" })).status).toBe(200);
   const done = await post(t, "/worker/jobs/complete", { jobId, workerId: "w1", attempt: 2 });
   expect(done.status).toBe(200);
 
-  const path = (attempt: number) => `/${config.bucket}/videos/${jobId}/attempt-${attempt}.mp4`;
-  expect(sent.map((s) => [s.method, s.url.host, s.url.pathname + s.url.search])).toEqual([
-    ["DELETE", host, path(1)],
-    ["HEAD", host, path(2)],
+  const path = (name: string) => `/${config.bucket}/videos/${jobId}/${name}.mp4`;
+  const requests = sent.map((s) => [s.method, s.url.host, s.url.pathname + s.url.search]);
+  expect(requests.slice(0, 2).sort()).toEqual([
+    ["DELETE", host, path("attempt-1")],
+    ["DELETE", host, path("final-1")],
   ]);
+  expect(requests.slice(2)).toEqual([
+    ["HEAD", host, path("attempt-2")],
+    ["PUT", host, path("final-2")],
+    ["HEAD", host, path("final-2")],
+  ]);
+  // The copy names its source and the very object the HEAD found.
+  const copy = sent[3];
+  expect(copy.headers.get("x-amz-copy-source")).toBe(path("attempt-2"));
+  expect(copy.headers.get("x-amz-copy-source-if-match")).toBe(etag);
   for (const request of sent) {
     const theirs = aws4Authorization(request);
     expect(request.headers.get("x-amz-date")).toBe("20260302T080910Z");
     expect(request.headers.get("x-amz-date")).toBe(theirs.date);
     expect(request.headers.get("authorization")).toBe(theirs.authorization);
-    // S3 needs host, the payload hash and the date signed.
-    expect(theirs.authorization).toContain("SignedHeaders=host;x-amz-content-sha256;x-amz-date,");
+    // S3 needs host, the payload hash and the date signed; a copy its source and condition too.
+    expect(theirs.authorization).toContain(
+      request === copy
+        ? "SignedHeaders=host;x-amz-content-sha256;x-amz-copy-source;x-amz-copy-source-if-match;x-amz-date,"
+        : "SignedHeaders=host;x-amz-content-sha256;x-amz-date,",
+    );
   }
 });

@@ -8,9 +8,18 @@ import { afterEach, beforeAll, beforeEach, describe, expect, test, vi } from "vi
 import { api, internal } from "../convex/_generated/api";
 import { rateLimitedError, type ErrorData } from "../convex/lib/errors";
 import { jsonErrorResponse } from "../convex/lib/http";
-import { RATE_LIMITS } from "../convex/lib/rateLimits";
+import type { Id } from "../convex/_generated/dataModel";
+import { IMAGE_UPLOADS_UNUSED_MAX, RATE_LIMITS } from "../convex/lib/rateLimits";
+import { IMAGE_UPLOAD_URL_TTL_MS } from "../convex/model/imageUploads";
+import { WEBP_IMAGE } from "./support/httpRoutes";
 import { snapshotDatabase } from "./support/hardening";
-import { expectCode, setup, signUp, type TestConvex } from "./support/setup";
+import {
+  expectCode,
+  finishDueScheduledFunctions,
+  setup,
+  signUp,
+  type TestConvex,
+} from "./support/setup";
 import {
   PAYMENTS_URL,
   generateEs512Key,
@@ -134,13 +143,15 @@ describe("jobs.generateImageUploadUrl", () => {
     vi.advanceTimersByTime(retryAfter);
     await as.mutation(api.jobs.generateImageUploadUrl, {});
 
-    // Spread out so the burst limit never bites: the daily cap does, after about its capacity
-    // (plus what refilled meanwhile, about 2 an hour).
+    // Spread out so neither the burst limit nor the cap of unused uploads bites (unspent URLs
+    // expire after an hour: 6 an hour stay below the cap): the daily cap does, after about its
+    // capacity (plus what refilled meanwhile, about 2 an hour).
     let granted = burst.capacity + 1;
     const start = Date.now();
     let daylong = 0;
     while (daylong === 0 && granted <= 2 * daily.capacity) {
-      vi.advanceTimersByTime(burst.period);
+      vi.advanceTimersByTime(10 * burst.period);
+      await finishDueScheduledFunctions(t);
       try {
         await as.mutation(api.jobs.generateImageUploadUrl, {});
         granted++;
@@ -157,6 +168,48 @@ describe("jobs.generateImageUploadUrl", () => {
     await signUp(t, "someone-else").then(({ as: other }) =>
       other.mutation(api.jobs.generateImageUploadUrl, {}),
     );
+  });
+});
+
+describe("jobs.generateImageUploadUrl: unused uploads", () => {
+  test(`a user holds at most ${IMAGE_UPLOADS_UNUSED_MAX} uploads and URLs no job used; using one frees a slot`, async () => {
+    const t = await setup();
+    const { as } = await signUp(t, "hoarder");
+    const urls: string[] = [];
+    for (let i = 0; i < IMAGE_UPLOADS_UNUSED_MAX; i++) {
+      if (i > 0 && i % RATE_LIMITS.imageUploadUrl.capacity === 0) {
+        vi.advanceTimersByTime(RATE_LIMITS.imageUploadUrl.period);
+      }
+      urls.push(await as.mutation(api.jobs.generateImageUploadUrl, {}));
+    }
+    vi.advanceTimersByTime(RATE_LIMITS.imageUploadUrl.period);
+    // Upload to the first URL: still unused until a job uses it.
+    const first = new URL(urls[0]);
+    const uploaded = await t.fetch(first.pathname + first.search, {
+      method: "POST",
+      headers: { "Content-Type": "image/webp" },
+      body: WEBP_IMAGE,
+    });
+    expect(uploaded.status).toBe(200);
+    const { storageId } = (await uploaded.json()) as { storageId: Id<"_storage"> };
+    const retryAfter = await expectRateLimited(t, () =>
+      as.mutation(api.jobs.generateImageUploadUrl, {}),
+    );
+    // The first slot frees when the oldest unspent URL expires (an hour after it was made).
+    expect(retryAfter).toBeGreaterThan(0);
+    expect(retryAfter).toBeLessThanOrEqual(IMAGE_UPLOAD_URL_TTL_MS);
+    // Another user is not concerned.
+    await signUp(t, "someone-else").then(({ as: other }) =>
+      other.mutation(api.jobs.generateImageUploadUrl, {}),
+    );
+    // A job uses the upload: a slot frees.
+    await as.mutation(api.jobs.createJob, {
+      prompt: "x",
+      imageStorageId: storageId,
+      durationSec: 5,
+    });
+    await as.mutation(api.jobs.generateImageUploadUrl, {});
+    await expectRateLimited(t, () => as.mutation(api.jobs.generateImageUploadUrl, {}));
   });
 });
 

@@ -97,13 +97,29 @@ export function r2Setting(): R2Setting {
   return { kind: "on", config: { endpoint, bucket, accessKeyId, secretAccessKey } };
 }
 
-/** The object key of a job's video for one attempt: decided here, never by a worker. */
+/**
+ * The object key a job's attempt uploads its video to (its presigned PUTs write here): decided
+ * here, never by a worker.
+ */
 export function videoKeyFor(jobId: string, attempt: number): string {
   return `videos/${jobId}/attempt-${attempt}.mp4`;
 }
 
+/**
+ * The key the completion copies an attempt's checked upload to, and the owner downloads from. No
+ * upload URL is ever signed for it: only the backend's CopyObject writes it, so nothing can
+ * replace a finished video.
+ */
+export function finalVideoKeyFor(jobId: string, attempt: number): string {
+  return `videos/${jobId}/final-${attempt}.mp4`;
+}
+
+function objectPath(config: R2Config, key: string): string {
+  return `/${config.bucket}/${key.split("/").map(encodeURIComponent).join("/")}`;
+}
+
 function objectUrl(config: R2Config, key: string): string {
-  return `${config.endpoint}/${config.bucket}/${key.split("/").map(encodeURIComponent).join("/")}`;
+  return `${config.endpoint}${objectPath(config, key)}`;
 }
 
 /** SigV4's `X-Amz-Date`: UTC, whole seconds. */
@@ -159,38 +175,51 @@ export async function presign(
 
 export type ObjectHead =
   | { key: string; exists: false }
-  | { key: string; exists: true; size: number; contentType: string | null };
+  | { key: string; exists: true; size: number; contentType: string | null; etag: string | null };
 
 /**
  * Every request to the bucket gives up after this long (headers and body): a hanging R2 makes
  * the completion answer 503 well inside a worker's HTTP timeout, and a deletion fail and retry.
  */
 export const R2_REQUEST_TIMEOUT_MS = 10_000;
+/**
+ * A CopyObject gives up after this long: R2 copies server-side, but a video of up to
+ * `VIDEO_MAX_BYTES` takes longer than a HEAD. A copy that timed out is simply run again by the
+ * next completion (it overwrites the same key with the same object).
+ */
+export const R2_COPY_TIMEOUT_MS = 30_000;
 
 /** Thrown when the bucket could not be reached or answered something unexpected. */
 export class R2Error extends Error {}
 
-async function send(config: R2Config, method: "HEAD" | "DELETE", key: string): Promise<Response> {
-  const signed = await signer(config, { method, url: objectUrl(config, key) }).sign();
-  let response: Response;
+async function send(
+  config: R2Config,
+  method: "HEAD" | "DELETE" | "PUT",
+  key: string,
+  options: { headers?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<{ response: Response; body: string }> {
+  const signed = await signer(config, {
+    method,
+    url: objectUrl(config, key),
+    headers: options.headers,
+  }).sign();
   try {
-    response = await fetch(signed.url, {
+    const response = await fetch(signed.url, {
       method,
       headers: signed.headers,
-      signal: AbortSignal.timeout(R2_REQUEST_TIMEOUT_MS),
+      signal: AbortSignal.timeout(options.timeoutMs ?? R2_REQUEST_TIMEOUT_MS),
     });
+    // Read the body (the same timeout bounds it): a copy's outcome is in it, and reading lets
+    // the connection be reused.
+    return { response, body: await response.text() };
   } catch (error) {
     throw new R2Error(`${method} ${key}: the bucket could not be reached (${String(error)})`);
   }
-  // The body (if any) is not needed; read it so the connection can be reused (the same timeout
-  // bounds it).
-  await response.arrayBuffer().catch(() => undefined);
-  return response;
 }
 
 /** Whether the object exists, with its size and content type (one HEAD request). */
 export async function headObject(config: R2Config, key: string): Promise<ObjectHead> {
-  const response = await send(config, "HEAD", key);
+  const { response } = await send(config, "HEAD", key);
   if (response.status === 404) {
     return { key, exists: false };
   }
@@ -203,12 +232,46 @@ export async function headObject(config: R2Config, key: string): Promise<ObjectH
     exists: true,
     size: Number.isSafeInteger(size) ? size : -1,
     contentType: response.headers.get("Content-Type"),
+    etag: response.headers.get("ETag"),
   };
+}
+
+/**
+ * CopyObject (`PUT` with `x-amz-copy-source`, done by the bucket itself): `from` to `to`, with
+ * its content type. With `ifMatch` (the ETag a HEAD of `from` found) the bucket copies only that
+ * very object (`x-amz-copy-source-if-match`: R2 and S3 answer 412 when `from` has changed since).
+ * "missing": `from` is not there; "changed": it is no longer the object `ifMatch` names.
+ */
+export async function copyObject(
+  config: R2Config,
+  from: string,
+  to: string,
+  ifMatch: string | null,
+): Promise<"copied" | "missing" | "changed"> {
+  const headers: Record<string, string> = { "x-amz-copy-source": objectPath(config, from) };
+  if (ifMatch !== null) {
+    headers["x-amz-copy-source-if-match"] = ifMatch;
+  }
+  const { response, body } = await send(config, "PUT", to, {
+    headers,
+    timeoutMs: R2_COPY_TIMEOUT_MS,
+  });
+  if (response.status === 404) {
+    return "missing";
+  }
+  if (response.status === 412) {
+    return "changed";
+  }
+  // S3 may answer 200 and report a copy that failed along the way in the body.
+  if (response.status !== 200 || !body.includes("<CopyObjectResult")) {
+    throw new R2Error(`COPY ${from} to ${to}: the bucket answered ${response.status}`);
+  }
+  return "copied";
 }
 
 /** Deletes the object; deleting one that is not there succeeds too (S3 answers 204). */
 export async function deleteObject(config: R2Config, key: string): Promise<void> {
-  const response = await send(config, "DELETE", key);
+  const { response } = await send(config, "DELETE", key);
   if (response.status !== 204 && response.status !== 200 && response.status !== 404) {
     throw new R2Error(`DELETE ${key}: the bucket answered ${response.status}`);
   }

@@ -16,12 +16,15 @@ export const RATE_LIMITS = {
   createJob: { kind: "token bucket", rate: 30, period: MINUTE, capacity: 30 },
   /** `jobs.generateImageUploadUrl`, bursts. */
   imageUploadUrl: { kind: "token bucket", rate: 10, period: MINUTE, capacity: 10 },
-  /**
-   * `jobs.generateImageUploadUrl`, per day: an upload no job uses stays up to 25 h (the orphan
-   * sweep), so this caps a user's unused uploads at about twice this many.
-   */
+  /** `jobs.generateImageUploadUrl`, per day. */
   imageUploadUrlDaily: { kind: "token bucket", rate: 50, period: 24 * HOUR, capacity: 50 },
 } as const;
+
+/**
+ * Input-image uploads (and unspent upload URLs) a user may hold that no job has used yet
+ * (model/imageUploads.ts): beyond, `jobs.generateImageUploadUrl` is RATE_LIMITED until one frees.
+ */
+export const IMAGE_UPLOADS_UNUSED_MAX = 20;
 
 export type RateLimitName = keyof typeof RATE_LIMITS;
 

@@ -10,7 +10,7 @@ import { components } from "../_generated/api";
 /** Runs of `media.deleteVideoObjects` in flight at once (each DELETEs 8 objects at a time). */
 export const R2_DELETION_PARALLELISM = 4;
 
-/** R2 deletions: one run per batch of `videoDeletions` rows (model/media.ts). */
+/** R2 deletions: one run per batch of `videoDeletions` rows (model/videoDeletions.ts). */
 export const r2DeletionPool = new Workpool(components.r2Deletions, {
   maxParallelism: R2_DELETION_PARALLELISM,
   // The action is idempotent (it skips rows already done), so a crashed run is retried.

@@ -15,14 +15,9 @@ import {
   settleHold,
   settleJobCredits,
 } from "./credits";
-import {
-  releaseImage,
-  requestDeletion,
-  scheduleDeletions,
-  useImage,
-  videoUrl,
-  type DeletionReason,
-} from "./media";
+import { releaseImage, useImage } from "./images";
+import { scheduleDeletions } from "./videoDeletions";
+import { requestVideoDeletions, videoUrl } from "./videos";
 
 export const JOB_DURATIONS = [5, 10, 15] as const;
 export const PROMPT_MAX_LENGTH = 2000;
@@ -156,7 +151,7 @@ export async function createJob(
     "Too many jobs started in a short time; try again shortly.",
   );
   if (input.imageStorageId !== undefined) {
-    await useImage(ctx, user, input.imageStorageId);
+    await useImage(ctx, user, input.imageStorageId, Date.now());
   }
   const cost = jobCost(input.durationSec);
   const jobId = await ctx.db.insert("jobs", {
@@ -194,8 +189,8 @@ export type TransitionOptions = {
   error?: string;
   /** Extra fields written with the transition (the worker API's lease and attempt fields). */
   patch?: Partial<Doc<"jobs">>;
-  /** `done` with the video in the bucket at the job's `videoKey` (checked by a HEAD). */
-  video?: { size: number };
+  /** `done` with the video in the bucket at its final `key` (checked by a HEAD). */
+  video?: { size: number; key: string };
   /**
    * Bucket objects this transition must delete are added here for the caller to schedule in
    * one action (the expiry batch); without it, the transition schedules its own.
@@ -205,13 +200,6 @@ export type TransitionOptions = {
 
 /** Whole seconds: presigned URLs are dated and expire on whole seconds. */
 const toSecond = (ms: number) => Math.floor(ms / 1000) * 1000;
-
-const DELETION_REASON: Partial<Record<JobStatus, DeletionReason>> = {
-  failed: "failed",
-  canceled: "canceled",
-  queued: "retried",
-  expired: "expired",
-};
 
 // Written with `undefined` to remove a worker's claim from a job that no longer runs.
 const NO_LEASE = { workerId: undefined, leaseExpiresAt: undefined } as const;
@@ -251,10 +239,12 @@ export async function transitionJob(
             "This attempt has no video key: it was not claimed for upload.",
           );
         }
-        // In the bucket: expires on a whole second, exactly when its presigned GET does.
+        // In the bucket, at the final key the upload was copied to: expires on a whole second,
+        // exactly when its presigned GET does.
         patch = {
           status: to,
           r2Url: undefined,
+          videoKey: options.video.key,
           videoBytes: options.video.size,
           expiresAt: toSecond(now) + VIDEO_TTL_MS,
           finishedAt: now,
@@ -316,16 +306,13 @@ export async function transitionJob(
     await releaseHold(ctx, job);
   }
   const updated = (await ctx.db.get("jobs", job._id))!;
-  // Media: the bucket object of an attempt that will not become (or no longer is) the video
-  // goes, and so does the input image once the job is final.
-  const reason = DELETION_REASON[to];
-  if (reason !== undefined && job.videoKey !== undefined) {
-    const id = await requestDeletion(ctx, job, job.videoKey, reason, now);
-    if (options.deletions !== undefined) {
-      options.deletions.push(id);
-    } else {
-      await scheduleDeletions(ctx, [id]);
-    }
+  // Media: the bucket objects the job no longer needs go (model/videos.ts), and so does the
+  // input image once the job is final.
+  const deletions = await requestVideoDeletions(ctx, job, to, now);
+  if (options.deletions !== undefined) {
+    options.deletions.push(...deletions);
+  } else {
+    await scheduleDeletions(ctx, deletions);
   }
   if (to === "done" || to === "failed" || to === "canceled") {
     await releaseImage(ctx, updated);

@@ -3,13 +3,14 @@ import type { MutationCtx } from "../_generated/server";
 import { appError } from "../lib/errors";
 import type { ObjectHead, R2Config } from "../lib/r2";
 import { transitionJob } from "./jobs";
+import { imageUrlForWorker } from "./images";
 import {
   checkUploadedVideo,
-  imageUrlForWorker,
+  finalVideoKeyFor,
   uploadFor,
   videoKeyFor,
   type VideoUpload,
-} from "./media";
+} from "./videos";
 
 /**
  * The GPU worker protocol over leases. A worker claims the oldest queued job and holds it for a
@@ -343,15 +344,18 @@ export type Completion = WorkerReport & {
   r2Url?: string;
   /** Bucket mode: the key the worker uploaded to (optional: it can only be the attempt's). */
   key?: string;
-  /** Bucket mode: what a HEAD of the attempt's key found, just before this mutation. */
+  /**
+   * Bucket mode: what the HTTP action found just before this mutation: the HEAD of the final
+   * key the upload was copied to, or the upload's HEAD when it was no acceptable video.
+   */
   object?: ObjectHead;
 };
 
 /**
  * Completes a held job. Development mode (`bucket` null): with the worker's https `r2Url`.
- * Bucket mode: with the video the worker uploaded to the attempt's key, as the HEAD in
- * `object` found it (present, non-empty, not too large, video/mp4; else CONFLICT, nothing
- * changes); a URL is refused. Repeating the finished completion changes nothing; a completion
+ * Bucket mode: with the video the worker uploaded to the attempt's key, as the HTTP action's
+ * copy to the final key found it (`object`: present, non-empty, not too large, video/mp4; else
+ * CONFLICT, nothing changes); a URL is refused. Repeating the finished completion changes nothing; a completion
  * naming another key (or another URL) is a CONFLICT.
  */
 export async function completeJob(
@@ -382,12 +386,15 @@ export async function completeJob(
   }
   const job = await jobByIdString(ctx, report.jobId);
   checkAttempt(job, report.attempt);
-  const key = report.key ?? job.videoKey;
+  // The attempt's upload key is what the worker knows (and may name); once done, the job's
+  // `videoKey` is the final key.
+  const uploadKey = videoKeyFor(job._id, attemptOf(job));
+  const key = report.key ?? uploadKey;
   if (job.status === "done" && job.workerId === report.workerId && job.videoBytes !== undefined) {
-    if (key !== job.videoKey) {
+    if (key !== uploadKey) {
       throw appError(
         "CONFLICT",
-        `The job is already done with the video at ${job.videoKey}, not ${key}.`,
+        `The job is already done with the video uploaded to ${uploadKey}, not ${key}.`,
       );
     }
     return { jobId: job._id, changed: false, expiresAt: job.expiresAt };
@@ -405,12 +412,21 @@ export async function completeJob(
       `key ${JSON.stringify(key).slice(0, 200)} is not this attempt's object: upload to ${job.videoKey}.`,
     );
   }
-  if (report.object === undefined || report.object.key !== job.videoKey) {
+  const finalKey = finalVideoKeyFor(job._id, attemptOf(job));
+  const { object } = report;
+  if (object === undefined || (object.key !== job.videoKey && object.key !== finalKey)) {
     throw appError("CONFLICT", `The object at ${job.videoKey} was not checked: complete again.`);
   }
-  const { size } = checkUploadedVideo(report.object);
+  const { size } = checkUploadedVideo(object);
+  if (object.key !== finalKey) {
+    throw appError(
+      "CONFLICT",
+      `The video at ${job.videoKey} was not copied to its final key: complete again.`,
+    );
+  }
+  // Done with the final copy, as its HEAD found it: what the owner downloads.
   const result = await transitionJob(ctx, job, "done", {
-    video: { size },
+    video: { size, key: finalKey },
     patch: { workerId: report.workerId },
   });
   return { jobId: job._id, changed: true, expiresAt: result.job.expiresAt };

@@ -22,7 +22,8 @@ import type { HttpErrorCode } from "../../convex/lib/http";
 import { convexTest } from "convex-test";
 import schema from "../../convex/schema";
 import { buildWorld, snapshotDatabase, type World } from "./hardening";
-import { modules, registerComponents } from "./setup";
+import { identityFor, modules, registerComponents } from "./setup";
+import { api } from "../../convex/_generated/api";
 import {
   PRODUCTION_JKU,
   SANDBOX_JKU,
@@ -33,7 +34,12 @@ import {
 } from "./truelayer";
 import type { TestConvex } from "./setup";
 
-export type HttpRequestParts = { headers: Record<string, string>; body: string };
+export type HttpRequestParts = {
+  headers: Record<string, string>;
+  body: string;
+  /** The path and query sent, when not the row's `path` (a credential in the URL). */
+  path?: string;
+};
 
 /** How a route authenticates its caller, and how to forge that badly. */
 export type CredentialScheme = {
@@ -58,12 +64,56 @@ export type HttpRouteRow = {
   scheme: CredentialScheme;
   /** A body the route accepts with valid credentials (JSON-encoded by the harness). */
   validBody: (world: World) => unknown;
+  /** The body is not JSON: `validBody` is sent as it is, and the generic bodies are not sent. */
+  rawBody?: boolean;
+  /** Routes whose credential is in the URL: a fresh valid path and query for each request. */
+  requestPath?: (world: World) => Promise<string>;
   /** Route-specific hostile bodies, sent with valid credentials, on top of the generic ones. */
   hostileBodies?: (world: World) => HostileBody[];
 };
 
+/** A WebP header (every byte ASCII, so the harness's string bodies carry it unchanged). */
+export const WEBP_IMAGE = "RIFF\u0014\u0000\u0000\u0000WEBPVP8 \u0008\u0000\u0000\u0000harness!";
+
 /** The routes of convex/http.ts, one row each. */
 export const HTTP_ROUTES: HttpRouteRow[] = [
+  {
+    method: "POST",
+    path: "/images/upload",
+    scheme: uploadTokenScheme(),
+    rawBody: true,
+    validBody: () => WEBP_IMAGE,
+    requestPath: async (w) => {
+      const as = w.t.withIdentity(identityFor(w.clerkId.owner));
+      const url = new URL(await as.mutation(api.jobs.generateImageUploadUrl, {}));
+      return url.pathname + url.search;
+    },
+    hostileBodies: () => [
+      { label: "empty image", body: "", expect: BAD_REQUEST },
+      {
+        label: "not a WebP (text declared image/webp)",
+        body: "hello, not an image at all",
+        expect: { status: [415], code: "UNSUPPORTED_MEDIA_TYPE" },
+      },
+      {
+        label: "a WebP declared as PNG",
+        body: WEBP_IMAGE,
+        contentType: "image/png",
+        expect: { status: [415], code: "UNSUPPORTED_MEDIA_TYPE" },
+      },
+      {
+        label: "an SVG",
+        body: "<svg xmlns='http://www.w3.org/2000/svg'/>",
+        contentType: "image/svg+xml",
+        expect: { status: [415], code: "UNSUPPORTED_MEDIA_TYPE" },
+      },
+      {
+        label: "oversized image (10 MiB + 1)",
+        body: WEBP_IMAGE + "x".repeat(10 * 1024 * 1024 + 1 - WEBP_IMAGE.length),
+        expect: { status: [413], code: "PAYLOAD_TOO_LARGE" },
+      },
+    ],
+  },
   {
     method: "POST",
     path: "/worker/claim",
@@ -120,6 +170,26 @@ export const HTTP_ROUTES: HttpRouteRow[] = [
 
 // ---------------------------------------------------------------------------------------------
 // Credential schemes
+
+/** The single-use token in an image upload URL (`?token=`, from `jobs.generateImageUploadUrl`). */
+export function uploadTokenScheme(): CredentialScheme {
+  const headers = { "Content-Type": "image/webp" };
+  const path = "/images/upload";
+  return {
+    name: "upload URL token",
+    env: {},
+    sign: () => headers,
+    forgeries: (body) =>
+      (
+        [
+          ["no token", path],
+          ["empty token", `${path}?token=`],
+          ["unknown token", `${path}?token=${"ab".repeat(32)}`],
+          ["malformed token", `${path}?token=../../secret`],
+        ] as const
+      ).map(([label, forged]) => ({ label, body, headers, path: forged })),
+  };
+}
 
 const JSON_HEADERS = { "Content-Type": "application/json" };
 
@@ -339,9 +409,16 @@ export async function loadRouter(): Promise<HttpRouter | null> {
 
 export const routeKey = (method: string, path: string) => `${method.toUpperCase()} ${path}`;
 
-/** "POST /worker/claim" for every route the router serves (prefix routes end with "*"). */
+/**
+ * "POST /worker/claim" for every route the router serves (prefix routes end with "*"). CORS
+ * preflights (OPTIONS, answered by convex-helpers' CORS router) take no credentials and run
+ * nothing: they are checked in tests/media.test.ts, not here.
+ */
 export function routerRoutes(router: HttpRouter): string[] {
-  return router.getRoutes().map(([path, method]) => routeKey(method, path));
+  return router
+    .getRoutes()
+    .filter(([, method]) => method !== "OPTIONS")
+    .map(([path, method]) => routeKey(method, path));
 }
 
 async function withScheme<T>(scheme: CredentialScheme, run: () => Promise<T>): Promise<T> {
@@ -358,7 +435,7 @@ async function withScheme<T>(scheme: CredentialScheme, run: () => Promise<T>): P
 }
 
 async function send(t: TestConvex, row: HttpRouteRow, request: HttpRequestParts) {
-  const response = await t.fetch(row.path, {
+  const response = await t.fetch(request.path ?? row.path, {
     method: row.method,
     headers: request.headers,
     body: row.method === "GET" ? undefined : request.body,
@@ -397,7 +474,8 @@ const UNAUTHORIZED: HttpExpectation = { status: [401], code: "UNAUTHENTICATED" }
  * control, the same body with valid credentials is accepted (2xx).
  */
 export async function checkCredentialsRefused(world: World, row: HttpRouteRow) {
-  const body = JSON.stringify(row.validBody(world));
+  const valid = row.validBody(world);
+  const body = row.rawBody === true ? (valid as string) : JSON.stringify(valid);
   for (const forgery of await row.scheme.forgeries(body)) {
     await expectHttpRefusedWithoutWrites(world.t, row, forgery, UNAUTHORIZED).catch(
       (error: Error) => {
@@ -406,8 +484,9 @@ export async function checkCredentialsRefused(world: World, row: HttpRouteRow) {
       },
     );
   }
+  const path = await row.requestPath?.(world);
   const accepted = await withScheme(row.scheme, async () =>
-    send(world.t, row, { headers: await row.scheme.sign(body), body }),
+    send(world.t, row, { headers: await row.scheme.sign(body), body, path }),
   );
   expect(
     accepted.status >= 200 && accepted.status < 300,
@@ -417,7 +496,8 @@ export async function checkCredentialsRefused(world: World, row: HttpRouteRow) {
 
 /** The generic and the route's own hostile bodies, each signed with valid credentials. */
 export function hostileBodiesFor(world: World, row: HttpRouteRow): HostileBody[] {
-  return [...genericHostileBodies(row.validBody(world)), ...(row.hostileBodies?.(world) ?? [])];
+  const generic = row.rawBody === true ? [] : genericHostileBodies(row.validBody(world));
+  return [...generic, ...(row.hostileBodies?.(world) ?? [])];
 }
 
 export async function checkHostileBody(world: World, row: HttpRouteRow, hostile: HostileBody) {
@@ -425,10 +505,12 @@ export async function checkHostileBody(world: World, row: HttpRouteRow, hostile:
   if (hostile.contentType !== undefined) {
     headers["Content-Type"] = hostile.contentType;
   }
+  // A fresh valid URL is made first: the refusal must then write nothing more.
+  const path = await row.requestPath?.(world);
   await expectHttpRefusedWithoutWrites(
     world.t,
     row,
-    { headers, body: hostile.body },
+    { headers, body: hostile.body, path },
     hostile.expect,
   ).catch((error: Error) => {
     error.message = `${routeKey(row.method, row.path)} with ${hostile.label}: ${error.message}`;
