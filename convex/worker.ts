@@ -3,6 +3,8 @@ import { appError } from "./lib/errors";
 import { internalQuery } from "./_generated/server";
 import * as Videos from "./model/videos";
 import * as Worker from "./model/worker";
+import * as Reports from "./model/workerReports";
+import * as Sweeps from "./model/workerSweeps";
 import { internalMutation } from "./lib/functions";
 import { sweepMutation } from "./lib/sweeps";
 
@@ -73,7 +75,7 @@ export const heartbeat = internalMutation({
     upload: v.optional(uploadValidator),
   }),
   handler: async (ctx, report) => {
-    return await Worker.heartbeat(
+    return await Reports.heartbeat(
       ctx,
       report,
       Date.now(),
@@ -140,7 +142,7 @@ export const completeJob = internalMutation({
     expiresAt: v.optional(v.number()),
   }),
   handler: async (ctx, report) => {
-    return await Worker.completeJob(ctx, report, Date.now(), Videos.videoBucket());
+    return await Reports.completeJob(ctx, report, Date.now(), Videos.videoBucket());
   },
 });
 
@@ -161,7 +163,7 @@ export const failJob = internalMutation({
     retrying: v.boolean(),
   }),
   handler: async (ctx, report) => {
-    return await Worker.failJob(ctx, report, Date.now(), Worker.workerConfig());
+    return await Reports.failJob(ctx, report, Date.now(), Worker.workerConfig());
   },
 });
 
@@ -173,7 +175,7 @@ export const failJob = internalMutation({
 export const sweepExpiredLeases = sweepMutation({
   name: "worker:sweepExpiredLeases",
   returns: v.object({ requeued: v.number(), failed: v.number(), more: v.boolean() }),
-  batch: (ctx, now) => Worker.sweepExpiredLeases(ctx, now, Worker.workerConfig()),
+  batch: (ctx, now) => Sweeps.sweepExpiredLeases(ctx, now, Worker.workerConfig()),
 });
 
 /**
@@ -183,5 +185,5 @@ export const sweepExpiredLeases = sweepMutation({
 export const sweepQueueTimeouts = sweepMutation({
   name: "worker:sweepQueueTimeouts",
   returns: v.object({ failed: v.number(), more: v.boolean() }),
-  batch: (ctx, now) => Worker.sweepQueueTimeouts(ctx, now, Worker.workerConfig()),
+  batch: (ctx, now) => Sweeps.sweepQueueTimeouts(ctx, now, Worker.workerConfig()),
 });

@@ -61,6 +61,8 @@ import type * as model_videoDeletions from "../model/videoDeletions.js";
 import type * as model_videos from "../model/videos.js";
 import type * as model_webhookEvents from "../model/webhookEvents.js";
 import type * as model_worker from "../model/worker.js";
+import type * as model_workerReports from "../model/workerReports.js";
+import type * as model_workerSweeps from "../model/workerSweeps.js";
 import type * as payments from "../payments.js";
 import type * as plans from "../plans.js";
 import type * as subscriptions from "../subscriptions.js";
@@ -130,6 +132,8 @@ declare const fullApi: ApiFromModules<{
   "model/videos": typeof model_videos;
   "model/webhookEvents": typeof model_webhookEvents;
   "model/worker": typeof model_worker;
+  "model/workerReports": typeof model_workerReports;
+  "model/workerSweeps": typeof model_workerSweeps;
   payments: typeof payments;
   plans: typeof plans;
   subscriptions: typeof subscriptions;
