@@ -37,6 +37,7 @@ import type * as model_ledger from "../model/ledger.js";
 import type * as model_lots from "../model/lots.js";
 import type * as model_media from "../model/media.js";
 import type * as model_metricsBuckets from "../model/metricsBuckets.js";
+import type * as model_metricsDays from "../model/metricsDays.js";
 import type * as model_metricsOverview from "../model/metricsOverview.js";
 import type * as model_metricsRollups from "../model/metricsRollups.js";
 import type * as model_paymentCredits from "../model/paymentCredits.js";
@@ -97,6 +98,7 @@ declare const fullApi: ApiFromModules<{
   "model/lots": typeof model_lots;
   "model/media": typeof model_media;
   "model/metricsBuckets": typeof model_metricsBuckets;
+  "model/metricsDays": typeof model_metricsDays;
   "model/metricsOverview": typeof model_metricsOverview;
   "model/metricsRollups": typeof model_metricsRollups;
   "model/paymentCredits": typeof model_paymentCredits;
