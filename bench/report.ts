@@ -13,6 +13,12 @@ export type Sample = {
   /** Cron cases only: the largest used/limit ratio over all metrics and transactions. */
   worstLimitFraction?: number;
   worstMetric?: string;
+  /**
+   * Cron cases only: the document the most transactions of the drain wrote, and how many
+   * (the most writes any single document takes during the drain, a transaction's writes to
+   * one document counted once, as Convex commits them).
+   */
+  hottest?: { table: string; transactions: number };
 };
 
 export type CaseResult = {
@@ -28,7 +34,12 @@ export type CaseResult = {
 export function summariseCron(
   steps: Array<{ cost: Cost; limits: Limits; handled: number }>,
   backlog: number,
+  written: Map<string, { table: string; transactions: number }> = new Map(),
 ): Sample {
+  let hottest = { table: "-", transactions: 0 };
+  for (const entry of written.values()) {
+    if (entry.transactions > hottest.transactions) hottest = { ...entry };
+  }
   const cost = {} as Cost;
   let worstLimitFraction = 0;
   let worstMetric = "";
@@ -49,6 +60,7 @@ export function summariseCron(
     backlog,
     worstLimitFraction,
     worstMetric,
+    hottest,
   };
 }
 

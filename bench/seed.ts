@@ -416,7 +416,29 @@ export async function seed(n: number, now: number): Promise<BenchEnv> {
     },
   }));
   counted(env, "webhookEvents", n);
+  counted(env, "metricsDays", await foldHours(env));
   return env;
+}
+
+/**
+ * Folds every complete hour into the day rows, as the hourly cron has on a deployment that runs
+ * (`metrics:foldHours`); returns the day rows written.
+ */
+export async function foldHours(env: BenchEnv): Promise<number> {
+  let folded = 0;
+  for (;;) {
+    const result = await env.t.mutation(internal.metrics.foldHours, {});
+    folded += result.folded;
+    if (!result.more) return Math.ceil(folded / 24);
+  }
+}
+
+/**
+ * The hourly fold's backlog (`metrics.foldHours`): `newDeployment`'s month of buckets, none
+ * folded yet, as on a deployment where the fold first runs.
+ */
+export async function seedUnfoldedHours(n: number, now: number): Promise<BenchEnv> {
+  return await newDeployment(n, now);
 }
 
 /**
