@@ -18,6 +18,7 @@ import {
   hourStart,
   shardOf,
 } from "../convex/model/metricsBuckets";
+import { SUBSCRIPTION_TOTAL_SHARDS } from "../convex/model/metricsRollups";
 import { PLAN_CATALOG } from "../convex/model/plans";
 import {
   GRACE_MS,
@@ -929,7 +930,7 @@ async function insertSubscribers(
   make: (i: number) => SubscriberSpec,
 ) {
   const perChunk = Math.floor(CHUNK / SUBSCRIBER_WRITES);
-  const totals = Array.from({ length: METRIC_SHARDS }, () => ({
+  const totals = Array.from({ length: SUBSCRIPTION_TOTAL_SHARDS }, () => ({
     active: { starter: 0, creator: 0, studio: 0 },
     mrr: {} as Record<string, number>,
   }));
@@ -1133,7 +1134,7 @@ async function insertSubscribers(
           ...(nextExpiry !== undefined ? { nextExpiry } : {}),
         });
         if (spec.status === "active") {
-          const shard = totals[shardOf(subscriptionId)];
+          const shard = totals[shardOf(subscriptionId, SUBSCRIPTION_TOTAL_SHARDS)];
           shard.active[spec.plan]++;
           shard.mrr.GBP = (shard.mrr.GBP ?? 0) + plan.price;
         }
