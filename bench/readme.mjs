@@ -102,8 +102,9 @@ export function resultsSection(run) {
     "",
     markdownTable(results, ns),
     "",
-    "Largest transaction of each cron drain at the largest N, and the most writes any single",
-    "document takes during the drain (the number of the drain's transactions that write it, per N):",
+    "Largest transaction of each cron drain at the largest N, and per N the most writes any single",
+    "document takes during the drain (how many of its transactions write it, and which table), and",
+    "the most write calls one document takes within one transaction:",
     "",
     `| cron | rows drained | transactions | worst share of a limit | ${ns.map((n) => `most writes to one document, N=${number(n)}`).join(" | ")} |`,
     `| --- | ---: | ---: | --- | ${ns.map(() => "---:").join(" | ")} |`,
@@ -111,7 +112,9 @@ export function resultsSection(run) {
       const s = r.byN[largest];
       const hottest = ns.map((n) => {
         const h = r.byN[String(n)].hottest;
-        return h === undefined ? "-" : `${number(h.transactions)} (${h.table})`;
+        return h === undefined
+          ? "-"
+          : `${number(h.transactions)} (${h.table}); ${h.inOneTransaction} in one`;
       });
       return `| ${r.name.replace(/^cron /, "")} | ${number(s.handled)} of ${number(s.backlog)} | ${number(s.transactions)} | ${((s.worstLimitFraction ?? 0) * 100).toFixed(1)}% (${s.worstMetric}) | ${hottest.join(" | ")} |`;
     }),

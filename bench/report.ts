@@ -16,9 +16,10 @@ export type Sample = {
   /**
    * Cron cases only: the document the most transactions of the drain wrote, and how many
    * (the most writes any single document takes during the drain, a transaction's writes to
-   * one document counted once, as Convex commits them).
+   * one document counted once, as Convex commits them); `inOneTransaction`: the most write
+   * calls any document takes within one transaction of the drain.
    */
-  hottest?: { table: string; transactions: number };
+  hottest?: { table: string; transactions: number; inOneTransaction: number };
 };
 
 export type CaseResult = {
@@ -34,11 +35,15 @@ export type CaseResult = {
 export function summariseCron(
   steps: Array<{ cost: Cost; limits: Limits; handled: number }>,
   backlog: number,
-  written: Map<string, { table: string; transactions: number }> = new Map(),
+  written: Map<string, { table: string; transactions: number; inOne: number }> = new Map(),
 ): Sample {
-  let hottest = { table: "-", transactions: 0 };
+  const hottest = { table: "-", transactions: 0, inOneTransaction: 0 };
   for (const entry of written.values()) {
-    if (entry.transactions > hottest.transactions) hottest = { ...entry };
+    if (entry.transactions > hottest.transactions) {
+      hottest.table = entry.table;
+      hottest.transactions = entry.transactions;
+    }
+    hottest.inOneTransaction = Math.max(hottest.inOneTransaction, entry.inOne);
   }
   const cost = {} as Cost;
   let worstLimitFraction = 0;

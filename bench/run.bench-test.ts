@@ -95,15 +95,16 @@ async function runCase(benchCase: BenchCase, env: BenchEnv): Promise<Sample> {
   const maxSteps = backlog + 10;
   // Per document: how many of the drain's transactions wrote it (a hot document is one that
   // many transactions write: run concurrently, as scheduled work does, they would conflict).
-  const written = new Map<string, { table: string; transactions: number }>();
+  const written = new Map<string, { table: string; transactions: number; inOne: number }>();
   let step: CronStep;
   do {
     const counted = await countWrites(() => benchCase.step(env));
     step = counted.result;
     steps.push(step);
-    for (const [id, { table }] of counted.writes) {
-      const entry = written.get(id) ?? { table, transactions: 0 };
+    for (const [id, { table, writes }] of counted.writes) {
+      const entry = written.get(id) ?? { table, transactions: 0, inOne: 0 };
       entry.transactions += 1;
+      entry.inOne = Math.max(entry.inOne, writes);
       written.set(id, entry);
     }
   } while (step.more && steps.length < maxSteps);
