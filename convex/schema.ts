@@ -371,9 +371,10 @@ export default defineSchema({
   }).index("by_shard", ["shard"]),
 
   /**
-   * Gauges of the subscriptions as they are now, sharded like the buckets (a subscription counts
-   * in the shard of its id): active subscriptions per plan and their monthly recurring revenue per
-   * currency. Kept by the trigger on `subscriptions`; `metrics.overview` sums the shards.
+   * Gauges of the subscriptions as they are now, in SUBSCRIPTION_TOTAL_SHARDS rows (a subscription's
+   * changes go to the row of its id's hash): active subscriptions per plan and their monthly
+   * recurring revenue per currency. Kept by the trigger on `subscriptions`; `metrics.overview`
+   * sums the rows (one may be negative, the sum is not; see model/metricsRollups.ts).
    */
   subscriptionTotals: defineTable({
     shard: v.number(),
