@@ -4,7 +4,9 @@ import type { PaginationResult } from "convex/server";
 import type { Doc, Id, TableNames } from "../convex/_generated/dataModel";
 import { MAX_PAGE_SIZE } from "../convex/lib/pagination";
 import { QUEUE_POSITION_CAP } from "../convex/model/jobs";
-import { METRIC_SHARDS, hourStart } from "../convex/model/metricsBuckets";
+import { dayStart } from "../convex/model/calendar";
+import { HOUR_MS, METRIC_SHARDS, RETENTION_HOURS, hourStart } from "../convex/model/metricsBuckets";
+import { SUBSCRIPTION_TOTAL_SHARDS } from "../convex/model/metricsRollups";
 import { measure, type Cost, type Limits } from "./measure";
 import {
   BENCH_R2_ENV,
@@ -21,6 +23,7 @@ import {
   seedQueueBacklog,
   seedOrphanImages,
   seedRenewalsDue,
+  seedUnfoldedHours,
   seedVideos,
   type BenchEnv,
 } from "./seed";
@@ -100,6 +103,23 @@ const PERIOD_ENDS: Deployment = { name: "period ends", seed: seedPeriodEnds };
 const RENEWALS_DUE: Deployment = { name: "renewals due", seed: seedRenewalsDue };
 const VIDEOS: Deployment = { name: "bucket videos", seed: seedVideos, env: BENCH_R2_ENV };
 const ORPHAN_IMAGES: Deployment = { name: "orphan images", seed: seedOrphanImages };
+const UNFOLDED_HOURS: Deployment = { name: "unfolded hours", seed: seedUnfoldedHours };
+
+/**
+ * What `metrics.overview` reads for a window of `hours` ending with the current hour (besides
+ * the caller): a day row per day the window touches, the current hour's buckets (not folded
+ * yet), the folded-activity rows and the subscription gauges, one per shard each.
+ */
+function overviewRows(hours: number): number {
+  const days = hours / 24 + (hours % 24 === 0 ? 1 : 2);
+  return Math.floor(days) + METRIC_SHARDS * 2 + SUBSCRIPTION_TOTAL_SHARDS;
+}
+
+/** Hours the first fold folds on `newDeployment`'s month of buckets (from the oldest one's day). */
+function unfoldedHours(now: number): number {
+  const oldest = hourStart(now) - (RETENTION_HOURS - 1) * HOUR_MS;
+  return (hourStart(now) - dayStart(oldest)) / HOUR_MS;
+}
 
 export type CallCase = {
   kind: "call";
@@ -545,7 +565,7 @@ export const CASES: BenchCase[] = [
   {
     kind: "call",
     name: "metrics.overview (24 h)",
-    resultSize: 24 * METRIC_SHARDS,
+    resultSize: overviewRows(24),
     run: async (env) =>
       (
         await measure(env.admin.as, (ctx) =>
@@ -556,7 +576,7 @@ export const CASES: BenchCase[] = [
   {
     kind: "call",
     name: "metrics.overview (720 h)",
-    resultSize: 720 * METRIC_SHARDS,
+    resultSize: overviewRows(720),
     run: async (env) =>
       (
         await measure(env.admin.as, (ctx) =>
@@ -894,6 +914,18 @@ export const CASES: BenchCase[] = [
         ctx.runMutation(internal.metrics.pruneOldBuckets, {}),
       );
       return { cost, limits, handled: result.deleted, more: result.more };
+    },
+  },
+  {
+    kind: "cron",
+    name: "cron metrics.foldHours",
+    deployment: UNFOLDED_HOURS,
+    backlog: (env) => unfoldedHours(env.now),
+    step: async (env) => {
+      const { cost, limits, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.metrics.foldHours, {}),
+      );
+      return { cost, limits, handled: result.folded, more: result.more };
     },
   },
   {

@@ -63,6 +63,24 @@ type Stream = { read: RangeRead; order: "asc" | "desc"; limit: number | null; ta
 
 let recording: Recording | null = null;
 
+/** Write syscalls per document while `countWrites` runs (read sets are not recorded then). */
+let counting: Map<string, { table: string; writes: number }> | null = null;
+
+const WRITE_OPS = new Set(["1.0/insert", "1.0/shallowMerge", "1.0/replace", "1.0/remove"]);
+
+function countWrite(op: string, args: string, result: string): void {
+  if (counting === null || !WRITE_OPS.has(op)) {
+    return;
+  }
+  const parsed = JSON.parse(args) as { table?: string; id?: string };
+  const id =
+    op === "1.0/insert" ? (JSON.parse(result) as { _id: string })._id : (parsed.id as string);
+  const table = parsed.table ?? tableOfId(id).replace(/^\W+/, "");
+  const entry = counting.get(id) ?? { table, writes: 0 };
+  entry.writes += 1;
+  counting.set(id, entry);
+}
+
 type ConvexGlobal = {
   syscall: (op: string, args: string) => string;
   asyncSyscall: (op: string, args: string) => Promise<string>;
@@ -236,7 +254,9 @@ function install(): ConvexGlobal {
     asyncSyscall: async (op, args) => {
       const rec = recording;
       if (rec === null) {
-        return await inner.asyncSyscall(op, args);
+        const result = await inner.asyncSyscall(op, args);
+        countWrite(op, args, result);
+        return result;
       }
       const parsed = JSON.parse(args) as Record<string, unknown>;
       const fetch = async (table: string, id: string) =>
@@ -353,6 +373,26 @@ export async function record<T>(
     return { result, reads: rec.reads, writes: rec.writes };
   } finally {
     recording = null;
+  }
+}
+
+/**
+ * Runs `fn` (convex-test calls) and returns how many write syscalls (insert, patch, replace,
+ * delete) each document took, with its table.
+ */
+export async function countWrites<T>(
+  fn: () => Promise<T>,
+): Promise<{ result: T; writes: Map<string, { table: string; writes: number }> }> {
+  install();
+  if (counting !== null || recording !== null) {
+    throw new Error("bench/readSets.ts: write counts do not nest");
+  }
+  const writes = new Map<string, { table: string; writes: number }>();
+  counting = writes;
+  try {
+    return { result: await fn(), writes };
+  } finally {
+    counting = null;
   }
 }
 

@@ -102,13 +102,21 @@ export function resultsSection(run) {
     "",
     markdownTable(results, ns),
     "",
-    "Largest transaction of each cron drain at the largest N:",
+    "Largest transaction of each cron drain at the largest N, and per N the most writes any single",
+    "document takes during the drain (how many of its transactions write it, and which table), and",
+    "the most write calls one document takes within one transaction:",
     "",
-    "| cron | rows drained | transactions | worst share of a limit |",
-    "| --- | ---: | ---: | --- |",
+    `| cron | rows drained | transactions | worst share of a limit | ${ns.map((n) => `most writes to one document, N=${number(n)}`).join(" | ")} |`,
+    `| --- | ---: | ---: | --- | ${ns.map(() => "---:").join(" | ")} |`,
     ...crons.map((r) => {
       const s = r.byN[largest];
-      return `| ${r.name.replace(/^cron /, "")} | ${number(s.handled)} of ${number(s.backlog)} | ${number(s.transactions)} | ${((s.worstLimitFraction ?? 0) * 100).toFixed(1)}% (${s.worstMetric}) |`;
+      const hottest = ns.map((n) => {
+        const h = r.byN[String(n)].hottest;
+        return h === undefined
+          ? "-"
+          : `${number(h.transactions)} (${h.table}); ${h.inOneTransaction} in one`;
+      });
+      return `| ${r.name.replace(/^cron /, "")} | ${number(s.handled)} of ${number(s.backlog)} | ${number(s.transactions)} | ${((s.worstLimitFraction ?? 0) * 100).toFixed(1)}% (${s.worstMetric}) | ${hottest.join(" | ")} |`;
     }),
     "",
     "The verdict per function, as the bench prints it:",

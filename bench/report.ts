@@ -13,6 +13,13 @@ export type Sample = {
   /** Cron cases only: the largest used/limit ratio over all metrics and transactions. */
   worstLimitFraction?: number;
   worstMetric?: string;
+  /**
+   * Cron cases only: the document the most transactions of the drain wrote, and how many
+   * (the most writes any single document takes during the drain, a transaction's writes to
+   * one document counted once, as Convex commits them); `inOneTransaction`: the most write
+   * calls any document takes within one transaction of the drain.
+   */
+  hottest?: { table: string; transactions: number; inOneTransaction: number };
 };
 
 export type CaseResult = {
@@ -28,7 +35,16 @@ export type CaseResult = {
 export function summariseCron(
   steps: Array<{ cost: Cost; limits: Limits; handled: number }>,
   backlog: number,
+  written: Map<string, { table: string; transactions: number; inOne: number }> = new Map(),
 ): Sample {
+  const hottest = { table: "-", transactions: 0, inOneTransaction: 0 };
+  for (const entry of written.values()) {
+    if (entry.transactions > hottest.transactions) {
+      hottest.table = entry.table;
+      hottest.transactions = entry.transactions;
+    }
+    hottest.inOneTransaction = Math.max(hottest.inOneTransaction, entry.inOne);
+  }
   const cost = {} as Cost;
   let worstLimitFraction = 0;
   let worstMetric = "";
@@ -49,6 +65,7 @@ export function summariseCron(
     backlog,
     worstLimitFraction,
     worstMetric,
+    hottest,
   };
 }
 

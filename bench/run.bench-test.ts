@@ -24,6 +24,7 @@ import {
 import { answering } from "./measure";
 import { lineChart } from "./png";
 import { liveFlat, liveTable, updateReadme, type BenchRun, type LiveRun } from "./readme.mjs";
+import { countWrites } from "./readSets";
 import { judge, markdownTable, summariseCron, type CaseResult, type Sample } from "./report";
 import type { BenchEnv } from "./seed";
 
@@ -92,12 +93,22 @@ async function runCase(benchCase: BenchCase, env: BenchEnv): Promise<Sample> {
   const steps: CronStep[] = [];
   // A generous cap so a step that never finishes fails instead of hanging.
   const maxSteps = backlog + 10;
+  // Per document: how many of the drain's transactions wrote it (a hot document is one that
+  // many transactions write: run concurrently, as scheduled work does, they would conflict).
+  const written = new Map<string, { table: string; transactions: number; inOne: number }>();
   let step: CronStep;
   do {
-    step = await benchCase.step(env);
+    const counted = await countWrites(() => benchCase.step(env));
+    step = counted.result;
     steps.push(step);
+    for (const [id, { table, writes }] of counted.writes) {
+      const entry = written.get(id) ?? { table, transactions: 0, inOne: 0 };
+      entry.transactions += 1;
+      entry.inOne = Math.max(entry.inOne, writes);
+      written.set(id, entry);
+    }
   } while (step.more && steps.length < maxSteps);
-  return summariseCron(steps, backlog);
+  return summariseCron(steps, backlog, written);
 }
 
 test(

@@ -18,6 +18,7 @@ import {
   hourStart,
   shardOf,
 } from "../convex/model/metricsBuckets";
+import { SUBSCRIPTION_TOTAL_SHARDS } from "../convex/model/metricsRollups";
 import { PLAN_CATALOG } from "../convex/model/plans";
 import {
   GRACE_MS,
@@ -458,7 +459,29 @@ export async function seed(n: number, now: number): Promise<BenchEnv> {
     },
   }));
   counted(env, "webhookEvents", n);
+  counted(env, "metricsDays", await foldHours(env));
   return env;
+}
+
+/**
+ * Folds every complete hour into the day rows, as the hourly cron has on a deployment that runs
+ * (`metrics:foldHours`); returns the day rows written.
+ */
+export async function foldHours(env: BenchEnv): Promise<number> {
+  let folded = 0;
+  for (;;) {
+    const result = await env.t.mutation(internal.metrics.foldHours, {});
+    folded += result.folded;
+    if (!result.more) return Math.ceil(folded / 24);
+  }
+}
+
+/**
+ * The hourly fold's backlog (`metrics.foldHours`): `newDeployment`'s month of buckets, none
+ * folded yet, as on a deployment where the fold first runs.
+ */
+export async function seedUnfoldedHours(n: number, now: number): Promise<BenchEnv> {
+  return await newDeployment(n, now);
 }
 
 /**
@@ -949,7 +972,7 @@ async function insertSubscribers(
   make: (i: number) => SubscriberSpec,
 ) {
   const perChunk = Math.floor(CHUNK / SUBSCRIBER_WRITES);
-  const totals = Array.from({ length: METRIC_SHARDS }, () => ({
+  const totals = Array.from({ length: SUBSCRIPTION_TOTAL_SHARDS }, () => ({
     active: { starter: 0, creator: 0, studio: 0 },
     mrr: {} as Record<string, number>,
   }));
@@ -1153,7 +1176,7 @@ async function insertSubscribers(
           ...(nextExpiry !== undefined ? { nextExpiry } : {}),
         });
         if (spec.status === "active") {
-          const shard = totals[shardOf(subscriptionId)];
+          const shard = totals[shardOf(subscriptionId, SUBSCRIPTION_TOTAL_SHARDS)];
           shard.active[spec.plan]++;
           shard.mrr.GBP = (shard.mrr.GBP ?? 0) + plan.price;
         }

@@ -5,6 +5,8 @@ const crons = cronJobs();
 
 // Not at minute 0, when everyone else's hourly jobs run.
 crons.hourly("expire old jobs", { minuteUTC: 17 }, internal.jobs.expireOldJobs, {});
+// Folds each hour that is over into its day's metrics row, a few minutes after it ends.
+crons.hourly("fold metrics hours", { minuteUTC: 4 }, internal.metrics.foldHours, {});
 crons.daily(
   "prune old metrics buckets",
   { hourUTC: 3, minuteUTC: 41 },

@@ -3,13 +3,13 @@ import { migrationsTable } from "convex-helpers/server/migrations";
 import { v } from "convex/values";
 import {
   creditStatusValidator,
-  durationStatsValidator,
   jobStatusValidator,
   ledgerKindValidator,
   lotSourceValidator,
   lotStatusValidator,
   paymentRefundStatusValidator,
   paymentStatusValidator,
+  hourStatsValidator,
   planCountsValidator,
   planNameValidator,
   refundStatusValidator,
@@ -357,38 +357,51 @@ export default defineSchema({
   /**
    * Monitoring rollups: one row per (UTC hour, shard), updated in the same transaction as the
    * change it counts. Writers pick the shard by hashing the job, user or payment id, so
-   * concurrent mutations rarely touch the same row. See convex/model/metrics.ts.
+   * concurrent mutations rarely touch the same row. See convex/model/metricsBuckets.ts.
    */
   metricsBuckets: defineTable({
     /** Start of the UTC hour, ms since the epoch. */
     hour: v.number(),
     /** 0 .. METRIC_SHARDS - 1. */
     shard: v.number(),
-    /** Credits settled (charged for good) by jobs that finished this hour. */
-    creditsConsumed: v.number(),
-    jobsDone: v.number(),
-    jobsFailed: v.number(),
-    jobsCanceled: v.number(),
-    /** Done jobs: createdAt -> done. */
-    queuedToDone: durationStatsValidator,
-    /** Done jobs: startedAt (of the successful attempt) -> done. */
-    runningToDone: durationStatsValidator,
-    /** Users whose latest activity falls in this hour, by the plan they had then. */
-    activeUsers: planCountsValidator,
-    paymentsSucceeded: v.number(),
-    paymentsFailed: v.number(),
+    ...hourStatsValidator.fields,
     // Subscriptions and lots (absent on rows written before they existed: 0).
     renewalsPaid: v.optional(v.number()),
     renewalsFailed: v.optional(v.number()),
     subscriptionsCanceled: v.optional(v.number()),
-    /** Credits lots lost at their expiry (unheld credits). */
     creditsExpired: v.optional(v.number()),
+    /** Set once the hour is folded into its `metricsDays` row (model/metricsDays.ts). */
+    folded: v.optional(v.boolean()),
   }).index("by_hour_and_shard", ["hour", "shard"]),
 
   /**
-   * Gauges of the subscriptions as they are now, sharded like the buckets (a subscription counts
-   * in the shard of its id): active subscriptions per plan and their monthly recurring revenue per
-   * currency. Kept by the trigger on `subscriptions`; `metrics.overview` sums the shards.
+   * The buckets of each complete hour, all shards added up, one row per UTC day: what
+   * `metrics.overview` reads for every hour it covers. Written only by the hourly fold
+   * (`metrics:foldHours`), never by the changes it counts. See convex/model/metricsDays.ts.
+   */
+  metricsDays: defineTable({
+    /** Start of the UTC day, ms since the epoch. */
+    day: v.number(),
+    /** The day's folded hours, oldest first: `hours[i]` is the hour starting `day + i` hours. */
+    hours: v.array(hourStatsValidator),
+  }).index("by_day", ["day"]),
+
+  /**
+   * Active-user changes made to an hour after it was folded (a user whose latest activity was
+   * in it became active again), one row per shard like the buckets. `metrics.overview` adds them
+   * to the folded hours; the prune cron drops hours past the retention.
+   */
+  metricsFoldedActivity: defineTable({
+    shard: v.number(),
+    /** Per folded hour, the change in its active users since the fold, by plan. */
+    hours: v.array(v.object({ hour: v.number(), ...planCountsValidator.fields })),
+  }).index("by_shard", ["shard"]),
+
+  /**
+   * Gauges of the subscriptions as they are now, in SUBSCRIPTION_TOTAL_SHARDS rows (a subscription's
+   * changes go to the row of its id's hash): active subscriptions per plan and their monthly
+   * recurring revenue per currency. Kept by the trigger on `subscriptions`; `metrics.overview`
+   * sums the rows (one may be negative, the sum is not; see model/metricsRollups.ts).
    */
   subscriptionTotals: defineTable({
     shard: v.number(),

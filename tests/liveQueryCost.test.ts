@@ -86,13 +86,19 @@ describe("one claim re-runs at most cap + 1 queued getJob subscriptions", () => 
       "worker.claimJob": QUEUE_POSITION_CAP + 2,
       // The owner's getJob and job list.
       "worker.heartbeat": 2,
-      // The owner's five (the credits settle) and every dashboard (the outcome is counted).
-      "worker.completeJob": 5 + DASHBOARDS,
+      // The owner's five (the credits settle) and every dashboard, day and month (the outcome
+      // is counted).
+      "worker.completeJob": 5 + 2 * DASHBOARDS,
       // The owner's five, the cap jobs behind it (they move up) and every dashboard.
-      "jobs.cancelJob (mid-queue)": 5 + QUEUE_POSITION_CAP + DASHBOARDS,
+      "jobs.cancelJob (mid-queue)": 5 + QUEUE_POSITION_CAP + 2 * DASHBOARDS,
       // The payer's five (credits granted, payment updated) and every dashboard.
-      "payments.applyTrueLayerEvent (payment_executed)": 5 + DASHBOARDS,
+      "payments.applyTrueLayerEvent (payment_executed)": 5 + 2 * DASHBOARDS,
     });
+    // A month's dashboard re-runs on a day row per day and the current hour's buckets, not on
+    // the month's hours x shards.
+    const completed = results.find((r) => r.write === "worker.completeJob")!;
+    const month = completed.byQuery["metrics.overview (720 h)"];
+    expect(month.rerunReads / month.invalidated).toBeLessThanOrEqual(60);
     // The re-run positions are right: the job that was second is now first.
     const second = world.users[1];
     expect(

@@ -43,6 +43,7 @@ import type * as model_lotHolds from "../model/lotHolds.js";
 import type * as model_lots from "../model/lots.js";
 import type * as model_lotsMigration from "../model/lotsMigration.js";
 import type * as model_metricsBuckets from "../model/metricsBuckets.js";
+import type * as model_metricsDays from "../model/metricsDays.js";
 import type * as model_metricsOverview from "../model/metricsOverview.js";
 import type * as model_metricsRollups from "../model/metricsRollups.js";
 import type * as model_paymentCredits from "../model/paymentCredits.js";
@@ -114,6 +115,7 @@ declare const fullApi: ApiFromModules<{
   "model/lots": typeof model_lots;
   "model/lotsMigration": typeof model_lotsMigration;
   "model/metricsBuckets": typeof model_metricsBuckets;
+  "model/metricsDays": typeof model_metricsDays;
   "model/metricsOverview": typeof model_metricsOverview;
   "model/metricsRollups": typeof model_metricsRollups;
   "model/paymentCredits": typeof model_paymentCredits;

@@ -125,3 +125,29 @@ export const durationStatsValidator = v.object({
   bins: v.array(v.number()),
 });
 export type DurationStats = Infer<typeof durationStatsValidator>;
+
+/**
+ * What the metrics count in one hour (one shard's bucket, or all shards folded into a day row):
+ * the fields of `metricsBuckets` besides its key, and each entry of `metricsDays.hours`.
+ */
+export const hourStatsValidator = v.object({
+  /** Credits settled (charged for good) by jobs that finished this hour. */
+  creditsConsumed: v.number(),
+  jobsDone: v.number(),
+  jobsFailed: v.number(),
+  jobsCanceled: v.number(),
+  /** Done jobs: createdAt -> done. */
+  queuedToDone: durationStatsValidator,
+  /** Done jobs: startedAt (of the successful attempt) -> done. */
+  runningToDone: durationStatsValidator,
+  /** Users whose latest activity falls in this hour, by the plan they had then. */
+  activeUsers: planCountsValidator,
+  paymentsSucceeded: v.number(),
+  paymentsFailed: v.number(),
+  renewalsPaid: v.number(),
+  renewalsFailed: v.number(),
+  subscriptionsCanceled: v.number(),
+  /** Credits lots lost at their expiry (unheld credits). */
+  creditsExpired: v.number(),
+});
+export type HourStats = Infer<typeof hourStatsValidator>;

@@ -1,6 +1,6 @@
 import type { Doc } from "../_generated/dataModel";
 import type { MutationCtx, QueryCtx } from "../_generated/server";
-import type { DurationStats, PlanCounts, PlanName } from "../lib/validators";
+import type { DurationStats, HourStats, PlanCounts, PlanName } from "../lib/validators";
 
 /**
  * Storage of the monitoring rollups: `metricsBuckets` rows keyed by (UTC hour, shard), the only
@@ -9,8 +9,9 @@ import type { DurationStats, PlanCounts, PlanName } from "../lib/validators";
  *
  * A writer picks its shard by hashing the job, user or payment id, so two concurrent mutations
  * write the same row only when they land in the same hour and shard (1 in METRIC_SHARDS): no
- * single hot document serialises all writers. `metrics.overview` reads only the bucket rows of
- * its window through the index: at most hours x METRIC_SHARDS rows, whatever the table sizes.
+ * single hot document serialises all writers. Once an hour is over, the hourly fold adds its
+ * buckets up into one `metricsDays` row per day (metricsDays.ts), which is what `metrics.overview`
+ * reads for it; buckets are read only for hours not folded yet (the current one).
  */
 
 export const HOUR_MS = 60 * 60 * 1000;
@@ -18,7 +19,7 @@ export const HOUR_MS = 60 * 60 * 1000;
 export const METRIC_SHARDS = 8;
 export const DEFAULT_WINDOW_HOURS = 24;
 export const MAX_WINDOW_HOURS = 720;
-/** Buckets older than this are deleted by the `metrics:pruneOldBuckets` cron. */
+/** Buckets and day rows older than this are deleted by the `metrics:pruneOldBuckets` cron. */
 export const RETENTION_HOURS = MAX_WINDOW_HOURS + 48;
 export const PRUNE_BATCH_SIZE = 500;
 
@@ -37,13 +38,13 @@ export function hourStart(time: number): number {
 }
 
 /** FNV-1a over the id's characters, reduced to a shard number. Stable for a given id. */
-export function shardOf(id: string): number {
+export function shardOf(id: string, shards = METRIC_SHARDS): number {
   let hash = 0x811c9dc5;
   for (let i = 0; i < id.length; i++) {
     hash ^= id.charCodeAt(i);
     hash = Math.imul(hash, 0x01000193);
   }
-  return (hash >>> 0) % METRIC_SHARDS;
+  return (hash >>> 0) % shards;
 }
 
 /** Index of the histogram bin a duration falls into (the last one is the overflow bin). */
@@ -62,10 +63,8 @@ export function emptyPlanCounts(): PlanCounts {
 
 type BucketFields = Omit<Doc<"metricsBuckets">, "_id" | "_creationTime">;
 
-function emptyBucket(hour: number, shard: number): BucketFields {
+export function emptyHourStats(): HourStats {
   return {
-    hour,
-    shard,
     creditsConsumed: 0,
     jobsDone: 0,
     jobsFailed: 0,
@@ -80,6 +79,38 @@ function emptyBucket(hour: number, shard: number): BucketFields {
     subscriptionsCanceled: 0,
     creditsExpired: 0,
   };
+}
+
+/** Adds `from` (a bucket, or a folded hour) into `into`. */
+export function addHourStats(into: HourStats, from: HourStats | BucketFields): void {
+  into.creditsConsumed += from.creditsConsumed;
+  into.jobsDone += from.jobsDone;
+  into.jobsFailed += from.jobsFailed;
+  into.jobsCanceled += from.jobsCanceled;
+  into.paymentsSucceeded += from.paymentsSucceeded;
+  into.paymentsFailed += from.paymentsFailed;
+  into.renewalsPaid += from.renewalsPaid ?? 0;
+  into.renewalsFailed += from.renewalsFailed ?? 0;
+  into.subscriptionsCanceled += from.subscriptionsCanceled ?? 0;
+  into.creditsExpired += from.creditsExpired ?? 0;
+  addDurations(into.queuedToDone, from.queuedToDone);
+  addDurations(into.runningToDone, from.runningToDone);
+  addPlanCounts(into.activeUsers, from.activeUsers);
+}
+
+export function addPlanCounts(into: PlanCounts, from: PlanCounts): void {
+  for (const plan of Object.keys(into) as PlanName[]) {
+    into[plan] += from[plan];
+  }
+}
+
+function addDurations(into: DurationStats, from: DurationStats): void {
+  into.count += from.count;
+  into.sumMs += from.sumMs;
+  into.maxMs = Math.max(into.maxMs, from.maxMs);
+  from.bins.forEach((n, i) => {
+    if (i < BIN_COUNT) into.bins[i] += n;
+  });
 }
 
 /** What one event adds to a bucket. */
@@ -173,9 +204,45 @@ export async function bumpBucket(
   const existing = await findBucket(ctx, hour, shard);
   if (existing !== null) {
     await ctx.db.patch("metricsBuckets", existing._id, applyDelta(existing, delta));
+    // Only a user's activity moving on changes an hour that is over (the others count now);
+    // once the hour is folded, the overview reads the change from metricsFoldedActivity.
+    const patch = applyDelta(existing, delta);
+    if (existing.folded === true && patch.activeUsers !== undefined) {
+      await recordFoldedActivity(ctx, hour, shard, existing.activeUsers, patch.activeUsers);
+    }
+    await ctx.db.patch("metricsBuckets", existing._id, patch);
   } else if (create) {
-    const fresh = emptyBucket(hour, shard);
+    const fresh = { hour, shard, ...emptyHourStats() };
     await ctx.db.insert("metricsBuckets", { ...fresh, ...applyDelta(fresh, delta) });
+  }
+}
+
+/** Notes the change `before` -> `after` of a folded hour's active users in the shard's row. */
+async function recordFoldedActivity(
+  ctx: MutationCtx,
+  hour: number,
+  shard: number,
+  before: PlanCounts,
+  after: PlanCounts,
+): Promise<void> {
+  const row = await ctx.db
+    .query("metricsFoldedActivity")
+    .withIndex("by_shard", (q) => q.eq("shard", shard))
+    .unique();
+  const hours = [...(row?.hours ?? [])];
+  let entry = hours.find((h) => h.hour === hour);
+  if (entry === undefined) {
+    entry = { hour, ...emptyPlanCounts() };
+    hours.push(entry);
+    hours.sort((a, b) => a.hour - b.hour);
+  }
+  for (const plan of Object.keys(before) as PlanName[]) {
+    entry[plan] += after[plan] - before[plan];
+  }
+  if (row === null) {
+    await ctx.db.insert("metricsFoldedActivity", { shard, hours });
+  } else {
+    await ctx.db.patch("metricsFoldedActivity", row._id, { hours });
   }
 }
 

@@ -8,10 +8,12 @@ import {
   DURATION_BIN_UPPER_MS,
   HOUR_MS,
   MAX_WINDOW_HOURS,
-  METRIC_SHARDS,
-  emptyDurations,
+  addHourStats,
+  emptyHourStats,
   emptyPlanCounts,
 } from "./metricsBuckets";
+import { readWindow } from "./metricsDays";
+import { SUBSCRIPTION_TOTAL_SHARDS } from "./metricsRollups";
 
 /** The read half of the metrics: one window of rollups, summed (`metrics.overview`). */
 
@@ -118,15 +120,6 @@ export function validateWindowHours(hours: number): number {
   return hours;
 }
 
-function mergeDurations(into: DurationStats, from: DurationStats): void {
-  into.count += from.count;
-  into.sumMs += from.sumMs;
-  into.maxMs = Math.max(into.maxMs, from.maxMs);
-  from.bins.forEach((n, i) => {
-    if (i < BIN_COUNT) into.bins[i] += n;
-  });
-}
-
 /** Nearest-rank p95 read off the histogram (see `durationSummaryValidator`). */
 export function p95FromHistogram(stats: DurationStats): number | null {
   if (stats.count === 0) {
@@ -156,7 +149,11 @@ function ratio(good: number, bad: number): number | null {
   return good + bad === 0 ? null : good / (good + bad);
 }
 
-/** The subscription gauges, summed over their shards (a constant number of rows). */
+/**
+ * The subscription gauges, summed over their shards (a constant number of rows). A shard may
+ * hold a negative count (a subscription counted before the shards were split takes itself out
+ * of its new shard), never the sum.
+ */
 async function subscriptionGauges(
   ctx: QueryCtx,
   inWindow: { renewalsPaid: number; renewalsFailed: number; canceled: number },
@@ -164,7 +161,7 @@ async function subscriptionGauges(
   const shards = await ctx.db
     .query("subscriptionTotals")
     .withIndex("by_shard")
-    .take(METRIC_SHARDS * 2);
+    .take(SUBSCRIPTION_TOTAL_SHARDS * 2);
   const active = emptyPlanCounts();
   const mrr: Record<string, number> = {};
   for (const shard of shards) {
@@ -184,73 +181,50 @@ async function subscriptionGauges(
 
 /**
  * The metrics of the `hours` hours ending with the hour that starts at `endHour` (that hour and
- * the `hours - 1` before it). Reads only that window's bucket rows, through the index. No clock:
- * the caller names the hour (see `metrics.overview`).
+ * the `hours - 1` before it). Reads the window's day rows and the buckets of the hours not
+ * folded yet (metricsDays.ts), through the indexes. No clock: the caller names the hour (see
+ * `metrics.overview`). `source` is for the tests that compare with adding up the buckets.
  */
 export async function metricsOverview(
   ctx: QueryCtx,
   hours: number,
   endHour: number,
+  source: "rollups" | "buckets" = "rollups",
 ): Promise<Overview> {
   validateWindowHours(hours);
   const last = validateEndHour(endHour);
   const from = last - (hours - 1) * HOUR_MS;
-  const buckets = await ctx.db
-    .query("metricsBuckets")
-    .withIndex("by_hour_and_shard", (q) => q.gte("hour", from).lte("hour", last))
-    .take(hours * METRIC_SHARDS);
-
-  const hourly = Array.from({ length: hours }, (_, i) => ({
-    hour: from + i * HOUR_MS,
-    creditsConsumed: 0,
-    jobsDone: 0,
-    jobsFailed: 0,
-    jobsCanceled: 0,
-    paymentsSucceeded: 0,
-    paymentsFailed: 0,
-  }));
-  let expired = 0;
-  let renewalsPaid = 0;
-  let renewalsFailed = 0;
-  let canceled = 0;
-  const queuedToDone = emptyDurations();
-  const runningToDone = emptyDurations();
-  const activeUsers = emptyPlanCounts();
-  for (const bucket of buckets) {
-    const row = hourly[Math.round((bucket.hour - from) / HOUR_MS)];
-    row.creditsConsumed += bucket.creditsConsumed;
-    row.jobsDone += bucket.jobsDone;
-    row.jobsFailed += bucket.jobsFailed;
-    row.jobsCanceled += bucket.jobsCanceled;
-    row.paymentsSucceeded += bucket.paymentsSucceeded;
-    row.paymentsFailed += bucket.paymentsFailed;
-    expired += bucket.creditsExpired ?? 0;
-    renewalsPaid += bucket.renewalsPaid ?? 0;
-    renewalsFailed += bucket.renewalsFailed ?? 0;
-    canceled += bucket.subscriptionsCanceled ?? 0;
-    mergeDurations(queuedToDone, bucket.queuedToDone);
-    mergeDurations(runningToDone, bucket.runningToDone);
-    for (const plan of Object.keys(activeUsers) as PlanName[]) {
-      activeUsers[plan] += bucket.activeUsers[plan];
-    }
+  const window = await readWindow(ctx, from, last, source);
+  const total = emptyHourStats();
+  for (const stats of window) {
+    addHourStats(total, stats);
   }
-  const sum = (key: Exclude<keyof (typeof hourly)[number], "hour">) =>
-    hourly.reduce((total, row) => total + row[key], 0);
-  const consumed = sum("creditsConsumed");
-  const done = sum("jobsDone");
-  const failed = sum("jobsFailed");
-  const succeeded = sum("paymentsSucceeded");
-  const paymentsFailed = sum("paymentsFailed");
+  const hourly = window.map((stats, i) => ({
+    hour: from + i * HOUR_MS,
+    creditsConsumed: stats.creditsConsumed,
+    jobsDone: stats.jobsDone,
+    jobsFailed: stats.jobsFailed,
+    jobsCanceled: stats.jobsCanceled,
+    paymentsSucceeded: stats.paymentsSucceeded,
+    paymentsFailed: stats.paymentsFailed,
+  }));
+  const { creditsConsumed: consumed, jobsDone: done, jobsFailed: failed } = total;
+  const { paymentsSucceeded: succeeded, paymentsFailed } = total;
+  const activeUsers = total.activeUsers;
   return {
     hours,
     from,
     to: last + HOUR_MS,
-    credits: { consumed, perHour: consumed / hours, expired },
-    subscriptions: await subscriptionGauges(ctx, { renewalsPaid, renewalsFailed, canceled }),
-    jobs: { done, failed, canceled: sum("jobsCanceled"), successRatio: ratio(done, failed) },
+    credits: { consumed, perHour: consumed / hours, expired: total.creditsExpired },
+    subscriptions: await subscriptionGauges(ctx, {
+      renewalsPaid: total.renewalsPaid,
+      renewalsFailed: total.renewalsFailed,
+      canceled: total.subscriptionsCanceled,
+    }),
+    jobs: { done, failed, canceled: total.jobsCanceled, successRatio: ratio(done, failed) },
     durations: {
-      queuedToDone: summarise(queuedToDone),
-      runningToDone: summarise(runningToDone),
+      queuedToDone: summarise(total.queuedToDone),
+      runningToDone: summarise(total.runningToDone),
     },
     activeUsers: {
       ...activeUsers,

@@ -16,6 +16,15 @@ import { bumpBucket, hourStart, shardOf, type BucketDelta } from "./metricsBucke
  *   activity, signing in again, is marked by `upsertUser` through `recordUserActivity`).
  */
 
+/**
+ * Rows of `subscriptionTotals`. Every period end writes one (in the subscription's shard), and
+ * period ends come in bursts (every subscription started on the same day ends its period at the
+ * same second), so twice the buckets' shards: two concurrent period ends touch the same row 1 time
+ * in 16. The overview reads them all. Raising it only spreads later writes (see
+ * `subscriptionGauges`).
+ */
+export const SUBSCRIPTION_TOTAL_SHARDS = 16;
+
 const isSucceeded = (status: Doc<"payments">["status"] | undefined) =>
   status === "executed" || status === "settled";
 
@@ -88,7 +97,7 @@ export async function onSubscriptionChange(
   const before = await contribution(oldDoc);
   const after = await contribution(newDoc);
   if (JSON.stringify(before) === JSON.stringify(after)) return;
-  const shard = shardOf(id);
+  const shard = shardOf(id, SUBSCRIPTION_TOTAL_SHARDS);
   const totals = await ctx.db
     .query("subscriptionTotals")
     .withIndex("by_shard", (q) => q.eq("shard", shard))
@@ -100,8 +109,10 @@ export async function onSubscriptionChange(
     [after, 1],
   ] as const) {
     if (side === null) continue;
-    active[side.plan] = Math.max(0, active[side.plan] + sign);
-    mrr[side.currency] = Math.max(0, (mrr[side.currency] ?? 0) + sign * side.price);
+    // No clamp at zero: a subscription may take itself out of a shard other than the one it
+    // was counted in (before SUBSCRIPTION_TOTAL_SHARDS grew); only the sum over shards counts.
+    active[side.plan] += sign;
+    mrr[side.currency] = (mrr[side.currency] ?? 0) + sign * side.price;
   }
   if (totals === null) {
     await ctx.db.insert("subscriptionTotals", { shard, active, mrr });
