@@ -7,7 +7,7 @@ import { logged } from "./support/consoleSink";
 import { checkInvariants } from "./support/invariants";
 import {
   expectCode,
-  finishDueScheduledFunctions,
+  drainRenewalCreations,
   setup,
   signUp,
   type TestConvex,
@@ -118,7 +118,7 @@ async function at(t: TestConvex, time: number) {
   vi.setSystemTime(time);
   await t.mutation(internal.credits.expireDueLots, {});
   await t.mutation(internal.subscriptions.sweepDue, {});
-  await finishDueScheduledFunctions(t);
+  await drainRenewalCreations(t);
 }
 async function state(t: TestConvex, userId: Id<"users">) {
   return await t.run(async (ctx) => ({
