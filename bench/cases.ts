@@ -601,6 +601,7 @@ export const CASES: BenchCase[] = [
           ctx.runMutation(internal.payments.attachTrueLayerPayment, {
             paymentId,
             trueLayerPaymentId,
+            resourceToken: "bench-resource-token",
           }),
         )
       ).cost;

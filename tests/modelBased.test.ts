@@ -1444,6 +1444,7 @@ class Checkout implements Cmd {
       await real.t.mutation(internal.payments.attachTrueLayerPayment, {
         paymentId,
         trueLayerPaymentId: trueLayerId,
+        resourceToken: "rt",
       });
       expect(amount, "priced at checkout").toBe(purpose.amount);
       real.paymentIds.push(paymentId);

@@ -5,13 +5,7 @@ import { unusedCreditValue } from "../convex/model/subscriptionQuotes";
 import { periodEnd } from "../convex/model/subscriptionState";
 import { logged } from "./support/consoleSink";
 import { checkInvariants } from "./support/invariants";
-import {
-  expectCode,
-  drainRenewalCreations,
-  setup,
-  signUp,
-  type TestConvex,
-} from "./support/setup";
+import { expectCode, drainRenewalCreations, setup, signUp, type TestConvex } from "./support/setup";
 import {
   PAYMENTS_URL,
   deliverTrueLayer,
