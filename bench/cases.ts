@@ -6,6 +6,7 @@ import { MAX_PAGE_SIZE } from "../convex/lib/pagination";
 import { QUEUE_POSITION_CAP } from "../convex/model/jobs";
 import { METRIC_SHARDS, hourStart } from "../convex/model/metricsBuckets";
 import { measure, type Cost, type Limits } from "./measure";
+import { runRenewalCreationPool } from "./renewalPool";
 import {
   BENCH_R2_ENV,
   HOLD_SPAN,
@@ -974,24 +975,45 @@ export const CASES: BenchCase[] = [
       const { cost, limits, result } = await measure(env.t, (ctx) =>
         ctx.runMutation(internal.subscriptions.sweepDue, {}),
       );
-      // Every renewal due is handed to a createRenewal action of its own (all are active).
-      if (cost.functionsScheduled !== result.handled + (result.more ? 1 : 0)) {
+      // Renewals go to the renewal creation workpool, not one scheduled action each: a step
+      // schedules its continuation, and the first also starts the pool's loop and its monitor.
+      const poolStart = 2;
+      if (cost.functionsScheduled > (result.more ? 1 : 0) + poolStart) {
         throw new Error(
           `bench: ${result.handled} renewals due scheduled ${cost.functionsScheduled} functions`,
+        );
+      }
+      if (!result.more) {
+        // Every renewal due is recorded and waits in the renewal creation workpool; running it
+        // shows how many TrueLayer calls are in flight at once (bench/renewalPool.ts).
+        const pool = await runRenewalCreationPool(env);
+        process.stdout.write(
+          `N=${env.n} renewals due at once: the pool created ${pool.created} with at most ` +
+            `${pool.maxInFlight} TrueLayer calls in flight (limit ${pool.limit})\n`,
         );
       }
       return { cost, limits, handled: result.handled, more: result.more };
     },
   },
   {
-    // What each createRenewal the sweep scheduled does in the database (the TrueLayer call
-    // around it is not run): the renewal payment of one of the N subscriptions, after the drain.
+    // What `startRenewal` does in the database: the renewal payment of one of the N
+    // subscriptions, after the drain, whose creation TrueLayer refused (failed, due again: set up
+    // unmeasured with `failRenewal`), recorded and enqueued on the renewal creation workpool.
     kind: "call",
     name: "subscriptions.startRenewal (createRenewal's step)",
     deployment: RENEWALS_DUE,
     resultSize: 1,
     run: async (env) => {
-      const sub = await subscriptionOf(env, "renewing_0");
+      // One of the last enqueued (not canceling): still waiting in the pool, never created
+      // (bench/renewalPool.ts runs the first RENEWAL_CREATIONS_RUN).
+      const clerkId = `renewing_${env.n - 2}`;
+      const waiting = await subscriptionOf(env, clerkId);
+      await env.t.mutation(internal.subscriptions.failRenewal, {
+        paymentId: waiting.renewal!.paymentId,
+        reason: "bench: TrueLayer refused",
+        retry: true,
+      });
+      const sub = await subscriptionOf(env, clerkId);
       const { cost, result } = await measure(env.t, (ctx) =>
         ctx.runMutation(internal.subscriptions.startRenewal, {
           subscriptionId: sub._id,

@@ -41,6 +41,11 @@ export async function startRenewal(
   const sub = await ctx.db.get("subscriptions", subscriptionId);
   const due = sub === null ? undefined : renewalDueAtOf(sub);
   if (sub === null || sub.currentPeriodEnd !== end || due === undefined || now < due) {
+    if (sub !== null && sub.renewalDueAt !== due) {
+      // A `renewalDueAt` left by older code (a cancel that did not clear it): written as it is
+      // now, so the sweep does not pick the subscription again and again.
+      await updateSubscription(ctx, sub, {});
+    }
     return null;
   }
   const plan = await requirePlan(ctx, nextPeriodPlan(sub));
