@@ -146,6 +146,9 @@ test(
           }
         } finally {
           vi.unstubAllEnvs();
+          // The deployment is dropped with the scheduled functions it left pending (a drained
+          // cron's last continuation, a workpool's loop): none may fire into the next one's run.
+          vi.clearAllTimers();
         }
         const casesTook = performance.now() - casesStart;
         casesMs += casesTook;
