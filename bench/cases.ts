@@ -4,10 +4,9 @@ import type { PaginationResult } from "convex/server";
 import type { Doc, Id, TableNames } from "../convex/_generated/dataModel";
 import { MAX_PAGE_SIZE } from "../convex/lib/pagination";
 import { QUEUE_POSITION_CAP } from "../convex/model/jobs";
-import { dayStart } from "../convex/model/calendar";
-import { HOUR_MS, METRIC_SHARDS, RETENTION_HOURS, hourStart } from "../convex/model/metricsBuckets";
-import { SUBSCRIPTION_TOTAL_SHARDS } from "../convex/model/metricsRollups";
+import { METRIC_SHARDS, hourStart } from "../convex/model/metricsBuckets";
 import { measure, type Cost, type Limits } from "./measure";
+import { runRenewalCreationPool } from "./renewalPool";
 import {
   BENCH_R2_ENV,
   HOLD_SPAN,
@@ -23,7 +22,6 @@ import {
   seedQueueBacklog,
   seedOrphanImages,
   seedRenewalsDue,
-  seedUnfoldedHours,
   seedVideos,
   type BenchEnv,
 } from "./seed";
@@ -65,17 +63,20 @@ export const SMALL_CONSTANT = 20;
  * change follows each budget (then 3 reads a patch: the wrapper's two, on every table).
  */
 export const FIXED_READS = {
-  /** jobs.createJob, the heavy user's first reserve (its welcome and operator's lots): 11 in all. */
+  /** jobs.createJob, the heavy user's first reserve (a legacy lot adopted): 11 in all (was 23). */
   firstReserve: 10,
-  /** worker.failJob ending `failed` (a hold on one active lot, given back to it): 10 in all. */
-  releaseOnLot: 9,
+  /** worker.failJob ending `failed` (a legacy hold; the day's returned lot granted): 12 (was 27). */
+  legacyReleaseFirst: 11,
+  /** The same, the day's returned lot existing: 13 (was 26). */
+  legacyReleaseSecond: 12,
   /**
    * payments.applyTrueLayerEvent (payment_executed): lot granted, plan changed, the payer's live
-   * lots read for the next expiry (welcome, the operator's lot, this purchase): 18 (was 37).
+   * lots read for the next expiry (welcome, legacy, the day's returned lot once the worker cases
+   * made it, this purchase): 20 (was 37).
    */
-  paymentExecuted: 17,
-  /** worker.completeJob (a hold on one lot settled): 8 in all. */
-  completeJob: 7,
+  paymentExecuted: 19,
+  /** worker.completeJob (a legacy hold settled): 7 (was 13, under the generic 20). */
+  completeJob: 6,
   /** jobs.createJob over HOLD_SPAN of HOLDER_LOTS lots (resultSize: the live lots, twice): 84 (was 116). */
   reserveOverLots: 24,
   /** Settling a hold over HOLD_SPAN lots (done): 21 (was 49). */
@@ -103,23 +104,6 @@ const PERIOD_ENDS: Deployment = { name: "period ends", seed: seedPeriodEnds };
 const RENEWALS_DUE: Deployment = { name: "renewals due", seed: seedRenewalsDue };
 const VIDEOS: Deployment = { name: "bucket videos", seed: seedVideos, env: BENCH_R2_ENV };
 const ORPHAN_IMAGES: Deployment = { name: "orphan images", seed: seedOrphanImages };
-const UNFOLDED_HOURS: Deployment = { name: "unfolded hours", seed: seedUnfoldedHours };
-
-/**
- * What `metrics.overview` reads for a window of `hours` ending with the current hour (besides
- * the caller): a day row per day the window touches, the current hour's buckets (not folded
- * yet), the folded-activity rows and the subscription gauges, one per shard each.
- */
-function overviewRows(hours: number): number {
-  const days = hours / 24 + (hours % 24 === 0 ? 1 : 2);
-  return Math.floor(days) + METRIC_SHARDS * 2 + SUBSCRIPTION_TOTAL_SHARDS;
-}
-
-/** Hours the first fold folds on `newDeployment`'s month of buckets (from the oldest one's day). */
-function unfoldedHours(now: number): number {
-  const oldest = hourStart(now) - (RETENTION_HOURS - 1) * HOUR_MS;
-  return (hourStart(now) - dayStart(oldest)) / HOUR_MS;
-}
 
 export type CallCase = {
   kind: "call";
@@ -565,7 +549,7 @@ export const CASES: BenchCase[] = [
   {
     kind: "call",
     name: "metrics.overview (24 h)",
-    resultSize: overviewRows(24),
+    resultSize: 24 * METRIC_SHARDS,
     run: async (env) =>
       (
         await measure(env.admin.as, (ctx) =>
@@ -576,7 +560,7 @@ export const CASES: BenchCase[] = [
   {
     kind: "call",
     name: "metrics.overview (720 h)",
-    resultSize: overviewRows(720),
+    resultSize: 720 * METRIC_SHARDS,
     run: async (env) =>
       (
         await measure(env.admin.as, (ctx) =>
@@ -618,6 +602,7 @@ export const CASES: BenchCase[] = [
           ctx.runMutation(internal.payments.attachTrueLayerPayment, {
             paymentId,
             trueLayerPaymentId,
+            resourceToken: "bench-resource-token",
           }),
         )
       ).cost;
@@ -695,14 +680,14 @@ export const CASES: BenchCase[] = [
     claimLastAttempt,
     true,
     "failed",
-    FIXED_READS.releaseOnLot,
+    FIXED_READS.legacyReleaseFirst,
   ),
   failJobCase(
     "worker.failJob (not retryable: failed)",
     claim,
     false,
     "failed",
-    FIXED_READS.releaseOnLot,
+    FIXED_READS.legacyReleaseSecond,
   ),
   // Webhooks: the internal mutations the verified TrueLayer and Clerk deliveries run
   // (convex/webhooks.ts), among N payments and N recorded events.
@@ -918,18 +903,6 @@ export const CASES: BenchCase[] = [
   },
   {
     kind: "cron",
-    name: "cron metrics.foldHours",
-    deployment: UNFOLDED_HOURS,
-    backlog: (env) => unfoldedHours(env.now),
-    step: async (env) => {
-      const { cost, limits, result } = await measure(env.t, (ctx) =>
-        ctx.runMutation(internal.metrics.foldHours, {}),
-      );
-      return { cost, limits, handled: result.folded, more: result.more };
-    },
-  },
-  {
-    kind: "cron",
     name: "cron jobs.expireOldJobs",
     backlog: (env) => env.n,
     step: async (env) => {
@@ -1002,30 +975,45 @@ export const CASES: BenchCase[] = [
       const { cost, limits, result } = await measure(env.t, (ctx) =>
         ctx.runMutation(internal.subscriptions.sweepDue, {}),
       );
-      // Every renewal started is handed to a createRenewal action of its own (a canceling one,
-      // seeded with a stale `renewalDueAt`, starts none): never more than one per renewal due.
-      if (cost.functionsScheduled > result.handled + (result.more ? 1 : 0)) {
+      // Renewals go to the renewal creation workpool, not one scheduled action each: a step
+      // schedules its continuation, and the first also starts the pool's loop and its monitor.
+      const poolStart = 2;
+      if (cost.functionsScheduled > (result.more ? 1 : 0) + poolStart) {
         throw new Error(
           `bench: ${result.handled} renewals due scheduled ${cost.functionsScheduled} functions`,
+        );
+      }
+      if (!result.more) {
+        // Every renewal due is recorded and waits in the renewal creation workpool; running it
+        // shows how many TrueLayer calls are in flight at once (bench/renewalPool.ts).
+        const pool = await runRenewalCreationPool(env);
+        process.stdout.write(
+          `N=${env.n} renewals due at once: the pool created ${pool.created} with at most ` +
+            `${pool.maxInFlight} TrueLayer calls in flight (limit ${pool.limit})\n`,
         );
       }
       return { cost, limits, handled: result.handled, more: result.more };
     },
   },
   {
-    // What a scheduled startRenewal does in the database (records the renewal payment and
-    // schedules createRenewal's TrueLayer call, not run): one of the N subscriptions, after the drain.
+    // What `startRenewal` does in the database: the renewal payment of one of the N
+    // subscriptions, after the drain, whose creation TrueLayer refused (failed, due again: set up
+    // unmeasured with `failRenewal`), recorded and enqueued on the renewal creation workpool.
     kind: "call",
     name: "subscriptions.startRenewal (createRenewal's step)",
     deployment: RENEWALS_DUE,
     resultSize: 1,
     run: async (env) => {
-      // The sweep started its renewal already: measure a second start of it after dropping that
-      // one (as a downgrade would), which is what a scheduled startRenewal does.
-      const sub = await subscriptionOf(env, "renewing_0");
-      await env.t.run(async (ctx) => {
-        await ctx.db.patch("subscriptions", sub._id, { renewal: undefined });
+      // One of the last enqueued (not canceling): still waiting in the pool, never created
+      // (bench/renewalPool.ts runs the first RENEWAL_CREATIONS_RUN).
+      const clerkId = `renewing_${env.n - 2}`;
+      const waiting = await subscriptionOf(env, clerkId);
+      await env.t.mutation(internal.subscriptions.failRenewal, {
+        paymentId: waiting.renewal!.paymentId,
+        reason: "bench: TrueLayer refused",
+        retry: true,
       });
+      const sub = await subscriptionOf(env, clerkId);
       const { cost, result } = await measure(env.t, (ctx) =>
         ctx.runMutation(internal.subscriptions.startRenewal, {
           subscriptionId: sub._id,

@@ -157,6 +157,11 @@ test(
           }
         } finally {
           vi.unstubAllEnvs();
+          // The deployment is dropped with the scheduled functions it left pending (a drained
+          // cron's continuations, a workpool's loop): none may fire into the next one's run.
+          // Clearing the fake timers resets the fake clock: back to NOW, as every seed expects.
+          vi.clearAllTimers();
+          vi.setSystemTime(NOW);
         }
         const casesTook = performance.now() - casesStart;
         casesMs += casesTook;

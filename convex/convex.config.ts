@@ -5,4 +5,5 @@ import { defineApp } from "convex/server";
 const app = defineApp();
 app.use(rateLimiter);
 app.use(workpool, { name: "r2Deletions" });
+app.use(workpool, { name: "renewalCreations" });
 export default app;

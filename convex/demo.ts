@@ -113,7 +113,12 @@ async function demoPayment(
     trueLayerCurrency(),
   );
   const trueLayerPaymentId = `demo-${paymentId}`;
-  await Payments.attachTrueLayerPayment(ctx, paymentId, trueLayerPaymentId);
+  await Payments.attachTrueLayerPayment(
+    ctx,
+    paymentId,
+    trueLayerPaymentId,
+    `demo-token-${paymentId}`,
+  );
   await Payments.applyTrueLayerEvent(ctx, {
     eventId: `demo-${outcome}-${paymentId}`,
     type: outcome,

@@ -70,6 +70,11 @@ const startedRefundValidator = v.object({
  * what the front end needs to open TrueLayer's payment page. Credits arrive later, with the
  * `payment_executed`/`payment_settled` webhook. If TrueLayer refuses or cannot be reached, the
  * payment is left `failed` and the call throws PAYMENT_PROVIDER_ERROR.
+ *
+ * Asked again for the same quote (same plan, purpose, amount, subscription period) while the
+ * earlier checkout's page is valid (`CHECKOUT_REUSE_MS`), it returns that checkout — the same
+ * payment, TrueLayer id and resource token — with no TrueLayer call and no rate-limit token.
+ * Beyond that, new checkouts are limited per user (RATE_LIMITED, nothing written).
  */
 export const createCheckout = identityAction({
   args: { planName: v.string() },
@@ -79,6 +84,21 @@ export const createCheckout = identityAction({
     assertPlanName(planName);
     // A missing variable is a clear error before anything is written.
     const config = readTrueLayerConfig();
+    const reused: Infer<typeof reusableCheckoutValidator> = await ctx.runQuery(
+      internal.payments.reusableCheckout,
+      { clerkId: identity.subject, planName, currency: config.currency, now: Date.now() },
+    );
+    if (reused !== null) {
+      return {
+        ...reused,
+        environment: config.environment,
+        hostedPaymentPageUrl: hostedPaymentPageUrl(
+          config,
+          reused.trueLayerPaymentId,
+          reused.resourceToken,
+        ),
+      };
+    }
     await enforceRateLimit(
       ctx,
       "createCheckout",
@@ -221,11 +241,34 @@ export const startCheckout = internalMutation({
     await Payments.startCheckout(ctx, clerkId, planName, currency),
 });
 
+const reusableCheckoutValidator = v.union(
+  v.object({
+    paymentId: v.id("payments"),
+    amount: v.number(),
+    currency: v.string(),
+    planName: planNameValidator,
+    trueLayerPaymentId: v.string(),
+    resourceToken: v.string(),
+  }),
+  v.null(),
+);
+
+/**
+ * The caller's pending checkout for the quote a checkout of `planName` would record now, while
+ * its payment page is valid (`now`: the calling action's clock; queries read none).
+ */
+export const reusableCheckout = internalQuery({
+  args: { clerkId: v.string(), planName: v.string(), currency: v.string(), now: v.number() },
+  returns: reusableCheckoutValidator,
+  handler: async (ctx, { clerkId, planName, currency, now }) =>
+    await Payments.findReusableCheckout(ctx, clerkId, planName, currency, now),
+});
+
 export const attachTrueLayerPayment = internalMutation({
-  args: { paymentId: v.id("payments"), trueLayerPaymentId: v.string() },
+  args: { paymentId: v.id("payments"), trueLayerPaymentId: v.string(), resourceToken: v.string() },
   returns: v.null(),
-  handler: async (ctx, { paymentId, trueLayerPaymentId }) => {
-    await Payments.attachTrueLayerPayment(ctx, paymentId, trueLayerPaymentId);
+  handler: async (ctx, { paymentId, trueLayerPaymentId, resourceToken }) => {
+    await Payments.attachTrueLayerPayment(ctx, paymentId, trueLayerPaymentId, resourceToken);
     return null;
   },
 });

@@ -157,6 +157,11 @@ export default defineSchema({
     userId: v.id("users"),
     /** TrueLayer's payment id. */
     trueLayerTxnId: v.string(),
+    /**
+     * TrueLayer's resource token for the payment's page, kept with its id: a checkout asked for
+     * again while its page is valid gets both back (model/payments.ts, `startCheckout`).
+     */
+    resourceToken: v.optional(v.string()),
     /** Minor units of `currency`, fixed at checkout. */
     amount: v.number(),
     /** Credits added to the balance: `creditsPurchased` once the payment succeeded, else 0. */

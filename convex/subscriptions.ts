@@ -1,3 +1,4 @@
+import { vOnCompleteArgs } from "@convex-dev/workpool";
 import { v, type Infer } from "convex/values";
 import { doc } from "convex-helpers/validators";
 import schema from "./schema";
@@ -116,7 +117,8 @@ export const resume = userMutation({
 /**
  * Scheduled when a renewal falls due (3 days before a period ends; again after a creation
  * TrueLayer refused), and run by the sweep: records the renewal payment if one is due now (keyed:
- * a stale or repeated run does nothing) and hands it to `createRenewal`.
+ * a stale or repeated run does nothing) and enqueues its `createRenewal` on the renewal creation
+ * workpool.
  */
 export const startRenewal = internalMutation({
   args: { subscriptionId: v.id("subscriptions"), periodEnd: v.number() },
@@ -152,7 +154,13 @@ export const renewalToCreate = internalQuery({
   },
 });
 
-/** Creates a recorded renewal payment with TrueLayer (its hosted page link goes on the subscription). */
+/**
+ * Creates a recorded renewal payment with TrueLayer (its hosted page link goes on the
+ * subscription). Run by the renewal creation workpool (lib/workpools.ts), keyed by the payment:
+ * a run for a payment no longer waiting for TrueLayer does nothing. A failed call throws, so the
+ * pool tries again with backoff (the same idempotency key: at most one TrueLayer payment);
+ * `renewalCreationFinished` fails the renewal once every try failed.
+ */
 export const createRenewal = internalAction({
   args: { paymentId: v.id("payments") },
   returns: v.null(),
@@ -185,17 +193,27 @@ export const createRenewal = internalAction({
       idempotencyKey: paymentId,
     });
     if (!created.ok) {
-      await ctx.runMutation(internal.subscriptions.failRenewal, {
-        paymentId,
-        reason: created.reason,
-        retry: true,
-      });
-      return null;
+      throw new Error(`TrueLayer did not create renewal payment ${paymentId}: ${created.reason}`);
     }
     await ctx.runMutation(internal.subscriptions.attachRenewalUrl, {
       paymentId,
       payUrl: hostedPaymentPageUrl(config, created.trueLayerPaymentId, created.resourceToken),
     });
+    return null;
+  },
+});
+
+/**
+ * The renewal creation workpool's word on a `createRenewal` that did not succeed (every try
+ * failed, or it was canceled): the renewal fails and is due again after a backoff.
+ */
+export const renewalCreationFinished = internalMutation({
+  args: vOnCompleteArgs(v.object({ paymentId: v.id("payments") })),
+  returns: v.null(),
+  handler: async (ctx, { context, result }) => {
+    if (result.kind === "success") return null;
+    const reason = result.kind === "failed" ? result.error : "the creation was canceled";
+    await Renewals.renewalCreationFailed(ctx, context.paymentId, reason, true);
     return null;
   },
 });

@@ -14,7 +14,13 @@ import type { Id } from "../convex/_generated/dataModel";
 import { createJob as createJobInTransaction } from "../convex/model/jobs";
 import { CLAIM_MAX_SKIPS } from "../convex/model/worker";
 import { checkInvariants } from "./support/invariants";
-import { finishDueScheduledFunctions, identityFor, setup, type TestConvex } from "./support/setup";
+import {
+  drainRenewalCreations,
+  finishDueScheduledFunctions,
+  identityFor,
+  setup,
+  type TestConvex,
+} from "./support/setup";
 import { Webhook } from "svix";
 import {
   PAYMENTS_URL,
@@ -1109,7 +1115,9 @@ async function cronsAfter(model: Model, real: Real, ms: number) {
   expireDue(model);
   await real.t.mutation(internal.subscriptions.sweepDue, {});
   const renewals = [...early, ...onTime, ...sweepSubscriptions(model)];
-  await finishDueScheduledFunctions(real.t);
+  // The renewal creation workpool creates them with TrueLayer (or fails them once its retries
+  // are spent) on its own clock: the moments that takes pass for the model too.
+  model.now += await drainRenewalCreations(real.t);
   await recordRenewals(model, real, renewals);
   await real.t.mutation(internal.worker.sweepExpiredLeases, {});
   await finishDueScheduledFunctions(real.t);
@@ -1436,6 +1444,7 @@ class Checkout implements Cmd {
       await real.t.mutation(internal.payments.attachTrueLayerPayment, {
         paymentId,
         trueLayerPaymentId: trueLayerId,
+        resourceToken: "rt",
       });
       expect(amount, "priced at checkout").toBe(purpose.amount);
       real.paymentIds.push(paymentId);

@@ -552,6 +552,7 @@ describe("TrueLayer webhook", () => {
     await t.mutation(internal.payments.attachTrueLayerPayment, {
       paymentId: started.paymentId,
       trueLayerPaymentId: "tl-pay-1",
+      resourceToken: "rt",
     });
     const { user, payments } = await state(t, userId);
     expect(payments[0]).toMatchObject({ trueLayerTxnId: "tl-pay-1", status: "executed" });

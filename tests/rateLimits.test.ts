@@ -11,6 +11,7 @@ import { jsonErrorResponse } from "../convex/lib/http";
 import type { Id } from "../convex/_generated/dataModel";
 import { IMAGE_UPLOADS_UNUSED_MAX, RATE_LIMITS } from "../convex/lib/rateLimits";
 import { IMAGE_UPLOAD_URL_TTL_MS } from "../convex/model/imageUploads";
+import { CHECKOUT_REUSE_MS } from "../convex/model/payments";
 import { WEBP_IMAGE } from "./support/httpRoutes";
 import { snapshotDatabase } from "./support/hardening";
 import {
@@ -22,6 +23,7 @@ import {
 } from "./support/setup";
 import {
   PAYMENTS_URL,
+  deliverTrueLayer,
   generateEs512Key,
   jsonResponse,
   stubTrueLayerEnv,
@@ -221,36 +223,97 @@ describe("payments.createCheckout", () => {
     webhookKey = generateEs512Key("tl-webhooks-1");
   });
 
-  test("a few per user in ten minutes; beyond that, RATE_LIMITED before TrueLayer is called", async () => {
+  /** A deployment whose TrueLayer creates payments `tl-1`, `tl-2`… (resource tokens `token-n`). */
+  async function checkoutWorld() {
     stubTrueLayerEnv(merchantKey);
+    vi.stubEnv("TRUELAYER_RETURN_URI", "https://app.example.com/billing");
     const t = await setup();
-    const { as } = await signUp(t, "shopper");
-    let n = 0;
-    const requests = trueLayerNetwork(webhookKey, {
+    const { as, userId } = await signUp(t, "shopper");
+    const created = { n: 0 };
+    trueLayerNetwork(webhookKey, {
       [PAYMENTS_URL]: () => {
-        n++;
+        created.n++;
         return jsonResponse(201, {
-          id: `tl-${n}`,
-          resource_token: `token-${n}`,
+          id: `tl-${created.n}`,
+          resource_token: `token-${created.n}`,
           user: { id: "tl-user" },
           status: "authorization_required",
         });
       },
     });
+    const checkout = (planName: string) => as.action(api.payments.createCheckout, { planName });
+    /** The payer's bank refused the checkout's payment (it can no longer be paid). */
+    const refuse = async (trueLayerPaymentId: string) => {
+      const response = await deliverTrueLayer(t, webhookKey, {
+        type: "payment_failed",
+        event_version: 1,
+        event_id: `evt-${trueLayerPaymentId}`,
+        payment_id: trueLayerPaymentId,
+        failure_reason: "authorization_failed",
+      });
+      expect(response.status).toBe(200);
+    };
+    const payments = () =>
+      t.run(async (ctx) =>
+        (await ctx.db.query("payments").collect()).filter((p) => p.userId === userId),
+      );
+    return { t, as, created, checkout, refuse, payments };
+  }
+
+  test("the same quote while its page is valid: the same checkout again, no TrueLayer call, no token spent", async () => {
+    const { created, checkout, refuse, payments } = await checkoutWorld();
+    const first = await checkout("creator");
+    expect(first).toMatchObject({ trueLayerPaymentId: "tl-1", resourceToken: "token-1" });
+    expect(first.hostedPaymentPageUrl).toContain("token-1");
+    const { capacity } = RATE_LIMITS.createCheckout;
+    for (let i = 0; i < capacity + 2; i++) {
+      vi.advanceTimersByTime(60_000);
+      expect(await checkout("creator")).toEqual(first);
+    }
+    expect(created.n, "one TrueLayer payment").toBe(1);
+    expect(await payments()).toHaveLength(1);
+
+    // Its page is no longer valid: a new checkout (the old one stays pending until TrueLayer
+    // reports it). The reuses took no token: `capacity` new checkouts are still allowed.
+    vi.advanceTimersByTime(CHECKOUT_REUSE_MS - (capacity + 2) * 60_000);
+    for (let i = 0; i < capacity; i++) {
+      const fresh = await checkout("creator");
+      expect(fresh).toMatchObject({ trueLayerPaymentId: `tl-${i + 2}`, amount: first.amount });
+      await refuse(fresh.trueLayerPaymentId);
+    }
+    expect(created.n).toBe(capacity + 1);
+    expect((await payments())[0]).toMatchObject({ _id: first.paymentId, status: "pending" });
+  });
+
+  test("another quote, or a checkout that can no longer be paid, is a new checkout", async () => {
+    const { created, checkout, refuse, payments } = await checkoutWorld();
+    const creator = await checkout("creator");
+    const studio = await checkout("studio");
+    expect(studio.paymentId).not.toBe(creator.paymentId);
+    expect(studio.trueLayerPaymentId).toBe("tl-2");
+    // The creator checkout was for the same subscription start, priced the same: still valid.
+    expect(await checkout("creator")).toEqual(creator);
+    await refuse(creator.trueLayerPaymentId);
+    const again = await checkout("creator");
+    expect(again.trueLayerPaymentId).toBe("tl-3");
+    expect(created.n).toBe(3);
+    expect((await payments()).map((p) => p.status)).toEqual(["failed", "pending", "pending"]);
+  });
+
+  test("beyond reuse, a few new checkouts per user in ten minutes: then RATE_LIMITED before TrueLayer is called", async () => {
+    const { t, created, checkout, refuse } = await checkoutWorld();
     const { capacity } = RATE_LIMITS.createCheckout;
     for (let i = 0; i < capacity; i++) {
-      await as.action(api.payments.createCheckout, { planName: "creator" });
+      // Each refused by the payer's bank: the next is a new checkout.
+      await refuse((await checkout("creator")).trueLayerPaymentId);
     }
-    const calls = requests.length;
-    const retryAfter = await expectRateLimited(t, () =>
-      as.action(api.payments.createCheckout, { planName: "creator" }),
-    );
-    expect(requests.length, "no TrueLayer call for a refused checkout").toBe(calls);
-    expect(n).toBe(capacity);
+    expect(created.n).toBe(capacity);
+    const retryAfter = await expectRateLimited(t, () => checkout("creator"));
+    expect(created.n, "no TrueLayer call for a refused checkout").toBe(capacity);
 
     vi.advanceTimersByTime(retryAfter);
-    await as.action(api.payments.createCheckout, { planName: "creator" });
-    expect(n).toBe(capacity + 1);
+    await checkout("creator");
+    expect(created.n).toBe(capacity + 1);
   });
 });
 

@@ -5,13 +5,7 @@ import { unusedCreditValue } from "../convex/model/subscriptionQuotes";
 import { periodEnd } from "../convex/model/subscriptionState";
 import { logged } from "./support/consoleSink";
 import { checkInvariants } from "./support/invariants";
-import {
-  expectCode,
-  finishDueScheduledFunctions,
-  setup,
-  signUp,
-  type TestConvex,
-} from "./support/setup";
+import { expectCode, drainRenewalCreations, setup, signUp, type TestConvex } from "./support/setup";
 import {
   PAYMENTS_URL,
   deliverTrueLayer,
@@ -118,7 +112,7 @@ async function at(t: TestConvex, time: number) {
   vi.setSystemTime(time);
   await t.mutation(internal.credits.expireDueLots, {});
   await t.mutation(internal.subscriptions.sweepDue, {});
-  await finishDueScheduledFunctions(t);
+  await drainRenewalCreations(t);
 }
 async function state(t: TestConvex, userId: Id<"users">) {
   return await t.run(async (ctx) => ({
@@ -338,6 +332,65 @@ describe("a subscription's life", () => {
         canceled: 1,
       },
     });
+  });
+});
+
+describe("renewal creation on the workpool", () => {
+  test("a TrueLayer blip: the pool tries again with the same idempotency key, one TrueLayer payment", async () => {
+    const t = await setup();
+    const { userId } = await subscriber(t);
+    const end0 = Date.parse("2026-02-28T10:00:00Z");
+    const attempts: string[] = [];
+    trueLayerNetwork(trueLayerKey, {
+      [PAYMENTS_URL]: (request) => {
+        attempts.push(request.headers["idempotency-key"]);
+        // Each try of createRenewal calls twice (it retries a 503 once): the first try fails.
+        return attempts.length <= 2
+          ? jsonResponse(503, { title: "Service Unavailable" })
+          : jsonResponse(201, {
+              id: "tl-renewal",
+              resource_token: "rt",
+              status: "authorization_required",
+            });
+      },
+    });
+    vi.setSystemTime(end0 - 3 * DAY);
+    await t.mutation(internal.subscriptions.sweepDue, {});
+    const waited = await drainRenewalCreations(t);
+    const renewal = await renewalOf(t, userId);
+    expect(renewal).toMatchObject({ status: "pending" });
+    expect(renewal.payUrl).toContain("tl-renewal");
+    expect(await tlIdOf(t, renewal.paymentId)).toBe("tl-renewal");
+    expect(attempts).toEqual([renewal.paymentId, renewal.paymentId, renewal.paymentId]);
+    // Within seconds (the pool's backoff), not the renewal's 10-minute retry.
+    expect(waited).toBeGreaterThan(0);
+    expect(waited).toBeLessThan(10_000);
+    expect((await state(t, userId)).payments.filter((p) => p.purpose === "renewal")).toHaveLength(
+      1,
+    );
+  });
+
+  test("a renewalDueAt left by older code on a canceling subscription is cleared by the sweep, not picked for ever", async () => {
+    const t = await setup();
+    const { as, userId } = await subscriber(t);
+    const end0 = Date.parse("2026-02-28T10:00:00Z");
+    await as.mutation(api.subscriptions.cancel, {});
+    const sub = (await state(t, userId)).subs.at(-1)!;
+    await t.run(async (ctx) => {
+      await ctx.db.patch("subscriptions", sub._id, { renewalDueAt: end0 - 3 * DAY });
+    });
+    vi.setSystemTime(end0 - 3 * DAY);
+    expect(await t.mutation(internal.subscriptions.sweepDue, {})).toEqual({
+      handled: 1,
+      more: false,
+    });
+    expect(await t.mutation(internal.subscriptions.sweepDue, {})).toEqual({
+      handled: 0,
+      more: false,
+    });
+    const after = (await state(t, userId)).subs.at(-1)!;
+    expect(after.renewalDueAt).toBeUndefined();
+    expect(after.renewal).toBeUndefined();
   });
 });
 

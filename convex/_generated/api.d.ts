@@ -175,4 +175,5 @@ export declare const internal: FilterApi<
 export declare const components: {
   rateLimiter: import("@convex-dev/rate-limiter/_generated/component.js").ComponentApi<"rateLimiter">;
   r2Deletions: import("@convex-dev/workpool/_generated/component.js").ComponentApi<"r2Deletions">;
+  renewalCreations: import("@convex-dev/workpool/_generated/component.js").ComponentApi<"renewalCreations">;
 };

@@ -37,6 +37,7 @@ export async function createTrueLayerPayment(
     await ctx.runMutation(internal.payments.attachTrueLayerPayment, {
       paymentId: args.paymentId,
       trueLayerPaymentId: created.trueLayerPaymentId,
+      resourceToken: created.resourceToken,
     });
   }
   return created;

@@ -7,7 +7,7 @@ import { requirePlan } from "./plans";
 import { applyRefundEvent, isSucceeded } from "./refunds";
 import { isWebhookEventRecorded, recordWebhookEvent } from "./webhookEvents";
 import { applySubscriptionPayment } from "./subscriptionPayments";
-import { quoteCheckout } from "./subscriptionQuotes";
+import { currentCheckoutQuote, quoteCheckout } from "./subscriptionQuotes";
 import { onRenewalPaymentFailed } from "./subscriptionRenewals";
 import { changePlan, requireActiveUserByClerkId } from "./users";
 import type { WebhookOutcome } from "../lib/validators";
@@ -19,7 +19,12 @@ import type { WebhookOutcome } from "../lib/validators";
  */
 
 /** Fields of a payment only operators see (`payments.listPayments` leaves them out). */
-export const INTERNAL_PAYMENT_FIELDS = ["userId", "trueLayerTxnId", "outstandingCredits"] as const;
+export const INTERNAL_PAYMENT_FIELDS = [
+  "userId",
+  "trueLayerTxnId",
+  "resourceToken",
+  "outstandingCredits",
+] as const;
 
 const applied = (message: string): WebhookOutcome => ({ outcome: "applied", message });
 const ignored = (message: string): WebhookOutcome => ({ outcome: "ignored", message });
@@ -33,6 +38,7 @@ export type PaymentQuote = Omit<
   | "_id"
   | "_creationTime"
   | "trueLayerTxnId"
+  | "resourceToken"
   | "creditsAdded"
   | "timestamp"
   | "status"
@@ -61,6 +67,78 @@ export async function insertPendingPayment(ctx: MutationCtx, quote: PaymentQuote
   });
 }
 
+/**
+ * How long after its creation a pending checkout is handed out again instead of a new TrueLayer
+ * payment. TrueLayer's resource token (what its payment page runs on) is short-lived: its docs
+ * do not state the lifetime in what we could find, and an example payment response marks it
+ * "15 min expiry". Reusing only within the first 10 minutes leaves a reused page at least 5
+ * minutes, the conservative side of that.
+ */
+export const CHECKOUT_REUSE_MS = 10 * 60 * 1000;
+
+/**
+ * How many of the user's payments of the last `CHECKOUT_REUSE_MS` a checkout looks through for
+ * one to reuse (new checkouts are rate-limited to a few per 10 minutes).
+ */
+const REUSE_CANDIDATES = 10;
+
+/** Whether `payment` was recorded for exactly `quote` (same user, purpose, plan, amount, period…). */
+function isForQuote(payment: Doc<"payments">, quote: PaymentQuote): boolean {
+  const fields = new Set([
+    ...Object.keys(quote),
+    "periodIndex",
+    "generation",
+    "fromPlan",
+    "creditsConverted",
+  ]);
+  return [...fields].every(
+    (field) => payment[field as keyof PaymentQuote] === quote[field as keyof PaymentQuote],
+  );
+}
+
+/**
+ * The caller's pending checkout that a checkout of `planName` now may hand out again: recorded
+ * for exactly the quote it would record (`currentCheckoutQuote`), created with TrueLayer (its id
+ * and resource token kept), less than `CHECKOUT_REUSE_MS` before `now`. Null when there is none;
+ * the errors of `startCheckout` for a caller or plan that cannot check out.
+ */
+export async function findReusableCheckout(
+  ctx: QueryCtx,
+  clerkId: string,
+  planName: string,
+  currency: string,
+  now: number,
+) {
+  const user = await requireActiveUserByClerkId(ctx, clerkId);
+  await requirePlan(ctx, planName);
+  const quote = await currentCheckoutQuote(ctx, user, planName, currency);
+  if (quote === null) return null;
+  const recent = await ctx.db
+    .query("payments")
+    .withIndex("by_userId", (q) =>
+      q.eq("userId", user._id).gt("timestamp", now - CHECKOUT_REUSE_MS),
+    )
+    .order("desc")
+    .take(REUSE_CANDIDATES);
+  const payment = recent.find(
+    (p) =>
+      p.status === "pending" &&
+      p.trueLayerTxnId !== "" &&
+      p.resourceToken !== undefined &&
+      isForQuote(p, quote),
+  );
+  return payment === undefined
+    ? null
+    : {
+        paymentId: payment._id,
+        amount: payment.amount,
+        currency: payment.currency,
+        planName: payment.planName,
+        trueLayerPaymentId: payment.trueLayerTxnId,
+        resourceToken: payment.resourceToken!,
+      };
+}
+
 /** A checkout: the quote for the user's subscription (model/subscriptionQuotes.ts), recorded. */
 export async function startCheckout(
   ctx: MutationCtx,
@@ -86,13 +164,17 @@ export async function attachTrueLayerPayment(
   ctx: MutationCtx,
   paymentId: Id<"payments">,
   trueLayerPaymentId: string,
+  resourceToken: string,
 ): Promise<void> {
   const payment = await ctx.db.get("payments", paymentId);
   if (payment === null) {
     throw appError("NOT_FOUND", "Payment not found.");
   }
   if (payment.trueLayerTxnId === "") {
-    await ctx.db.patch("payments", paymentId, { trueLayerTxnId: trueLayerPaymentId });
+    await ctx.db.patch("payments", paymentId, {
+      trueLayerTxnId: trueLayerPaymentId,
+      resourceToken,
+    });
   } else if (payment.trueLayerTxnId !== trueLayerPaymentId) {
     throw appError("CONFLICT", "Payment is already linked to another TrueLayer payment.");
   }

@@ -18,7 +18,6 @@ import {
   periodEnd,
   periodStart,
   transitionSubscription,
-  updateSubscription,
   type Subscription,
 } from "./subscriptionState";
 
@@ -231,12 +230,9 @@ export async function sweepDue(ctx: MutationCtx, now: number) {
     .withIndex("by_renewalDueAt", (q) => q.gte("renewalDueAt", 0).lte("renewalDueAt", now))
     .take(SWEEP_BATCH_SIZE);
   for (const sub of renewals) {
-    // Records the renewal (off the index from then on) and hands it to TrueLayer's action. A row
-    // whose stored `renewalDueAt` is stale (written before it was derived) is written again with
-    // the derived value, so the sweep never meets it twice.
-    if ((await startRenewal(ctx, sub._id, sub.currentPeriodEnd!, now)) === null) {
-      await updateSubscription(ctx, sub, {});
-    }
+    // Records the renewal (off the index from then on, also a stale row: see startRenewal) and
+    // hands it to the renewal creation workpool.
+    await startRenewal(ctx, sub._id, sub.currentPeriodEnd!, now);
   }
   const handled = ends.length + graces.length + renewals.length;
   return {

@@ -107,6 +107,44 @@ export function changeTakesEffectAt(sub: Subscription): number | null {
     : periodEnd(sub.anchor, sub.periodIndex + 1);
 }
 
+/** What a checkout of `planName` would do now; a plan the caller cannot buy now is refused. */
+async function checkoutPreview(ctx: QueryCtx, user: Doc<"users">, planName: string) {
+  const preview = await previewChange(ctx, user._id, planName);
+  if (preview.kind === "none" || preview.kind === "downgrade") {
+    throw appError(
+      "INVALID_ARGUMENT",
+      `planName: you are on the ${preview.subscription?.plan} plan; switch to a plan with fewer credits with subscriptions.changePlan.`,
+    );
+  }
+  return { ...preview, kind: preview.kind };
+}
+
+/** The quote of `preview` for the subscription it is paid for. */
+function quoteOf(
+  user: Doc<"users">,
+  preview: Awaited<ReturnType<typeof checkoutPreview>>,
+  sub: Subscription,
+  currency: string,
+) {
+  const { plan } = preview;
+  return {
+    userId: user._id,
+    subscriptionId: sub._id,
+    purpose: preview.kind,
+    amount: preview.amount,
+    listPrice: plan.price,
+    creditsPurchased: plan.monthlyCredits,
+    planName: plan.name,
+    currency,
+    ...(preview.kind === "start"
+      ? {}
+      : { periodIndex: sub.periodIndex, generation: sub.generation ?? 0 }),
+    ...(preview.kind === "upgrade"
+      ? { fromPlan: sub.plan, creditsConverted: preview.creditsConverted }
+      : {}),
+  };
+}
+
 /**
  * The quote of a checkout of `planName`: starting a subscription (none live: an `incomplete`
  * one is made or reused), an upgrade (priced on the current period's unused plan credits), or
@@ -119,38 +157,33 @@ export async function quoteCheckout(
   planName: string,
   currency: string,
 ) {
-  const preview = await previewChange(ctx, user._id, planName);
-  const { plan } = preview;
-  if (preview.kind === "none" || preview.kind === "downgrade") {
-    throw appError(
-      "INVALID_ARGUMENT",
-      `planName: you are on the ${preview.subscription?.plan} plan; switch to a plan with fewer credits with subscriptions.changePlan.`,
-    );
-  }
+  const preview = await checkoutPreview(ctx, user, planName);
   let sub = preview.subscription;
   if (preview.kind === "start") {
     sub =
       sub !== null && sub.status === "incomplete"
-        ? await updateSubscription(ctx, sub, { plan: plan.name, currency })
-        : await insertSubscription(ctx, user._id, plan.name, currency);
+        ? await updateSubscription(ctx, sub, { plan: preview.plan.name, currency })
+        : await insertSubscription(ctx, user._id, preview.plan.name, currency);
   }
-  const live = sub!;
-  return {
-    userId: user._id,
-    subscriptionId: live._id,
-    purpose: preview.kind,
-    amount: preview.amount,
-    listPrice: plan.price,
-    creditsPurchased: plan.monthlyCredits,
-    planName: plan.name,
-    currency,
-    ...(preview.kind === "start"
-      ? {}
-      : { periodIndex: live.periodIndex, generation: live.generation ?? 0 }),
-    ...(preview.kind === "upgrade"
-      ? { fromPlan: live.plan, creditsConverted: preview.creditsConverted }
-      : {}),
-  };
+  return quoteOf(user, preview, sub!, currency);
+}
+
+/**
+ * The quote `quoteCheckout` would give now, without writing; null when it would make a new
+ * subscription (no earlier checkout can have that quote).
+ */
+export async function currentCheckoutQuote(
+  ctx: QueryCtx,
+  user: Doc<"users">,
+  planName: string,
+  currency: string,
+) {
+  const preview = await checkoutPreview(ctx, user, planName);
+  const sub = preview.subscription;
+  if (sub === null || (preview.kind === "start" && sub.status !== "incomplete")) {
+    return null;
+  }
+  return quoteOf(user, preview, sub, currency);
 }
 
 /**

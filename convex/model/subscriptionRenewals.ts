@@ -2,6 +2,7 @@ import { internal } from "../_generated/api";
 import type { Doc, Id } from "../_generated/dataModel";
 import type { MutationCtx } from "../_generated/server";
 import { trueLayerCurrency } from "../lib/truelayer";
+import { renewalCreationPool } from "../lib/workpools";
 import { creditsLeft, grantPurchaseLot, paymentLots } from "./paymentCredits";
 import { failPayment, insertPendingPayment } from "./payments";
 import { requirePlan } from "./plans";
@@ -20,14 +21,16 @@ import {
 /**
  * Renewals: the payment of the next period, created 3 days before the period ends (when
  * `renewalDueAt` comes: the scheduled `startRenewal`, or the sweep) and handed to TrueLayer by
- * the `createRenewal` action. Paid before the period ends, the period begins at its start
+ * the `createRenewal` action, run through the renewal creation workpool (lib/workpools.ts: a
+ * bounded number of TrueLayer calls in flight however many renewals fall due at once, a failed
+ * call retried within seconds). Paid before the period ends, the period begins at its start
  * (model/subscriptionPeriods.ts). One TrueLayer could not create is tried again with backoff
  * until the period ends; one the payer's bank refused waits for the grace (`past_due`).
  */
 
 /**
  * Records the renewal payment of the period after the one ending at `end` (keyed by `end` and by
- * `renewalDueAt`: nothing unless a renewal is due now) and schedules its creation with TrueLayer.
+ * `renewalDueAt`: nothing unless a renewal is due now) and enqueues its creation with TrueLayer.
  */
 export async function startRenewal(
   ctx: MutationCtx,
@@ -38,6 +41,11 @@ export async function startRenewal(
   const sub = await ctx.db.get("subscriptions", subscriptionId);
   const due = sub === null ? undefined : renewalDueAtOf(sub);
   if (sub === null || sub.currentPeriodEnd !== end || due === undefined || now < due) {
+    if (sub !== null && sub.renewalDueAt !== due) {
+      // A `renewalDueAt` left by older code (a cancel that did not clear it): written as it is
+      // now, so the sweep does not pick the subscription again and again.
+      await updateSubscription(ctx, sub, {});
+    }
     return null;
   }
   const plan = await requirePlan(ctx, nextPeriodPlan(sub));
@@ -70,8 +78,25 @@ export async function startRenewal(
       retryAt: earlier?.retryAt,
     },
   });
-  await ctx.scheduler.runAfter(0, internal.subscriptions.createRenewal, { paymentId });
+  await enqueueRenewalCreation(ctx, paymentId);
   return paymentId;
+}
+
+/**
+ * `createRenewal` for the payment, through the renewal creation workpool: its tries are retried
+ * with backoff, and `renewalCreationFinished` hears when they all failed.
+ */
+async function enqueueRenewalCreation(ctx: MutationCtx, paymentId: Id<"payments">) {
+  await renewalCreationPool.enqueueAction(
+    ctx,
+    internal.subscriptions.createRenewal,
+    { paymentId },
+    {
+      onComplete: internal.subscriptions.renewalCreationFinished,
+      onCompleteExcludeKinds: ["success"],
+      context: { paymentId },
+    },
+  );
 }
 
 /** The subscription whose current renewal is `paymentId`, if it still is. */
@@ -100,6 +125,8 @@ export async function attachRenewalUrl(
  * payment fails and, when `retry`, the renewal is due again after a backoff (10 min, doubling,
  * at most 6 h between tries), counted from when it first fell due so a late run does not push
  * the schedule, while that is before the period ends. The sweep (every 10 minutes) makes it.
+ * Keyed by the payment: only one still waiting for TrueLayer fails (a repeated or late report,
+ * or one about a payment TrueLayer created meanwhile, changes nothing).
  */
 export async function renewalCreationFailed(
   ctx: MutationCtx,
@@ -108,7 +135,7 @@ export async function renewalCreationFailed(
   retry: boolean,
 ) {
   const payment = await ctx.db.get("payments", paymentId);
-  if (payment === null) return;
+  if (payment?.status !== "pending" || payment.trueLayerTxnId !== "") return;
   await failPayment(ctx, payment, reason, "provider");
   const sub = await subscriptionRenewedBy(ctx, payment);
   if (sub === null || !retry) return;

@@ -1,7 +1,7 @@
 import { expect, vi } from "vitest";
 import { api, internal } from "../../convex/_generated/api";
 import type { Doc, Id } from "../../convex/_generated/dataModel";
-import { setup, signUp, type TestConvex } from "./setup";
+import { drainRenewalCreations, setup, signUp, type TestConvex } from "./setup";
 import {
   PAYMENTS_URL,
   deliverTrueLayer,
@@ -132,6 +132,7 @@ export async function billingWorld(now: number) {
       await t.mutation(internal.credits.expireDueLots, {});
       await t.mutation(internal.subscriptions.sweepDue, {});
       await t.finishAllScheduledFunctions(() => vi.advanceTimersByTime(0));
+      await drainRenewalCreations(t);
     },
     /** Spends `credits` (a multiple of 5) in jobs that finish: consumed for good. */
     async spend(as: Client, credits: number) {

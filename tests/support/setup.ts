@@ -22,6 +22,7 @@ export function registerComponents<T extends Parameters<typeof rateLimiterTest.r
 ): T {
   rateLimiterTest.register(t, "rateLimiter");
   workpoolTest.register(t, "r2Deletions");
+  workpoolTest.register(t, "renewalCreations");
   return t;
 }
 
@@ -61,6 +62,40 @@ export async function finishDueScheduledFunctions(t: TestConvex) {
     }
   }
   throw new Error("finishDueScheduledFunctions: scheduled functions keep scheduling more");
+}
+
+/** Renewal payments recorded and not yet created with TrueLayer nor failed. */
+async function renewalsAwaitingCreation(t: TestConvex): Promise<number> {
+  return await t.run(async (ctx) => {
+    const payments = await ctx.db.query("payments").collect();
+    return payments.filter(
+      (p) => p.status === "pending" && p.purpose === "renewal" && p.trueLayerTxnId === "",
+    ).length;
+  });
+}
+
+/** The fake clock's step while the renewal creation workpool runs (its loop's 100 ms segments). */
+export const WORKPOOL_TICK_MS = 100;
+
+/**
+ * Runs what is due on the fake clock, then lets the renewal creation workpool create the renewal
+ * payments recorded (lib/workpools.ts): its loop picks work up on 100 ms segments of the clock
+ * and a failed try is retried after seconds, so the clock moves on in `WORKPOOL_TICK_MS` steps
+ * until no renewal payment waits for TrueLayer (each created, or failed for good). Returns how
+ * far the clock moved (0 when nothing waited).
+ */
+export async function drainRenewalCreations(t: TestConvex, maxMs = 60_000): Promise<number> {
+  await finishDueScheduledFunctions(t);
+  let moved = 0;
+  while ((await renewalsAwaitingCreation(t)) > 0) {
+    if (moved >= maxMs) {
+      throw new Error(`drainRenewalCreations: renewals still not created after ${maxMs} ms`);
+    }
+    vi.advanceTimersByTime(WORKPOOL_TICK_MS);
+    moved += WORKPOOL_TICK_MS;
+    await finishDueScheduledFunctions(t);
+  }
+  return moved;
 }
 
 export function identityFor(clerkId: string) {
