@@ -550,19 +550,22 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 /** A renewal the backend made: for which subscription, period, plan and anchoring. */
 type MadeRenewal = { u: number; sub: ModelSub; index: number; plan: PlanName; gen: number };
 function madeRenewal(model: Model, u: number, sub: ModelSub): MadeRenewal {
-  // Recorded by the caller (failed at once while TrueLayer is down, tried again later); in
-  // flight until then.
+  // In flight (pending) until the renewal creation workpool has run at the end of the cron step
+  // (recordRenewals): while TrueLayer is down it fails then, to be tried again later.
   const index = sub.index + 1;
   const earlier = sub.renewal?.index === index ? sub.renewal : undefined;
-  if (model.trueLayerUp) {
-    sub.renewal = { payment: -1, index, status: "pending", ...retries(earlier) };
-  } else {
-    const attempts = (earlier?.attempts ?? 0) + 1;
-    const lastTry = earlier?.retryAt ?? sub.end! - RENEWAL_LEAD;
-    const retryAt = lastTry + Math.min(RETRY_BASE * 2 ** (attempts - 1), RETRY_MAX);
-    sub.renewal = { payment: -1, index, status: "failed", attempts, retryAt };
-  }
+  sub.renewal = { payment: -1, index, status: "pending", ...retries(earlier) };
   return { u, sub, index, plan: sub.pendingPlan ?? sub.plan, gen: sub.gen };
+}
+/** A renewal TrueLayer refused: failed, tried again after a backoff from its last try. */
+function refusedRenewal(sub: ModelSub, renewal: NonNullable<ModelSub["renewal"]>) {
+  const attempts = (renewal.attempts ?? 0) + 1;
+  const lastTry = renewal.retryAt ?? sub.end! - RENEWAL_LEAD;
+  Object.assign(renewal, {
+    status: "failed",
+    attempts,
+    retryAt: lastTry + Math.min(RETRY_BASE * 2 ** (attempts - 1), RETRY_MAX),
+  });
 }
 const retries = (r?: { attempts?: number; retryAt?: number }) =>
   r?.attempts === undefined ? {} : { attempts: r.attempts, retryAt: r.retryAt };
@@ -1181,6 +1184,7 @@ async function recordRenewals(model: Model, real: Real, renewals: MadeRenewal[])
     // subscription still has it) becomes this payment.
     if (sub.renewal?.payment === -1 && sub.renewal.index === index) {
       sub.renewal.payment = model.payments.length - 1;
+      if (!model.trueLayerUp) refusedRenewal(sub, sub.renewal);
     }
   }
 }
