@@ -174,6 +174,7 @@ export declare const internal: FilterApi<
 
 export declare const components: {
   rateLimiter: import("@convex-dev/rate-limiter/_generated/component.js").ComponentApi<"rateLimiter">;
+  resend: import("@convex-dev/resend/_generated/component.js").ComponentApi<"resend">;
   r2Deletions: import("@convex-dev/workpool/_generated/component.js").ComponentApi<"r2Deletions">;
   renewalCreations: import("@convex-dev/workpool/_generated/component.js").ComponentApi<"renewalCreations">;
 };
