@@ -7,6 +7,8 @@ import {
   ledgerKindValidator,
   lotSourceValidator,
   lotStatusValidator,
+  mandateStatusValidator,
+  mandateTypeValidator,
   paymentRefundStatusValidator,
   paymentStatusValidator,
   hourStatsValidator,
@@ -259,6 +261,32 @@ export default defineSchema({
     .index("by_status_and_currentPeriodEnd", ["status", "currentPeriodEnd"])
     .index("by_status_and_graceEndsAt", ["status", "graceEndsAt"])
     .index("by_renewalDueAt", ["renewalDueAt"]),
+
+  /**
+   * TrueLayer payment mandates ("bank on file", model/mandates.ts): a user authorises one once on
+   * TrueLayer's page, and renewals are then paid on it without them. At most one per user is not
+   * ended (revoked or failed).
+   */
+  mandates: defineTable({
+    userId: v.id("users"),
+    /** TrueLayer's mandate id; absent while `creating`. */
+    trueLayerMandateId: v.optional(v.string()),
+    /** For TrueLayer's hosted page while the user has to authorise it. */
+    resourceToken: v.optional(v.string()),
+    type: mandateTypeValidator,
+    status: mandateStatusValidator,
+    currency: v.string(),
+    /** Constraints (minor units): the most one payment may take, and per calendar month. */
+    maxAmount: v.number(),
+    periodicLimit: v.number(),
+    createdAt: v.number(),
+    authorizedAt: v.optional(v.number()),
+    /** When it ended (revoked or failed), and why. */
+    endedAt: v.optional(v.number()),
+    failureReason: v.optional(v.string()),
+  })
+    .index("by_userId", ["userId", "createdAt"])
+    .index("by_trueLayerMandateId", ["trueLayerMandateId"]),
 
   /** One row per refund of a payment, ours or made in TrueLayer Console (see model/refunds.ts). */
   refunds: defineTable({

@@ -151,3 +151,19 @@ export const hourStatsValidator = v.object({
   creditsExpired: v.number(),
 });
 export type HourStats = Infer<typeof hourStatsValidator>;
+
+/**
+ * A TrueLayer payment mandate's status (model/mandates.ts): TrueLayer's five, plus `creating`
+ * while TrueLayer has not answered our creation call yet.
+ */
+export const mandateStatusValidator = literals(
+  "creating",
+  "authorization_required",
+  "authorizing",
+  "authorized",
+  "revoked",
+  "failed",
+);
+
+/** The mandate types TrueLayer offers (`TRUELAYER_MANDATE_TYPE`). */
+export const mandateTypeValidator = literals("sweeping", "commercial", "direct_debit");
