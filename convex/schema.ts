@@ -15,6 +15,7 @@ import {
   planCountsValidator,
   planNameValidator,
   refundStatusValidator,
+  renewalMethodValidator,
 } from "./lib/validators";
 
 export default defineSchema({
@@ -195,6 +196,9 @@ export default defineSchema({
     failureKind: v.optional(
       v.union(v.literal("provider"), v.literal("payment"), v.literal("superseded")),
     ),
+    /** Renewals: paid on a mandate (which one) or on TrueLayer's page (absent: the page). */
+    method: v.optional(renewalMethodValidator),
+    mandateId: v.optional(v.id("mandates")),
     // Refund summary, recomputed from the payment's `refunds` rows whenever one changes.
     refundStatus: v.optional(paymentRefundStatusValidator),
     /** Minor units refunded (executed refunds). */
@@ -248,6 +252,8 @@ export default defineSchema({
         /** Creations TrueLayer refused so far, and when the next is tried (before the period end). */
         attempts: v.optional(v.number()),
         retryAt: v.optional(v.number()),
+        /** Charged on the user's mandate, or paid by them on the page (absent: manual). */
+        method: v.optional(renewalMethodValidator),
       }),
     ),
     /** Derived (model/subscriptionState.ts): when the next renewal payment is to be created. */

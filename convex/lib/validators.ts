@@ -167,3 +167,6 @@ export const mandateStatusValidator = literals(
 
 /** The mandate types TrueLayer offers (`TRUELAYER_MANDATE_TYPE`). */
 export const mandateTypeValidator = literals("sweeping", "commercial", "direct_debit");
+
+/** How a renewal is paid: on the user's mandate, or by them on TrueLayer's page (absent: manual). */
+export const renewalMethodValidator = literals("manual", "mandate");
