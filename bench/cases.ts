@@ -3,7 +3,7 @@ import { api, internal } from "../convex/_generated/api";
 import type { PaginationResult } from "convex/server";
 import type { Doc, Id, TableNames } from "../convex/_generated/dataModel";
 import { MAX_PAGE_SIZE } from "../convex/lib/pagination";
-import { QUEUE_POSITION_CAP } from "../convex/model/jobs";
+import { QUEUE_POSITION_CAP } from "../convex/model/jobViews";
 import { METRIC_SHARDS, hourStart } from "../convex/model/metricsBuckets";
 import { measure, type Cost, type Limits } from "./measure";
 import { runRenewalCreationPool } from "./renewalPool";

@@ -12,7 +12,7 @@ import {
 import { convexTest } from "convex-test";
 import schema from "../convex/schema";
 import { registerComponents } from "../tests/support/setup";
-import { QUEUE_POSITION_CAP } from "../convex/model/jobs";
+import { QUEUE_POSITION_CAP } from "../convex/model/jobViews";
 import { setFastIndexes, setIndexCheck } from "./fastIndexes";
 import {
   LIVE_QUERIES,

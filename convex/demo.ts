@@ -5,6 +5,7 @@ import { appError } from "./lib/errors";
 import { internalMutation } from "./lib/functions";
 import { trueLayerCurrency } from "./lib/truelayer";
 import * as Jobs from "./model/jobs";
+import * as JobRequests from "./model/jobRequests";
 import * as Payments from "./model/payments";
 import { currentSubscription } from "./model/subscriptionState";
 import { upsertUser } from "./model/users";
@@ -161,7 +162,7 @@ export const seed = internalMutation({
     // Oldest first, so the list shows the queued job on top.
     for (const [status, demo] of Object.entries(DEMO_JOBS)) {
       const fresh = (await ctx.db.get("users", user._id))!;
-      const { jobId } = await Jobs.createJob(ctx, fresh, {
+      const { jobId } = await JobRequests.createJob(ctx, fresh, {
         prompt: demo.prompt,
         durationSec: demo.durationSec,
         idempotencyKey: demo.key,

@@ -20,6 +20,8 @@ import { enforceRateLimit } from "./lib/rateLimits";
 import { jobStatusValidator } from "./lib/validators";
 import * as ImageUploads from "./model/imageUploads";
 import * as Jobs from "./model/jobs";
+import * as JobRequests from "./model/jobRequests";
+import * as JobViews from "./model/jobViews";
 
 /**
  * Starts a video job for the caller: validates, reserves `jobCost(durationSec)` credits and
@@ -37,7 +39,7 @@ export const createJob = userMutationWithUserId({
     idempotencyKey: v.optional(v.string()),
   },
   returns: v.id("jobs"),
-  handler: async (ctx, input) => (await Jobs.createJob(ctx, ctx.user, input)).jobId,
+  handler: async (ctx, input) => (await JobRequests.createJob(ctx, ctx.user, input)).jobId,
 });
 
 /**
@@ -95,25 +97,25 @@ export const updateJobStatus = internalMutation({
  */
 export const getJob = maybeUserQuery({
   args: { jobId: v.id("jobs") },
-  returns: v.union(Jobs.jobViewValidator, v.null()),
+  returns: v.union(JobViews.jobViewValidator, v.null()),
   handler: async (ctx, { jobId }) => {
     const job = await ctx.db.get("jobs", jobId);
     if (ctx.user === null || job === null || job.userId !== ctx.user._id) {
       return null;
     }
-    const view = await Jobs.ownerJobView(job);
+    const view = await JobViews.ownerJobView(job);
     return job.status === "queued"
-      ? { ...view, queuePosition: await Jobs.queuePosition(ctx, job) }
+      ? { ...view, queuePosition: await JobViews.queuePosition(ctx, job) }
       : view;
   },
 });
 
-const jobPageValidator = paginationResultValidator(Jobs.jobViewValidator);
+const jobPageValidator = paginationResultValidator(JobViews.jobViewValidator);
 
 /** One page of the caller's jobs, newest first, as the owner sees them. */
 async function pageOfJobs(ctx: QueryCtx, user: Doc<"users"> | null, page: PaginationOptions) {
   const result = await pageOfUserRows(ctx, "jobs", user, page);
-  return { ...result, page: await Promise.all(result.page.map(Jobs.ownerJobView)) };
+  return { ...result, page: await Promise.all(result.page.map(JobViews.ownerJobView)) };
 }
 
 /**

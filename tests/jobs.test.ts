@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, test, vi } from "vitest";
 import { api, internal } from "../convex/_generated/api";
 import type { Id } from "../convex/_generated/dataModel";
-import { jobCost } from "../convex/model/jobs";
+import { jobCost } from "../convex/model/jobRequests";
 import { checkInvariants } from "./support/invariants";
 import { expectCode, identityFor, setup, signUp, type TestConvex } from "./support/setup";
 

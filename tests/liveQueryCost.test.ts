@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { api, internal } from "../convex/_generated/api";
 import type { Id } from "../convex/_generated/dataModel";
-import { QUEUE_POSITION_CAP } from "../convex/model/jobs";
+import { QUEUE_POSITION_CAP } from "../convex/model/jobViews";
 import { DASHBOARDS, liveWorld, measureLiveWrites } from "../bench/liveWorld";
 import { liveCost, record, subscribe } from "../bench/readSets";
 import { newConvex, setup, signUp } from "./support/setup";

@@ -11,7 +11,7 @@ import fc from "fast-check";
 import { afterAll, afterEach, expect, test, vi } from "vitest";
 import { api, internal } from "../convex/_generated/api";
 import type { Id } from "../convex/_generated/dataModel";
-import { createJob as createJobInTransaction } from "../convex/model/jobs";
+import { createJob as createJobInTransaction } from "../convex/model/jobRequests";
 import { CLAIM_MAX_SKIPS } from "../convex/model/worker";
 import { checkInvariants } from "./support/invariants";
 import {

@@ -37,6 +37,8 @@ import type * as model_calendar from "../model/calendar.js";
 import type * as model_credits from "../model/credits.js";
 import type * as model_imageUploads from "../model/imageUploads.js";
 import type * as model_images from "../model/images.js";
+import type * as model_jobRequests from "../model/jobRequests.js";
+import type * as model_jobViews from "../model/jobViews.js";
 import type * as model_jobs from "../model/jobs.js";
 import type * as model_ledger from "../model/ledger.js";
 import type * as model_lotHolds from "../model/lotHolds.js";
@@ -109,6 +111,8 @@ declare const fullApi: ApiFromModules<{
   "model/credits": typeof model_credits;
   "model/imageUploads": typeof model_imageUploads;
   "model/images": typeof model_images;
+  "model/jobRequests": typeof model_jobRequests;
+  "model/jobViews": typeof model_jobViews;
   "model/jobs": typeof model_jobs;
   "model/ledger": typeof model_ledger;
   "model/lotHolds": typeof model_lotHolds;

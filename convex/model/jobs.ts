@@ -1,177 +1,20 @@
-import { v, type Infer } from "convex/values";
-import { doc } from "convex-helpers/validators";
-import schema from "../schema";
 import type { Doc, Id } from "../_generated/dataModel";
 import type { MutationCtx, QueryCtx } from "../_generated/server";
-import { enforceRateLimit } from "../lib/rateLimits";
 import { appError } from "../lib/errors";
-import { hasControlCharacters, isBlank, isWellFormed } from "../lib/text";
-import { URL_MAX_LENGTH, isHttpsUrl, isPublicHttpsUrl } from "../lib/urls";
+import { isHttpsUrl } from "../lib/urls";
 import type { CreditStatus, JobStatus } from "../lib/validators";
-import {
-  releaseHold,
-  releaseJobCredits,
-  reserveJobCredits,
-  settleHold,
-  settleJobCredits,
-} from "./credits";
-import { releaseImage, useImage } from "./images";
+import { releaseHold, releaseJobCredits, settleHold, settleJobCredits } from "./credits";
+import { releaseImage } from "./images";
 import { scheduleDeletions } from "./videoDeletions";
-import { requestVideoDeletions, videoUrl } from "./videos";
-
-export const JOB_DURATIONS = [5, 10, 15] as const;
-export const PROMPT_MAX_LENGTH = 2000;
-export const IDEMPOTENCY_KEY_MAX_LENGTH = 128;
-export const SEED_MAX = 4_294_967_295;
-export const CFG_MIN = 1;
-export const CFG_MAX = 20;
-/** How long a finished video stays downloadable unless the report says otherwise. */
-export const VIDEO_TTL_MS = 24 * 60 * 60 * 1000;
-/** Queue positions are counted through the index up to this many jobs ahead. */
-export const QUEUE_POSITION_CAP = 100;
-
-/** The price of a job: one credit per second of video, on every plan. */
-export function jobCost(durationSec: number): number {
-  return durationSec;
-}
-
-export type JobInput = {
-  prompt: string;
-  imageUrl?: string;
-  /** An image the caller uploaded to file storage (`jobs:generateImageUploadUrl`). */
-  imageStorageId?: Id<"_storage">;
-  durationSec: number;
-  seed?: number;
-  cfg?: number;
-  idempotencyKey?: string;
-};
-
-function invalid(field: string, rule: string): never {
-  throw appError("INVALID_ARGUMENT", `${field} ${rule}.`);
-}
-
-/** Checks every field of a job request; returns it normalised (prompt trimmed). */
-export function validateJobInput(input: JobInput): JobInput {
-  const prompt = input.prompt.trim();
-  if (prompt.length === 0) invalid("prompt", "must not be empty");
-  if (prompt.length > PROMPT_MAX_LENGTH) {
-    invalid("prompt", `must be at most ${PROMPT_MAX_LENGTH} characters`);
-  }
-  // Zero-width spaces, bidi overrides and the like alone are as empty as spaces.
-  if (isBlank(prompt)) invalid("prompt", "must not be empty (it has no visible characters)");
-  if (!isWellFormed(prompt))
-    invalid("prompt", "must be valid Unicode (it has an unpaired surrogate)");
-  if (hasControlCharacters(prompt)) {
-    invalid("prompt", "must not contain control characters (tabs and line breaks are fine)");
-  }
-  if (input.imageUrl !== undefined && !isPublicHttpsUrl(input.imageUrl)) {
-    invalid(
-      "imageUrl",
-      `must be a public https:// URL of at most ${URL_MAX_LENGTH} characters, without credentials`,
-    );
-  }
-  if (input.imageUrl !== undefined && input.imageStorageId !== undefined) {
-    invalid("imageStorageId", "and imageUrl cannot both be given: pass one image");
-  }
-  if (!(JOB_DURATIONS as readonly number[]).includes(input.durationSec)) {
-    invalid("durationSec", "must be 5, 10 or 15");
-  }
-  if (
-    input.seed !== undefined &&
-    !(Number.isInteger(input.seed) && input.seed >= 0 && input.seed <= SEED_MAX)
-  ) {
-    invalid("seed", `must be a whole number from 0 to ${SEED_MAX}`);
-  }
-  if (
-    input.cfg !== undefined &&
-    !(Number.isFinite(input.cfg) && input.cfg >= CFG_MIN && input.cfg <= CFG_MAX)
-  ) {
-    invalid("cfg", `must be a number from ${CFG_MIN} to ${CFG_MAX}`);
-  }
-  if (
-    input.idempotencyKey !== undefined &&
-    (input.idempotencyKey.length === 0 || input.idempotencyKey.length > IDEMPOTENCY_KEY_MAX_LENGTH)
-  ) {
-    invalid("idempotencyKey", `must be 1 to ${IDEMPOTENCY_KEY_MAX_LENGTH} characters`);
-  }
-  if (
-    input.idempotencyKey !== undefined &&
-    (!isWellFormed(input.idempotencyKey) || /[\p{Cc}]/u.test(input.idempotencyKey))
-  ) {
-    invalid("idempotencyKey", "must be valid Unicode without control characters");
-  }
-  return { ...input, prompt };
-}
-
-function sameRequest(job: Doc<"jobs">, input: JobInput): boolean {
-  return (
-    job.prompt === input.prompt &&
-    job.imageUrl === input.imageUrl &&
-    job.imageStorageId === input.imageStorageId &&
-    job.durationSec === input.durationSec &&
-    job.seed === input.seed &&
-    job.cfg === input.cfg
-  );
-}
+import { requestVideoDeletions } from "./videos";
 
 /**
- * Validates, reserves the job's price and inserts it as `queued`, all in the caller's
- * transaction. With an idempotency key already used by this user: the same request returns
- * the first job and charges nothing; a different request is a CONFLICT. The key is only taken
- * when the job commits, so a refused attempt leaves it free.
+ * A job's lifecycle once created (model/jobRequests.ts): the transition table and the one
+ * function that moves a job along it, with the credits and media each move implies.
  */
-export async function createJob(
-  ctx: MutationCtx,
-  user: Doc<"users">,
-  rawInput: JobInput,
-): Promise<{ jobId: Id<"jobs">; created: boolean }> {
-  const input = validateJobInput(rawInput);
-  if (input.idempotencyKey !== undefined) {
-    const previous = await ctx.db
-      .query("jobs")
-      .withIndex("by_userId_and_idempotencyKey", (q) =>
-        q.eq("userId", user._id).eq("idempotencyKey", input.idempotencyKey),
-      )
-      .unique();
-    if (previous !== null) {
-      if (!sameRequest(previous, input)) {
-        throw appError(
-          "CONFLICT",
-          "idempotencyKey was already used for a different job request; use a new key.",
-        );
-      }
-      return { jobId: previous._id, created: false };
-    }
-  }
-  // After the idempotent replay above: a retry of a created job is never refused.
-  await enforceRateLimit(
-    ctx,
-    "createJob",
-    user._id,
-    "Too many jobs started in a short time; try again shortly.",
-  );
-  if (input.imageStorageId !== undefined) {
-    await useImage(ctx, user, input.imageStorageId, Date.now());
-  }
-  const cost = jobCost(input.durationSec);
-  const jobId = await ctx.db.insert("jobs", {
-    userId: user._id,
-    prompt: input.prompt,
-    imageUrl: input.imageUrl,
-    imageStorageId: input.imageStorageId,
-    durationSec: input.durationSec,
-    seed: input.seed,
-    cfg: input.cfg,
-    idempotencyKey: input.idempotencyKey,
-    creditsUsed: cost,
-    status: "queued",
-    creditStatus: "held",
-    createdAt: Date.now(),
-  });
-  // INSUFFICIENT_CREDITS here rolls the insert back with everything else.
-  await reserveJobCredits(ctx, (await ctx.db.get("jobs", jobId))!);
-  return { jobId, created: true };
-}
+
+/** How long a finished video stays downloadable unless the report says otherwise. */
+export const VIDEO_TTL_MS = 24 * 60 * 60 * 1000;
 
 /** Which status may follow which. Anything else is INVALID_TRANSITION. */
 export const TRANSITIONS: Record<JobStatus, readonly JobStatus[]> = {
@@ -359,68 +202,6 @@ export async function requireJob(ctx: QueryCtx, jobId: Id<"jobs">): Promise<Doc<
     throw appError("NOT_FOUND", "Job not found.");
   }
   return job;
-}
-
-/** What the job's owner sees: the job without the worker's lease, plus its queue position. */
-export const jobViewValidator = doc(schema, "jobs")
-  .omit("workerId", "leaseExpiresAt", "videoKey")
-  .extend({
-    /** While queued: jobs ahead + 1; `atLeast` when more than the counting cap are ahead. */
-    queuePosition: v.optional(v.object({ position: v.number(), atLeast: v.boolean() })),
-  });
-export type JobView = Infer<typeof jobViewValidator>;
-
-export function jobView(job: Doc<"jobs">): JobView {
-  const { workerId: _workerId, leaseExpiresAt: _leaseExpiresAt, videoKey: _key, ...view } = job;
-  return view;
-}
-
-/**
- * `jobView` with the video's URL for its owner: a bucket video's presigned GET (valid until
- * `expiresAt`, computed from the job alone, so the query stays cached), else the stored URL.
- */
-export async function ownerJobView(job: Doc<"jobs">): Promise<JobView> {
-  const { r2Url: _stored, ...view } = jobView(job);
-  const r2Url = await videoUrl(job);
-  return r2Url === undefined ? view : { ...view, r2Url };
-}
-
-/**
- * Counts the queued jobs ahead of this one (the order workers claim in: `by_status`, i.e.
- * createdAt, then creation time) through the index, reading at most the cap.
- *
- * It reads the jobs *immediately* ahead (descending from this job's own index key), not the
- * head of the queue: a live `getJob` subscription then depends only on the index range between
- * this job and the cap-th job ahead of it. A claim (which takes the head) changes that range
- * only for the jobs at most the cap behind the head, so it re-runs at most cap + 1 `getJob`
- * subscriptions however long the queue is (reading from the head, every queued job's
- * subscription held the head and re-ran on every claim).
- */
-export async function queuePosition(
-  ctx: QueryCtx,
-  job: Doc<"jobs">,
-): Promise<{ position: number; atLeast: boolean }> {
-  // Jobs created in the same millisecond are ordered by creation time, the index's last key.
-  const sameMillisecond = await ctx.db
-    .query("jobs")
-    .withIndex("by_status", (q) =>
-      q
-        .eq("status", "queued")
-        .eq("createdAt", job.createdAt)
-        .lt("_creationTime", job._creationTime),
-    )
-    .order("desc")
-    .take(QUEUE_POSITION_CAP);
-  let ahead = sameMillisecond.length;
-  if (ahead < QUEUE_POSITION_CAP) {
-    const earlier = await ctx.db
-      .query("jobs")
-      .withIndex("by_status", (q) => q.eq("status", "queued").lt("createdAt", job.createdAt))
-      .order("desc")
-      .take(QUEUE_POSITION_CAP - ahead);
-    ahead += earlier.length;
-  }
-  return { position: ahead + 1, atLeast: ahead === QUEUE_POSITION_CAP };
 }
 
 export const EXPIRE_BATCH_SIZE = 200;
