@@ -19,9 +19,6 @@ const text = (files: Record<string, string>) =>
 const docs = text(
   import.meta.glob<string>("../docs/*.md", { query: "?raw", import: "default", eager: true }),
 );
-const readme = text(
-  import.meta.glob<string>("../README.md", { query: "?raw", import: "default", eager: true }),
-)["README.md"];
 const envExample = text(
   import.meta.glob<string>("../.env.example", { query: "?raw", import: "default", eager: true }),
 )[".env.example"];
@@ -54,15 +51,15 @@ const literalsOf = (validator: { members: Array<{ value: unknown }> }) =>
   validator.members.map((member) => String(member.value));
 
 describe("docs name what the code has", () => {
-  test("every error code is in the README's error contract, with its HTTP status", () => {
-    const contract = section(readme, "## Error contract");
+  test("every error code is in the error contract (configuration.md), with its HTTP status", () => {
+    const contract = section(docs["docs/configuration.md"], "## Error contract");
     const codes = new Set<string>([...ERROR_CODES, ...Object.keys(HTTP_STATUS_BY_CODE)]);
     const wrong = [...codes].filter((code) => {
       const status = HTTP_STATUS_BY_CODE[code as keyof typeof HTTP_STATUS_BY_CODE];
       const rows = rowsNaming(contract, code);
       return rows.length !== 1 || !rows[0].split("|")[2].includes(String(status));
     });
-    expect(wrong, "codes missing from the README table or with another status").toEqual([]);
+    expect(wrong, "codes missing from configuration.md's table or with another status").toEqual([]);
   });
 
   test("every ledger kind and lot source is described in credits.md", () => {
@@ -76,7 +73,7 @@ describe("docs name what the code has", () => {
     ).toEqual([]);
   });
 
-  test("every environment variable is in the README's table and in .env.example", () => {
+  test("every environment variable is in configuration.md's table and in .env.example", () => {
     const names = new Set<string>();
     const nonEnv = new Set<string>(Object.keys(HTTP_STATUS_BY_CODE));
     for (const source of Object.values(sources)) {
@@ -92,10 +89,10 @@ describe("docs name what the code has", () => {
     names.delete("CONVEX_CLOUD_URL");
     names.delete("CONVEX_SITE_URL");
     expect(names.size).toBeGreaterThan(15);
-    const table = section(readme, "## Environment variables");
+    const table = section(docs["docs/configuration.md"], "## Environment variables");
     expect(
       [...names].filter((name) => rowsNaming(table, name).length === 0),
-      "README",
+      "docs/configuration.md",
     ).toEqual([]);
     expect(
       [...names].filter((name) => !new RegExp(`^#? ?${name}=`, "m").test(envExample)),
