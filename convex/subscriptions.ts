@@ -163,9 +163,10 @@ export const setUpAutoRenewal = identityAction({
   returns: autoRenewalSetUpValidator,
   handler: async (ctx, { returnUri }): Promise<Infer<typeof autoRenewalSetUpValidator>> => {
     const { identity } = ctx;
+    const asked = returnUri === undefined ? null : checkReturnUri(returnUri);
     const type = readMandateType();
     const config = readTrueLayerConfig();
-    const back = returnUri === undefined ? config.returnUri : checkReturnUri(returnUri);
+    const back = asked ?? config.returnUri;
     const page = (trueLayerMandateId: string, resourceToken: string) => ({
       environment: config.environment,
       trueLayerMandateId,

@@ -17,23 +17,37 @@ import { isWebhookEventRecorded, recordWebhookEvent } from "./webhookEvents";
  *       │                          │                       │              │
  *       └──────────────────────────┴───────────(failed)────┴──────────────┴──> failed
  *
- * `revoked` and `failed` are final ("ended"). A user has at most one mandate that has not ended,
- * and it is always their newest: a new one is only inserted after the previous one ended.
+ * `revoked` and `failed` are final ("ended"): a late event for an ended mandate changes nothing.
+ * TrueLayer only revokes authorised mandates, so a `mandate_revoked` that overtook its
+ * `mandate_authorized` (or our creation call's answer) ends a mandate not authorised here yet.
+ * A user has at most one mandate that has not ended, and it is always their newest: a new one is
+ * only inserted after the previous one ended.
  */
 
 export type Mandate = Doc<"mandates">;
 export type MandateStatus = Mandate["status"];
 
 export const MANDATE_TRANSITIONS: Record<MandateStatus, readonly MandateStatus[]> = {
-  // → authorized / failed: the webhook beat the creating action to storing TrueLayer's id.
-  creating: ["authorization_required", "authorized", "failed"],
-  authorization_required: ["authorizing", "authorized", "failed"],
-  authorizing: ["authorized", "failed"],
+  // → authorized / revoked / failed: a webhook beat the creating action to storing TrueLayer's id.
+  creating: ["authorization_required", "authorized", "revoked", "failed"],
+  authorization_required: ["authorizing", "authorized", "revoked", "failed"],
+  authorizing: ["authorized", "revoked", "failed"],
   // → failed: TrueLayer fails an authorised mandate when it expires.
   authorized: ["revoked", "failed"],
   revoked: [],
   failed: [],
 };
+
+/**
+ * Why we ended a mandate ourselves before it was authorised (`failureReason`): if TrueLayer's
+ * `mandate_authorized` still arrives for it, the consent is revoked with TrueLayer.
+ */
+export const ABANDONED = {
+  superseded: "abandoned: superseded by a new set-up",
+  canceled: "abandoned: canceled by the user",
+} as const;
+const wasAbandoned = (mandate: Mandate) =>
+  mandate.failureReason === ABANDONED.superseded || mandate.failureReason === ABANDONED.canceled;
 
 export const isEnded = (mandate: Mandate) =>
   mandate.status === "revoked" || mandate.status === "failed";
@@ -98,8 +112,8 @@ type MandatePatch = Partial<
 
 /**
  * The one status change: `to` must be allowed from the mandate's status (a bug otherwise: the
- * whole transaction is refused; webhooks check `canTransition` first). Ending clears the resource
- * token and stamps `endedAt`.
+ * whole transaction is refused; webhooks check `canTransition` first). The resource token (for
+ * the authorisation page) is dropped once authorised or ended; `authorizedAt` / `endedAt` stamped.
  */
 export async function transitionMandate(
   ctx: MutationCtx,
@@ -115,7 +129,9 @@ export async function transitionMandate(
     ...patch,
     status: to,
     ...(ending ? { resourceToken: undefined, endedAt: patch.endedAt ?? Date.now() } : {}),
-    ...(to === "authorized" ? { authorizedAt: patch.authorizedAt ?? Date.now() } : {}),
+    ...(to === "authorized"
+      ? { resourceToken: undefined, authorizedAt: patch.authorizedAt ?? Date.now() }
+      : {}),
   };
   await ctx.db.patch("mandates", mandate._id, full);
   return { ...mandate, ...full };
@@ -190,7 +206,7 @@ export async function startMandate(
   }
   if (current !== null) {
     await transitionMandate(ctx, current, "failed", {
-      failureReason: "superseded by a new set-up",
+      failureReason: ABANDONED.superseded,
     });
   }
   const mandateId = await ctx.db.insert("mandates", {
@@ -268,7 +284,7 @@ export async function beginCancel(ctx: MutationCtx, clerkId: string) {
       type: mandate.type,
     };
   }
-  await transitionMandate(ctx, mandate, "failed", { failureReason: "canceled by the user" });
+  await transitionMandate(ctx, mandate, "failed", { failureReason: ABANDONED.canceled });
   return null;
 }
 
@@ -337,7 +353,7 @@ export async function applyMandateEvent(
     return { outcome: "ignored", message: `Mandate already ${to}.` };
   }
   if (!canTransition(mandate, to)) {
-    if (to === "authorized" && mandate.status === "failed") {
+    if (to === "authorized" && mandate.status === "failed" && wasAbandoned(mandate)) {
       await onAbandonedAuthorized(mandate);
       return {
         outcome: "ignored",
