@@ -105,46 +105,48 @@ export const markRevokedByClient = internalMutation({
 export const applyMandateEvent = internalMutation({
   args: mandateEventValidator,
   returns: webhookOutcomeValidator,
-  handler: async (ctx, event) =>
-    await Mandates.applyMandateEvent(ctx, event, async (mandate) => {
-      await ctx.scheduler.runAfter(0, internal.mandates.revokeAbandoned, {
-        trueLayerMandateId: event.trueLayerMandateId,
-        type: mandate.type,
-        attempt: 1,
-      });
-    }),
+  handler: async (ctx, event) => await Mandates.applyMandateEvent(ctx, event),
 });
 
-/** Tries of `revokeAbandoned`, an hour apart at most (TrueLayer retries the webhook for days). */
-const ABANDONED_REVOKE_ATTEMPTS = 5;
-const ABANDONED_REVOKE_BACKOFF_MS = [60_000, 10 * 60_000, 60 * 60_000, 60 * 60_000];
+/** Tries of `revokeInBackground`, 1 minute to 1 hour apart (TrueLayer retries webhooks for days). */
+const BACKGROUND_REVOKE_BACKOFF_MS = [60_000, 10 * 60_000, 60 * 60_000, 60 * 60_000];
 
 /**
- * A mandate we had ended (abandoned or canceled before authorisation) that the user authorised
- * after all: revoked with TrueLayer, so no consent we will never use is left at their bank. A
- * failed call is tried again after a backoff (same idempotency key), then logged for operators.
+ * Revokes a mandate with TrueLayer with nobody waiting on the answer: one we had abandoned that
+ * the user authorised after all, or a deleted account's. Once TrueLayer accepts, a mandate still
+ * authorised here is `revoked`. A failed call is tried again after a backoff (the same
+ * idempotency key), at most 5 times, then logged for an operator (revoke it in Console).
  */
-export const revokeAbandoned = internalAction({
-  args: { trueLayerMandateId: v.string(), type: mandateTypeValidator, attempt: v.number() },
+export const revokeInBackground = internalAction({
+  args: {
+    mandateId: v.id("mandates"),
+    trueLayerMandateId: v.string(),
+    type: mandateTypeValidator,
+    attempt: v.number(),
+  },
   returns: v.null(),
-  handler: async (ctx, { trueLayerMandateId, type, attempt }) => {
+  handler: async (ctx, args) => {
+    const { mandateId, trueLayerMandateId, type, attempt } = args;
     const revoked = await ctx.runAction(internal.truelayer.revokeMandate, {
       trueLayerMandateId,
       type,
       idempotencyKey: `revoke-${trueLayerMandateId}`,
     });
-    if (revoked.ok) return null;
-    if (attempt >= ABANDONED_REVOKE_ATTEMPTS) {
+    if (revoked.ok) {
+      await ctx.runMutation(internal.mandates.markRevokedByClient, { mandateId });
+      return null;
+    }
+    if (attempt > BACKGROUND_REVOKE_BACKOFF_MS.length) {
       console.error(
-        `Abandoned TrueLayer mandate ${trueLayerMandateId} could not be revoked: ${revoked.reason}; revoke it in Console.`,
+        `TrueLayer mandate ${trueLayerMandateId} could not be revoked: ${revoked.reason}; revoke it in Console.`,
       );
       return null;
     }
-    console.warn(`Revoking abandoned mandate ${trueLayerMandateId} failed: ${revoked.reason}`);
+    console.warn(`Revoking TrueLayer mandate ${trueLayerMandateId} failed: ${revoked.reason}`);
     await ctx.scheduler.runAfter(
-      ABANDONED_REVOKE_BACKOFF_MS[attempt - 1],
-      internal.mandates.revokeAbandoned,
-      { trueLayerMandateId, type, attempt: attempt + 1 },
+      BACKGROUND_REVOKE_BACKOFF_MS[attempt - 1],
+      internal.mandates.revokeInBackground,
+      { ...args, attempt: attempt + 1 },
     );
     return null;
   },

@@ -431,6 +431,62 @@ describe("cancelAutoRenewal", () => {
     expect((await mandatesOf(t, userId))[0].status).toBe("failed");
   });
 
+  test("a background revocation TrueLayer refuses is tried again later, then logged", async () => {
+    vi.useFakeTimers({ now: Date.parse("2026-05-01T09:00:00Z") });
+    const { t, tl, as } = await subscriber();
+    await as.action(api.subscriptions.setUpAutoRenewal, {});
+    await as.action(api.subscriptions.cancelAutoRenewal, {});
+    tl.down = true;
+    await authorizeByWebhook(t, trueLayerKey, "tl-mandate-1");
+    await finishDueScheduledFunctions(t);
+    const revokeCalls = () =>
+      tl.requests.filter((r) => r.url === revokeMandateUrl("tl-mandate-1")).length;
+    // The first try (and signedPost's one immediate retry): refused.
+    expect(revokeCalls()).toBe(2);
+    vi.advanceTimersByTime(60_000);
+    await finishDueScheduledFunctions(t);
+    expect(revokeCalls()).toBe(4);
+    tl.down = false;
+    vi.advanceTimersByTime(10 * 60_000);
+    await finishDueScheduledFunctions(t);
+    expect(tl.revoked).toEqual(["tl-mandate-1"]);
+    // Nothing more is scheduled once it went through.
+    vi.advanceTimersByTime(24 * 60 * 60_000);
+    await finishDueScheduledFunctions(t);
+    expect(revokeCalls()).toBe(5);
+  });
+
+  test("a deleted account's authorised mandate is revoked with TrueLayer; a pending one ends", async () => {
+    vi.useFakeTimers({ now: Date.parse("2026-05-01T09:00:00Z") });
+    const { t, tl, as, userId } = await subscriber();
+    await as.action(api.subscriptions.setUpAutoRenewal, {});
+    await authorizeByWebhook(t, trueLayerKey, "tl-mandate-1");
+    await t.mutation(internal.clerk.applyClerkEvent, {
+      eventId: "msg_deleted",
+      type: "user.deleted",
+      clerkId: "user_1",
+    });
+    await finishDueScheduledFunctions(t);
+    expect(tl.revoked).toEqual(["tl-mandate-1"]);
+    expect((await mandatesOf(t, userId))[0]).toMatchObject({
+      status: "revoked",
+      failureReason: "client",
+    });
+
+    const other = await signUp(t, "user_2");
+    await t.mutation(internal.users.updateUserPlan, { userId: other.userId, planName: "creator" });
+    await other.as.action(api.subscriptions.setUpAutoRenewal, {});
+    await t.mutation(internal.clerk.applyClerkEvent, {
+      eventId: "msg_deleted_2",
+      type: "user.deleted",
+      clerkId: "user_2",
+    });
+    expect((await mandatesOf(t, other.userId))[0]).toMatchObject({
+      status: "failed",
+      failureReason: "abandoned: the account was deleted",
+    });
+  });
+
   test("with no mandate it does nothing", async () => {
     const { tl, as } = await subscriber();
     expect(await as.action(api.subscriptions.cancelAutoRenewal, {})).toEqual({ mandate: null });

@@ -1,3 +1,4 @@
+import { internal } from "../_generated/api";
 import type { Doc, Id } from "../_generated/dataModel";
 import type { MutationCtx, QueryCtx } from "../_generated/server";
 import { appError } from "../lib/errors";
@@ -45,9 +46,10 @@ export const MANDATE_TRANSITIONS: Record<MandateStatus, readonly MandateStatus[]
 export const ABANDONED = {
   superseded: "abandoned: superseded by a new set-up",
   canceled: "abandoned: canceled by the user",
+  deleted: "abandoned: the account was deleted",
 } as const;
 const wasAbandoned = (mandate: Mandate) =>
-  mandate.failureReason === ABANDONED.superseded || mandate.failureReason === ABANDONED.canceled;
+  (Object.values(ABANDONED) as string[]).includes(mandate.failureReason ?? "");
 
 export const isEnded = (mandate: Mandate) =>
   mandate.status === "revoked" || mandate.status === "failed";
@@ -299,6 +301,38 @@ export async function markRevokedByClient(
   }
 }
 
+/**
+ * Revokes the mandate with TrueLayer from a scheduled action (`mandates.revokeInBackground`,
+ * retried with backoff): for consents nobody is there to revoke interactively.
+ */
+async function revokeInBackground(ctx: MutationCtx, mandate: Mandate): Promise<void> {
+  if (mandate.trueLayerMandateId === undefined) return;
+  await ctx.scheduler.runAfter(0, internal.mandates.revokeInBackground, {
+    mandateId: mandate._id,
+    trueLayerMandateId: mandate.trueLayerMandateId,
+    type: mandate.type,
+    attempt: 1,
+  });
+}
+
+/**
+ * A deleted account (Clerk `user.deleted`) keeps no consent to charge it: an authorised mandate
+ * is revoked with TrueLayer in the background (`revoked` once TrueLayer accepts), one not
+ * authorised yet ends here.
+ */
+export async function endMandateForDeletedUser(
+  ctx: MutationCtx,
+  userId: Id<"users">,
+): Promise<void> {
+  const mandate = await currentMandate(ctx, userId);
+  if (mandate === null) return;
+  if (mandate.status === "authorized") {
+    await revokeInBackground(ctx, mandate);
+  } else {
+    await transitionMandate(ctx, mandate, "failed", { failureReason: ABANDONED.deleted });
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Webhooks
 
@@ -329,13 +363,12 @@ const TARGET: Record<MandateEvent["type"], MandateStatus> = {
  * Applies one verified mandate webhook event: a replayed event id changes nothing; an unknown
  * mandate writes nothing (not even the event id); otherwise the event id is recorded with the
  * event's effect. A move the table does not allow (revoked after failed, a late authorisation of
- * a revoked mandate) is ignored. `onAbandonedAuthorized`: a mandate we had already ended was
- * authorised after all; the caller revokes it with TrueLayer so no consent is left behind.
+ * a revoked mandate) is ignored; a mandate we had abandoned that was authorised after all is
+ * revoked with TrueLayer, so no consent we will never use is left at the user's bank.
  */
 export async function applyMandateEvent(
   ctx: MutationCtx,
   event: MandateEvent,
-  onAbandonedAuthorized: (mandate: Mandate) => Promise<void>,
 ): Promise<WebhookOutcome> {
   if (await isWebhookEventRecorded(ctx, "truelayer", event.eventId)) {
     return { outcome: "duplicate", message: `Event ${event.eventId} was already processed.` };
@@ -354,7 +387,7 @@ export async function applyMandateEvent(
   }
   if (!canTransition(mandate, to)) {
     if (to === "authorized" && mandate.status === "failed" && wasAbandoned(mandate)) {
-      await onAbandonedAuthorized(mandate);
+      await revokeInBackground(ctx, { ...mandate, trueLayerMandateId: event.trueLayerMandateId });
       return {
         outcome: "ignored",
         message: "Mandate authorised after it was abandoned: revoking it with TrueLayer.",
