@@ -7,6 +7,7 @@ import { internalMutation } from "./lib/functions";
 import { mandateEventValidator } from "./lib/trueLayerMandates";
 import { mandateTypeValidator, webhookOutcomeValidator } from "./lib/validators";
 import * as Mandates from "./model/mandates";
+import { applyMandateEvent as applyEvent } from "./model/mandateEvents";
 import { requireActiveUserByClerkId } from "./model/users";
 
 /**
@@ -105,7 +106,7 @@ export const markRevokedByClient = internalMutation({
 export const applyMandateEvent = internalMutation({
   args: mandateEventValidator,
   returns: webhookOutcomeValidator,
-  handler: async (ctx, event) => await Mandates.applyMandateEvent(ctx, event),
+  handler: async (ctx, event) => await applyEvent(ctx, event),
 });
 
 /** Tries of `revokeInBackground`, 1 minute to 1 hour apart (TrueLayer retries webhooks for days). */

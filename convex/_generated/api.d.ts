@@ -44,6 +44,7 @@ import type * as model_ledger from "../model/ledger.js";
 import type * as model_lotHolds from "../model/lotHolds.js";
 import type * as model_lots from "../model/lots.js";
 import type * as model_lotsMigration from "../model/lotsMigration.js";
+import type * as model_mandateEvents from "../model/mandateEvents.js";
 import type * as model_mandates from "../model/mandates.js";
 import type * as model_metricsBuckets from "../model/metricsBuckets.js";
 import type * as model_metricsDays from "../model/metricsDays.js";
@@ -119,6 +120,7 @@ declare const fullApi: ApiFromModules<{
   "model/lotHolds": typeof model_lotHolds;
   "model/lots": typeof model_lots;
   "model/lotsMigration": typeof model_lotsMigration;
+  "model/mandateEvents": typeof model_mandateEvents;
   "model/mandates": typeof model_mandates;
   "model/metricsBuckets": typeof model_metricsBuckets;
   "model/metricsDays": typeof model_metricsDays;

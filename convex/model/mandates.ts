@@ -2,11 +2,9 @@ import { internal } from "../_generated/api";
 import type { Doc, Id } from "../_generated/dataModel";
 import type { MutationCtx, QueryCtx } from "../_generated/server";
 import { appError } from "../lib/errors";
-import type { MandateEvent, MandateType } from "../lib/trueLayerMandates";
-import type { WebhookOutcome } from "../lib/validators";
+import type { MandateType } from "../lib/trueLayerMandates";
 import { PLAN_CATALOG, findPlan } from "./plans";
 import { requireActiveUserByClerkId } from "./users";
-import { isWebhookEventRecorded, recordWebhookEvent } from "./webhookEvents";
 
 /**
  * TrueLayer payment mandates ("bank on file"): a user authorises one on TrueLayer's page and
@@ -48,7 +46,7 @@ export const ABANDONED = {
   canceled: "abandoned: canceled by the user",
   deleted: "abandoned: the account was deleted",
 } as const;
-const wasAbandoned = (mandate: Mandate) =>
+export const wasAbandoned = (mandate: Mandate) =>
   (Object.values(ABANDONED) as string[]).includes(mandate.failureReason ?? "");
 
 export const isEnded = (mandate: Mandate) =>
@@ -305,7 +303,7 @@ export async function markRevokedByClient(
  * Revokes the mandate with TrueLayer from a scheduled action (`mandates.revokeInBackground`,
  * retried with backoff): for consents nobody is there to revoke interactively.
  */
-async function revokeInBackground(ctx: MutationCtx, mandate: Mandate): Promise<void> {
+export async function revokeInBackground(ctx: MutationCtx, mandate: Mandate): Promise<void> {
   if (mandate.trueLayerMandateId === undefined) return;
   await ctx.scheduler.runAfter(0, internal.mandates.revokeInBackground, {
     mandateId: mandate._id,
@@ -331,73 +329,4 @@ export async function endMandateForDeletedUser(
   } else {
     await transitionMandate(ctx, mandate, "failed", { failureReason: ABANDONED.deleted });
   }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Webhooks
-
-/** Our mandate for an event: by TrueLayer's id, else by the id we sent in its metadata. */
-async function findMandateForEvent(ctx: MutationCtx, event: MandateEvent): Promise<Mandate | null> {
-  const byTrueLayerId = await ctx.db
-    .query("mandates")
-    .withIndex("by_trueLayerMandateId", (q) => q.eq("trueLayerMandateId", event.trueLayerMandateId))
-    .first();
-  if (byTrueLayerId !== null) return byTrueLayerId;
-  const ours =
-    event.cineweaveMandateId === undefined
-      ? null
-      : ctx.db.normalizeId("mandates", event.cineweaveMandateId);
-  const mandate = ours === null ? null : await ctx.db.get("mandates", ours);
-  if (mandate === null || mandate.trueLayerMandateId !== undefined) return null;
-  await ctx.db.patch("mandates", mandate._id, { trueLayerMandateId: event.trueLayerMandateId });
-  return { ...mandate, trueLayerMandateId: event.trueLayerMandateId };
-}
-
-const TARGET: Record<MandateEvent["type"], MandateStatus> = {
-  mandate_authorized: "authorized",
-  mandate_failed: "failed",
-  mandate_revoked: "revoked",
-};
-
-/**
- * Applies one verified mandate webhook event: a replayed event id changes nothing; an unknown
- * mandate writes nothing (not even the event id); otherwise the event id is recorded with the
- * event's effect. A move the table does not allow (revoked after failed, a late authorisation of
- * a revoked mandate) is ignored; a mandate we had abandoned that was authorised after all is
- * revoked with TrueLayer, so no consent we will never use is left at the user's bank.
- */
-export async function applyMandateEvent(
-  ctx: MutationCtx,
-  event: MandateEvent,
-): Promise<WebhookOutcome> {
-  if (await isWebhookEventRecorded(ctx, "truelayer", event.eventId)) {
-    return { outcome: "duplicate", message: `Event ${event.eventId} was already processed.` };
-  }
-  const mandate = await findMandateForEvent(ctx, event);
-  if (mandate === null) {
-    return {
-      outcome: "unknown_mandate",
-      message: `No mandate for TrueLayer mandate ${event.trueLayerMandateId}.`,
-    };
-  }
-  await recordWebhookEvent(ctx, "truelayer", event.eventId, event.type);
-  const to = TARGET[event.type];
-  if (mandate.status === to) {
-    return { outcome: "ignored", message: `Mandate already ${to}.` };
-  }
-  if (!canTransition(mandate, to)) {
-    if (to === "authorized" && mandate.status === "failed" && wasAbandoned(mandate)) {
-      await revokeInBackground(ctx, { ...mandate, trueLayerMandateId: event.trueLayerMandateId });
-      return {
-        outcome: "ignored",
-        message: "Mandate authorised after it was abandoned: revoking it with TrueLayer.",
-      };
-    }
-    return { outcome: "ignored", message: `${event.type} after ${mandate.status}: ignored.` };
-  }
-  await transitionMandate(ctx, mandate, to, {
-    ...(to === "authorized" ? { authorizedAt: event.occurredAt } : { endedAt: event.occurredAt }),
-    ...(event.reason !== undefined ? { failureReason: event.reason } : {}),
-  });
-  return { outcome: "applied", message: `Mandate ${to}.` };
 }
