@@ -1,3 +1,7 @@
+/**
+ * TrueLayer mandates (auto-renewal), offline: set-up, authorisation, failure and revocation by
+ * signed webhooks (replayed, reordered), cancelling, TrueLayer down, the feature off.
+ */
 import { afterEach, beforeAll, beforeEach, describe, expect, test, vi } from "vitest";
 import { api, internal } from "../convex/_generated/api";
 import type { Id } from "../convex/_generated/dataModel";
@@ -13,10 +17,11 @@ import {
   TOKEN_URL,
   deliverTrueLayer,
   generateEs512Key,
+  stubTrueLayerEnv,
+  trueLayerNetwork,
   verifyMerchantSignature,
   type EcKey,
 } from "./support/truelayer";
-import { stubTrueLayerEnv } from "./support/truelayer";
 import {
   MANDATES_URL,
   authorizeByWebhook,
@@ -50,10 +55,12 @@ afterEach(() => {
 /** A signed-up user on an active creator subscription (an operator's comp), TrueLayer stubbed. */
 async function subscriber(clerkId = "user_1") {
   const t = await setup();
-  const tl = stubMandateApi(trueLayerKey);
+  // TrueLayer's sandbox (token, JWKS), with its mandate API on top.
+  const network = trueLayerNetwork(trueLayerKey);
+  const tl = stubMandateApi();
   const { as, userId } = await signUp(t, clerkId);
   await t.mutation(internal.users.updateUserPlan, { userId, planName: "creator" });
-  return { t, tl, as, userId };
+  return { t, tl, network, as, userId };
 }
 
 const mandatesOf = (t: TestConvex, userId: Id<"users">) =>
@@ -72,7 +79,7 @@ const creates = (tl: MandateApi) => tl.requests.filter((r) => r.url === MANDATES
 
 describe("setUpAutoRenewal", () => {
   test("creates a signed, idempotent mandate covering the dearest plan; authorised by webhook, get() shows it", async () => {
-    const { t, tl, as, userId } = await subscriber();
+    const { t, tl, network, as, userId } = await subscriber();
     const result = await as.action(api.subscriptions.setUpAutoRenewal, {});
     const [row] = await mandatesOf(t, userId);
     expect(result).toEqual({
@@ -109,7 +116,7 @@ describe("setUpAutoRenewal", () => {
       },
       metadata: { cineweave_mandate_id: row._id },
     });
-    const token = tl.requests.find((r) => r.url === TOKEN_URL)!;
+    const token = network.find((r) => r.url === TOKEN_URL)!;
     expect(new URLSearchParams(token.body).get("scope")).toBe(
       "payments recurring_payments:sweeping",
     );
@@ -217,13 +224,13 @@ describe("setUpAutoRenewal", () => {
   });
 
   test("off without TRUELAYER_MANDATE_TYPE (or with a wrong one): UNAVAILABLE, nothing written", async () => {
-    const { t, tl, as, userId } = await subscriber();
+    const { t, tl, network, as, userId } = await subscriber();
     for (const value of ["", "weekly"]) {
       vi.stubEnv("TRUELAYER_MANDATE_TYPE", value);
       await expectCode(as.action(api.subscriptions.setUpAutoRenewal, {}), "UNAVAILABLE");
     }
     expect(await mandatesOf(t, userId)).toEqual([]);
-    expect(tl.requests).toEqual([]);
+    expect([...network, ...tl.requests]).toEqual([]);
     expect((await as.query(api.subscriptions.get, {}))?.mandate).toBeNull();
   });
 
@@ -233,10 +240,10 @@ describe("setUpAutoRenewal", () => {
       ["direct_debit", "payments"],
     ] as const) {
       vi.stubEnv("TRUELAYER_MANDATE_TYPE", type);
-      const { tl, as } = await subscriber();
+      const { tl, network, as } = await subscriber();
       expect((await as.action(api.subscriptions.setUpAutoRenewal, {})).type).toBe(type);
       expect(JSON.parse(creates(tl)[0].body).mandate.type).toBe(type);
-      const token = tl.requests.find((r) => r.url === TOKEN_URL)!;
+      const token = network.find((r) => r.url === TOKEN_URL)!;
       expect(new URLSearchParams(token.body).get("scope")).toBe(scope);
     }
   });
@@ -488,8 +495,8 @@ describe("cancelAutoRenewal", () => {
   });
 
   test("with no mandate it does nothing", async () => {
-    const { tl, as } = await subscriber();
+    const { tl, network, as } = await subscriber();
     expect(await as.action(api.subscriptions.cancelAutoRenewal, {})).toEqual({ mandate: null });
-    expect(tl.requests).toEqual([]);
+    expect([...network, ...tl.requests]).toEqual([]);
   });
 });

@@ -1,11 +1,9 @@
 import type { TestConvex } from "./setup";
+import { vi } from "vitest";
 import {
-  SANDBOX_JKU,
-  TOKEN_URL,
   deliverTrueLayer,
   jsonResponse,
-  jwksOf,
-  stubNetwork,
+  trueLayerNetwork,
   type EcKey,
   type RecordedRequest,
 } from "./truelayer";
@@ -21,6 +19,7 @@ export const revokeMandateUrl = (trueLayerMandateId: string) =>
   `${MANDATES_URL}/${trueLayerMandateId}/revoke`;
 
 export type MandateApi = {
+  /** Every request to the mandate API, in order. */
   requests: RecordedRequest[];
   /** The create requests' parsed bodies, in order. */
   created: Array<Record<string, unknown>>;
@@ -31,40 +30,54 @@ export type MandateApi = {
 };
 
 /**
- * Stubs the network as TrueLayer's sandbox with the mandate API: token, JWKS (serving
- * `webhookKey`), create (ids `tl-mandate-1`, `tl-mandate-2`…, one per Idempotency-Key: a
- * repeated key answers the same mandate, as TrueLayer does) and revoke (204) for every id created.
+ * Adds TrueLayer's mandate API to the stubbed network: `POST /v3/mandates` creates a mandate
+ * awaiting authorisation (ids `tl-mandate-1`, `tl-mandate-2`…; a repeated Idempotency-Key answers
+ * the same mandate, as TrueLayer does), `POST /v3/mandates/{id}/revoke` revokes one created here
+ * (204; 404 for another id). With `webhookKey`, the network is first TrueLayer's sandbox
+ * (`trueLayerNetwork`: token and JWKS); without, it chains on the `fetch` stub already installed
+ * (e.g. `billingWorld`'s), so other stubs of TrueLayer's API keep working.
  */
-export function stubMandateApi(webhookKey: EcKey): MandateApi {
+export function stubMandateApi(webhookKey?: EcKey): MandateApi {
   const api: MandateApi = { requests: [], created: [], revoked: [], down: false };
+  if (webhookKey !== undefined) trueLayerNetwork(webhookKey);
   const byKey = new Map<string, string>();
-  const routes: Record<string, (request: RecordedRequest) => Response> = {};
-  const unavailable = () => new Response("upstream unavailable", { status: 503 });
-  routes[MANDATES_URL] = (request) => {
-    if (api.down) return unavailable();
-    const key = request.headers["idempotency-key"];
-    let id = byKey.get(key);
-    if (id === undefined) {
-      id = `tl-mandate-${byKey.size + 1}`;
-      byKey.set(key, id);
-      api.created.push(JSON.parse(request.body) as Record<string, unknown>);
-      routes[revokeMandateUrl(id)] = () => {
-        if (api.down) return unavailable();
-        api.revoked.push(id!);
-        return new Response(null, { status: 204 });
-      };
+  const network = globalThis.fetch;
+  const answer = (request: RecordedRequest): Response => {
+    if (api.down) return new Response("upstream unavailable", { status: 503 });
+    if (request.url === MANDATES_URL && request.method === "POST") {
+      const key = request.headers["idempotency-key"];
+      let id = byKey.get(key);
+      if (id === undefined) {
+        id = `tl-mandate-${byKey.size + 1}`;
+        byKey.set(key, id);
+        api.created.push(JSON.parse(request.body) as Record<string, unknown>);
+      }
+      return jsonResponse(201, {
+        id,
+        user: { id: "tl-user" },
+        resource_token: `token-${id}`,
+        status: "authorization_required",
+      });
     }
-    return jsonResponse(201, {
-      id,
-      user: { id: "tl-user" },
-      resource_token: `token-${id}`,
-      status: "authorization_required",
-    });
+    const revoke = /\/v3\/mandates\/([^/]+)\/revoke$/.exec(new URL(request.url).pathname);
+    if (revoke !== null && request.method === "POST" && [...byKey.values()].includes(revoke[1])) {
+      api.revoked.push(revoke[1]);
+      return new Response(null, { status: 204 });
+    }
+    return jsonResponse(404, { title: "Not Found" });
   };
-  routes[SANDBOX_JKU] = () => new Response(jwksOf(webhookKey), { status: 200 });
-  routes[TOKEN_URL] = () => jsonResponse(200, { access_token: "access-token", expires_in: 3600 });
-  // stubNetwork looks routes up per request: revoke routes added later are served too.
-  api.requests = stubNetwork(routes);
+  vi.stubGlobal("fetch", async (input: string | URL | Request, init?: RequestInit) => {
+    const request = new Request(input, init);
+    if (!request.url.startsWith(MANDATES_URL)) return await network(input, init);
+    const recorded: RecordedRequest = {
+      url: request.url,
+      method: request.method,
+      headers: Object.fromEntries(request.headers.entries()),
+      body: await request.text(),
+    };
+    api.requests.push(recorded);
+    return answer(recorded);
+  });
   return api;
 }
 
