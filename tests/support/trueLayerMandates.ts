@@ -1,12 +1,6 @@
 import type { TestConvex } from "./setup";
 import { vi } from "vitest";
-import {
-  deliverTrueLayer,
-  jsonResponse,
-  trueLayerNetwork,
-  type EcKey,
-  type RecordedRequest,
-} from "./truelayer";
+import { deliverTrueLayer, jsonResponse, type EcKey, type RecordedRequest } from "./truelayer";
 
 /**
  * TrueLayer's mandate API as tests see it (offline): `POST /v3/mandates` creates a mandate
@@ -33,13 +27,11 @@ export type MandateApi = {
  * Adds TrueLayer's mandate API to the stubbed network: `POST /v3/mandates` creates a mandate
  * awaiting authorisation (ids `tl-mandate-1`, `tl-mandate-2`…; a repeated Idempotency-Key answers
  * the same mandate, as TrueLayer does), `POST /v3/mandates/{id}/revoke` revokes one created here
- * (204; 404 for another id). With `webhookKey`, the network is first TrueLayer's sandbox
- * (`trueLayerNetwork`: token and JWKS); without, it chains on the `fetch` stub already installed
- * (e.g. `billingWorld`'s), so other stubs of TrueLayer's API keep working.
+ * (204; 404 for another id). It chains on the `fetch` stub already installed (`trueLayerNetwork`
+ * for the token and JWKS, or `billingWorld`'s), so the other stubs of TrueLayer keep working.
  */
-export function stubMandateApi(webhookKey?: EcKey): MandateApi {
+export function stubMandateApi(): MandateApi {
   const api: MandateApi = { requests: [], created: [], revoked: [], down: false };
-  if (webhookKey !== undefined) trueLayerNetwork(webhookKey);
   const byKey = new Map<string, string>();
   const network = globalThis.fetch;
   const answer = (request: RecordedRequest): Response => {
