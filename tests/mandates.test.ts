@@ -6,6 +6,7 @@ import { afterEach, beforeAll, beforeEach, describe, expect, test, vi } from "vi
 import { api, internal } from "../convex/_generated/api";
 import type { Id } from "../convex/_generated/dataModel";
 import { MANDATE_REUSE_MS, authorizedMandate, currentMandate } from "../convex/model/mandates";
+import { billingWorld } from "./support/billing";
 import {
   expectCode,
   finishDueScheduledFunctions,
@@ -498,5 +499,31 @@ describe("cancelAutoRenewal", () => {
     const { tl, network, as } = await subscriber();
     expect(await as.action(api.subscriptions.cancelAutoRenewal, {})).toEqual({ mandate: null });
     expect([...network, ...tl.requests]).toEqual([]);
+  });
+});
+
+describe("with a paid subscription (tests/support/billing.ts)", () => {
+  test("a checkout, then auto-renewal: the mandate API stub composes with billingWorld's TrueLayer", async () => {
+    // Two minutes on: the backend refetches TrueLayer's JWKS for billingWorld's webhook key (a
+    // kid it has not cached, at most once a minute), which signs differently from this file's.
+    const w = await billingWorld(Date.now() + 2 * 60_000);
+    const tl = stubMandateApi();
+    const { as, userId } = await w.user("user_paid");
+    await w.pay(await w.checkout(as, "studio"));
+    const setUp = await as.action(api.subscriptions.setUpAutoRenewal, {});
+    expect(setUp).toMatchObject({ trueLayerMandateId: "tl-mandate-1", maxAmount: 6000 });
+    expect(
+      await w.deliver({ type: "mandate_authorized", mandate_id: "tl-mandate-1" }),
+    ).toMatchObject({ status: 200, body: { outcome: "applied" } });
+    const sub = await as.query(api.subscriptions.get, {});
+    expect(sub).toMatchObject({
+      status: "active",
+      plan: "studio",
+      mandate: { status: "authorized" },
+    });
+    expect(tl.created).toHaveLength(1);
+    // The checkout went to the payments stub, the mandate to the mandate stub.
+    expect(w.requests.filter((r) => r.url.endsWith("/v3/payments"))).toHaveLength(1);
+    expect((await mandatesOf(w.t, userId)).map((m) => m.status)).toEqual(["authorized"]);
   });
 });
