@@ -5,6 +5,7 @@ import { webhookOutcomeValidator } from "./lib/validators";
 import { isWebhookEventRecorded, recordWebhookEvent } from "./model/webhookEvents";
 import { anonymiseUser, findUserByClerkId, upsertUser } from "./model/users";
 import { cancelForDeletedUser } from "./model/subscriptionChanges";
+import { endMandateForDeletedUser } from "./model/mandates";
 import { internalMutation } from "./lib/functions";
 
 /**
@@ -12,7 +13,7 @@ import { internalMutation } from "./lib/functions";
  * `user.created` / `user.updated` go through `upsertUser`, the same code as
  * `users:getOrCreateUser`, so webhook and client together make one user with one grant;
  * `user.deleted` anonymises the user (ledger, jobs and payments stay for accounting) and ends
- * their subscription at once.
+ * their subscription and their mandate at once.
  */
 export const applyClerkEvent = internalMutation({
   args: {
@@ -33,6 +34,8 @@ export const applyClerkEvent = internalMutation({
       if (user !== null) {
         // No renewal is created or charged for a deleted user.
         await cancelForDeletedUser(ctx, user._id);
+        // Nor is any consent left to charge them: their mandate is revoked or ended.
+        await endMandateForDeletedUser(ctx, user._id);
       }
       return changed
         ? { outcome: "applied" as const, message: `User ${clerkId} anonymised.` }

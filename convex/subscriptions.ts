@@ -1,13 +1,22 @@
 import { vOnCompleteArgs } from "@convex-dev/workpool";
 import { v, type Infer } from "convex/values";
-import { doc } from "convex-helpers/validators";
+import { doc, literals } from "convex-helpers/validators";
 import schema from "./schema";
 import { internal } from "./_generated/api";
 import { internalAction, internalQuery } from "./_generated/server";
 import { sweepMutation } from "./lib/sweeps";
-import { internalMutation, maybeUserQuery, userMutation, userQuery } from "./lib/functions";
+import { appError } from "./lib/errors";
+import {
+  identityAction,
+  internalMutation,
+  maybeUserQuery,
+  userMutation,
+  userQuery,
+} from "./lib/functions";
+import { enforceRateLimit } from "./lib/rateLimits";
 import { hostedPaymentPageUrl, readTrueLayerConfig, trueLayerCurrency } from "./lib/truelayer";
-import { createTrueLayerPayment } from "./lib/trueLayerFlow";
+import { checkReturnUri, hostedMandatePageUrl, readMandateType } from "./lib/trueLayerMandates";
+import { createTrueLayerMandate, createTrueLayerPayment } from "./lib/trueLayerFlow";
 import { planNameValidator } from "./lib/validators";
 import { assertPlanName } from "./model/plans";
 import * as Changes from "./model/subscriptionChanges";
@@ -15,6 +24,12 @@ import * as Periods from "./model/subscriptionPeriods";
 import * as Quotes from "./model/subscriptionQuotes";
 import * as Renewals from "./model/subscriptionRenewals";
 import { currentSubscription } from "./model/subscriptionState";
+import { latestMandate, mandateViewOf } from "./model/mandates";
+import {
+  mandateView,
+  type reusableMandateValidator,
+  type startedMandateValidator,
+} from "./mandates";
 
 /**
  * Subscriptions (rules in model/subscription*.ts, one file per stage: state, quotes, periods,
@@ -23,17 +38,24 @@ import { currentSubscription } from "./model/subscriptionState";
  */
 
 const subscriptionView = doc(schema, "subscriptions").omit("userId");
+const mandateDoc = doc(schema, "mandates");
 
-/** The caller's subscription (the latest, whatever its status), or null. */
+/**
+ * The caller's subscription (the latest, whatever its status), or null; `mandate`: their newest
+ * mandate (auto-renewal), whatever its status, or null.
+ */
 export const get = maybeUserQuery({
   args: {},
-  returns: v.union(subscriptionView, v.null()),
+  returns: v.union(
+    v.object({ ...subscriptionView.fields, mandate: v.union(mandateView, v.null()) }),
+    v.null(),
+  ),
   handler: async (ctx) => {
     if (ctx.user === null) return null;
     const sub = await currentSubscription(ctx, ctx.user._id);
     if (sub === null) return null;
     const { userId: _userId, ...view } = sub;
-    return view;
+    return { ...view, mandate: mandateViewOf(await latestMandate(ctx, ctx.user._id)) };
   },
 });
 
@@ -109,6 +131,124 @@ export const resume = userMutation({
   args: {},
   returns: cancelResult,
   handler: async (ctx) => await Changes.setCancelAtPeriodEnd(ctx, ctx.user, false),
+});
+
+// ---------------------------------------------------------------------------------------------
+// Auto-renewal: a TrueLayer mandate (model/mandates.ts; internal steps in mandates.ts)
+
+const autoRenewalSetUpValidator = v.object({
+  mandateId: v.id("mandates"),
+  ...mandateDoc.pick("type", "maxAmount", "periodicLimit", "currency").fields,
+  environment: literals("sandbox", "production"),
+  /** TrueLayer's mandate id and resource token: what the hosted/embedded page needs. */
+  trueLayerMandateId: v.string(),
+  resourceToken: v.string(),
+  /** TrueLayer's hosted page for authorising it, when a return URI is known (else null). */
+  hostedPaymentPageUrl: v.union(v.string(), v.null()),
+});
+
+/**
+ * Sets up auto-renewal for the signed-in user: records a mandate of `TRUELAYER_MANDATE_TYPE`
+ * (unset: UNAVAILABLE, the feature is off) allowing up to the dearest plan's monthly price per
+ * payment, creates it with TrueLayer (signed, idempotent) and returns what the front end needs to
+ * send the user to TrueLayer's page to authorise it; renewals are paid on it once the
+ * `mandate_authorized` webhook arrives. `returnUri` (https) overrides `TRUELAYER_RETURN_URI`.
+ *
+ * Asked again while its page is valid (`MANDATE_REUSE_MS`), it returns the same mandate with no
+ * TrueLayer call and no rate-limit token. CONFLICT while one is authorised; PAYMENT_PROVIDER_ERROR
+ * (the mandate failed) if TrueLayer refuses or cannot be reached; RATE_LIMITED like checkouts.
+ */
+export const setUpAutoRenewal = identityAction({
+  args: { returnUri: v.optional(v.string()) },
+  returns: autoRenewalSetUpValidator,
+  handler: async (ctx, { returnUri }): Promise<Infer<typeof autoRenewalSetUpValidator>> => {
+    const { identity } = ctx;
+    const asked = returnUri === undefined ? null : checkReturnUri(returnUri);
+    const type = readMandateType();
+    const config = readTrueLayerConfig();
+    const back = asked ?? config.returnUri;
+    const page = (trueLayerMandateId: string, resourceToken: string) => ({
+      environment: config.environment,
+      trueLayerMandateId,
+      resourceToken,
+      hostedPaymentPageUrl: hostedMandatePageUrl(config, back, trueLayerMandateId, resourceToken),
+    });
+    const reused: Infer<typeof reusableMandateValidator> = await ctx.runQuery(
+      internal.mandates.reusableMandate,
+      { clerkId: identity.subject, type, now: Date.now() },
+    );
+    if (reused !== null) {
+      const { trueLayerMandateId, resourceToken, ...terms } = reused;
+      return { ...terms, ...page(trueLayerMandateId, resourceToken) };
+    }
+    await enforceRateLimit(
+      ctx,
+      "setUpAutoRenewal",
+      identity.subject,
+      "Too many auto-renewal set-ups started in a short time; try again later.",
+    );
+    const started: Infer<typeof startedMandateValidator> = await ctx.runMutation(
+      internal.mandates.startMandate,
+      { clerkId: identity.subject, type, currency: config.currency },
+    );
+    const { email, ...terms } = started;
+    const created = await createTrueLayerMandate(ctx, {
+      ...terms,
+      userName: identity.name ?? email,
+      userEmail: email,
+    });
+    if (!created.ok) {
+      await ctx.runMutation(internal.mandates.failMandateCreation, {
+        mandateId: started.mandateId,
+        reason: created.reason,
+      });
+      throw appError(
+        "PAYMENT_PROVIDER_ERROR",
+        `TrueLayer could not create the mandate (${created.reason}). Nothing was set up; try again.`,
+      );
+    }
+    if (!created.attached) {
+      throw appError("CONFLICT", "Another auto-renewal set-up replaced this one; use that one.");
+    }
+    return { ...terms, ...page(created.trueLayerMandateId, created.resourceToken) };
+  },
+});
+
+/**
+ * Stops auto-renewal: an authorised mandate is revoked with TrueLayer (then `revoked`; renewals
+ * are paid on TrueLayer's page again), one not authorised yet simply ends. Idempotent: with
+ * nothing left to revoke it changes nothing. Returns the caller's newest mandate as `get` shows
+ * it. PAYMENT_PROVIDER_ERROR if TrueLayer refuses the revocation (the mandate stays authorised).
+ */
+export const cancelAutoRenewal = identityAction({
+  args: {},
+  returns: v.object({ mandate: v.union(mandateView, v.null()) }),
+  handler: async (ctx): Promise<{ mandate: Infer<typeof mandateView> | null }> => {
+    const clerkId = ctx.identity.subject;
+    const toRevoke = await ctx.runMutation(internal.mandates.beginCancel, { clerkId });
+    if (toRevoke !== null) {
+      readTrueLayerConfig();
+      const revoked = await ctx.runAction(internal.truelayer.revokeMandate, {
+        trueLayerMandateId: toRevoke.trueLayerMandateId,
+        type: toRevoke.type,
+        idempotencyKey: `revoke-${toRevoke.trueLayerMandateId}`,
+      });
+      if (!revoked.ok) {
+        throw appError(
+          "PAYMENT_PROVIDER_ERROR",
+          `TrueLayer could not revoke the mandate (${revoked.reason}); auto-renewal is still on. Try again.`,
+        );
+      }
+      await ctx.runMutation(internal.mandates.markRevokedByClient, {
+        mandateId: toRevoke.mandateId,
+      });
+    }
+    const mandate: Infer<typeof mandateView> | null = await ctx.runQuery(
+      internal.mandates.latestView,
+      { clerkId },
+    );
+    return { mandate };
+  },
 });
 
 // ---------------------------------------------------------------------------------------------

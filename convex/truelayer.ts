@@ -5,6 +5,8 @@ import { v } from "convex/values";
 import { extractJku, extractKid, sign, verify, type HttpMethod } from "truelayer-signing";
 import { internalAction } from "./_generated/server";
 import { isAppError } from "./lib/errors";
+import { mandateScope } from "./lib/trueLayerMandates";
+import { mandateTypeValidator } from "./lib/validators";
 import {
   TRUELAYER_HOSTS,
   readTrueLayerConfig,
@@ -184,7 +186,7 @@ export const verifyWebhook = internalAction({
 // ---------------------------------------------------------------------------------------------
 // Payments API v3
 
-async function accessToken(config: TrueLayerConfig): Promise<string> {
+async function accessToken(config: TrueLayerConfig, scope = "payments"): Promise<string> {
   const response = await fetchWithTimeout(
     `${TRUELAYER_HOSTS[config.environment].auth}/connect/token`,
     {
@@ -194,7 +196,7 @@ async function accessToken(config: TrueLayerConfig): Promise<string> {
         grant_type: "client_credentials",
         client_id: config.clientId,
         client_secret: config.clientSecret,
-        scope: "payments",
+        scope,
       }).toString(),
     },
   );
@@ -211,16 +213,18 @@ async function accessToken(config: TrueLayerConfig): Promise<string> {
 /**
  * POSTs a signed JSON request (`Tl-Signature` over method, path, Idempotency-Key and body).
  * Retries once with the same Idempotency-Key on a network error, 429 or 5xx, so TrueLayer
- * creates the resource at most once.
+ * creates the resource at most once. `payload` undefined: an empty body (a revocation); an
+ * answer without a body (204) is `{}`.
  */
 async function signedPost(
   config: TrueLayerConfig,
   path: string,
   payload: unknown,
   idempotencyKey: string,
+  scope = "payments",
 ): Promise<Record<string, unknown>> {
-  const token = await accessToken(config);
-  const body = JSON.stringify(payload);
+  const token = await accessToken(config, scope);
+  const body = payload === undefined ? "" : JSON.stringify(payload);
   const tlSignature = sign({
     kid: config.signingKeyId,
     privateKeyPem: config.signingPrivateKeyPem,
@@ -248,7 +252,8 @@ async function signedPost(
       continue;
     }
     if (response.ok) {
-      return (await response.json()) as Record<string, unknown>;
+      const text = await response.text();
+      return text === "" ? {} : (JSON.parse(text) as Record<string, unknown>);
     }
     const detail = (await response.text()).slice(0, 300);
     lastError = `HTTP ${response.status}${detail ? `: ${detail}` : ""}`;
@@ -371,6 +376,93 @@ export const getRefund = internalAction({
         return failure("TrueLayer's refund has no amount_in_minor");
       }
       return { ok: true as const, amountInMinor: amount };
+    } catch (error) {
+      return failure(describe(error));
+    }
+  },
+});
+
+// ---------------------------------------------------------------------------------------------
+// Mandates (model/mandates.ts)
+
+/**
+ * Creates a payment mandate for the user to authorise on TrueLayer's page: paid into our merchant
+ * account, at most `maxAmount` a payment and `periodicLimit` a month of the consent (aligned on
+ * the consent's date, not the calendar, so the first month is not pro-rated). `ok: false`
+ * carries the reason.
+ */
+export const createMandate = internalAction({
+  args: {
+    mandateId: v.id("mandates"),
+    type: mandateTypeValidator,
+    maxAmount: v.number(),
+    periodicLimit: v.number(),
+    currency: v.string(),
+    userName: v.string(),
+    userEmail: v.string(),
+  },
+  returns: v.union(
+    v.object({ ok: v.literal(true), trueLayerMandateId: v.string(), resourceToken: v.string() }),
+    failureValidator,
+  ),
+  handler: async (_ctx, args) => {
+    try {
+      const config = readTrueLayerConfig();
+      const created = await signedPost(
+        config,
+        "/v3/mandates",
+        {
+          mandate: {
+            type: args.type,
+            provider_selection: { type: "user_selected" },
+            beneficiary: {
+              type: "merchant_account",
+              merchant_account_id: config.merchantAccountId,
+            },
+          },
+          currency: args.currency,
+          user: { name: args.userName, email: args.userEmail },
+          constraints: {
+            maximum_individual_amount: args.maxAmount,
+            periodic_limits: {
+              month: { maximum_amount: args.periodicLimit, period_alignment: "consent" },
+            },
+          },
+          metadata: { cineweave_mandate_id: args.mandateId },
+        },
+        // Our row's id: a retried call never creates a second mandate.
+        args.mandateId,
+        mandateScope(args.type),
+      );
+      if (typeof created.id !== "string" || typeof created.resource_token !== "string") {
+        return failure("TrueLayer's answer has no mandate id or resource token");
+      }
+      return {
+        ok: true as const,
+        trueLayerMandateId: created.id,
+        resourceToken: created.resource_token,
+      };
+    } catch (error) {
+      return failure(describe(error));
+    }
+  },
+});
+
+/** Revokes a mandate with TrueLayer (`POST /v3/mandates/{id}/revoke`); `ok: false` carries the reason. */
+export const revokeMandate = internalAction({
+  args: { trueLayerMandateId: v.string(), type: mandateTypeValidator, idempotencyKey: v.string() },
+  returns: v.union(v.object({ ok: v.literal(true) }), failureValidator),
+  handler: async (_ctx, { trueLayerMandateId, type, idempotencyKey }) => {
+    try {
+      const config = readTrueLayerConfig();
+      await signedPost(
+        config,
+        `/v3/mandates/${encodeURIComponent(trueLayerMandateId)}/revoke`,
+        undefined,
+        idempotencyKey,
+        mandateScope(type),
+      );
+      return { ok: true as const };
     } catch (error) {
       return failure(describe(error));
     }

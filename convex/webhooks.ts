@@ -12,6 +12,7 @@ import {
   withJsonErrors,
 } from "./lib/http";
 import { parseTrueLayerWebhook, trueLayerEnvironment } from "./lib/truelayer";
+import { parseMandateWebhook } from "./lib/trueLayerMandates";
 import { pruneWebhookEvents } from "./model/webhookEvents";
 
 /**
@@ -38,7 +39,7 @@ function unavailable(problem: string): Response {
   return errorResponse("UNAVAILABLE", problem);
 }
 
-/** POST /truelayer/webhook: TrueLayer payment and refund events. */
+/** POST /truelayer/webhook: TrueLayer payment, refund and mandate events. */
 export const trueLayerWebhook = httpAction((ctx, request) =>
   withJsonErrors(async () => {
     try {
@@ -71,7 +72,21 @@ export const trueLayerWebhook = httpAction((ctx, request) =>
       console.warn(`TrueLayer webhook rejected: ${verdict.reason}`);
       return errorResponse("UNAUTHENTICATED", "Invalid Tl-Signature.");
     }
-    const parsed = parseTrueLayerWebhook(parseJsonObject(body));
+    const fields = parseJsonObject(body);
+    const mandate = parseMandateWebhook(fields);
+    if (mandate !== null) {
+      if (!mandate.ok) {
+        console.warn(`TrueLayer webhook malformed: ${mandate.message}`);
+        return errorResponse("INVALID_ARGUMENT", mandate.message);
+      }
+      const result = await ctx.runMutation(internal.mandates.applyMandateEvent, mandate.event);
+      const line = `TrueLayer ${mandate.event.type} ${mandate.event.eventId}: ${result.outcome}: ${result.message}`;
+      if (result.outcome === "applied" || result.outcome === "duplicate") console.log(line);
+      else console.warn(line);
+      // 200 in every case (unknown mandate, out of order, duplicate), as for payments.
+      return jsonResponse(200, result);
+    }
+    const parsed = parseTrueLayerWebhook(fields);
     if (!parsed.ok) {
       console.warn(`TrueLayer webhook malformed: ${parsed.message}`);
       return errorResponse("INVALID_ARGUMENT", parsed.message);

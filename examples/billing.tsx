@@ -117,6 +117,7 @@ export function SubscriptionPage() {
         {subscription.pendingPlan && `, then ${subscription.pendingPlan}`}
       </p>
       <Renewal subscription={subscription} />
+      <AutoRenewal mandate={subscription.mandate} currency={subscription.currency ?? "GBP"} />
       {subscription.status === "past_due" && (
         <p>Payment overdue: the subscription ends on {day(subscription.graceEndsAt)}.</p>
       )}
@@ -143,4 +144,44 @@ function Renewal({ subscription }: { subscription: Subscription }) {
     );
   }
   return <p>Next month: {renewal.status}</p>;
+}
+
+/**
+ * Auto-renewal on the user's bank (a TrueLayer mandate): set it up on TrueLayer's page, see its
+ * status live, stop it. `setUpAutoRenewal` is UNAVAILABLE where the deployment does not offer it.
+ */
+function AutoRenewal({
+  mandate,
+  currency,
+}: {
+  mandate: Subscription["mandate"];
+  currency: string;
+}) {
+  const setUp = useAction(api.subscriptions.setUpAutoRenewal);
+  const stop = useAction(api.subscriptions.cancelAutoRenewal);
+  const [error, setError] = useState<unknown>(null);
+  const start = async () => {
+    try {
+      const { hostedPaymentPageUrl } = await setUp({ returnUri: window.location.href });
+      if (hostedPaymentPageUrl) window.location.assign(hostedPaymentPageUrl);
+    } catch (e) {
+      setError(e);
+    }
+  };
+  if (mandate?.status === "authorized") {
+    return (
+      <p>
+        Renews automatically from your bank (at most {formatMoney(mandate.maxAmount, currency)} a
+        payment). <button onClick={() => void stop({}).catch(setError)}>Stop</button>
+        <ErrorMessage error={error} />
+      </p>
+    );
+  }
+  return (
+    <p>
+      {mandate?.status === "authorization_required" && "Waiting for your bank's approval. "}
+      <button onClick={() => void start()}>Renew automatically from my bank</button>
+      <ErrorMessage error={error} />
+    </p>
+  );
 }

@@ -163,6 +163,31 @@ export const MATRIX: { [Path in PublicPath]: MatrixRow } = {
   },
   "subscriptions:cancel": { args: () => ({}), expect: subscriberOnly(INVALID_TRANSITION) },
   "subscriptions:resume": { args: () => ({}), expect: subscriberOnly(INVALID_TRANSITION) },
+  // Auto-renewal is off here (no TRUELAYER_MANDATE_TYPE): every signed-in caller is told so before
+  // anything is read or written (tests/mandates.test.ts covers the rest).
+  "subscriptions:setUpAutoRenewal": {
+    args: () => ({}),
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      unregistered: UNAVAILABLE,
+      stranger: UNAVAILABLE,
+      owner: UNAVAILABLE,
+      admin: UNAVAILABLE,
+      deleted: UNAVAILABLE,
+    },
+  },
+  // Nobody in the world has a mandate: nothing to revoke, nothing written.
+  "subscriptions:cancelAutoRenewal": {
+    args: () => ({}),
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      unregistered: NOT_FOUND,
+      stranger: { value: { mandate: null } },
+      owner: { value: { mandate: null } },
+      admin: { value: { mandate: null } },
+      deleted: FORBIDDEN,
+    },
+  },
   "credits:getCredits": {
     args: (w) => ({ userId: w.userId.owner }),
     expect: {

@@ -636,6 +636,42 @@ for (const fn of ["subscriptions:cancel", "subscriptions:resume", "subscriptions
 row("subscriptions:cancel", "no subscription", () => ({}), code("INVALID_TRANSITION"));
 row("subscriptions:resume", "no subscription", () => ({}), code("INVALID_TRANSITION"));
 
+// --- auto-renewal (the return URI is checked before the feature's setting; it is off here) -----
+for (const returnUri of [
+  "",
+  "not a url",
+  "/billing",
+  "javascript:alert(1)",
+  "http://app.example.com/billing",
+  "ftp://app.example.com/",
+  `https://app.example.com/${"x".repeat(2048)}`,
+  MiB10,
+]) {
+  row(
+    "subscriptions:setUpAutoRenewal",
+    `returnUri ${show(returnUri.slice(0, 40))}`,
+    () => ({ returnUri }),
+    invalid("returnUri"),
+  );
+}
+for (const returnUri of wrongTypesFor("string")) {
+  row(
+    "subscriptions:setUpAutoRenewal",
+    `returnUri ${show(returnUri)}`,
+    () => ({ returnUri }),
+    expectedType("string"),
+  );
+}
+row(
+  "subscriptions:setUpAutoRenewal",
+  "feature off (TRUELAYER_MANDATE_TYPE unset)",
+  () => ({}),
+  code("UNAVAILABLE"),
+);
+for (const fn of ["subscriptions:setUpAutoRenewal", "subscriptions:cancelAutoRenewal"] as const) {
+  row(fn, "extra field", () => ({ userId: "x" }), extra("userId"));
+}
+
 // --- metrics:overview (as an admin, so the argument is what is refused) ----------------------
 for (const hours of [0, -1, 721, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 1e308]) {
   row("metrics:overview", `hours ${show(hours)}`, () => ({ hours }), invalid("hours"), "admin");

@@ -12,6 +12,8 @@ import { rateLimitedError } from "./errors";
 export const RATE_LIMITS = {
   /** `payments.createCheckout`: each call creates a TrueLayer payment with the merchant's quota. */
   createCheckout: { kind: "token bucket", rate: 3, period: 10 * MINUTE, capacity: 3 },
+  /** `subscriptions.setUpAutoRenewal`: each call creates a TrueLayer mandate, like a checkout. */
+  setUpAutoRenewal: { kind: "token bucket", rate: 3, period: 10 * MINUTE, capacity: 3 },
   /** `jobs.createJob`: one account cannot flood the shared GPU queue. */
   createJob: { kind: "token bucket", rate: 30, period: MINUTE, capacity: 30 },
   /** `jobs.generateImageUploadUrl`, bursts. */

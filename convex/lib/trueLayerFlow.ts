@@ -1,10 +1,11 @@
 import { internal } from "../_generated/api";
 import type { Id } from "../_generated/dataModel";
 import type { ActionCtx } from "../_generated/server";
+import type { MandateType } from "./trueLayerMandates";
 
 /**
  * The one flow of every call to TrueLayer that creates something (checkouts, renewals,
- * refunds): our row is recorded first (a mutation), then TrueLayer is called (a "use node"
+ * refunds, mandates): our row is recorded first (a mutation), then TrueLayer is called (a "use node"
  * action, signed and idempotent), then TrueLayer's id is attached to the row, or the caller
  * fails the row with the reason. A call that throws is a failure like a refusal.
  */
@@ -63,4 +64,30 @@ export async function createTrueLayerRefund(
     });
   }
   return created;
+}
+
+/**
+ * Creates our `creating` mandate with TrueLayer and attaches TrueLayer's id and resource token to
+ * it. `attached: false`: the mandate ended meanwhile (a concurrent set-up replaced it).
+ */
+export async function createTrueLayerMandate(
+  ctx: ActionCtx,
+  args: {
+    mandateId: Id<"mandates">;
+    type: MandateType;
+    maxAmount: number;
+    periodicLimit: number;
+    currency: string;
+    userName: string;
+    userEmail: string;
+  },
+): Promise<Created<{ trueLayerMandateId: string; resourceToken: string; attached: boolean }>> {
+  const created = await attempt(() => ctx.runAction(internal.truelayer.createMandate, args));
+  if (!created.ok) return created;
+  const attached: boolean = await ctx.runMutation(internal.mandates.attachTrueLayerMandate, {
+    mandateId: args.mandateId,
+    trueLayerMandateId: created.trueLayerMandateId,
+    resourceToken: created.resourceToken,
+  });
+  return { ...created, attached };
 }

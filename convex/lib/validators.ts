@@ -85,10 +85,11 @@ export const paymentRefundStatusValidator = literals("pending", "executed", "fai
 
 /**
  * What a webhook delivery did (TrueLayer and Clerk): applied (state changed), duplicate (event id
- * seen before), ignored (nothing to do), unknown_payment (TrueLayer: no such payment here).
+ * seen before), ignored (nothing to do), unknown_payment / unknown_mandate (TrueLayer: no such
+ * payment or mandate here).
  */
 export const webhookOutcomeValidator = v.object({
-  outcome: literals("applied", "duplicate", "ignored", "unknown_payment"),
+  outcome: literals("applied", "duplicate", "ignored", "unknown_payment", "unknown_mandate"),
   message: v.string(),
 });
 export type WebhookOutcome = Infer<typeof webhookOutcomeValidator>;
