@@ -42,5 +42,12 @@ crons.hourly(
   internal.media.deleteOrphanImages,
   {},
 );
+// Emails users whose credits expire within 3 days (docs/notices.md), in bounded batches.
+crons.daily(
+  "notify expiring credits",
+  { hourUTC: 9, minuteUTC: 23 },
+  internal.notices.sweepExpiringCreditNotices,
+  {},
+);
 
 export default crons;

@@ -12,6 +12,7 @@ import {
   withJsonErrors,
 } from "./lib/http";
 import { parseTrueLayerWebhook, trueLayerEnvironment } from "./lib/truelayer";
+import { resendClient } from "./model/notices";
 import { pruneWebhookEvents } from "./model/webhookEvents";
 
 /**
@@ -136,40 +137,38 @@ function primaryEmail(data: Record<string, unknown>): string | undefined {
   return typeof primary?.email_address === "string" ? primary.email_address : undefined;
 }
 
-const UNUSABLE_CLERK_SECRET =
-  "CLERK_WEBHOOK_SECRET is not a usable Svix secret (whsec_ followed by base64).";
-
 /** Svix signing keys are random bytes; fewer than this many is no secret at all. */
 const MIN_SVIX_KEY_BYTES = 16;
 
 /**
- * A Svix verifier for CLERK_WEBHOOK_SECRET, or why the secret cannot be used. The secret must be
- * exactly what Clerk shows: `whsec_` and standard base64 of at least 16 bytes (no spaces,
- * quotes or URL-safe alphabet, which svix would reject or misread).
+ * A Svix verifier for the secret in env var `name` (Clerk's, Resend's), or why it cannot be
+ * used. The secret must be exactly what the provider shows: `whsec_` and standard base64 of at
+ * least 16 bytes (no spaces, quotes or URL-safe alphabet, which svix would reject or misread).
  */
-function clerkVerifier(secret: string | undefined): Webhook | string {
+function svixVerifier(name: string, secret: string | undefined): Webhook | string {
   if (!secret) {
-    return "CLERK_WEBHOOK_SECRET is not set.";
+    return `${name} is not set.`;
   }
+  const unusable = `${name} is not a usable Svix secret (whsec_ followed by base64).`;
   const key = secret.startsWith("whsec_") ? secret.slice("whsec_".length) : "";
   const bytes =
     /^[A-Za-z0-9+/]+={0,2}$/.test(key) && key.length % 4 === 0
       ? (key.length / 4) * 3 - (key.match(/=+$/)?.[0].length ?? 0)
       : 0;
   if (bytes < MIN_SVIX_KEY_BYTES) {
-    return UNUSABLE_CLERK_SECRET;
+    return unusable;
   }
   try {
     return new Webhook(secret);
   } catch {
-    return UNUSABLE_CLERK_SECRET;
+    return unusable;
   }
 }
 
 /** POST /clerk/webhook: Clerk user events, signed with Svix (secret CLERK_WEBHOOK_SECRET). */
 export const clerkWebhook = httpAction((ctx, request) =>
   withJsonErrors(async () => {
-    const verifier = clerkVerifier(process.env.CLERK_WEBHOOK_SECRET);
+    const verifier = svixVerifier("CLERK_WEBHOOK_SECRET", process.env.CLERK_WEBHOOK_SECRET);
     if (typeof verifier === "string") {
       // 5xx: Clerk keeps retrying until the secret is fixed.
       return unavailable(verifier);
@@ -239,3 +238,35 @@ export const pruneOldEvents = sweepMutation({
   returns: v.object({ deleted: v.number(), more: v.boolean() }),
   batch: (ctx, now) => pruneWebhookEvents(ctx, now),
 });
+
+/**
+ * POST /resend/webhook: Resend's email delivery events, Svix-signed (secret RESEND_WEBHOOK_SECRET).
+ * The Resend component verifies the signature (`handleResendEventWebhook`) before it records
+ * anything, then calls `notices:onEmailEvent`, which moves the notice's delivery status.
+ */
+export const resendWebhook = httpAction((ctx, request) =>
+  withJsonErrors(async () => {
+    const verifier = svixVerifier("RESEND_WEBHOOK_SECRET", process.env.RESEND_WEBHOOK_SECRET);
+    if (typeof verifier === "string") {
+      return unavailable(verifier);
+    }
+    const body = await readRawBody(request, MAX_BODY_BYTES);
+    try {
+      await resendClient(null).handleResendEventWebhook(
+        ctx,
+        new Request(request.url, { method: "POST", headers: request.headers, body }),
+      );
+    } catch (error) {
+      if (error instanceof WebhookVerificationError) {
+        console.warn(`Resend webhook rejected: ${error.message}`);
+        return errorResponse("UNAUTHENTICATED", `Invalid Svix signature: ${error.message}.`);
+      }
+      if (error instanceof SyntaxError) {
+        // Parsed only after the signature matched: signed, but not JSON.
+        return errorResponse("INVALID_ARGUMENT", "The body must be valid JSON.");
+      }
+      throw error;
+    }
+    return jsonResponse(200, { outcome: "applied", message: "Delivery event recorded." });
+  }),
+);
