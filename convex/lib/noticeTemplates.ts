@@ -117,9 +117,9 @@ function compose(kind: NoticeKind, data: NoticeData): { subject: string; lines: 
         lines: [
           `We could not take the payment for your CineWeave ${planLabel(data.plan)} subscription.`,
           `It stays usable until ${formatDate(data.graceEndsAt)}; if it is still unpaid then, it ends.`,
-          data.payUrl === null
-            ? `Open CineWeave to pay for the month before then.`
-            : { link: data.payUrl, label: "Pay for the month" },
+          data.payUrl !== null && isHttpsUrl(data.payUrl)
+            ? { link: data.payUrl, label: "Pay for the month" }
+            : `Open CineWeave to pay for the month before then.`,
         ],
       };
     case "subscription_canceled":
