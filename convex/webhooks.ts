@@ -241,8 +241,9 @@ export const pruneOldEvents = sweepMutation({
 
 /**
  * POST /resend/webhook: Resend's email delivery events, Svix-signed (secret RESEND_WEBHOOK_SECRET).
- * The Resend component verifies the signature (`handleResendEventWebhook`) before it records
- * anything, then calls `notices:onEmailEvent`, which moves the notice's delivery status.
+ * Verified here first (the same answers as Clerk's route), then handed to the Resend component's
+ * `handleResendEventWebhook`, which verifies it again before recording it and calls
+ * `notices:onEmailEvent`, which moves the notice's delivery status.
  */
 export const resendWebhook = httpAction((ctx, request) =>
   withJsonErrors(async () => {
@@ -251,22 +252,33 @@ export const resendWebhook = httpAction((ctx, request) =>
       return unavailable(verifier);
     }
     const body = await readRawBody(request, MAX_BODY_BYTES);
+    let payload: unknown;
     try {
-      await resendClient(null).handleResendEventWebhook(
-        ctx,
-        new Request(request.url, { method: "POST", headers: request.headers, body }),
-      );
+      payload = verifier.verify(body, {
+        "svix-id": request.headers.get("svix-id") ?? "",
+        "svix-timestamp": request.headers.get("svix-timestamp") ?? "",
+        "svix-signature": request.headers.get("svix-signature") ?? "",
+      });
     } catch (error) {
       if (error instanceof WebhookVerificationError) {
         console.warn(`Resend webhook rejected: ${error.message}`);
         return errorResponse("UNAUTHENTICATED", `Invalid Svix signature: ${error.message}.`);
       }
-      if (error instanceof SyntaxError) {
-        // Parsed only after the signature matched: signed, but not JSON.
-        return errorResponse("INVALID_ARGUMENT", "The body must be valid JSON.");
+      if (!(error instanceof SyntaxError)) {
+        console.error("Resend webhook verification failed", error);
+        return errorResponse("UNAVAILABLE", "The signature could not be checked.");
       }
-      throw error;
+      return errorResponse("INVALID_ARGUMENT", "The body must be valid JSON.");
     }
-    return jsonResponse(200, { outcome: "applied", message: "Delivery event recorded." });
+    const event = asJsonObject(payload, body) as { type?: unknown; data?: unknown };
+    if (typeof event.type !== "string" || typeof event.data !== "object" || event.data === null) {
+      return errorResponse("INVALID_ARGUMENT", "Body needs a string `type` and a `data` object.");
+    }
+    // Events the component does not know (not about an email's delivery) it logs and ignores.
+    await resendClient(null).handleResendEventWebhook(
+      ctx,
+      new Request(request.url, { method: "POST", headers: request.headers, body }),
+    );
+    return jsonResponse(200, { outcome: "applied", message: `${event.type} recorded.` });
   }),
 );
