@@ -31,7 +31,6 @@ export const setEmailPreferences = userMutation({
 export const deliver = internalMutation({
   args: {
     noticeId: v.id("notices"),
-    to: v.string(),
     subject: v.string(),
     text: v.string(),
     html: v.string(),

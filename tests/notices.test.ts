@@ -223,6 +223,39 @@ describe("each notice is sent once however often its path runs", () => {
     expect(await noticesOf(t, other.userId)).toEqual([]);
   });
 
+  test("deleted with a live subscription, or before a queued notice went out: no email", async () => {
+    const t = await setup();
+    const { userId } = await subscriber(t);
+    await t.mutation(internal.clerk.applyClerkEvent, {
+      eventId: "evt-del-1",
+      type: "user.deleted",
+      clerkId: "sub_1",
+    });
+    expect((await noticesOf(t, userId)).map((n) => [n.kind, n.status, n.reason])).toEqual([
+      ["subscription_canceled", "not_sent", "account deleted"],
+    ]);
+    // Decided (queued) while the account was live, deleted before the email was handed over.
+    const other = await user(t, "sub_3");
+    await t.mutation(internal.credits.grantCredits, {
+      userId: other.userId,
+      credits: 50,
+      expiresAt: START + DAY,
+      note: "test",
+    });
+    await t.mutation(internal.notices.sweepExpiringCreditNotices, {});
+    expect((await noticesOf(t, other.userId)).map((n) => n.status)).toEqual(["queued"]);
+    await t.mutation(internal.clerk.applyClerkEvent, {
+      eventId: "evt-del-3",
+      type: "user.deleted",
+      clerkId: "sub_3",
+    });
+    await flushEmails(t);
+    expect(emailsSent()).toEqual([]);
+    expect((await noticesOf(t, other.userId)).map((n) => [n.status, n.reason])).toEqual([
+      ["not_sent", "account deleted"],
+    ]);
+  });
+
   test("a renewal on the mandate is announced when recorded, without a link; a fallback to the page is announced again with it", async () => {
     const t = await setup();
     const { userId } = await subscriber(t);

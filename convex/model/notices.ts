@@ -102,13 +102,7 @@ export async function sendNotice(
     updatedAt: now,
   });
   if (typeof config !== "string") {
-    await ctx.scheduler.runAfter(0, internal.notices.deliver, {
-      noticeId,
-      to: user.email,
-      subject,
-      text,
-      html,
-    });
+    await ctx.scheduler.runAfter(0, internal.notices.deliver, { noticeId, subject, text, html });
   }
   return noticeId;
 }
@@ -132,26 +126,28 @@ function notSentReason(user: Doc<"users">, kind: NoticeKind): EmailConfig | stri
 
 /**
  * Hands a queued notice's email to the Resend component (scheduled by `sendNotice`; keyed by
- * the notice: a notice already handed over, or no longer queued, is left alone). The
- * component's own idempotency key is the notice id too.
+ * the notice: a notice already handed over, or no longer queued, is left alone), to the user's
+ * address as it is now; an account deleted meanwhile gets nothing. The component's own
+ * idempotency key is the notice id too.
  */
 export async function deliverNotice(
   ctx: MutationCtx,
-  args: { noticeId: Id<"notices">; to: string; subject: string; text: string; html: string },
+  args: { noticeId: Id<"notices">; subject: string; text: string; html: string },
 ): Promise<void> {
   const notice = await ctx.db.get("notices", args.noticeId);
   if (notice?.status !== "queued" || notice.emailId !== undefined) {
     return;
   }
-  const config = emailConfig();
-  if (config === null) {
-    await setStatus(ctx, notice, "not_sent", "email not configured (RESEND_API_KEY, EMAIL_FROM)");
+  const user = await ctx.db.get("users", notice.userId);
+  const config = user === null ? "account deleted" : notSentReason(user, notice.kind);
+  if (typeof config === "string") {
+    await setStatus(ctx, notice, "not_sent", config);
     return;
   }
   try {
     const emailId = await resendClient(config).sendEmail(ctx, {
       from: config.from,
-      to: args.to,
+      to: user!.email,
       subject: args.subject,
       text: args.text,
       html: args.html,
