@@ -165,6 +165,52 @@ function svixVerifier(name: string, secret: string | undefined): Webhook | strin
   }
 }
 
+type SvixEvent = { svixId: string; type: string; data: Record<string, unknown>; body: string };
+
+/**
+ * A Svix-signed delivery (Clerk's, Resend's) verified and read: the body at most 256 KiB, the
+ * HMAC and a timestamp within five minutes (stale or future: refused), then the one parse, which
+ * must give a string `type` and a `data` object. Otherwise the error response; nothing written.
+ */
+async function readSvixEvent(
+  provider: string,
+  verifier: Webhook,
+  request: Request,
+): Promise<SvixEvent | Response> {
+  const body = await readRawBody(request, MAX_BODY_BYTES);
+  const svixHeaders = {
+    "svix-id": request.headers.get("svix-id") ?? "",
+    "svix-timestamp": request.headers.get("svix-timestamp") ?? "",
+    "svix-signature": request.headers.get("svix-signature") ?? "",
+  };
+  let payload: unknown;
+  try {
+    payload = verifier.verify(body, svixHeaders);
+  } catch (error) {
+    if (error instanceof WebhookVerificationError) {
+      console.warn(`${provider} webhook rejected: ${error.message}`);
+      return errorResponse("UNAUTHENTICATED", `Invalid Svix signature: ${error.message}.`);
+    }
+    if (!(error instanceof SyntaxError)) {
+      // Not a verdict on the signature: the verifier itself failed. Nothing is written.
+      console.error(`${provider} webhook verification failed`, error);
+      return errorResponse("UNAVAILABLE", "The signature could not be checked.");
+    }
+    // verify() parses the body only after the signature matched: this one is signed, not JSON.
+    return errorResponse("INVALID_ARGUMENT", "The body must be valid JSON.");
+  }
+  const event = asJsonObject(payload, body) as { type?: unknown; data?: unknown };
+  if (typeof event.type !== "string" || typeof event.data !== "object" || event.data === null) {
+    return errorResponse("INVALID_ARGUMENT", "Body needs a string `type` and a `data` object.");
+  }
+  return {
+    svixId: svixHeaders["svix-id"],
+    type: event.type,
+    data: event.data as Record<string, unknown>,
+    body,
+  };
+}
+
 /** POST /clerk/webhook: Clerk user events, signed with Svix (secret CLERK_WEBHOOK_SECRET). */
 export const clerkWebhook = httpAction((ctx, request) =>
   withJsonErrors(async () => {
@@ -173,33 +219,9 @@ export const clerkWebhook = httpAction((ctx, request) =>
       // 5xx: Clerk keeps retrying until the secret is fixed.
       return unavailable(verifier);
     }
-    const body = await readRawBody(request, MAX_BODY_BYTES);
-    const svixHeaders = {
-      "svix-id": request.headers.get("svix-id") ?? "",
-      "svix-timestamp": request.headers.get("svix-timestamp") ?? "",
-      "svix-signature": request.headers.get("svix-signature") ?? "",
-    };
-    let payload: unknown;
-    try {
-      // Checks the HMAC and that the timestamp is within five minutes (stale or future: refused),
-      // then parses the body: the one parse.
-      payload = verifier.verify(body, svixHeaders);
-    } catch (error) {
-      if (error instanceof WebhookVerificationError) {
-        console.warn(`Clerk webhook rejected: ${error.message}`);
-        return errorResponse("UNAUTHENTICATED", `Invalid Svix signature: ${error.message}.`);
-      }
-      if (!(error instanceof SyntaxError)) {
-        // Not a verdict on the signature: the verifier itself failed. Nothing is written.
-        console.error("Clerk webhook verification failed", error);
-        return errorResponse("UNAVAILABLE", "The signature could not be checked.");
-      }
-      // verify() parses the body only after the signature matched: this one is signed, not JSON.
-      return errorResponse("INVALID_ARGUMENT", "The body must be valid JSON.");
-    }
-    const event = asJsonObject(payload, body) as { type?: unknown; data?: unknown };
-    if (typeof event.type !== "string" || typeof event.data !== "object" || event.data === null) {
-      return errorResponse("INVALID_ARGUMENT", "Body needs a string `type` and a `data` object.");
+    const event = await readSvixEvent("Clerk", verifier, request);
+    if (event instanceof Response) {
+      return event;
     }
     if (
       event.type !== "user.created" &&
@@ -212,19 +234,17 @@ export const clerkWebhook = httpAction((ctx, request) =>
         message: `Event type ${event.type} is not handled.`,
       });
     }
-    const data = event.data as Record<string, unknown>;
+    const data = event.data;
     if (typeof data.id !== "string" || data.id.length === 0) {
       return errorResponse("INVALID_ARGUMENT", "`data.id` (the Clerk user id) is missing.");
     }
     const result = await ctx.runMutation(internal.clerk.applyClerkEvent, {
-      eventId: svixHeaders["svix-id"],
+      eventId: event.svixId,
       type: event.type,
       clerkId: data.id,
       email: event.type === "user.deleted" ? undefined : primaryEmail(data),
     });
-    console.log(
-      `Clerk ${event.type} ${svixHeaders["svix-id"]}: ${result.outcome}: ${result.message}`,
-    );
+    console.log(`Clerk ${event.type} ${event.svixId}: ${result.outcome}: ${result.message}`);
     return jsonResponse(200, result);
   }),
 );
@@ -251,33 +271,15 @@ export const resendWebhook = httpAction((ctx, request) =>
     if (typeof verifier === "string") {
       return unavailable(verifier);
     }
-    const body = await readRawBody(request, MAX_BODY_BYTES);
-    let payload: unknown;
-    try {
-      payload = verifier.verify(body, {
-        "svix-id": request.headers.get("svix-id") ?? "",
-        "svix-timestamp": request.headers.get("svix-timestamp") ?? "",
-        "svix-signature": request.headers.get("svix-signature") ?? "",
-      });
-    } catch (error) {
-      if (error instanceof WebhookVerificationError) {
-        console.warn(`Resend webhook rejected: ${error.message}`);
-        return errorResponse("UNAUTHENTICATED", `Invalid Svix signature: ${error.message}.`);
-      }
-      if (!(error instanceof SyntaxError)) {
-        console.error("Resend webhook verification failed", error);
-        return errorResponse("UNAVAILABLE", "The signature could not be checked.");
-      }
-      return errorResponse("INVALID_ARGUMENT", "The body must be valid JSON.");
-    }
-    const event = asJsonObject(payload, body) as { type?: unknown; data?: unknown };
-    if (typeof event.type !== "string" || typeof event.data !== "object" || event.data === null) {
-      return errorResponse("INVALID_ARGUMENT", "Body needs a string `type` and a `data` object.");
+    const event = await readSvixEvent("Resend", verifier, request);
+    if (event instanceof Response) {
+      return event;
     }
     // Events the component does not know (not about an email's delivery) it logs and ignores.
+    // The body was read already: the component gets it again, with the same headers.
     await resendClient(null).handleResendEventWebhook(
       ctx,
-      new Request(request.url, { method: "POST", headers: request.headers, body }),
+      new Request(request.url, { method: "POST", headers: request.headers, body: event.body }),
     );
     return jsonResponse(200, { outcome: "applied", message: `${event.type} recorded.` });
   }),

@@ -3,71 +3,31 @@
  * are stubbed `fetch` endpoints, the Resend component runs in test mode (users have Resend test
  * addresses), and delivery events come through the real Svix-signed webhook route.
  */
-import { afterEach, beforeAll, beforeEach, describe, expect, test, vi } from "vitest";
-import { omit } from "convex-helpers";
+import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { Webhook } from "svix";
 import { api, internal } from "../convex/_generated/api";
 import type { Doc, Id } from "../convex/_generated/dataModel";
 import { renderNotice } from "../convex/lib/noticeTemplates";
 import { withTriggers } from "../convex/lib/triggers";
+import { billingWorld, DAY, HOUR, type BillingWorld } from "./support/billing";
 import { logged } from "./support/consoleSink";
 import { checkInvariants } from "./support/invariants";
-import {
-  drainRenewalCreations,
-  expectCode,
-  finishDueScheduledFunctions,
-  setup,
-  signUp,
-  type TestConvex,
-} from "./support/setup";
-import {
-  PAYMENTS_URL,
-  deliverTrueLayer,
-  generateEs512Key,
-  jsonResponse,
-  stubTrueLayerEnv,
-  trueLayerNetwork,
-  type EcKey,
-  type RecordedRequest,
-} from "./support/truelayer";
+import { expectCode, finishDueScheduledFunctions, signUp, type TestConvex } from "./support/setup";
+import { jsonResponse, type RecordedRequest } from "./support/truelayer";
 
-const HOUR = 60 * 60 * 1000;
-const DAY = 24 * HOUR;
 const START = Date.parse("2026-01-31T10:00:00Z");
 const END0 = Date.parse("2026-02-28T10:00:00Z");
 const RESEND_BATCH_URL = "https://api.resend.com/emails/batch";
 const WEBHOOK_SECRET = `whsec_${btoa("resend-webhook-secret-for-tests")}`;
 
-let trueLayerKey: EcKey;
-let merchantKey: EcKey;
-let tlPayments = 0;
+let w: BillingWorld;
 let resendIds = 0;
-let network: RecordedRequest[];
+let resendRequests: RecordedRequest[];
 
-beforeAll(() => {
-  trueLayerKey = generateEs512Key("tl-notices");
-  merchantKey = generateEs512Key("merchant-notices");
-});
 beforeEach(() => {
-  vi.useFakeTimers({ now: START });
-  stubTrueLayerEnv(merchantKey);
-  vi.stubEnv("TRUELAYER_RETURN_URI", "https://app.example.com/billing");
   vi.stubEnv("RESEND_API_KEY", "re_test_key");
   vi.stubEnv("EMAIL_FROM", "CineWeave <notices@cineweave.example>");
   vi.stubEnv("RESEND_WEBHOOK_SECRET", WEBHOOK_SECRET);
-  network = trueLayerNetwork(trueLayerKey, {
-    [PAYMENTS_URL]: () =>
-      jsonResponse(201, {
-        id: `tl-${++tlPayments}`,
-        resource_token: "rt",
-        status: "authorization_required",
-      }),
-    // Resend's batch API: one id per email, as Resend answers.
-    [RESEND_BATCH_URL]: (request) =>
-      jsonResponse(200, {
-        data: (JSON.parse(request.body) as unknown[]).map(() => ({ id: `re_${++resendIds}` })),
-      }),
-  });
 });
 afterEach(() => {
   vi.useRealTimers();
@@ -75,33 +35,38 @@ afterEach(() => {
   vi.unstubAllGlobals();
 });
 
+/**
+ * A deployment with TrueLayer stubbed (tests/support/billing.ts) and Resend's batch API too: one
+ * id per email, as Resend answers. Returns the deployment; `w` is its billing world.
+ */
+async function world(): Promise<TestConvex> {
+  w = await billingWorld(START);
+  resendRequests = [];
+  const network = globalThis.fetch;
+  vi.stubGlobal("fetch", async (input: string | URL | Request, init?: RequestInit) => {
+    const request = new Request(input, init);
+    if (request.url !== RESEND_BATCH_URL) return await network(input, init);
+    const body = await request.text();
+    resendRequests.push({ url: request.url, method: request.method, headers: {}, body });
+    const emails = JSON.parse(body) as unknown[];
+    return jsonResponse(200, { data: emails.map(() => ({ id: `re_${++resendIds}` })) });
+  });
+  return w.t;
+}
+
 /** A user with a Resend test address (test mode sends only to those). */
 async function user(t: TestConvex, name: string) {
   return await signUp(t, name, `delivered+${name}@resend.dev`);
 }
 
+/** A user with an active creator subscription anchored at START. */
 async function subscriber(t: TestConvex, name = "sub_1") {
   const { as, userId } = await user(t, name);
-  const checkout = await as.action(api.payments.createCheckout, { planName: "creator" });
-  await pay(t, checkout.trueLayerPaymentId);
+  await w.pay(await w.checkout(as, "creator"));
   return { as, userId };
 }
-async function pay(t: TestConvex, trueLayerPaymentId: string, eventId = `evt-${Math.random()}`) {
-  const response = await deliverTrueLayer(t, trueLayerKey, {
-    type: "payment_executed",
-    event_version: 1,
-    event_id: eventId,
-    payment_id: trueLayerPaymentId,
-  });
-  expect(response.status).toBe(200);
-}
 /** Moves the clock to `time` and runs what is due then (the sweeps behind the scheduler). */
-async function at(t: TestConvex, time: number) {
-  vi.setSystemTime(time);
-  await t.mutation(internal.credits.expireDueLots, {});
-  await t.mutation(internal.subscriptions.sweepDue, {});
-  await drainRenewalCreations(t);
-}
+const at = (_t: TestConvex, time: number) => w.at(time);
 async function noticesOf(t: TestConvex, userId: Id<"users">) {
   return await t.run(async (ctx) =>
     (await ctx.db.query("notices").collect()).filter((n) => n.userId === userId),
@@ -111,9 +76,7 @@ const kinds = (notices: Doc<"notices">[]) => notices.map((n) => n.kind);
 async function renewalOf(t: TestConvex, userId: Id<"users">) {
   return await t.run(async (ctx) => {
     const subs = await ctx.db.query("subscriptions").collect();
-    const renewal = subs.filter((s) => s.userId === userId).at(-1)!.renewal!;
-    const payment = (await ctx.db.get("payments", renewal.paymentId))!;
-    return { ...renewal, trueLayerTxnId: payment.trueLayerTxnId };
+    return subs.filter((s) => s.userId === userId).at(-1)!.renewal!;
   });
 }
 /**
@@ -128,9 +91,9 @@ async function flushEmails(t: TestConvex) {
 }
 /** The emails that reached Resend's API, flattened out of its batches. */
 const emailsSent = () =>
-  network
-    .filter((r) => r.url === RESEND_BATCH_URL)
-    .flatMap((r) => JSON.parse(r.body) as Array<{ to: string[]; subject: string; text: string }>);
+  resendRequests.flatMap(
+    (r) => JSON.parse(r.body) as Array<{ to: string[]; subject: string; text: string }>,
+  );
 
 /** Writes as a mutation of the app would: through the triggers (lib/triggers.ts). */
 async function writeWithTriggers(
@@ -144,7 +107,7 @@ async function writeWithTriggers(
 
 describe("each notice is sent once however often its path runs", () => {
   test("renewal coming (manual, with the pay link), renewal paid, and nothing else", async () => {
-    const t = await setup();
+    const t = await world();
     const { userId } = await subscriber(t);
     expect(await noticesOf(t, userId)).toEqual([]); // a first payment is not a renewal
     await at(t, END0 - 3 * DAY);
@@ -160,9 +123,13 @@ describe("each notice is sent once however often its path runs", () => {
     let notices = await noticesOf(t, userId);
     expect(kinds(notices)).toEqual(["renewal_coming"]);
     expect(notices[0]).toMatchObject({ status: "queued" });
-    await pay(t, renewal.trueLayerTxnId, "evt-r1");
-    await pay(t, renewal.trueLayerTxnId, "evt-r1");
-    await pay(t, renewal.trueLayerTxnId, "evt-r2");
+    const paid = {
+      type: "payment_executed",
+      payment_id: (await w.payment(renewal.paymentId)).trueLayerTxnId,
+    };
+    await w.deliver({ ...paid, event_id: "evt-r1" });
+    await w.deliver({ ...paid, event_id: "evt-r1" });
+    await w.deliver({ ...paid, event_id: "evt-r2" });
     notices = await noticesOf(t, userId);
     expect(kinds(notices)).toEqual(["renewal_coming", "renewal_paid"]);
     expect(notices[1].key).toBe(`payment:${renewal.paymentId}`);
@@ -183,7 +150,7 @@ describe("each notice is sent once however often its path runs", () => {
   });
 
   test("renewal failed at the period end (grace end, pay link), then canceled at the grace end", async () => {
-    const t = await setup();
+    const t = await world();
     const { userId } = await subscriber(t);
     await at(t, END0 - 3 * DAY);
     const renewal = await renewalOf(t, userId);
@@ -206,7 +173,7 @@ describe("each notice is sent once however often its path runs", () => {
   });
 
   test("a subscription the user canceled: one notice when it ends, none for an incomplete one", async () => {
-    const t = await setup();
+    const t = await world();
     const { as, userId } = await subscriber(t);
     await as.mutation(api.subscriptions.cancel, {});
     await at(t, END0);
@@ -224,7 +191,7 @@ describe("each notice is sent once however often its path runs", () => {
   });
 
   test("deleted with a live subscription, or before a queued notice went out: no email", async () => {
-    const t = await setup();
+    const t = await world();
     const { userId } = await subscriber(t);
     await t.mutation(internal.clerk.applyClerkEvent, {
       eventId: "evt-del-1",
@@ -257,7 +224,7 @@ describe("each notice is sent once however often its path runs", () => {
   });
 
   test("a renewal on the mandate is announced when recorded, without a link; a fallback to the page is announced again with it", async () => {
-    const t = await setup();
+    const t = await world();
     const { userId } = await subscriber(t);
     await at(t, END0 - 3 * DAY);
     const renewal = await renewalOf(t, userId);
@@ -266,7 +233,7 @@ describe("each notice is sent once however often its path runs", () => {
     const asMandate = async () =>
       await writeWithTriggers(t, (db) =>
         db.patch("subscriptions", subId, {
-          renewal: { ...omit(renewal, ["trueLayerTxnId"]), method: "mandate", payUrl: null },
+          renewal: { ...renewal, method: "mandate", payUrl: null },
         }),
       );
     await t.run(async (ctx) => {
@@ -287,7 +254,7 @@ describe("each notice is sent once however often its path runs", () => {
       await writeWithTriggers(t, (db) =>
         db.patch("subscriptions", subId, {
           renewal: {
-            ...omit(renewal, ["trueLayerTxnId"]),
+            ...renewal,
             method: "manual",
             payUrl: `${renewal.payUrl}&fallback=${i}`,
           },
@@ -299,7 +266,7 @@ describe("each notice is sent once however often its path runs", () => {
   });
 
   test("auto-renewal set up and revoked: from the mandates rows' changes alone, once each", async () => {
-    const t = await setup();
+    const t = await world();
     const { userId } = await user(t, "m_1");
     let mandateId: Id<"mandates"> | undefined;
     await writeWithTriggers(t, async (db) => {
@@ -350,7 +317,7 @@ describe("credits expiring", () => {
   const sweep = (t: TestConvex) => t.mutation(internal.notices.sweepExpiringCreditNotices, {});
 
   test("a plan-size share expiring within 3 days: one notice per lot, however often the sweep runs", async () => {
-    const t = await setup();
+    const t = await world();
     const { userId } = await user(t, "c_1"); // starter: 80 a month, so 8 is the share
     await grant(t, userId, 10, START + 2 * DAY);
     await grant(t, userId, 7, START + 2 * DAY); // under the share
@@ -380,7 +347,7 @@ describe("credits expiring", () => {
   });
 
   test("the sweep goes through a backlog in bounded steps that reschedule themselves", async () => {
-    const t = await setup();
+    const t = await world();
     const users = [];
     for (let i = 0; i < 3; i++) users.push((await user(t, `c_${i}`)).userId);
     // 60 lots expiring at the same moment (a burst), more than one step's 50.
@@ -394,7 +361,7 @@ describe("credits expiring", () => {
   });
 
   test("plan lots that roll over are not announced; turned off by the user: recorded, not sent", async () => {
-    const t = await setup();
+    const t = await world();
     const { as, userId } = await subscriber(t, "c_sub");
     vi.setSystemTime(END0 - 2 * DAY);
     await sweep(t);
@@ -423,7 +390,7 @@ describe("who gets email", () => {
   test("without RESEND_API_KEY and EMAIL_FROM: recorded not_sent, logged once, nothing else changes", async () => {
     vi.stubEnv("RESEND_API_KEY", "");
     vi.stubEnv("EMAIL_FROM", "");
-    const t = await setup();
+    const t = await world();
     const { userId } = await subscriber(t);
     await at(t, END0 - 3 * DAY);
     await at(t, END0);
@@ -439,7 +406,7 @@ describe("who gets email", () => {
   });
 
   test("test mode sends only to Resend's test addresses; a deleted account gets nothing", async () => {
-    const t = await setup();
+    const t = await world();
     const { userId } = await signUp(t, "real_1", "someone@example.com");
     const deleted = await user(t, "gone_1");
     await t.mutation(internal.clerk.applyClerkEvent, {
@@ -467,7 +434,7 @@ describe("who gets email", () => {
   });
 
   test("setEmailPreferences: the caller's own row only, validated", async () => {
-    const t = await setup();
+    const t = await world();
     await expectCode(
       t.mutation(api.notices.setEmailPreferences, { creditsExpiring: false }),
       "UNAUTHENTICATED",
@@ -524,7 +491,7 @@ describe("delivery status from Resend's signed webhook", () => {
   }
 
   test("sent, delivered, then a late sent: the status only moves forward", async () => {
-    const t = await setup();
+    const t = await world();
     const { userId, resendId } = await sentNotice(t);
     const body = event("email.delivered", resendId);
     expect((await deliver(t, body, signed(body))).status).toBe(200);
@@ -538,7 +505,7 @@ describe("delivery status from Resend's signed webhook", () => {
   });
 
   test("a bounce records Resend's message", async () => {
-    const t = await setup();
+    const t = await world();
     const { userId, resendId } = await sentNotice(t);
     const body = event("email.bounced", resendId, {
       bounce: { message: "Mailbox does not exist", subType: "General", type: "Permanent" },
@@ -551,7 +518,7 @@ describe("delivery status from Resend's signed webhook", () => {
   });
 
   test("a bad signature, or no secret set: refused and nothing written", async () => {
-    const t = await setup();
+    const t = await world();
     const { userId, resendId } = await sentNotice(t);
     const body = event("email.delivered", resendId);
     const before = await t.run(async (ctx) => ({
