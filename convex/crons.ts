@@ -49,5 +49,7 @@ crons.daily(
   internal.notices.sweepExpiringCreditNotices,
   {},
 );
+// The Resend component's finished and abandoned emails (the notices keep the record).
+crons.hourly("clean up sent emails", { minuteUTC: 29 }, internal.notices.cleanupResendEmails, {});
 
 export default crons;

@@ -1,5 +1,7 @@
 import { vOnEmailEventArgs } from "@convex-dev/resend";
 import { v } from "convex/values";
+import { components } from "./_generated/api";
+import { DAY_MS } from "./model/calendar";
 import { internalMutation, userMutation } from "./lib/functions";
 import { sweepMutation } from "./lib/sweeps";
 import { emailPreferencesValidator } from "./lib/validators";
@@ -60,4 +62,23 @@ export const sweepExpiringCreditNotices = sweepMutation({
   name: "notices:sweepExpiringCreditNotices",
   returns: v.object({ looked: v.number(), noticed: v.number(), more: v.boolean() }),
   batch: (ctx, now) => sweepExpiringCredits(ctx, now),
+});
+
+/**
+ * Hourly cron: the Resend component's own clean-ups (its README's advice), each a bounded batch
+ * that reschedules itself: emails finished (delivered, bounced...) over 7 days ago, and emails
+ * that never finished over 4 weeks ago. The `notices` rows stay: they are the record.
+ */
+export const cleanupResendEmails = internalMutation({
+  args: {},
+  returns: v.null(),
+  handler: async (ctx) => {
+    await ctx.scheduler.runAfter(0, components.resend.lib.cleanupOldEmails, {
+      olderThan: 7 * DAY_MS,
+    });
+    await ctx.scheduler.runAfter(0, components.resend.lib.cleanupAbandonedEmails, {
+      olderThan: 28 * DAY_MS,
+    });
+    return null;
+  },
 });

@@ -5,7 +5,7 @@
  */
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { Webhook } from "svix";
-import { api, internal } from "../convex/_generated/api";
+import { api, components, internal } from "../convex/_generated/api";
 import type { Doc, Id } from "../convex/_generated/dataModel";
 import { renderNotice } from "../convex/lib/noticeTemplates";
 import { withTriggers } from "../convex/lib/triggers";
@@ -502,6 +502,27 @@ describe("delivery status from Resend's signed webhook", () => {
     const complaint = event("email.complained", resendId);
     await deliver(t, complaint, signed(complaint));
     expect((await noticesOf(t, userId))[0].status).toBe("complained");
+  });
+
+  test("the hourly clean-up drops the component's finished emails after 7 days; the notice stays", async () => {
+    const t = await world();
+    const { userId, notice, resendId } = await sentNotice(t);
+    const body = event("email.delivered", resendId);
+    await deliver(t, body, signed(body));
+    const emailStatus = async () =>
+      await t.run(async (ctx) =>
+        ctx.runQuery(components.resend.lib.getStatus, { emailId: notice.emailId! }),
+      );
+    expect(await emailStatus()).toMatchObject({ status: "delivered" });
+    vi.setSystemTime(Date.now() + 6 * DAY);
+    await t.mutation(internal.notices.cleanupResendEmails, {});
+    await flushEmails(t);
+    expect(await emailStatus()).toMatchObject({ status: "delivered" });
+    vi.setSystemTime(Date.now() + 2 * DAY);
+    await t.mutation(internal.notices.cleanupResendEmails, {});
+    await flushEmails(t);
+    expect(await emailStatus()).toBeNull();
+    expect((await noticesOf(t, userId))[0].status).toBe("delivered");
   });
 
   test("a bounce records Resend's message", async () => {
