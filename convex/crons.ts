@@ -42,5 +42,14 @@ crons.hourly(
   internal.media.deleteOrphanImages,
   {},
 );
+// Emails users whose credits expire within 3 days (docs/notices.md), in bounded batches.
+crons.daily(
+  "notify expiring credits",
+  { hourUTC: 9, minuteUTC: 23 },
+  internal.notices.sweepExpiringCreditNotices,
+  {},
+);
+// The Resend component's finished and abandoned emails (the notices keep the record).
+crons.hourly("clean up sent emails", { minuteUTC: 29 }, internal.notices.cleanupResendEmails, {});
 
 export default crons;

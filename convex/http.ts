@@ -1,7 +1,7 @@
 import { corsRouter } from "convex-helpers/server/cors";
 import { httpRouter } from "convex/server";
 import * as imageUploads from "./imageUploads";
-import { clerkWebhook, trueLayerWebhook } from "./webhooks";
+import { clerkWebhook, resendWebhook, trueLayerWebhook } from "./webhooks";
 import * as worker from "./workerHttp";
 
 /**
@@ -19,6 +19,8 @@ http.route({ path: "/worker/jobs/fail", method: "POST", handler: worker.fail });
 // Signed webhooks.
 http.route({ path: "/truelayer/webhook", method: "POST", handler: trueLayerWebhook });
 http.route({ path: "/clerk/webhook", method: "POST", handler: clerkWebhook });
+// Email delivery events (docs/notices.md).
+http.route({ path: "/resend/webhook", method: "POST", handler: resendWebhook });
 
 // Input-image uploads from browsers (any origin: the URL's single-use token is the credential,
 // no cookies are involved); the CORS router also answers their preflight OPTIONS.

@@ -7,8 +7,11 @@ import {
   ledgerKindValidator,
   lotSourceValidator,
   lotStatusValidator,
+  emailPreferencesValidator,
   mandateStatusValidator,
   mandateTypeValidator,
+  noticeKindValidator,
+  noticeStatusValidator,
   paymentRefundStatusValidator,
   paymentStatusValidator,
   hourStatsValidator,
@@ -46,6 +49,8 @@ export default defineSchema({
      */
     lastActiveHour: v.optional(v.number()),
     lastActivePlan: v.optional(planNameValidator),
+    /** Optional email notices the user turned off (`notices.setEmailPreferences`; absent: all on). */
+    emailPreferences: v.optional(emailPreferencesValidator),
   }).index("by_clerkId", ["clerkId"]),
 
   jobs: defineTable({
@@ -293,6 +298,39 @@ export default defineSchema({
   })
     .index("by_userId", ["userId", "createdAt"])
     .index("by_trueLayerMandateId", ["trueLayerMandateId"]),
+
+  /**
+   * Email notices (model/notices.ts, docs/notices.md): one row per (user, kind, key), the key
+   * naming the period, payment, mandate, subscription or lot it is about, so a notice is decided
+   * once however often its code path runs. The email itself is the Resend component's.
+   */
+  notices: defineTable({
+    userId: v.id("users"),
+    kind: noticeKindValidator,
+    /** What it is about, e.g. `period:<subscriptionId>:<generation>:<period>`, `lot:<lotId>`. */
+    key: v.string(),
+    subject: v.string(),
+    status: noticeStatusValidator,
+    /** not_sent: why; failed: what Resend or the component said. */
+    reason: v.optional(v.string()),
+    /** The Resend component's email id, once handed to it (delivery events find the row by it). */
+    emailId: v.optional(v.string()),
+    createdAt: v.number(),
+    /** When `status` last changed. */
+    updatedAt: v.number(),
+  })
+    .index("by_userId_and_kind_and_key", ["userId", "kind", "key"])
+    .index("by_emailId", ["emailId"]),
+
+  /**
+   * Where the credits-expiring sweep got to (model/noticeTriggers.ts): the last lot it looked at,
+   * in (expiresAt, _creationTime) order, so each lot is looked at once. One row per sweep name.
+   */
+  noticeSweeps: defineTable({
+    name: v.literal("credits_expiring"),
+    expiresAt: v.number(),
+    creationTime: v.number(),
+  }).index("by_name", ["name"]),
 
   /** One row per refund of a payment, ours or made in TrueLayer Console (see model/refunds.ts). */
   refunds: defineTable({

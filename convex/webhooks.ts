@@ -13,6 +13,7 @@ import {
 } from "./lib/http";
 import { parseTrueLayerWebhook, trueLayerEnvironment } from "./lib/truelayer";
 import { parseMandateWebhook } from "./lib/trueLayerMandates";
+import { resendClient } from "./model/notices";
 import { pruneWebhookEvents } from "./model/webhookEvents";
 
 /**
@@ -151,71 +152,91 @@ function primaryEmail(data: Record<string, unknown>): string | undefined {
   return typeof primary?.email_address === "string" ? primary.email_address : undefined;
 }
 
-const UNUSABLE_CLERK_SECRET =
-  "CLERK_WEBHOOK_SECRET is not a usable Svix secret (whsec_ followed by base64).";
-
 /** Svix signing keys are random bytes; fewer than this many is no secret at all. */
 const MIN_SVIX_KEY_BYTES = 16;
 
 /**
- * A Svix verifier for CLERK_WEBHOOK_SECRET, or why the secret cannot be used. The secret must be
- * exactly what Clerk shows: `whsec_` and standard base64 of at least 16 bytes (no spaces,
- * quotes or URL-safe alphabet, which svix would reject or misread).
+ * A Svix verifier for the secret in env var `name` (Clerk's, Resend's), or why it cannot be
+ * used. The secret must be exactly what the provider shows: `whsec_` and standard base64 of at
+ * least 16 bytes (no spaces, quotes or URL-safe alphabet, which svix would reject or misread).
  */
-function clerkVerifier(secret: string | undefined): Webhook | string {
+function svixVerifier(name: string, secret: string | undefined): Webhook | string {
   if (!secret) {
-    return "CLERK_WEBHOOK_SECRET is not set.";
+    return `${name} is not set.`;
   }
+  const unusable = `${name} is not a usable Svix secret (whsec_ followed by base64).`;
   const key = secret.startsWith("whsec_") ? secret.slice("whsec_".length) : "";
   const bytes =
     /^[A-Za-z0-9+/]+={0,2}$/.test(key) && key.length % 4 === 0
       ? (key.length / 4) * 3 - (key.match(/=+$/)?.[0].length ?? 0)
       : 0;
   if (bytes < MIN_SVIX_KEY_BYTES) {
-    return UNUSABLE_CLERK_SECRET;
+    return unusable;
   }
   try {
     return new Webhook(secret);
   } catch {
-    return UNUSABLE_CLERK_SECRET;
+    return unusable;
   }
+}
+
+type SvixEvent = { svixId: string; type: string; data: Record<string, unknown>; body: string };
+
+/**
+ * A Svix-signed delivery (Clerk's, Resend's) verified and read: the body at most 256 KiB, the
+ * HMAC and a timestamp within five minutes (stale or future: refused), then the one parse, which
+ * must give a string `type` and a `data` object. Otherwise the error response; nothing written.
+ */
+async function readSvixEvent(
+  provider: string,
+  verifier: Webhook,
+  request: Request,
+): Promise<SvixEvent | Response> {
+  const body = await readRawBody(request, MAX_BODY_BYTES);
+  const svixHeaders = {
+    "svix-id": request.headers.get("svix-id") ?? "",
+    "svix-timestamp": request.headers.get("svix-timestamp") ?? "",
+    "svix-signature": request.headers.get("svix-signature") ?? "",
+  };
+  let payload: unknown;
+  try {
+    payload = verifier.verify(body, svixHeaders);
+  } catch (error) {
+    if (error instanceof WebhookVerificationError) {
+      console.warn(`${provider} webhook rejected: ${error.message}`);
+      return errorResponse("UNAUTHENTICATED", `Invalid Svix signature: ${error.message}.`);
+    }
+    if (!(error instanceof SyntaxError)) {
+      // Not a verdict on the signature: the verifier itself failed. Nothing is written.
+      console.error(`${provider} webhook verification failed`, error);
+      return errorResponse("UNAVAILABLE", "The signature could not be checked.");
+    }
+    // verify() parses the body only after the signature matched: this one is signed, not JSON.
+    return errorResponse("INVALID_ARGUMENT", "The body must be valid JSON.");
+  }
+  const event = asJsonObject(payload, body) as { type?: unknown; data?: unknown };
+  if (typeof event.type !== "string" || typeof event.data !== "object" || event.data === null) {
+    return errorResponse("INVALID_ARGUMENT", "Body needs a string `type` and a `data` object.");
+  }
+  return {
+    svixId: svixHeaders["svix-id"],
+    type: event.type,
+    data: event.data as Record<string, unknown>,
+    body,
+  };
 }
 
 /** POST /clerk/webhook: Clerk user events, signed with Svix (secret CLERK_WEBHOOK_SECRET). */
 export const clerkWebhook = httpAction((ctx, request) =>
   withJsonErrors(async () => {
-    const verifier = clerkVerifier(process.env.CLERK_WEBHOOK_SECRET);
+    const verifier = svixVerifier("CLERK_WEBHOOK_SECRET", process.env.CLERK_WEBHOOK_SECRET);
     if (typeof verifier === "string") {
       // 5xx: Clerk keeps retrying until the secret is fixed.
       return unavailable(verifier);
     }
-    const body = await readRawBody(request, MAX_BODY_BYTES);
-    const svixHeaders = {
-      "svix-id": request.headers.get("svix-id") ?? "",
-      "svix-timestamp": request.headers.get("svix-timestamp") ?? "",
-      "svix-signature": request.headers.get("svix-signature") ?? "",
-    };
-    let payload: unknown;
-    try {
-      // Checks the HMAC and that the timestamp is within five minutes (stale or future: refused),
-      // then parses the body: the one parse.
-      payload = verifier.verify(body, svixHeaders);
-    } catch (error) {
-      if (error instanceof WebhookVerificationError) {
-        console.warn(`Clerk webhook rejected: ${error.message}`);
-        return errorResponse("UNAUTHENTICATED", `Invalid Svix signature: ${error.message}.`);
-      }
-      if (!(error instanceof SyntaxError)) {
-        // Not a verdict on the signature: the verifier itself failed. Nothing is written.
-        console.error("Clerk webhook verification failed", error);
-        return errorResponse("UNAVAILABLE", "The signature could not be checked.");
-      }
-      // verify() parses the body only after the signature matched: this one is signed, not JSON.
-      return errorResponse("INVALID_ARGUMENT", "The body must be valid JSON.");
-    }
-    const event = asJsonObject(payload, body) as { type?: unknown; data?: unknown };
-    if (typeof event.type !== "string" || typeof event.data !== "object" || event.data === null) {
-      return errorResponse("INVALID_ARGUMENT", "Body needs a string `type` and a `data` object.");
+    const event = await readSvixEvent("Clerk", verifier, request);
+    if (event instanceof Response) {
+      return event;
     }
     if (
       event.type !== "user.created" &&
@@ -228,19 +249,17 @@ export const clerkWebhook = httpAction((ctx, request) =>
         message: `Event type ${event.type} is not handled.`,
       });
     }
-    const data = event.data as Record<string, unknown>;
+    const data = event.data;
     if (typeof data.id !== "string" || data.id.length === 0) {
       return errorResponse("INVALID_ARGUMENT", "`data.id` (the Clerk user id) is missing.");
     }
     const result = await ctx.runMutation(internal.clerk.applyClerkEvent, {
-      eventId: svixHeaders["svix-id"],
+      eventId: event.svixId,
       type: event.type,
       clerkId: data.id,
       email: event.type === "user.deleted" ? undefined : primaryEmail(data),
     });
-    console.log(
-      `Clerk ${event.type} ${svixHeaders["svix-id"]}: ${result.outcome}: ${result.message}`,
-    );
+    console.log(`Clerk ${event.type} ${event.svixId}: ${result.outcome}: ${result.message}`);
     return jsonResponse(200, result);
   }),
 );
@@ -254,3 +273,29 @@ export const pruneOldEvents = sweepMutation({
   returns: v.object({ deleted: v.number(), more: v.boolean() }),
   batch: (ctx, now) => pruneWebhookEvents(ctx, now),
 });
+
+/**
+ * POST /resend/webhook: Resend's email delivery events, Svix-signed (secret RESEND_WEBHOOK_SECRET).
+ * Verified here first (the same answers as Clerk's route), then handed to the Resend component's
+ * `handleResendEventWebhook`, which verifies it again before recording it and calls
+ * `notices:onEmailEvent`, which moves the notice's delivery status.
+ */
+export const resendWebhook = httpAction((ctx, request) =>
+  withJsonErrors(async () => {
+    const verifier = svixVerifier("RESEND_WEBHOOK_SECRET", process.env.RESEND_WEBHOOK_SECRET);
+    if (typeof verifier === "string") {
+      return unavailable(verifier);
+    }
+    const event = await readSvixEvent("Resend", verifier, request);
+    if (event instanceof Response) {
+      return event;
+    }
+    // Events the component does not know (not about an email's delivery) it logs and ignores.
+    // The body was read already: the component gets it again, with the same headers.
+    await resendClient(null).handleResendEventWebhook(
+      ctx,
+      new Request(request.url, { method: "POST", headers: request.headers, body: event.body }),
+    );
+    return jsonResponse(200, { outcome: "applied", message: `${event.type} recorded.` });
+  }),
+);

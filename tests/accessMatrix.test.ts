@@ -313,6 +313,18 @@ export const MATRIX: { [Path in PublicPath]: MatrixRow } = {
       deleted: FORBIDDEN,
     },
   },
+  "notices:setEmailPreferences": {
+    args: () => ({ creditsExpiring: false }),
+    expect: {
+      anonymous: UNAUTHENTICATED,
+      unregistered: NOT_FOUND,
+      // Each signed-up caller sets their own row's choice (tests/notices.test.ts checks whose).
+      stranger: { value: { creditsExpiring: false } },
+      owner: { value: { creditsExpiring: false } },
+      admin: { value: { creditsExpiring: false } },
+      deleted: FORBIDDEN,
+    },
+  },
   // The matrix runs without TrueLayer configured: every signed-in caller gets the clear
   // "not configured" refusal before anything is written (tests/payments.test.ts covers the rest).
   "payments:createCheckout": {

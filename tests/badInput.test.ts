@@ -671,6 +671,27 @@ row(
 for (const fn of ["subscriptions:setUpAutoRenewal", "subscriptions:cancelAutoRenewal"] as const) {
   row(fn, "extra field", () => ({ userId: "x" }), extra("userId"));
 }
+// --- notices:setEmailPreferences ---------------------------------------------------------------
+for (const creditsExpiring of ["true", "false", 1, 0, null, [true], { value: true }, 5n]) {
+  row(
+    "notices:setEmailPreferences",
+    `creditsExpiring ${show(creditsExpiring)}`,
+    () => ({ creditsExpiring }),
+    expectedType("boolean"),
+  );
+}
+row(
+  "notices:setEmailPreferences",
+  "creditsExpiring missing",
+  () => ({}),
+  missing("creditsExpiring"),
+);
+row(
+  "notices:setEmailPreferences",
+  "extra field",
+  () => ({ creditsExpiring: false, userId: "x" }),
+  extra("userId"),
+);
 
 // --- metrics:overview (as an admin, so the argument is what is refused) ----------------------
 for (const hours of [0, -1, 721, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 1e308]) {

@@ -23,6 +23,7 @@ test("every sweep reschedules itself by its own path", () => {
     "media:sweepVideoDeletions",
     "metrics:foldHours",
     "metrics:pruneOldBuckets",
+    "notices:sweepExpiringCreditNotices",
     "subscriptions:sweepDue",
     "webhooks:pruneOldEvents",
     "worker:sweepExpiredLeases",

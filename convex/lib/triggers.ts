@@ -11,6 +11,7 @@ import {
   onUserChange,
 } from "../model/metricsRollups";
 import { lotHooks } from "../model/lots";
+import { onMandateNotice, onPaymentNotice, onSubscriptionNotice } from "../model/noticeTriggers";
 import { onVoidMark } from "../model/refundCredits";
 import { rolloverOnExpiry } from "../model/subscriptionPeriods";
 
@@ -18,7 +19,8 @@ import { rolloverOnExpiry } from "../model/subscriptionPeriods";
  * Database triggers (convex-helpers): code that runs inside the mutation that writes a table,
  * keeping denormalised data in step. Every mutation of this app is built with `mutation` or
  * `internalMutation` from lib/functions.ts, which wrap `ctx.db` with these (lint forbids the
- * unwrapped builders), so no write path can skip them. Today: the metrics rollups.
+ * unwrapped builders), so no write path can skip them. Today: the metrics rollups, and the
+ * email notices that subscription, payment and mandate changes mean (model/noticeTriggers.ts).
  *
  * `withTriggers` is that wrapping. Writes to a table without a trigger go straight to the
  * database (convex-helpers' wrapper would read such a patched document before and after too),
@@ -37,6 +39,10 @@ triggers.register("payments", onPaymentChange);
 triggers.register("users", onUserChange);
 triggers.register("subscriptions", onSubscriptionChange);
 triggers.register("creditLots", onLotChange);
+// Email notices (model/noticeTriggers.ts): they read nothing unless a notice is due.
+triggers.register("subscriptions", onSubscriptionNotice);
+triggers.register("payments", onPaymentNotice);
+triggers.register("mandates", onMandateNotice);
 
 type Writer = GenericDatabaseWriter<DataModel>;
 // Forwards each call with its own arguments, whichever overload the caller used.

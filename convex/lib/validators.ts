@@ -171,3 +171,36 @@ export const mandateTypeValidator = literals("sweeping", "commercial", "direct_d
 
 /** How a renewal is paid: on the user's mandate, or by them on TrueLayer's page (absent: manual). */
 export const renewalMethodValidator = literals("manual", "mandate");
+
+/**
+ * The email notices (model/notices.ts, docs/notices.md). `credits_expiring` is the one a user
+ * can turn off; the others are about their money and always go.
+ */
+export const noticeKindValidator = literals(
+  "renewal_coming",
+  "renewal_paid",
+  "renewal_failed",
+  "subscription_canceled",
+  "auto_renewal_set_up",
+  "auto_renewal_revoked",
+  "credits_expiring",
+);
+export type NoticeKind = Infer<typeof noticeKindValidator>;
+
+/**
+ * not_sent: decided not to send (`reason` says why); queued: handed to the Resend component;
+ * sent, delivered, bounced, complained, failed: as Resend's delivery webhook reported.
+ */
+export const noticeStatusValidator = literals(
+  "not_sent",
+  "queued",
+  "sent",
+  "delivered",
+  "bounced",
+  "complained",
+  "failed",
+);
+export type NoticeStatus = Infer<typeof noticeStatusValidator>;
+
+/** A user's choices of optional notices (absent: every notice on). */
+export const emailPreferencesValidator = v.object({ creditsExpiring: v.boolean() });

@@ -166,6 +166,23 @@ export const HTTP_ROUTES: HttpRouteRow[] = [
       },
     }),
   },
+  {
+    method: "POST",
+    path: "/resend/webhook",
+    scheme: svixScheme("RESEND_WEBHOOK_SECRET"),
+    // A delivery event of an email this deployment never sent: recorded by no one, acknowledged.
+    validBody: () => ({
+      type: "email.delivered",
+      created_at: "2026-01-31T10:00:00.000Z",
+      data: {
+        created_at: "2026-01-31T10:00:00.000Z",
+        email_id: "re_unknown",
+        from: "notices@cineweave.example",
+        to: ["delivered@resend.dev"],
+        subject: "x",
+      },
+    }),
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------

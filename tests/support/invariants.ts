@@ -17,7 +17,8 @@ const availableOf = (lot: Doc<"creditLots">) =>
  * - every job's allocations add up to its price; it has reserve rows of exactly its price and, once
  *   finished, settle rows (done) or release/void/return rows (failed, canceled) that end its hold,
  *   never both, matching its `creditStatus` and status; a settle consumes only what it held;
- * - an executed refund's due credits are reclaimed + pending + outstanding.
+ * - an executed refund's due credits are reclaimed + pending + outstanding;
+ * - each email notice was decided once: one row per (user, kind, key), and a row not sent says why.
  */
 /**
  * `expect(actual, message).toBe(expected)`, with vitest's expect built only when it fails: the
@@ -44,12 +45,13 @@ function groupBy<T, K>(rows: T[], key: (row: T) => K | undefined): Map<K, T[]> {
 }
 
 export async function checkInvariants(t: TestConvex) {
-  const { users, jobs, ledger, refunds, lots } = await t.run(async (ctx) => ({
+  const { users, jobs, ledger, refunds, lots, notices } = await t.run(async (ctx) => ({
     users: await ctx.db.query("users").collect(),
     jobs: await ctx.db.query("jobs").collect(),
     ledger: await ctx.db.query("ledger").collect(),
     refunds: await ctx.db.query("refunds").collect(),
     lots: await ctx.db.query("creditLots").collect(),
+    notices: await ctx.db.query("notices").collect(),
   }));
   const ledgerByLot = groupBy(ledger, (row) => row.lotId);
   const ledgerByUser = groupBy(ledger, (row) => row.userId);
@@ -171,5 +173,12 @@ export async function checkInvariants(t: TestConvex) {
     } else {
       same(parts, 0);
     }
+  }
+  const noticeKeys = new Set<string>();
+  for (const notice of notices) {
+    const key = `${notice.userId}|${notice.kind}|${notice.key}`;
+    same(noticeKeys.has(key), false, `notice ${key} decided twice`);
+    noticeKeys.add(key);
+    same(notice.status !== "not_sent" || notice.reason !== undefined, true, "not_sent: a reason");
   }
 }

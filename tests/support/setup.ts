@@ -1,5 +1,9 @@
 /// <reference types="vite/client" />
 import rateLimiterTest from "@convex-dev/rate-limiter/test";
+import resendTest from "@convex-dev/resend/test";
+// The rate limiter nested under the Resend component is its own (older) version: registered from
+// its own package, which npm installed under the component's.
+import resendRateLimiterTest from "../../node_modules/@convex-dev/resend/node_modules/@convex-dev/rate-limiter/src/test";
 import workpoolTest from "@convex-dev/workpool/test";
 import { convexTest } from "convex-test";
 import { ConvexError } from "convex/values";
@@ -21,6 +25,10 @@ export function registerComponents<T extends Parameters<typeof rateLimiterTest.r
   t: T,
 ): T {
   rateLimiterTest.register(t, "rateLimiter");
+  resendTest.register(t, "resend");
+  resendRateLimiterTest.register(t, "resend/rateLimiter");
+  workpoolTest.register(t, "resend/emailWorkpool");
+  workpoolTest.register(t, "resend/callbackWorkpool");
   workpoolTest.register(t, "r2Deletions");
   workpoolTest.register(t, "renewalCreations");
   return t;
