@@ -42,6 +42,7 @@ import type * as model_ledger from "../model/ledger.js";
 import type * as model_lotHolds from "../model/lotHolds.js";
 import type * as model_lots from "../model/lots.js";
 import type * as model_lotsMigration from "../model/lotsMigration.js";
+import type * as model_mandateRenewals from "../model/mandateRenewals.js";
 import type * as model_metricsBuckets from "../model/metricsBuckets.js";
 import type * as model_metricsDays from "../model/metricsDays.js";
 import type * as model_metricsOverview from "../model/metricsOverview.js";
@@ -114,6 +115,7 @@ declare const fullApi: ApiFromModules<{
   "model/lotHolds": typeof model_lotHolds;
   "model/lots": typeof model_lots;
   "model/lotsMigration": typeof model_lotsMigration;
+  "model/mandateRenewals": typeof model_mandateRenewals;
   "model/metricsBuckets": typeof model_metricsBuckets;
   "model/metricsDays": typeof model_metricsDays;
   "model/metricsOverview": typeof model_metricsOverview;

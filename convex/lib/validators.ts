@@ -149,6 +149,15 @@ export const hourStatsValidator = v.object({
   subscriptionsCanceled: v.number(),
   /** Credits lots lost at their expiry (unheld credits). */
   creditsExpired: v.number(),
+  // Renewals on a mandate and dunning (absent on hours folded before they existed: 0).
+  /** Of `renewalsPaid` / `renewalsFailed`: those charged on a mandate (the rest: manual). */
+  mandateRenewalsPaid: v.optional(v.number()),
+  mandateRenewalsFailed: v.optional(v.number()),
+  /** past_due subscriptions whose grace period got paid (a dunning retry or the user). */
+  dunningRecoveries: v.optional(v.number()),
+  /** Of `subscriptionsCanceled`: the user's cancel took effect / the grace ended unpaid. */
+  canceledVoluntarily: v.optional(v.number()),
+  canceledUnpaid: v.optional(v.number()),
 });
 export type HourStats = Infer<typeof hourStatsValidator>;
 
@@ -170,3 +179,9 @@ export const mandateTypeValidator = literals("sweeping", "commercial", "direct_d
 
 /** How a renewal is paid: on the user's mandate, or by them on TrueLayer's page (absent: manual). */
 export const renewalMethodValidator = literals("manual", "mandate");
+
+/**
+ * Why a subscription was canceled: the user's cancel took effect at the period end (voluntary
+ * churn), its grace ended unpaid (involuntary), or the user was deleted.
+ */
+export const cancelReasonValidator = literals("requested", "unpaid", "user_deleted");
