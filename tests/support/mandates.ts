@@ -26,8 +26,17 @@ export async function mandateWorld(now: number, mandateType = MANDATE_TYPE) {
   const byKey = new Map<string, MandateCharge>();
   /** Every call TrueLayer received, retried ones included. */
   const calls: MandateCharge[] = [];
-  const state = { mandateDown: false, calls, charges: [] as MandateCharge[] };
+  /** `failNext`: that many more calls answer 503 (their keys go to `failedKeys`). */
+  const state = {
+    mandateDown: false,
+    failNext: 0,
+    failedKeys: [] as string[],
+    calls,
+    charges: [] as MandateCharge[],
+  };
   const network = globalThis.fetch;
+  // The world returned below: tests flip its `mandateDown` and `failNext`.
+  let control = state;
   vi.stubGlobal("fetch", async (input: string | URL | Request, init?: RequestInit) => {
     const request = new Request(input, init);
     if (request.url !== PAYMENTS_URL || request.method !== "POST") {
@@ -42,10 +51,12 @@ export async function mandateWorld(now: number, mandateType = MANDATE_TYPE) {
     if (body.payment_method.type !== "mandate") {
       return await network(input, init);
     }
-    if (state.mandateDown) {
+    const idempotencyKey = request.headers.get("Idempotency-Key") ?? "";
+    if (control.mandateDown || control.failNext > 0) {
+      control.failNext = Math.max(0, control.failNext - 1);
+      state.failedKeys.push(idempotencyKey);
       return jsonResponse(503, { title: "Service Unavailable" });
     }
-    const idempotencyKey = request.headers.get("Idempotency-Key") ?? "";
     let charge = byKey.get(idempotencyKey);
     if (charge === undefined) {
       charge = {
@@ -66,7 +77,7 @@ export async function mandateWorld(now: number, mandateType = MANDATE_TYPE) {
     });
   });
 
-  return Object.assign(w, state, {
+  const world = Object.assign(w, state, {
     /** An authorised mandate for the user (what the mandate lifecycle's webhook leaves). */
     async authorizeMandate(
       userId: Id<"users">,
@@ -108,6 +119,8 @@ export async function mandateWorld(now: number, mandateType = MANDATE_TYPE) {
       return payments.filter((p) => p.purpose === "renewal");
     },
   });
+  control = world;
+  return world;
 }
 
 export type MandateWorld = Awaited<ReturnType<typeof mandateWorld>>;
