@@ -19,8 +19,12 @@ afterEach(() => {
 });
 
 /** A creator subscriber anchored at `start`, with an authorised mandate. */
-async function mandateSubscriber(w: MandateWorld, limits?: { maxAmount?: number }) {
-  const { as, userId } = await w.user("sub_m");
+async function mandateSubscriber(
+  w: MandateWorld,
+  limits?: { maxAmount?: number },
+  clerkId = "sub_m",
+) {
+  const { as, userId } = await w.user(clerkId);
   await w.pay(await w.checkout(as, "creator"));
   const mandateId = await w.authorizeMandate(userId, limits);
   return { as, userId, mandateId };
@@ -353,5 +357,49 @@ describe("idempotency", () => {
     expect(renewals.map((p) => p.status)).toEqual(["failed", "pending"]);
     expect(new Set(w.failedKeys)).toEqual(new Set([w.charges[0].idempotencyKey]));
     expect(w.charges).toHaveLength(1);
+  });
+});
+
+describe("metrics", () => {
+  test("renewals by method, dunning recoveries, voluntary and involuntary churn", async () => {
+    const w = await mandateWorld(START);
+    const recovered = await mandateSubscriber(w, {}, "recovers");
+    const lapsed = await mandateSubscriber(w, {}, "lapses");
+    const leaving = await mandateSubscriber(w, {}, "leaves");
+    const manual = await w.user("manual");
+    await w.pay(await w.checkout(manual.as, "starter"));
+    await w.t.mutation(internal.users.setRole, { userId: manual.userId, role: "admin" });
+    await leaving.as.mutation(api.subscriptions.cancel, {});
+    await w.at(END0 - 3 * DAY);
+    for (const { userId } of [recovered, lapsed]) {
+      await w.refuse((await w.state(userId)).sub!.renewal!.paymentId);
+    }
+    await w.pay((await w.state(manual.userId)).sub!.renewal!.paymentId);
+    for (const days of [1, 3, 5]) {
+      await w.at(END0 + days * DAY);
+      for (const { userId } of [recovered, lapsed]) {
+        const renewal = (await w.state(userId)).sub!.renewal;
+        if (renewal?.status !== "pending") continue;
+        if (userId === recovered.userId && days === 3) await w.pay(renewal.paymentId);
+        else await w.refuse(renewal.paymentId);
+      }
+    }
+    await w.at(END0 + 7 * DAY);
+    const overview = await manual.as.query(api.metrics.overview, {
+      hours: 720,
+      endHour: Math.floor((END0 + 7 * DAY) / HOUR) * HOUR,
+    });
+    expect(overview.renewals).toEqual({
+      // recovered: refused, refused, paid; lapsed: refused 4 times.
+      paid: { mandate: 1, manual: 1 },
+      failed: { mandate: 6, manual: 0 },
+      dunningRecoveries: 1,
+      churn: { voluntary: 1, involuntary: 1 },
+    });
+    expect(overview.subscriptions).toMatchObject({
+      renewalsPaid: 2,
+      renewalsFailed: 6,
+      canceled: 2,
+    });
   });
 });

@@ -8,6 +8,7 @@ import {
   onLotChange,
   onPaymentChange,
   onSubscriptionChange,
+  onSubscriptionOutcome,
   onUserChange,
 } from "../model/metricsRollups";
 import { lotHooks } from "../model/lots";
@@ -36,6 +37,7 @@ triggers.register("jobs", onJobChange);
 triggers.register("payments", onPaymentChange);
 triggers.register("users", onUserChange);
 triggers.register("subscriptions", onSubscriptionChange);
+triggers.register("subscriptions", onSubscriptionOutcome);
 triggers.register("creditLots", onLotChange);
 
 type Writer = GenericDatabaseWriter<DataModel>;
