@@ -9,7 +9,10 @@ import type { QueryCtx } from "../_generated/server";
  * comes through the ordinary payment webhooks and the quote rule.
  */
 
-/** A renewal TrueLayer refused to create on the mandate this often is made on the hosted page. */
+/**
+ * A renewal TrueLayer refused to create this often (a revocation we have not heard of, a
+ * constraint it sees differently, or an outage of over an hour) is made on the hosted page.
+ */
 export const MANDATE_CREATION_TRIES = 3;
 /** The user's payments this month a periodic-limit check looks through (renewals are monthly). */
 const PERIODIC_LIMIT_LOOKBACK = 50;
@@ -45,8 +48,8 @@ export type RenewalMethodChoice =
  * renewals are enabled and the charge fits the mandate's constraints (its per-payment maximum,
  * and its periodic limit for the calendar month together with this month's other charges on
  * it); otherwise it is made on the hosted page (`fallbackReason` says why, when a mandate
- * exists). `creationRefusals`: TrueLayer refused to create this renewal on the mandate that
- * often (a revocation we have not heard of, constraints it sees differently): the page instead.
+ * exists). `creationRefusals`: TrueLayer refused to create this renewal that often: at
+ * `MANDATE_CREATION_TRIES` the page instead.
  */
 export async function chooseRenewalMethod(
   ctx: QueryCtx,
@@ -73,7 +76,7 @@ export async function chooseRenewalMethod(
     );
   }
   if (creationRefusals >= MANDATE_CREATION_TRIES) {
-    return manual(`TrueLayer refused to create it on the mandate ${creationRefusals} times`);
+    return manual(`TrueLayer refused to create it ${creationRefusals} times`);
   }
   return { method: "mandate", mandate };
 }

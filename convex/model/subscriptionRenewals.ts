@@ -9,6 +9,7 @@ import { requirePlan } from "./plans";
 import { applySubscriptionPayment } from "./subscriptionPayments";
 import { chooseRenewalMethod } from "./mandateRenewals";
 import {
+  DUNNING_RETRY_OFFSETS_MS,
   RENEWAL_RETRY_BASE_MS,
   RENEWAL_RETRY_MAX_MS,
   nextPeriodPlan,
@@ -54,7 +55,8 @@ export async function startRenewal(
     return null;
   }
   const dunning = sub.status === "past_due";
-  const plan = await requirePlan(ctx, nextPeriodPlan(sub));
+  // A dunning charge pays the grace's period, on its plan (a downgrade waits for its end).
+  const plan = await requirePlan(ctx, dunning ? sub.plan : nextPeriodPlan(sub));
   const next = dunning ? sub.periodIndex : sub.periodIndex + 1;
   const currency = trueLayerCurrency();
   const earlier = sub.renewal?.periodIndex === next ? sub.renewal : undefined;
@@ -68,7 +70,7 @@ export async function startRenewal(
     plan.price,
     currency,
     now,
-    earlier?.method === "mandate" ? (attempts ?? 0) : 0,
+    attempts ?? 0,
   );
   const mandate = choice.method === "mandate" ? choice.mandate : undefined;
   const paymentId = await insertPendingPayment(ctx, {
@@ -164,8 +166,11 @@ export async function renewalCreationFailed(
   if (sub === null || !retry) return;
   const renewal = sub.renewal!;
   const attempts = (renewal.attempts ?? 0) + 1;
-  // A dunning charge's first try was made when it fell due (now, give or take a sweep).
-  const firstTry = sub.status === "past_due" ? Date.now() : renewal.dueAt - renewalLeadMs();
+  // When this charge first fell due: the backoff counts from there, not from a late run.
+  const firstTry =
+    sub.status === "past_due"
+      ? sub.currentPeriodStart! + DUNNING_RETRY_OFFSETS_MS[(renewal.refusals ?? 1) - 1]
+      : renewal.dueAt - renewalLeadMs();
   await updateSubscription(ctx, sub, {
     renewal: {
       ...renewal,
