@@ -18,6 +18,7 @@ import {
   seedCreditLots,
   seedLeaseBacklog,
   seedLotExpiryBacklog,
+  seedMandateRenewalsDue,
   seedPeriodEnds,
   seedQueueBacklog,
   seedOrphanImages,
@@ -102,6 +103,11 @@ const CREDIT_LOTS: Deployment = { name: "credit lots", seed: seedCreditLots };
 const LOT_EXPIRY_BACKLOG: Deployment = { name: "lot expiry backlog", seed: seedLotExpiryBacklog };
 const PERIOD_ENDS: Deployment = { name: "period ends", seed: seedPeriodEnds };
 const RENEWALS_DUE: Deployment = { name: "renewals due", seed: seedRenewalsDue };
+const MANDATE_RENEWALS_DUE: Deployment = {
+  name: "mandate renewals due",
+  seed: seedMandateRenewalsDue,
+  env: { TRUELAYER_MANDATE_TYPE: "commercial" },
+};
 const VIDEOS: Deployment = { name: "bucket videos", seed: seedVideos, env: BENCH_R2_ENV };
 const ORPHAN_IMAGES: Deployment = { name: "orphan images", seed: seedOrphanImages };
 
@@ -994,6 +1000,36 @@ export const CASES: BenchCase[] = [
         process.stdout.write(
           `N=${env.n} renewals due at once: the pool created ${pool.created} with at most ` +
             `${pool.maxInFlight} TrueLayer calls in flight (limit ${pool.limit})\n`,
+        );
+      }
+      return { cost, limits, handled: result.handled, more: result.more };
+    },
+  },
+  {
+    kind: "cron",
+    name: "cron subscriptions.sweepDue (mandate renewals due)",
+    deployment: MANDATE_RENEWALS_DUE,
+    backlog: (env) => env.n,
+    step: async (env) => {
+      const { cost, limits, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.subscriptions.sweepDue, {}),
+      );
+      // As for the hosted page: the charges go to the renewal creation workpool, never one
+      // scheduled action each.
+      const poolStart = 2;
+      if (cost.functionsScheduled > (result.more ? 1 : 0) + poolStart) {
+        throw new Error(
+          `bench: ${result.handled} mandate renewals due scheduled ${cost.functionsScheduled} functions`,
+        );
+      }
+      if (!result.more) {
+        const pool = await runRenewalCreationPool(env);
+        if (pool.onMandate !== pool.created) {
+          throw new Error(`bench: ${pool.created - pool.onMandate} renewals not on the mandate`);
+        }
+        process.stdout.write(
+          `N=${env.n} mandate renewals due at once: the pool charged ${pool.onMandate} on ` +
+            `mandates with at most ${pool.maxInFlight} TrueLayer calls in flight (limit ${pool.limit})\n`,
         );
       }
       return { cost, limits, handled: result.handled, more: result.more };
