@@ -1173,6 +1173,29 @@ class TimeJump implements Cmd {
   toString = () => `TimeJump(${Math.round(this.ms / 60_000)} min)`;
 }
 
+/**
+ * Time passes to just after the next moment a subscription has something due (a renewal or a
+ * dunning charge, a period end, a grace end), as the model says, and the crons run: the
+ * renewal and dunning sequences are reached in a few commands.
+ */
+class TimeJumpToNextDue implements Cmd {
+  check = () => true;
+  async run(model: Model, real: Real) {
+    const moments = model.users.flatMap((u) =>
+      u.subs.flatMap((sub) => [
+        renewalDue(sub),
+        sub.status === "active" ? sub.end : undefined,
+        sub.status === "past_due" ? sub.graceEndsAt : undefined,
+      ]),
+    );
+    const next = Math.min(
+      ...moments.filter((at): at is number => at !== undefined && at > model.now),
+    );
+    await new TimeJump(Number.isFinite(next) ? next - model.now + 1 : DAY).run(model, real);
+  }
+  toString = () => "TimeJumpToNextDue()";
+}
+
 /** `ms` pass, then the crons run: lots, subscriptions, leases, queue timeouts, video expiry. */
 async function cronsAfter(model: Model, real: Real, ms: number) {
   // Scheduled work more than 24.8 days ahead fires at once under (fake) timers, as Node clamps
@@ -2042,6 +2065,8 @@ const commands = [
   fc.nat().map((p) => new PaymentEvent(p, "payment_failed", false, false, "mandate")),
   fc.nat().map((p) => new PaymentEvent(p, "payment_failed", false, false, "mandate")),
   fc.nat().map((p) => new PaymentEvent(p, "payment_executed", false, false, "mandate")),
+  fc.constant(new TimeJumpToNextDue()),
+  fc.constant(new TimeJumpToNextDue()),
   // Days pass in the grace: from one dunning charge to the next (1, 3, 5 days after the end).
   fc.integer({ min: 1 * DAY, max: 3 * DAY }).map((ms) => new TimeJump(ms)),
   fc.integer({ min: 1 * DAY, max: 3 * DAY }).map((ms) => new TimeJump(ms)),
