@@ -91,6 +91,25 @@ describe("a year of renewals on a mandate", () => {
 const START = Date.parse("2026-01-31T10:00:00Z");
 const END0 = Date.parse("2026-02-28T10:00:00Z");
 
+describe("lead time", () => {
+  test("Direct Debit: the renewal is charged 7 days before the period end, not 3", async () => {
+    const w = await mandateWorld(START, "direct_debit");
+    const { userId } = await mandateSubscriber(w);
+    expect((await w.state(userId)).sub!.renewalDueAt).toBe(END0 - 7 * DAY);
+    await w.at(END0 - 7 * DAY - HOUR);
+    expect(w.charges).toHaveLength(0);
+    await w.at(END0 - 7 * DAY);
+    expect((await w.state(userId)).sub!.renewal).toMatchObject({
+      method: "mandate",
+      dueAt: END0,
+    });
+    expect(w.charges).toHaveLength(1);
+    await executeCharges(w, userId);
+    await w.at(END0);
+    expect((await w.state(userId)).sub).toMatchObject({ status: "active", periodIndex: 1 });
+  });
+});
+
 describe("the hosted page instead", () => {
   test("a year where the mandate is revoked in month 4: from then on the renewals are manual", async () => {
     const w = await mandateWorld(START);
@@ -155,6 +174,26 @@ describe("the hosted page instead", () => {
     const renewal = (await w.state(userId)).sub!.renewal!;
     expect(renewal).toMatchObject({ method: "manual", amount: 3100 });
     expect(renewal.fallbackReason).toMatch(/monthly limit of 4000/);
+    expect(w.charges).toHaveLength(0);
+  });
+
+  test("TrueLayer could not create the charge 3 times: the hosted page", async () => {
+    const w = await mandateWorld(START);
+    const { userId } = await mandateSubscriber(w);
+    w.mandateDown = true;
+    const MIN = 60 * 1000;
+    for (const at of [0, 10, 30]) await w.at(END0 - 3 * DAY + at * MIN);
+    expect((await w.state(userId)).sub!.renewal).toMatchObject({
+      method: "mandate",
+      status: "failed",
+      attempts: 3,
+      retryAt: END0 - 3 * DAY + 70 * MIN,
+    });
+    await w.at(END0 - 3 * DAY + 70 * MIN);
+    const renewal = (await w.state(userId)).sub!.renewal!;
+    expect(renewal).toMatchObject({ method: "manual", status: "pending" });
+    expect(renewal.fallbackReason).toMatch(/refused to create it 3 times/);
+    expect(renewal.payUrl).toContain("payment_id=");
     expect(w.charges).toHaveLength(0);
   });
 
