@@ -18,6 +18,7 @@ import {
   seedCreditLots,
   seedLeaseBacklog,
   seedLotExpiryBacklog,
+  seedMandateRenewalsDue,
   seedPeriodEnds,
   seedQueueBacklog,
   seedOrphanImages,
@@ -102,6 +103,11 @@ const CREDIT_LOTS: Deployment = { name: "credit lots", seed: seedCreditLots };
 const LOT_EXPIRY_BACKLOG: Deployment = { name: "lot expiry backlog", seed: seedLotExpiryBacklog };
 const PERIOD_ENDS: Deployment = { name: "period ends", seed: seedPeriodEnds };
 const RENEWALS_DUE: Deployment = { name: "renewals due", seed: seedRenewalsDue };
+const MANDATE_RENEWALS_DUE: Deployment = {
+  name: "mandate renewals due",
+  seed: seedMandateRenewalsDue,
+  env: { TRUELAYER_MANDATE_TYPE: "commercial" },
+};
 const VIDEOS: Deployment = { name: "bucket videos", seed: seedVideos, env: BENCH_R2_ENV };
 const ORPHAN_IMAGES: Deployment = { name: "orphan images", seed: seedOrphanImages };
 
@@ -975,29 +981,15 @@ export const CASES: BenchCase[] = [
     name: "cron subscriptions.sweepDue (renewals due)",
     deployment: RENEWALS_DUE,
     backlog: (env) => env.n,
-    step: async (env) => {
-      const { cost, limits, result } = await measure(env.t, (ctx) =>
-        ctx.runMutation(internal.subscriptions.sweepDue, {}),
-      );
-      // Renewals go to the renewal creation workpool, not one scheduled action each: a step
-      // schedules its continuation, and the first also starts the pool's loop and its monitor.
-      const poolStart = 2;
-      if (cost.functionsScheduled > (result.more ? 1 : 0) + poolStart) {
-        throw new Error(
-          `bench: ${result.handled} renewals due scheduled ${cost.functionsScheduled} functions`,
-        );
-      }
-      if (!result.more) {
-        // Every renewal due is recorded and waits in the renewal creation workpool; running it
-        // shows how many TrueLayer calls are in flight at once (bench/renewalPool.ts).
-        const pool = await runRenewalCreationPool(env);
-        process.stdout.write(
-          `N=${env.n} renewals due at once: the pool created ${pool.created} with at most ` +
-            `${pool.maxInFlight} TrueLayer calls in flight (limit ${pool.limit})\n`,
-        );
-      }
-      return { cost, limits, handled: result.handled, more: result.more };
-    },
+    step: (env) => renewalSweepStep(env, "renewals"),
+  },
+  {
+    // The same with every subscriber holding an authorised mandate: charges on mandates.
+    kind: "cron",
+    name: "cron subscriptions.sweepDue (mandate renewals due)",
+    deployment: MANDATE_RENEWALS_DUE,
+    backlog: (env) => env.n,
+    step: (env) => renewalSweepStep(env, "mandate renewals"),
   },
   {
     // What `startRenewal` does in the database: the renewal payment of one of the N
@@ -1085,3 +1077,37 @@ export const CASES: BenchCase[] = [
     },
   },
 ];
+
+/**
+ * One step of the renewal sweep over N renewals due at the same second. Renewals go to the
+ * renewal creation workpool, not one scheduled action each: a step schedules its continuation,
+ * and the first also starts the pool's loop and its monitor. Once drained, every renewal due
+ * waits in the pool; running it shows how many TrueLayer calls are in flight at once
+ * (bench/renewalPool.ts), and for `mandate renewals` that every call is a payment on a mandate.
+ */
+async function renewalSweepStep(
+  env: BenchEnv,
+  what: "renewals" | "mandate renewals",
+): Promise<CronStep> {
+  const { cost, limits, result } = await measure(env.t, (ctx) =>
+    ctx.runMutation(internal.subscriptions.sweepDue, {}),
+  );
+  const poolStart = 2;
+  if (cost.functionsScheduled > (result.more ? 1 : 0) + poolStart) {
+    throw new Error(
+      `bench: ${result.handled} ${what} due scheduled ${cost.functionsScheduled} functions`,
+    );
+  }
+  if (!result.more) {
+    const pool = await runRenewalCreationPool(env);
+    if (what === "mandate renewals" && pool.onMandate !== pool.created) {
+      throw new Error(`bench: ${pool.created - pool.onMandate} renewals not on the mandate`);
+    }
+    process.stdout.write(
+      `N=${env.n} ${what} due at once: the pool created ${pool.created} ` +
+        `(${pool.onMandate} on mandates) with at most ${pool.maxInFlight} TrueLayer calls in ` +
+        `flight (limit ${pool.limit})\n`,
+    );
+  }
+  return { cost, limits, handled: result.handled, more: result.more };
+}

@@ -30,7 +30,13 @@ const TICK_MS = 100;
 
 let keys: { merchant: EcKey; webhooks: EcKey } | undefined;
 
-export type RenewalPoolRun = { created: number; maxInFlight: number; limit: number };
+/** `onMandate`: of the `created`, payments on a mandate (`payment_method.type === "mandate"`). */
+export type RenewalPoolRun = {
+  created: number;
+  onMandate: number;
+  maxInFlight: number;
+  limit: number;
+};
 
 /**
  * The drained sweep's own continuations (one per step, never run: the runner drove every step
@@ -63,6 +69,7 @@ export async function runRenewalCreationPool(env: BenchEnv): Promise<RenewalPool
   let maxInFlight = 0;
   let arrivals = 0;
   let created = 0;
+  let onMandate = 0;
   trueLayerNetwork(keys.webhooks, {
     [PAYMENTS_URL]: async (request) => {
       inFlight++;
@@ -78,7 +85,11 @@ export async function runRenewalCreationPool(env: BenchEnv): Promise<RenewalPool
       }
       inFlight--;
       created++;
-      const body = JSON.parse(request.body) as { metadata: { cineweave_payment_id: string } };
+      const body = JSON.parse(request.body) as {
+        metadata: { cineweave_payment_id: string };
+        payment_method: { type: string };
+      };
+      if (body.payment_method.type === "mandate") onMandate++;
       return jsonResponse(201, {
         id: `tl-${body.metadata.cineweave_payment_id}`,
         resource_token: "rt",
@@ -104,5 +115,5 @@ export async function runRenewalCreationPool(env: BenchEnv): Promise<RenewalPool
       `bench: ${maxInFlight} TrueLayer calls in flight at once (limit ${RENEWAL_CREATION_PARALLELISM})`,
     );
   }
-  return { created, maxInFlight, limit: RENEWAL_CREATION_PARALLELISM };
+  return { created, onMandate, maxInFlight, limit: RENEWAL_CREATION_PARALLELISM };
 }

@@ -1489,3 +1489,44 @@ export async function seedOrphanImages(n: number, now: number): Promise<BenchEnv
   counted(env, "jobs", inUse);
   return env;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Renewals on mandates (convex/model/mandateRenewals.ts)
+
+/**
+ * The mandate renewal sweep's deployment (`TRUELAYER_MANDATE_TYPE` set): the renewal sweep's
+ * (`seedRenewalsDue`: N renewals due at the same second, N / 10 due tomorrow), every subscriber
+ * with an authorised mandate covering the dearest plan, so each renewal the sweep records is a
+ * charge on a mandate.
+ */
+export async function seedMandateRenewalsDue(n: number, now: number): Promise<BenchEnv> {
+  const env = await seedRenewalsDue(n, now);
+  const clerkIds = [
+    ...Array.from({ length: n }, (_, i) => `renewing_${i}`),
+    ...Array.from({ length: Math.floor(n / 10) }, (_, j) => `renewing_later_${j}`),
+  ];
+  const perChunk = CHUNK / 2;
+  for (let start = 0; start < clerkIds.length; start += perChunk) {
+    await env.t.run(async (ctx) => {
+      for (const clerkId of clerkIds.slice(start, start + perChunk)) {
+        const user = await ctx.db
+          .query("users")
+          .withIndex("by_clerkId", (q) => q.eq("clerkId", clerkId))
+          .unique();
+        await ctx.db.insert("mandates", {
+          userId: user!._id,
+          trueLayerMandateId: `tl-mandate-${clerkId}`,
+          type: "commercial",
+          status: "authorized",
+          currency: "GBP",
+          maxAmount: planOf("studio").price,
+          periodicLimit: planOf("studio").price,
+          createdAt: now - 40 * DAY_MS,
+          authorizedAt: now - 40 * DAY_MS,
+        });
+      }
+    });
+  }
+  counted(env, "mandates", clerkIds.length);
+  return env;
+}

@@ -19,6 +19,7 @@ import {
   planNameValidator,
   refundStatusValidator,
   renewalMethodValidator,
+  cancelReasonValidator,
 } from "./lib/validators";
 
 export default defineSchema({
@@ -204,6 +205,11 @@ export default defineSchema({
     /** Renewals: paid on a mandate (which one) or on TrueLayer's page (absent: the page). */
     method: v.optional(renewalMethodValidator),
     mandateId: v.optional(v.id("mandates")),
+    /**
+     * Renewals on a mandate: which charge of the period this is (0 the first, then the dunning
+     * retries), part of its idempotency key (model/mandateRenewals.ts).
+     */
+    chargeAttempt: v.optional(v.number()),
     // Refund summary, recomputed from the payment's `refunds` rows whenever one changes.
     refundStatus: v.optional(paymentRefundStatusValidator),
     /** Minor units refunded (executed refunds). */
@@ -259,6 +265,10 @@ export default defineSchema({
         retryAt: v.optional(v.number()),
         /** Charged on the user's mandate, or paid by them on the page (absent: manual). */
         method: v.optional(renewalMethodValidator),
+        /** Charges of this period on the mandate the payer's bank refused so far (dunning). */
+        refusals: v.optional(v.number()),
+        /** Manual although the user has an authorised mandate: why (e.g. over its constraints). */
+        fallbackReason: v.optional(v.string()),
       }),
     ),
     /** Derived (model/subscriptionState.ts): when the next renewal payment is to be created. */
@@ -266,6 +276,8 @@ export default defineSchema({
     /** past_due: when the grace ends and the subscription is canceled if still unpaid. */
     graceEndsAt: v.optional(v.number()),
     canceledAt: v.optional(v.number()),
+    /** Why it was canceled: the user's cancel took effect, the grace ended unpaid, or deletion. */
+    cancelReason: v.optional(cancelReasonValidator),
     createdAt: v.number(),
   })
     .index("by_userId", ["userId", "createdAt"])

@@ -19,6 +19,7 @@ import { checkReturnUri, hostedMandatePageUrl, readMandateType } from "./lib/tru
 import { createTrueLayerMandate, createTrueLayerPayment } from "./lib/trueLayerFlow";
 import { planNameValidator } from "./lib/validators";
 import { assertPlanName } from "./model/plans";
+import { mandateChargeKey } from "./model/mandateRenewals";
 import * as Changes from "./model/subscriptionChanges";
 import * as Periods from "./model/subscriptionPeriods";
 import * as Quotes from "./model/subscriptionQuotes";
@@ -273,6 +274,8 @@ const renewalToCreateValidator = v.union(
     currency: v.string(),
     planName: planNameValidator,
     email: v.string(),
+    /** Charged on this TrueLayer mandate (no user action), with this idempotency key. */
+    mandate: v.optional(v.object({ trueLayerMandateId: v.string(), idempotencyKey: v.string() })),
   }),
   v.null(),
 );
@@ -285,18 +288,27 @@ export const renewalToCreate = internalQuery({
     const payment = await ctx.db.get("payments", paymentId);
     if (payment?.status !== "pending" || payment.trueLayerTxnId !== "") return null;
     const user = await ctx.db.get("users", payment.userId);
+    const mandate = payment.mandateId && (await ctx.db.get("mandates", payment.mandateId));
     return {
       amount: payment.amount,
       currency: payment.currency,
       planName: payment.planName,
       email: user?.email ?? "",
+      ...(payment.method === "mandate" && mandate?.trueLayerMandateId
+        ? {
+            mandate: {
+              trueLayerMandateId: mandate.trueLayerMandateId,
+              idempotencyKey: mandateChargeKey(payment),
+            },
+          }
+        : {}),
     };
   },
 });
 
 /**
- * Creates a recorded renewal payment with TrueLayer (its hosted page link goes on the
- * subscription). Run by the renewal creation workpool (lib/workpools.ts), keyed by the payment:
+ * Creates a recorded renewal payment with TrueLayer: on the user's mandate (charged without
+ * them), or for the hosted page (its link goes on the subscription). Run by the renewal creation workpool (lib/workpools.ts), keyed by the payment:
  * a run for a payment no longer waiting for TrueLayer does nothing. A failed call throws, so the
  * pool tries again with backoff (the same idempotency key: at most one TrueLayer payment);
  * `renewalCreationFinished` fails the renewal once every try failed.
@@ -329,15 +341,20 @@ export const createRenewal = internalAction({
       currency: renewal.currency,
       userName: renewal.email,
       userEmail: renewal.email,
-      // Our payment's id: a retried call never creates a second TrueLayer payment.
-      idempotencyKey: paymentId,
+      // On a mandate: one key per charge attempt (model/mandateRenewals.ts); on the page, our
+      // payment's id. Either way a retried call never creates a second TrueLayer payment.
+      idempotencyKey: renewal.mandate?.idempotencyKey ?? paymentId,
+      mandateId: renewal.mandate?.trueLayerMandateId,
     });
     if (!created.ok) {
       throw new Error(`TrueLayer did not create renewal payment ${paymentId}: ${created.reason}`);
     }
     await ctx.runMutation(internal.subscriptions.attachRenewalUrl, {
       paymentId,
-      payUrl: hostedPaymentPageUrl(config, created.trueLayerPaymentId, created.resourceToken),
+      // A charge on a mandate needs nothing from the user: no page.
+      payUrl: renewal.mandate
+        ? null
+        : hostedPaymentPageUrl(config, created.trueLayerPaymentId, created.resourceToken),
     });
     return null;
   },

@@ -274,6 +274,8 @@ export const createPayment = internalAction({
     userName: v.string(),
     userEmail: v.string(),
     idempotencyKey: v.string(),
+    /** A payment on this authorised mandate (no user authorisation), not for the hosted page. */
+    mandateId: v.optional(v.string()),
   },
   returns: v.union(
     v.object({ ok: v.literal(true), trueLayerPaymentId: v.string(), resourceToken: v.string() }),
@@ -282,20 +284,25 @@ export const createPayment = internalAction({
   handler: async (_ctx, args) => {
     try {
       const config = readTrueLayerConfig();
+      const paymentMethod =
+        args.mandateId === undefined
+          ? {
+              type: "bank_transfer",
+              provider_selection: { type: "user_selected" },
+              beneficiary: {
+                type: "merchant_account",
+                merchant_account_id: config.merchantAccountId,
+              },
+            }
+          : // The mandate names the beneficiary and the payer's account.
+            { type: "mandate", mandate_id: args.mandateId };
       const created = await signedPost(
         config,
         "/v3/payments",
         {
           amount_in_minor: args.amountInMinor,
           currency: args.currency,
-          payment_method: {
-            type: "bank_transfer",
-            provider_selection: { type: "user_selected" },
-            beneficiary: {
-              type: "merchant_account",
-              merchant_account_id: config.merchantAccountId,
-            },
-          },
+          payment_method: paymentMethod,
           user: { name: args.userName, email: args.userEmail },
           // Echoed back in the payment webhooks: lets a webhook find the payment even if it
           // arrives before the checkout stored TrueLayer's id.
@@ -303,14 +310,17 @@ export const createPayment = internalAction({
         },
         args.idempotencyKey,
       );
-      if (typeof created.id !== "string" || typeof created.resource_token !== "string") {
+      // A payment on a mandate executes without the user: its resource token is not needed.
+      const resourceToken =
+        typeof created.resource_token === "string"
+          ? created.resource_token
+          : args.mandateId === undefined
+            ? null
+            : "";
+      if (typeof created.id !== "string" || resourceToken === null) {
         return failure("TrueLayer's answer has no payment id or resource token");
       }
-      return {
-        ok: true as const,
-        trueLayerPaymentId: created.id,
-        resourceToken: created.resource_token,
-      };
+      return { ok: true as const, trueLayerPaymentId: created.id, resourceToken };
     } catch (error) {
       return failure(describe(error));
     }

@@ -193,6 +193,12 @@ describe("metrics.overview on the fixture", () => {
         renewalsFailed: 0,
         canceled: 0,
       },
+      renewals: {
+        paid: { mandate: 0, manual: 0 },
+        failed: { mandate: 0, manual: 0 },
+        dunningRecoveries: 0,
+        churn: { voluntary: 0, involuntary: 0 },
+      },
       durations: {
         queuedToDone: { count: 1, avgMs: 85 * MIN, p95Ms: 85 * MIN },
         runningToDone: { count: 1, avgMs: 30 * MIN, p95Ms: 30 * MIN },

@@ -86,6 +86,10 @@ type ModelSub = {
     status: "pending" | "paid" | "failed";
     attempts?: number;
     retryAt?: number;
+    /** Charged on the user's mandate, or on the hosted page. */
+    method?: "mandate" | "manual";
+    /** Charges of this period on the mandate the payer's bank refused (dunning). */
+    refusals?: number;
   };
   /** How often the anchor was set. */
   gen: number;
@@ -94,6 +98,8 @@ type ModelSub = {
 type ModelUser = {
   signedUp: boolean;
   deleted: boolean;
+  /** An authorised mandate and its maximum per payment (its monthly limit is never reached). */
+  mandate?: { maxAmount: number };
   lots: ModelLot[];
   subs: ModelSub[];
   plan: PlanName;
@@ -112,6 +118,8 @@ type ModelPayment = {
   quoted?: number;
   /** TrueLayer's id; absent for a renewal TrueLayer refused to create (its events name none). */
   trueLayerId?: string;
+  /** Renewals charged on the mandate (absent: paid on the hosted page). */
+  method?: "mandate";
   /** Minor units, fixed when the payment was made. */
   amount: number;
   status: "pending" | "failed" | "succeeded";
@@ -173,6 +181,10 @@ const PLAN_PRICE: Record<PlanName, number> = { starter: 1000, creator: 3100, stu
 const CRON_STEP = 3 * DAY; // = RENEWAL_LEAD
 const RENEWAL_LEAD = 3 * DAY;
 const GRACE = 7 * DAY;
+/** Dunning: a refused charge on a mandate is charged again this long after the period end. */
+const DUNNING = [1 * DAY, 3 * DAY, 5 * DAY];
+/** A renewal TrueLayer refused to create this often is made on the hosted page. */
+const CREATION_TRIES = 3;
 const CLERK_SECRET = `whsec_${Buffer.from("model-based-clerk-secret").toString("base64")}`;
 const trueLayerKey: EcKey = generateEs512Key("tl-model");
 const merchantKey: EcKey = generateEs512Key("merchant-model");
@@ -337,12 +349,34 @@ const RETRY_MAX = 6 * HOUR;
  * tried again at its retry time (10 min after it fell due, then doubling, at most 6 h apart).
  */
 function renewalDue(sub: ModelSub): number | undefined {
+  if (sub.status === "past_due") return dunningDue(sub);
   if (sub.status !== "active" || sub.cancel || sub.end === undefined) return undefined;
   const r = sub.renewal;
   if (r === undefined || r.index !== sub.index + 1) return sub.end - RENEWAL_LEAD;
   return r.status === "failed" && r.retryAt !== undefined && r.retryAt < sub.end
     ? r.retryAt
     : undefined;
+}
+/**
+ * A past_due subscription whose grace's renewal on a mandate the bank refused n times (1–3) is
+ * charged again n-th retry after the period end (1, 3, 5 days), later if TrueLayer could not
+ * create the last try, never at the grace end, not once the user cancels.
+ */
+function dunningDue(sub: ModelSub): number | undefined {
+  const r = sub.renewal;
+  const refusals = r?.refusals ?? 0;
+  if (
+    r?.method !== "mandate" ||
+    r.status !== "failed" ||
+    r.index !== sub.index ||
+    refusals === 0 ||
+    refusals > DUNNING.length ||
+    sub.cancel
+  ) {
+    return undefined;
+  }
+  const due = Math.max(sub.start! + DUNNING[refusals - 1], r.retryAt ?? 0);
+  return due < sub.graceEndsAt! ? due : undefined;
 }
 /** A subscription ends: the user is back on the sign-up plan. */
 function endSub(u: ModelUser, sub: ModelSub, fields: Partial<ModelSub> = { renewal: undefined }) {
@@ -376,6 +410,11 @@ function scheduleRenewal(model: Model, sub: ModelSub) {
 /** A pending renewal no longer fits (a downgrade, a cancel, a comp): dropped, its payment failed. */
 function dropPendingRenewal(model: Model, sub: ModelSub) {
   if (sub.renewal?.status !== "pending") return false;
+  // A charge on a mandate TrueLayer created cannot be called back: it stands.
+  if (model.payments[sub.renewal.payment]?.method === "mandate") {
+    count("a charge on the mandate kept through a change");
+    return false;
+  }
   model.payments[sub.renewal.payment].status = "failed";
   sub.renewal = undefined;
   return true;
@@ -548,19 +587,48 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * due and none is in flight. Returns the subscriptions that made one, in order.
  */
 /** A renewal the backend made: for which subscription, period, plan and anchoring. */
-type MadeRenewal = { u: number; sub: ModelSub; index: number; plan: PlanName; gen: number };
+type MadeRenewal = {
+  u: number;
+  sub: ModelSub;
+  index: number;
+  plan: PlanName;
+  gen: number;
+  method: "mandate" | "manual";
+};
 function madeRenewal(model: Model, u: number, sub: ModelSub): MadeRenewal {
   // In flight (pending) until the renewal creation workpool has run at the end of the cron step
-  // (recordRenewals): while TrueLayer is down it fails then, to be tried again later.
-  const index = sub.index + 1;
+  // (recordRenewals): while TrueLayer is down it fails then, to be tried again later. A past_due
+  // subscription's is the next dunning charge of its grace's period, on its plan.
+  const dunning = sub.status === "past_due";
+  const index = dunning ? sub.index : sub.index + 1;
+  const plan = dunning ? sub.plan : (sub.pendingPlan ?? sub.plan);
   const earlier = sub.renewal?.index === index ? sub.renewal : undefined;
-  sub.renewal = { payment: -1, index, status: "pending", ...retries(earlier) };
-  return { u, sub, index, plan: sub.pendingPlan ?? sub.plan, gen: sub.gen };
+  const mandate = model.users[u].mandate;
+  const method =
+    mandate !== undefined &&
+    PLAN_PRICE[plan] <= mandate.maxAmount &&
+    (earlier?.attempts ?? 0) < CREATION_TRIES
+      ? "mandate"
+      : "manual";
+  count(dunning ? "dunning charge" : `renewal made (${method})`);
+  sub.renewal = {
+    payment: -1,
+    index,
+    status: "pending",
+    ...retries(earlier),
+    method,
+    refusals: earlier?.refusals,
+  };
+  return { u, sub, index, plan, gen: sub.gen, method };
 }
 /** A renewal TrueLayer refused: failed, tried again after a backoff from its last try. */
 function refusedRenewal(sub: ModelSub, renewal: NonNullable<ModelSub["renewal"]>) {
   const attempts = (renewal.attempts ?? 0) + 1;
-  const lastTry = renewal.retryAt ?? sub.end! - RENEWAL_LEAD;
+  const firstTry =
+    sub.status === "past_due"
+      ? sub.start! + DUNNING[(renewal.refusals ?? 1) - 1]
+      : sub.end! - RENEWAL_LEAD;
+  const lastTry = renewal.retryAt ?? firstTry;
   Object.assign(renewal, {
     status: "failed",
     attempts,
@@ -765,6 +833,7 @@ async function compare(model: Model, real: Real) {
       amount: row.amount,
       plan: row.planName,
       user: row.userId,
+      method: row.method,
     }).toEqual({
       status: mp.status,
       creditsAdded: mp.creditsAdded,
@@ -772,6 +841,7 @@ async function compare(model: Model, real: Real) {
       amount: mp.amount,
       plan: mp.plan,
       user: real.userIds[mp.user],
+      method: mp.method,
     });
   });
   // Money in: what the succeeded payments took, less what executed refunds gave back, is what
@@ -818,6 +888,8 @@ async function compare(model: Model, real: Real) {
         cancel: sub.cancelAtPeriodEnd,
         pendingPlan: sub.pendingPlan,
         renewal: sub.renewal?.status,
+        method: sub.renewal?.method,
+        refusals: sub.renewal?.refusals,
         periodEnd: sub.currentPeriodEnd,
       })),
       `subscriptions of user ${i}`,
@@ -829,6 +901,8 @@ async function compare(model: Model, real: Real) {
         cancel: sub.cancel,
         pendingPlan: sub.pendingPlan,
         renewal: sub.renewal?.status,
+        method: sub.renewal?.method,
+        refusals: sub.renewal?.refusals,
         periodEnd: sub.end,
       })),
     );
@@ -1099,6 +1173,29 @@ class TimeJump implements Cmd {
   toString = () => `TimeJump(${Math.round(this.ms / 60_000)} min)`;
 }
 
+/**
+ * Time passes to just after the next moment a subscription has something due (a renewal or a
+ * dunning charge, a period end, a grace end), as the model says, and the crons run: the
+ * renewal and dunning sequences are reached in a few commands.
+ */
+class TimeJumpToNextDue implements Cmd {
+  check = () => true;
+  async run(model: Model, real: Real) {
+    const moments = model.users.flatMap((u) =>
+      u.subs.flatMap((sub) => [
+        renewalDue(sub),
+        sub.status === "active" ? sub.end : undefined,
+        sub.status === "past_due" ? sub.graceEndsAt : undefined,
+      ]),
+    );
+    const next = Math.min(
+      ...moments.filter((at): at is number => at !== undefined && at > model.now),
+    );
+    await new TimeJump(Number.isFinite(next) ? next - model.now + 1 : DAY).run(model, real);
+  }
+  toString = () => "TimeJumpToNextDue()";
+}
+
 /** `ms` pass, then the crons run: lots, subscriptions, leases, queue timeouts, video expiry. */
 async function cronsAfter(model: Model, real: Real, ms: number) {
   // Scheduled work more than 24.8 days ahead fires at once under (fake) timers, as Node clamps
@@ -1157,7 +1254,7 @@ async function recordRenewals(model: Model, real: Real, renewals: MadeRenewal[])
   expect(made).toHaveLength(renewals.length);
   const byUser = (u: number) => made.filter((p) => p.userId === real.userIds[u]);
   const taken = new Map<number, number>();
-  for (const { u, sub, index, plan, gen } of renewals) {
+  for (const { u, sub, index, plan, gen, method } of renewals) {
     const nth = taken.get(u) ?? 0;
     taken.set(u, nth + 1);
     const row = byUser(u)[nth];
@@ -1171,6 +1268,8 @@ async function recordRenewals(model: Model, real: Real, renewals: MadeRenewal[])
       periodIndex: index,
       gen,
       trueLayerId: model.trueLayerUp ? `tl-r-${row._id}` : undefined,
+      // Recorded on the payment only when on a mandate (absent: the page).
+      method: method === "mandate" ? method : undefined,
       amount: PLAN_PRICE[plan],
       status: model.trueLayerUp ? "pending" : "failed",
       creditsAdded: 0,
@@ -1420,6 +1519,60 @@ class CrashMidway implements Cmd {
   toString = () => `CrashMidway(${this.user})`;
 }
 
+/**
+ * The user's mandate is authorised (what the mandate lifecycle's webhook leaves; until it is
+ * merged, inserted as such): from their next renewal on, renewals up to `maxAmount` are charged
+ * on it. A newer mandate replaces an older one.
+ */
+class SetUpMandate implements Cmd {
+  constructor(
+    readonly user: number,
+    readonly maxAmount: number,
+  ) {}
+  check = (m: Readonly<Model>) => m.users[this.user].signedUp && !m.users[this.user].deleted;
+  async run(model: Model, real: Real) {
+    count("mandate authorised");
+    const userId = real.userIds[this.user]!;
+    await real.t.run(async (ctx) => {
+      await ctx.db.insert("mandates", {
+        userId,
+        trueLayerMandateId: `tl-mandate-${++eventCounter}`,
+        type: "commercial",
+        status: "authorized",
+        currency: "GBP",
+        maxAmount: this.maxAmount,
+        periodicLimit: 1_000_000,
+        createdAt: Date.now(),
+        authorizedAt: Date.now(),
+      });
+    });
+    model.users[this.user].mandate = { maxAmount: this.maxAmount };
+    await compare(model, real);
+  }
+  toString = () => `SetUpMandate(${this.user}, max ${this.maxAmount})`;
+}
+
+/** The user revokes their mandate at their bank: renewals go back to the hosted page. */
+class RevokeMandate implements Cmd {
+  constructor(readonly user: number) {}
+  check = (m: Readonly<Model>) => m.users[this.user].mandate !== undefined;
+  async run(model: Model, real: Real) {
+    count("mandate revoked");
+    const userId = real.userIds[this.user]!;
+    await real.t.run(async (ctx) => {
+      const newest = await ctx.db
+        .query("mandates")
+        .withIndex("by_userId", (q) => q.eq("userId", userId))
+        .order("desc")
+        .first();
+      await ctx.db.patch("mandates", newest!._id, { status: "revoked", endedAt: Date.now() });
+    });
+    model.users[this.user].mandate = undefined;
+    await compare(model, real);
+  }
+  toString = () => `RevokeMandate(${this.user})`;
+}
+
 /** A signed-in user starts a plan checkout (TrueLayer's id attached as the action would). */
 class Checkout implements Cmd {
   constructor(
@@ -1494,12 +1647,16 @@ class PaymentEvent implements Cmd {
      * The newest pending payment TrueLayer knows (what a paying user does next), or the oldest
      * (a bank payment arriving late, out of order), if any.
      */
-    readonly pick: "any" | "newest" | "oldest" = "any",
+    readonly pick: "any" | "newest" | "oldest" | "mandate" = "any",
   ) {}
   check = (m: Readonly<Model>) => m.payments.length > 0;
   async run(model: Model, real: Real) {
     count(this.kind);
-    const isPending = (mp: ModelPayment) => mp.status === "pending" && mp.trueLayerId !== undefined;
+    // `mandate`: the newest pending charge on a mandate (the payer's bank answers it).
+    const isPending = (mp: ModelPayment) =>
+      mp.status === "pending" &&
+      mp.trueLayerId !== undefined &&
+      (this.pick !== "mandate" || mp.method === "mandate");
     const pending =
       this.pick === "oldest"
         ? model.payments.findIndex(isPending)
@@ -1537,7 +1694,18 @@ class PaymentEvent implements Cmd {
         } else if (this.kind === "payment_failed" && mp.status === "pending") {
           mp.status = "failed";
           const renewal = mp.sub.renewal;
-          if (renewal?.payment === index && renewal.status === "pending") renewal.status = "failed";
+          if (renewal?.payment === index && renewal.status === "pending") {
+            renewal.status = "failed";
+            if (mp.method === "mandate") {
+              // The payer's bank refused the charge: the next dunning charge is a new attempt.
+              count("charge on the mandate refused");
+              Object.assign(renewal, {
+                refusals: (renewal.refusals ?? 0) + 1,
+                attempts: undefined,
+                retryAt: undefined,
+              });
+            }
+          }
         }
       }
       await compare(model, real);
@@ -1888,6 +2056,20 @@ const commands = [
     .map(([u, type, dup]) => new ClerkEvent(u, type, dup)),
   user.map((u) => new CrashMidway(u)),
   fc.tuple(user, fc.boolean()).map(([u, cancel]) => new CancelOrResume(u, cancel)),
+  // Mandates: set up (covering every plan, or only starter), revoked; their charges refused or
+  // executed by the payer's bank, retried in the grace (a time jump of 2–9 days reaches them).
+  fc.tuple(user, fc.constantFrom(6000, 2000)).map(([u, max]) => new SetUpMandate(u, max)),
+  fc.tuple(user, fc.constant(6000)).map(([u, max]) => new SetUpMandate(u, max)),
+  user.map((u) => new RevokeMandate(u)),
+  fc.nat().map((p) => new PaymentEvent(p, "payment_failed", false, false, "mandate")),
+  fc.nat().map((p) => new PaymentEvent(p, "payment_failed", false, false, "mandate")),
+  fc.nat().map((p) => new PaymentEvent(p, "payment_failed", false, false, "mandate")),
+  fc.nat().map((p) => new PaymentEvent(p, "payment_executed", false, false, "mandate")),
+  fc.constant(new TimeJumpToNextDue()),
+  fc.constant(new TimeJumpToNextDue()),
+  // Days pass in the grace: from one dunning charge to the next (1, 3, 5 days after the end).
+  fc.integer({ min: 1 * DAY, max: 3 * DAY }).map((ms) => new TimeJump(ms)),
+  fc.integer({ min: 1 * DAY, max: 3 * DAY }).map((ms) => new TimeJump(ms)),
   fc
     .tuple(user, fc.constantFrom<PlanName>("starter", "creator", "studio"))
     .map(([u, p]) => new Downgrade(u, p)),
@@ -1919,6 +2101,8 @@ test(`model and database agree over ${runs} random command sequences`, { timeout
         vi.useFakeTimers({ now: START });
         vi.stubEnv("WORKER_SECRET", SECRET);
         vi.stubEnv("CLERK_WEBHOOK_SECRET", CLERK_SECRET);
+        // Renewals of users with an authorised mandate are charged on it (VRP: 3 days ahead).
+        vi.stubEnv("TRUELAYER_MANDATE_TYPE", "commercial");
         stubTrueLayerEnv(merchantKey);
         trueLayerApi.up = true;
         trueLayerNetwork(trueLayerKey, {
@@ -1949,8 +2133,10 @@ test(`model and database agree over ${runs} random command sequences`, { timeout
             trueLayerUp: true,
           };
           const real: Real = { t, userIds: [], jobIds: [], paymentIds: [] };
-          // Two users start signed up; the third signs up (or not) within the sequence.
+          // Two users start signed up; the third signs up (or not) within the sequence. The
+          // first has an authorised mandate: their renewals are charged on it, until revoked.
           for (const u of [0, 1]) await new SignUp(u).run(model, real);
+          await new SetUpMandate(0, PLAN_PRICE.studio).run(model, real);
           await fc.asyncModelRun(() => ({ model, real }), cmds);
         } finally {
           vi.useRealTimers();

@@ -8,6 +8,7 @@ import {
   onLotChange,
   onPaymentChange,
   onSubscriptionChange,
+  onSubscriptionOutcome,
   onUserChange,
 } from "../model/metricsRollups";
 import { lotHooks } from "../model/lots";
@@ -38,6 +39,7 @@ triggers.register("jobs", onJobChange);
 triggers.register("payments", onPaymentChange);
 triggers.register("users", onUserChange);
 triggers.register("subscriptions", onSubscriptionChange);
+triggers.register("subscriptions", onSubscriptionOutcome);
 triggers.register("creditLots", onLotChange);
 // Email notices (model/noticeTriggers.ts): they read nothing unless a notice is due.
 triggers.register("subscriptions", onSubscriptionNotice);

@@ -31,6 +31,8 @@ export async function createTrueLayerPayment(
     userName: string;
     userEmail: string;
     idempotencyKey: string;
+    /** TrueLayer's mandate id: a payment on it (renewals), else one for the hosted page. */
+    mandateId?: string;
   },
 ): Promise<Created<{ trueLayerPaymentId: string; resourceToken: string }>> {
   const created = await attempt(() => ctx.runAction(internal.truelayer.createPayment, args));

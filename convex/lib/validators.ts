@@ -150,6 +150,15 @@ export const hourStatsValidator = v.object({
   subscriptionsCanceled: v.number(),
   /** Credits lots lost at their expiry (unheld credits). */
   creditsExpired: v.number(),
+  // Renewals on a mandate and dunning (absent on hours folded before they existed: 0).
+  /** Of `renewalsPaid` / `renewalsFailed`: those charged on a mandate (the rest: manual). */
+  mandateRenewalsPaid: v.optional(v.number()),
+  mandateRenewalsFailed: v.optional(v.number()),
+  /** past_due subscriptions whose grace period got paid (a dunning retry or the user). */
+  dunningRecoveries: v.optional(v.number()),
+  /** Of `subscriptionsCanceled`: the user's cancel took effect / the grace ended unpaid. */
+  canceledVoluntarily: v.optional(v.number()),
+  canceledUnpaid: v.optional(v.number()),
 });
 export type HourStats = Infer<typeof hourStatsValidator>;
 
@@ -204,3 +213,9 @@ export type NoticeStatus = Infer<typeof noticeStatusValidator>;
 
 /** A user's choices of optional notices (absent: every notice on). */
 export const emailPreferencesValidator = v.object({ creditsExpiring: v.boolean() });
+
+/**
+ * Why a subscription was canceled: the user's cancel took effect at the period end (voluntary
+ * churn), its grace ended unpaid (involuntary), or the user was deleted.
+ */
+export const cancelReasonValidator = literals("requested", "unpaid", "user_deleted");

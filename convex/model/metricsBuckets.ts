@@ -78,8 +78,22 @@ export function emptyHourStats(): HourStats {
     renewalsFailed: 0,
     subscriptionsCanceled: 0,
     creditsExpired: 0,
+    mandateRenewalsPaid: 0,
+    mandateRenewalsFailed: 0,
+    dunningRecoveries: 0,
+    canceledVoluntarily: 0,
+    canceledUnpaid: 0,
   };
 }
+
+/** The counters added after the first day rows were written: absent on older rows (0). */
+const LATER_COUNTERS = [
+  "mandateRenewalsPaid",
+  "mandateRenewalsFailed",
+  "dunningRecoveries",
+  "canceledVoluntarily",
+  "canceledUnpaid",
+] as const;
 
 /** Adds `from` (a bucket, or a folded hour) into `into`. */
 export function addHourStats(into: HourStats, from: HourStats | BucketFields): void {
@@ -93,6 +107,9 @@ export function addHourStats(into: HourStats, from: HourStats | BucketFields): v
   into.renewalsFailed += from.renewalsFailed ?? 0;
   into.subscriptionsCanceled += from.subscriptionsCanceled ?? 0;
   into.creditsExpired += from.creditsExpired ?? 0;
+  for (const key of LATER_COUNTERS) {
+    into[key] = (into[key] ?? 0) + (from[key] ?? 0);
+  }
   addDurations(into.queuedToDone, from.queuedToDone);
   addDurations(into.runningToDone, from.runningToDone);
   addPlanCounts(into.activeUsers, from.activeUsers);
@@ -128,6 +145,11 @@ export type BucketDelta = {
   renewalsFailed?: number;
   subscriptionsCanceled?: number;
   creditsExpired?: number;
+  mandateRenewalsPaid?: number;
+  mandateRenewalsFailed?: number;
+  dunningRecoveries?: number;
+  canceledVoluntarily?: number;
+  canceledUnpaid?: number;
 };
 
 function addDuration(stats: DurationStats, ms: number): DurationStats {
@@ -155,6 +177,7 @@ function applyDelta(bucket: BucketFields, delta: BucketDelta): Partial<BucketFie
     "renewalsFailed",
     "subscriptionsCanceled",
     "creditsExpired",
+    ...LATER_COUNTERS,
   ] as const;
   for (const key of counters) {
     const add = delta[key];

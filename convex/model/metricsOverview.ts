@@ -1,7 +1,7 @@
 import { v, type Infer } from "convex/values";
 import type { QueryCtx } from "../_generated/server";
 import { appError } from "../lib/errors";
-import type { DurationStats, PlanName } from "../lib/validators";
+import type { DurationStats, HourStats, PlanName } from "../lib/validators";
 import { planCountsValidator } from "../lib/validators";
 import {
   BIN_COUNT,
@@ -47,6 +47,16 @@ export const overviewValidator = v.object({
     renewalsPaid: v.number(),
     renewalsFailed: v.number(),
     canceled: v.number(),
+  }),
+  /** Renewals and churn in the window (docs/metrics.md). */
+  renewals: v.object({
+    /** Renewal payments that succeeded / failed, by how they were paid. */
+    paid: v.object({ mandate: v.number(), manual: v.number() }),
+    failed: v.object({ mandate: v.number(), manual: v.number() }),
+    /** past_due subscriptions whose grace period got paid (a dunning retry, or the user). */
+    dunningRecoveries: v.number(),
+    /** Canceled: the user's cancel took effect / the grace ended unpaid (deletions in neither). */
+    churn: v.object({ voluntary: v.number(), involuntary: v.number() }),
   }),
   jobs: v.object({
     done: v.number(),
@@ -149,6 +159,17 @@ function ratio(good: number, bad: number): number | null {
   return good + bad === 0 ? null : good / (good + bad);
 }
 
+function renewalsOf(total: HourStats): Overview["renewals"] {
+  const mandatePaid = total.mandateRenewalsPaid ?? 0;
+  const mandateFailed = total.mandateRenewalsFailed ?? 0;
+  return {
+    paid: { mandate: mandatePaid, manual: total.renewalsPaid - mandatePaid },
+    failed: { mandate: mandateFailed, manual: total.renewalsFailed - mandateFailed },
+    dunningRecoveries: total.dunningRecoveries ?? 0,
+    churn: { voluntary: total.canceledVoluntarily ?? 0, involuntary: total.canceledUnpaid ?? 0 },
+  };
+}
+
 /**
  * The subscription gauges, summed over their shards (a constant number of rows). A shard may
  * hold a negative count (a subscription counted before the shards were split takes itself out
@@ -221,6 +242,7 @@ export async function metricsOverview(
       renewalsFailed: total.renewalsFailed,
       canceled: total.subscriptionsCanceled,
     }),
+    renewals: renewalsOf(total),
     jobs: { done, failed, canceled: total.jobsCanceled, successRatio: ratio(done, failed) },
     durations: {
       queuedToDone: summarise(total.queuedToDone),

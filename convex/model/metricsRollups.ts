@@ -63,11 +63,14 @@ export async function onPaymentChange(ctx: MutationCtx, change: Change<DataModel
     await recordPaymentOutcome(ctx, { paymentId: newDoc._id, succeeded });
     // A renewal the customer's own change superseded did not fail.
     if (newDoc.purpose === "renewal" && newDoc.failureKind !== "superseded") {
+      const onMandate = newDoc.method === "mandate" ? 1 : 0;
       await bumpBucket(
         ctx,
         hourStart(Date.now()),
         shardOf(newDoc._id),
-        succeeded ? { renewalsPaid: 1 } : { renewalsFailed: 1 },
+        succeeded
+          ? { renewalsPaid: 1, mandateRenewalsPaid: onMandate }
+          : { renewalsFailed: 1, mandateRenewalsFailed: onMandate },
       );
     }
   }
@@ -118,6 +121,29 @@ export async function onSubscriptionChange(
     await ctx.db.insert("subscriptionTotals", { shard, active, mrr });
   } else {
     await ctx.db.patch("subscriptionTotals", totals._id, { active, mrr });
+  }
+}
+
+/**
+ * Subscriptions' outcomes (a trigger of its own, next to `onSubscriptionChange`): a canceled
+ * one by why (the user's cancel took effect: voluntary churn; the grace ended unpaid:
+ * involuntary), and a past_due one whose grace period got paid (a dunning recovery).
+ */
+export async function onSubscriptionOutcome(
+  ctx: MutationCtx,
+  change: Change<DataModel, "subscriptions">,
+) {
+  const { oldDoc, newDoc } = change;
+  if (oldDoc === null || newDoc === null || oldDoc.status === newDoc.status) return;
+  const delta: BucketDelta =
+    newDoc.status === "canceled"
+      ? {
+          canceledVoluntarily: newDoc.cancelReason === "requested" ? 1 : 0,
+          canceledUnpaid: newDoc.cancelReason === "unpaid" ? 1 : 0,
+        }
+      : { dunningRecoveries: oldDoc.status === "past_due" && newDoc.status === "active" ? 1 : 0 };
+  if (Object.values(delta).some((n) => n !== 0)) {
+    await bumpBucket(ctx, hourStart(Date.now()), shardOf(newDoc._id), delta);
   }
 }
 

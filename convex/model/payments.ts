@@ -200,7 +200,7 @@ export async function failPayment(
     failureReason: reason,
     failureKind: kind,
   });
-  await onRenewalPaymentFailed(ctx, payment);
+  await onRenewalPaymentFailed(ctx, payment, kind);
   return true;
 }
 

@@ -89,6 +89,7 @@ export async function cancelForDeletedUser(ctx: MutationCtx, userId: Id<"users">
   await transitionSubscription(ctx, dropped, "canceled", {
     canceledAt: Date.now(),
     cancelAtPeriodEnd: true,
+    cancelReason: "user_deleted",
   });
 }
 

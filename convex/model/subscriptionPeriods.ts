@@ -10,13 +10,13 @@ import { currentPlanLot } from "./subscriptionQuotes";
 import { startRenewal } from "./subscriptionRenewals";
 import {
   GRACE_MS,
-  RENEWAL_LEAD_MS,
   endsAtPeriodEnd,
   isLive,
   nextPeriodPlan,
   paidRenewal,
   periodEnd,
   periodStart,
+  renewalLeadMs,
   transitionSubscription,
   type Subscription,
 } from "./subscriptionState";
@@ -107,11 +107,11 @@ export async function grantPeriodLot(ctx: MutationCtx, sub: Subscription, grant:
   });
 }
 
-/** The renewal (3 days ahead) and the end of the subscription's current period, keyed by it. */
+/** The renewal (`renewalLeadMs()` ahead) and the end of the subscription's current period, keyed by it. */
 export async function schedulePeriod(ctx: MutationCtx, sub: Subscription) {
   const end = sub.currentPeriodEnd!;
   const args = { subscriptionId: sub._id, periodEnd: end };
-  const renewAt = Math.max(Date.now(), end - RENEWAL_LEAD_MS);
+  const renewAt = Math.max(Date.now(), end - renewalLeadMs());
   await ctx.scheduler.runAt(renewAt, internal.subscriptions.startRenewal, args);
   await ctx.scheduler.runAt(end, internal.subscriptions.closePeriod, args);
 }
@@ -152,7 +152,11 @@ export async function closePeriod(
     return true;
   }
   if (endsAtPeriodEnd(sub)) {
-    await transitionSubscription(ctx, sub, "canceled", { canceledAt: now, renewal: undefined });
+    await transitionSubscription(ctx, sub, "canceled", {
+      canceledAt: now,
+      cancelReason: "requested",
+      renewal: undefined,
+    });
     return true;
   }
   const graceEndsAt = end + GRACE_MS;
@@ -182,7 +186,12 @@ export async function endGrace(
   if (sub?.status !== "past_due" || sub.graceEndsAt !== graceEndsAt || now < graceEndsAt) {
     return false;
   }
-  await transitionSubscription(ctx, sub, "canceled", { canceledAt: now, renewal: undefined });
+  // Involuntary churn, unless the user had chosen to cancel meanwhile.
+  await transitionSubscription(ctx, sub, "canceled", {
+    canceledAt: now,
+    cancelReason: sub.cancelAtPeriodEnd ? "requested" : "unpaid",
+    renewal: undefined,
+  });
   return true;
 }
 

@@ -7,30 +7,36 @@ import { creditsLeft, grantPurchaseLot, paymentLots } from "./paymentCredits";
 import { failPayment, insertPendingPayment } from "./payments";
 import { requirePlan } from "./plans";
 import { applySubscriptionPayment } from "./subscriptionPayments";
+import { chooseRenewalMethod } from "./mandateRenewals";
 import {
-  RENEWAL_LEAD_MS,
+  DUNNING_RETRY_OFFSETS_MS,
   RENEWAL_RETRY_BASE_MS,
   RENEWAL_RETRY_MAX_MS,
   nextPeriodPlan,
   paidRenewal,
   renewalDueAtOf,
+  renewalLeadMs,
   updateSubscription,
   type Subscription,
 } from "./subscriptionState";
 
 /**
- * Renewals: the payment of the next period, created 3 days before the period ends (when
- * `renewalDueAt` comes: the scheduled `startRenewal`, or the sweep) and handed to TrueLayer by
- * the `createRenewal` action, run through the renewal creation workpool (lib/workpools.ts: a
- * bounded number of TrueLayer calls in flight however many renewals fall due at once, a failed
- * call retried within seconds). Paid before the period ends, the period begins at its start
- * (model/subscriptionPeriods.ts). One TrueLayer could not create is tried again with backoff
- * until the period ends; one the payer's bank refused waits for the grace (`past_due`).
+ * Renewals: the payment of the next period, created `renewalLeadMs()` before the period ends (3
+ * days; 7 with Direct Debit mandates) when `renewalDueAt` comes (the scheduled `startRenewal`,
+ * or the sweep), and handed to TrueLayer by the `createRenewal` action, run through the renewal
+ * creation workpool (lib/workpools.ts: a bounded number of TrueLayer calls in flight however
+ * many renewals fall due at once, a failed call retried within seconds). Paid before the period
+ * ends, the period begins at its start (model/subscriptionPeriods.ts). One TrueLayer could not
+ * create is tried again with backoff until the period ends; one the payer's bank refused waits
+ * for the grace (`past_due`), where a charge on a mandate is retried on the dunning schedule.
  */
 
 /**
  * Records the renewal payment of the period after the one ending at `end` (keyed by `end` and by
  * `renewalDueAt`: nothing unless a renewal is due now) and enqueues its creation with TrueLayer.
+ * On the user's authorised mandate when it fits (model/mandateRenewals.ts), else on the hosted
+ * page. A past_due subscription's renewal due again is the next dunning charge of its grace's
+ * period on the mandate (`dunningRetryAt`): a new payment with a key of its own.
  */
 export async function startRenewal(
   ctx: MutationCtx,
@@ -48,9 +54,25 @@ export async function startRenewal(
     }
     return null;
   }
-  const plan = await requirePlan(ctx, nextPeriodPlan(sub));
-  const next = sub.periodIndex + 1;
+  const dunning = sub.status === "past_due";
+  // A dunning charge pays the grace's period, on its plan (a downgrade waits for its end).
+  const plan = await requirePlan(ctx, dunning ? sub.plan : nextPeriodPlan(sub));
+  const next = dunning ? sub.periodIndex : sub.periodIndex + 1;
   const currency = trueLayerCurrency();
+  const earlier = sub.renewal?.periodIndex === next ? sub.renewal : undefined;
+  const refusals = earlier?.refusals ?? 0;
+  // A charge tried again after TrueLayer could not create it keeps its backoff (`attempts`,
+  // `retryAt`); a refusal cleared them: the next dunning charge is a new attempt.
+  const attempts = earlier?.attempts;
+  const choice = await chooseRenewalMethod(
+    ctx,
+    sub.userId,
+    plan.price,
+    currency,
+    now,
+    attempts ?? 0,
+  );
+  const mandate = choice.method === "mandate" ? choice.mandate : undefined;
   const paymentId = await insertPendingPayment(ctx, {
     userId: sub.userId,
     subscriptionId,
@@ -62,20 +84,23 @@ export async function startRenewal(
     currency,
     periodIndex: next,
     generation: sub.generation ?? 0,
+    ...(mandate ? { method: "mandate", mandateId: mandate._id, chargeAttempt: refusals } : {}),
   });
-  const earlier = sub.renewal?.periodIndex === next ? sub.renewal : undefined;
   await updateSubscription(ctx, sub, {
     renewal: {
       paymentId,
       periodIndex: next,
-      dueAt: end,
+      dueAt: dunning ? sub.currentPeriodStart! : end,
       amount: plan.price,
       currency,
       status: "pending",
       payUrl: null,
       planName: plan.name,
-      attempts: earlier?.attempts,
+      attempts,
       retryAt: earlier?.retryAt,
+      method: choice.method,
+      refusals: refusals === 0 ? undefined : refusals,
+      fallbackReason: choice.method === "manual" ? choice.fallbackReason : undefined,
     },
   });
   await enqueueRenewalCreation(ctx, paymentId);
@@ -141,12 +166,17 @@ export async function renewalCreationFailed(
   if (sub === null || !retry) return;
   const renewal = sub.renewal!;
   const attempts = (renewal.attempts ?? 0) + 1;
+  // When this charge first fell due: the backoff counts from there, not from a late run.
+  const firstTry =
+    sub.status === "past_due"
+      ? sub.currentPeriodStart! + DUNNING_RETRY_OFFSETS_MS[(renewal.refusals ?? 1) - 1]
+      : renewal.dueAt - renewalLeadMs();
   await updateSubscription(ctx, sub, {
     renewal: {
       ...renewal,
       status: "failed",
       attempts,
-      retryAt: nextRenewalTry(renewal.retryAt ?? renewal.dueAt - RENEWAL_LEAD_MS, attempts),
+      retryAt: nextRenewalTry(renewal.retryAt ?? firstTry, attempts),
     },
   });
 }
@@ -156,25 +186,48 @@ export function nextRenewalTry(lastTry: number, attempts: number): number {
   return lastTry + Math.min(RENEWAL_RETRY_BASE_MS * 2 ** (attempts - 1), RENEWAL_RETRY_MAX_MS);
 }
 
-/** A renewal payment failed (payments' one failure path calls this): shown on the subscription. */
-export async function onRenewalPaymentFailed(ctx: MutationCtx, payment: Doc<"payments">) {
+/**
+ * A renewal payment failed (payments' one failure path calls this): shown on the subscription.
+ * A charge on a mandate the payer's bank refused counts as a refusal: the next dunning charge
+ * falls due by their number (`dunningRetryAt`).
+ */
+export async function onRenewalPaymentFailed(
+  ctx: MutationCtx,
+  payment: Doc<"payments">,
+  kind: NonNullable<Doc<"payments">["failureKind"]>,
+) {
   const sub = await subscriptionRenewedBy(ctx, payment);
   if (sub?.renewal?.status === "pending") {
-    await updateSubscription(ctx, sub, { renewal: { ...sub.renewal, status: "failed" } });
+    const refused = kind === "payment" && payment.method === "mandate";
+    await updateSubscription(ctx, sub, {
+      renewal: {
+        ...sub.renewal,
+        status: "failed",
+        ...(refused
+          ? { refusals: (sub.renewal.refusals ?? 0) + 1, attempts: undefined, retryAt: undefined }
+          : {}),
+      },
+    });
   }
 }
 
 /**
  * A pending renewal no longer fits the subscription (a downgrade, a cancel, a comp, a deletion):
  * its payment is dropped (`superseded`, not a failed renewal) and the subscription has no
- * renewal any more (one is made anew when due). Returns the subscription as it is now.
+ * renewal any more (one is made anew when due). Returns the subscription as it is now. A charge
+ * on a mandate TrueLayer has already created is kept: nobody can call it back, so it stands
+ * like a paid renewal (a cancel ends the subscription after the period it pays, a downgrade
+ * waits for that period's end; a comp or a deletion leaves it to the quote rule).
  */
 export async function dropPendingRenewal(ctx: MutationCtx, sub: Subscription, why: string) {
   if (sub.renewal?.status !== "pending") {
     return sub;
   }
-  const next = await updateSubscription(ctx, sub, { renewal: undefined });
   const payment = await ctx.db.get("payments", sub.renewal.paymentId);
+  if (payment?.method === "mandate" && payment.trueLayerTxnId !== "") {
+    return sub;
+  }
+  const next = await updateSubscription(ctx, sub, { renewal: undefined });
   if (payment !== null) {
     await failPayment(ctx, payment, `superseded: ${why}`, "superseded");
   }

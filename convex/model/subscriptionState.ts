@@ -34,7 +34,18 @@ export const TRANSITIONS: Record<SubscriptionStatus, readonly SubscriptionStatus
 };
 
 export const RENEWAL_LEAD_MS = 3 * DAY_MS;
+/**
+ * With Direct Debit mandates (`TRUELAYER_MANDATE_TYPE=direct_debit`) renewals are made 7 days
+ * ahead: a Bacs collection takes 3 working days, which a weekend and a bank holiday stretch to 6.
+ */
+export const DIRECT_DEBIT_RENEWAL_LEAD_MS = 7 * DAY_MS;
 export const GRACE_MS = 7 * DAY_MS;
+/**
+ * Dunning: after the payer's bank refused a renewal charged on a mandate, it is charged again
+ * this long after the period end, once per refusal so far (1st, 2nd, 3rd retry), all inside the
+ * grace; after the last one is refused the grace runs out and the subscription is canceled.
+ */
+export const DUNNING_RETRY_OFFSETS_MS = [1 * DAY_MS, 3 * DAY_MS, 5 * DAY_MS] as const;
 /** A renewal TrueLayer could not create is tried again after 10 min, doubling, at most 6 h. */
 export const RENEWAL_RETRY_BASE_MS = 10 * 60 * 1000;
 export const RENEWAL_RETRY_MAX_MS = 6 * 60 * 60 * 1000;
@@ -73,17 +84,33 @@ export function endsAtPeriodEnd(sub: Subscription): boolean {
 }
 
 /**
- * When the renewal of the next period is to be created: 3 days before an active period ends,
- * unless the subscription cancels or that renewal exists already (pending or paid). A renewal
- * TrueLayer could not create is due again at its `retryAt` while that is before the period end.
+ * How long before a period ends its renewal is made: the one place that decides it. A payment
+ * on a VRP mandate (and one on the hosted page) executes at once: 3 days; a Direct Debit
+ * deployment makes every renewal 7 days ahead so the collection lands before the period ends.
+ */
+export function renewalLeadMs(): number {
+  return process.env.TRUELAYER_MANDATE_TYPE?.trim() === "direct_debit"
+    ? DIRECT_DEBIT_RENEWAL_LEAD_MS
+    : RENEWAL_LEAD_MS;
+}
+
+/**
+ * When the renewal of the next period is to be created: `renewalLeadMs()` before an active
+ * period ends, unless the subscription cancels or that renewal exists already (pending or paid).
+ * A renewal TrueLayer could not create is due again at its `retryAt` while that is before the
+ * period end. A past_due subscription whose renewal on a mandate the bank refused is due for its
+ * next dunning charge (`dunningRetryAt`).
  */
 export function renewalDueAtOf(sub: Omit<Subscription, "_id" | "_creationTime">) {
+  if (sub.status === "past_due") {
+    return dunningRetryAt(sub);
+  }
   if (sub.status !== "active" || sub.cancelAtPeriodEnd || sub.currentPeriodEnd === undefined) {
     return undefined;
   }
   const renewal = sub.renewal;
   if (renewal === undefined || renewal.periodIndex !== sub.periodIndex + 1) {
-    return sub.currentPeriodEnd - RENEWAL_LEAD_MS;
+    return sub.currentPeriodEnd - renewalLeadMs();
   }
   if (
     renewal.status === "failed" &&
@@ -93,6 +120,35 @@ export function renewalDueAtOf(sub: Omit<Subscription, "_id" | "_creationTime">)
     return renewal.retryAt;
   }
   return undefined;
+}
+
+/**
+ * The next dunning charge of a past_due subscription: its grace's renewal was charged on a
+ * mandate and refused `refusals` times, so retry number `refusals` falls due that long after the
+ * period end (keyed by the refusals: a stale run finds a later count or a pending charge), later
+ * if TrueLayer could not create the last try (`retryAt`), never at or after the grace end, and
+ * not once the user chose to cancel.
+ */
+export function dunningRetryAt(sub: Omit<Subscription, "_id" | "_creationTime">) {
+  const renewal = sub.renewal;
+  const refusals = renewal?.refusals ?? 0;
+  if (
+    renewal?.method !== "mandate" ||
+    renewal.status !== "failed" ||
+    renewal.periodIndex !== sub.periodIndex ||
+    refusals === 0 ||
+    refusals > DUNNING_RETRY_OFFSETS_MS.length ||
+    sub.cancelAtPeriodEnd ||
+    sub.currentPeriodStart === undefined ||
+    sub.graceEndsAt === undefined
+  ) {
+    return undefined;
+  }
+  const due = Math.max(
+    sub.currentPeriodStart + DUNNING_RETRY_OFFSETS_MS[refusals - 1],
+    renewal.retryAt ?? 0,
+  );
+  return due < sub.graceEndsAt ? due : undefined;
 }
 
 /** The plan a user is on: their live subscription's, else the sign-up plan. */
