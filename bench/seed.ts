@@ -18,7 +18,7 @@ import {
   hourStart,
   shardOf,
 } from "../convex/model/metricsBuckets";
-import { SUBSCRIPTION_TOTAL_SHARDS } from "../convex/model/metricsRollups";
+import { sumGauges } from "../convex/model/subscriptionTotals";
 import { PLAN_CATALOG } from "../convex/model/plans";
 import {
   GRACE_MS,
@@ -962,8 +962,8 @@ const SUBSCRIBER_WRITES = 11;
  * `settle`; a `rollover` out of the ended lot and into the rollover lot, or its `expire`),
  * `balanceAfter` running in time order, the user's `credits` Σ available over its active lots and
  * `nextExpiry` as `refreshNextExpiry` caches it; lots keyed as the code keys them
- * (`periodLotKey`, `rollover:<lotId>`); and `subscriptionTotals` (the MRR gauges the
- * subscriptions trigger keeps) counting every active subscription in its shard. The scheduled
+ * (`periodLotKey`, `rollover:<lotId>`); and `subscriptionTotals` (the MRR gauges, as the fold
+ * leaves them) counting every active subscription. The scheduled
  * period ends, renewals and lot expiries are not seeded (the runner drives every function).
  */
 async function insertSubscribers(
@@ -972,10 +972,7 @@ async function insertSubscribers(
   make: (i: number) => SubscriberSpec,
 ) {
   const perChunk = Math.floor(CHUNK / SUBSCRIBER_WRITES);
-  const totals = Array.from({ length: SUBSCRIPTION_TOTAL_SHARDS }, () => ({
-    active: { starter: 0, creator: 0, studio: 0 },
-    mrr: {} as Record<string, number>,
-  }));
+  const totals = { active: { starter: 0, creator: 0, studio: 0 }, mrr: {} as Record<string, number> };
   const tally = { users: 0, subscriptions: 0, payments: 0, creditLots: 0, jobs: 0, ledger: 0 };
   for (let start = 0; start < count; start += perChunk) {
     const end = Math.min(count, start + perChunk);
@@ -1176,41 +1173,21 @@ async function insertSubscribers(
           ...(nextExpiry !== undefined ? { nextExpiry } : {}),
         });
         if (spec.status === "active") {
-          const shard = totals[shardOf(subscriptionId, SUBSCRIPTION_TOTAL_SHARDS)];
-          shard.active[spec.plan]++;
-          shard.mrr.GBP = (shard.mrr.GBP ?? 0) + plan.price;
+          totals.active[spec.plan]++;
+          totals.mrr.GBP = (totals.mrr.GBP ?? 0) + plan.price;
         }
       }
     });
   }
-  // The gauges, as the trigger on `subscriptions` would have counted these (added to those of
-  // subscribers inserted before).
+  // The gauges, as the fold would have left them (added to those of subscribers inserted before).
   const inserted = await env.t.run(async (ctx) => {
-    let rows = 0;
-    for (const [shard, { active, mrr }] of totals.entries()) {
-      const row = await ctx.db
-        .query("subscriptionTotals")
-        .withIndex("by_shard", (q) => q.eq("shard", shard))
-        .unique();
-      if (row === null) {
-        await ctx.db.insert("subscriptionTotals", { shard, active, mrr });
-        rows++;
-        continue;
-      }
-      const sum = { ...row.mrr };
-      for (const [currency, amount] of Object.entries(mrr)) {
-        sum[currency] = (sum[currency] ?? 0) + amount;
-      }
-      await ctx.db.patch("subscriptionTotals", row._id, {
-        active: {
-          starter: row.active.starter + active.starter,
-          creator: row.active.creator + active.creator,
-          studio: row.active.studio + active.studio,
-        },
-        mrr: sum,
-      });
+    const row = await ctx.db.query("subscriptionTotals").first();
+    if (row === null) {
+      await ctx.db.insert("subscriptionTotals", totals);
+      return 1;
     }
-    return rows;
+    await ctx.db.replace("subscriptionTotals", row._id, sumGauges([row, totals]));
+    return 0;
   });
   for (const [table, rows] of Object.entries(tally)) counted(env, table, rows);
   counted(env, "subscriptionTotals", inserted);

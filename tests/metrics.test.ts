@@ -189,6 +189,9 @@ describe("metrics.overview on the fixture", () => {
       subscriptions: {
         active: { starter: 0, creator: 1, studio: 1, total: 2 },
         mrr: [{ currency: "GBP", amountMinor: 3100 + 6000 }],
+        // Both subscriptions' changes wait for the fold, and are added in.
+        pending: 2,
+        exact: true,
         renewalsPaid: 0,
         renewalsFailed: 0,
         canceled: 0,
