@@ -972,7 +972,10 @@ async function insertSubscribers(
   make: (i: number) => SubscriberSpec,
 ) {
   const perChunk = Math.floor(CHUNK / SUBSCRIBER_WRITES);
-  const totals = { active: { starter: 0, creator: 0, studio: 0 }, mrr: {} as Record<string, number> };
+  const totals = {
+    active: { starter: 0, creator: 0, studio: 0 },
+    mrr: {} as Record<string, number>,
+  };
   const tally = { users: 0, subscriptions: 0, payments: 0, creditLots: 0, jobs: 0, ledger: 0 };
   for (let start = 0; start < count; start += perChunk) {
     const end = Math.min(count, start + perChunk);

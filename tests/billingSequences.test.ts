@@ -341,6 +341,42 @@ describe("webhooks and operators", () => {
 });
 
 describe("metrics", () => {
+  test("subscription changes wait as deltas for the fold; the overview counts them at once", async () => {
+    const w = await billingWorld(START);
+    const { as, userId } = await subscriber(w);
+    await w.t.mutation(internal.users.setRole, { userId, role: "admin" });
+    const gauges = async () =>
+      (await as.query(api.metrics.overview, { hours: 1, endHour: Math.floor(START / HOUR) * HOUR }))
+        .subscriptions;
+    const rows = () =>
+      w.t.run(async (ctx) => ({
+        totals: await ctx.db.query("subscriptionTotals").collect(),
+        deltas: await ctx.db.query("subscriptionTotalDeltas").collect(),
+      }));
+    // The payment made the subscription active: a delta, no totals row written.
+    expect(await rows()).toMatchObject({ totals: [], deltas: [{ active: { creator: 1 } }] });
+    const counted = {
+      active: { creator: 1, total: 1 },
+      mrr: [{ currency: "GBP", amountMinor: 3100 }],
+    };
+    expect(await gauges()).toMatchObject({ ...counted, pending: 1, exact: true });
+    await w.t.mutation(internal.metrics.foldSubscriptionTotals, {});
+    expect(await rows()).toMatchObject({ totals: [{ active: { creator: 1 } }], deltas: [] });
+    expect(await gauges()).toMatchObject({ ...counted, pending: 0, exact: true });
+    await as.mutation(api.subscriptions.cancel, {});
+    await w.at(END0);
+    expect((await w.state(userId)).sub).toMatchObject({ status: "canceled" });
+    // The period end took it out by a delta; the folded row is as it was.
+    expect((await rows()).totals).toMatchObject([{ active: { creator: 1 } }]);
+    expect(await gauges()).toMatchObject({
+      active: { creator: 0, total: 0 },
+      mrr: [{ currency: "GBP", amountMinor: 0 }],
+      pending: 1,
+      exact: true,
+    });
+    await checkInvariants(w.t);
+  });
+
   test("a renewal superseded by the customer's cancel is not a failed renewal", async () => {
     const w = await billingWorld(START);
     const { as, userId } = await subscriber(w);
