@@ -16,7 +16,6 @@ import {
   METRIC_SHARDS,
   RETENTION_HOURS,
   hourStart,
-  shardOf,
 } from "../convex/model/metricsBuckets";
 import { sumGauges } from "../convex/model/subscriptionTotals";
 import { PLAN_CATALOG } from "../convex/model/plans";
