@@ -17,7 +17,7 @@ import {
   RETENTION_HOURS,
   hourStart,
 } from "../convex/model/metricsBuckets";
-import { sumGauges } from "../convex/model/subscriptionTotals";
+import { sumGauges, type Gauges } from "../convex/model/subscriptionTotals";
 import { PLAN_CATALOG } from "../convex/model/plans";
 import {
   GRACE_MS,
@@ -481,6 +481,48 @@ export async function foldHours(env: BenchEnv): Promise<number> {
  */
 export async function seedUnfoldedHours(n: number, now: number): Promise<BenchEnv> {
   return await newDeployment(n, now);
+}
+
+/**
+ * The subscription gauges' fold backlog (`metrics.foldSubscriptionTotals`): the totals row and
+ * N deltas not folded yet, as 10^5 period ends at the same second leave them: per 10, four
+ * subscriptions started (creator), three canceled (creator), two downgraded (studio to creator)
+ * and one started in EUR (starter). `expected` is what the fold must end with.
+ */
+export function totalDeltaOf(i: number): Gauges {
+  const active = { starter: 0, creator: 0, studio: 0 };
+  switch (i % 10) {
+    case 0:
+    case 1:
+    case 2:
+    case 3:
+      return { active: { ...active, creator: 1 }, mrr: { GBP: 3100 } };
+    case 4:
+    case 5:
+    case 6:
+      return { active: { ...active, creator: -1 }, mrr: { GBP: -3100 } };
+    case 7:
+    case 8:
+      return { active: { ...active, creator: 1, studio: -1 }, mrr: { GBP: 3100 - 6000 } };
+    default:
+      return { active: { ...active, starter: 1 }, mrr: { EUR: 1000 } };
+  }
+}
+
+export const SEEDED_TOTALS: Gauges = {
+  active: { starter: 0, creator: 100_000, studio: 100_000 },
+  mrr: { GBP: 100_000 * (3100 + 6000) },
+};
+
+export async function seedSubscriptionTotalDeltas(n: number, now: number): Promise<BenchEnv> {
+  const env = await newDeployment(n, now);
+  await env.t.run(async (ctx) => {
+    await ctx.db.insert("subscriptionTotals", SEEDED_TOTALS);
+  });
+  await insertMany(env.t, n, (i) => ({ table: "subscriptionTotalDeltas", doc: totalDeltaOf(i) }));
+  counted(env, "subscriptionTotals", 1);
+  counted(env, "subscriptionTotalDeltas", n);
+  return env;
 }
 
 /**
