@@ -44,9 +44,9 @@ export const overviewValidator = v.object({
     mrr: v.array(v.object({ currency: v.string(), amountMinor: v.number() })),
     /**
      * Subscription changes the fold (every minute) has not added to the totals yet, counted up
-     * to 17 (model/subscriptionTotals.ts, PENDING_READ_LIMIT + 1). `active` and `mrr` include them when `exact`; otherwise (more
-     * than 16 waiting, as after a burst of period ends) they include only the
-     * oldest 16 and lag until the fold has caught up.
+     * to 17 (PENDING_READ_LIMIT + 1, model/subscriptionTotals.ts). `active` and `mrr` include
+     * them when `exact`; otherwise (more than 16 waiting, as after a burst of period ends) only
+     * the oldest 16, and they lag until the fold has caught up.
      */
     pending: v.number(),
     exact: v.boolean(),
