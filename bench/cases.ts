@@ -160,6 +160,13 @@ export type CronCase = {
    * transaction): judged by writes per transaction (at most one per document), not per drain.
    */
   foldsInto?: TableNames[];
+  /**
+   * Tables of the rows of the seed's job owners (`seedOwners`: OWNERS users holding the whole
+   * backlog, N / OWNERS jobs each): each transaction that handles an owner's jobs writes the
+   * owner's user row and lot, so their count grows with what one user has, not with N users.
+   * Reported, not judged by the hot-document rule.
+   */
+  ownerTables?: TableNames[];
 };
 
 export type BenchCase = CallCase | CronCase;
@@ -963,6 +970,7 @@ export const CASES: BenchCase[] = [
     kind: "cron",
     name: "cron worker.sweepExpiredLeases",
     deployment: LEASE_BACKLOG,
+    ownerTables: ["users", "creditLots"],
     backlog: (env) => env.n,
     step: async (env) => {
       const { cost, limits, result } = await measure(env.t, (ctx) =>
@@ -975,6 +983,7 @@ export const CASES: BenchCase[] = [
     kind: "cron",
     name: "cron worker.sweepQueueTimeouts",
     deployment: QUEUE_BACKLOG,
+    ownerTables: ["users", "creditLots"],
     backlog: (env) => env.n,
     step: async (env) => {
       const { cost, limits, result } = await measure(env.t, (ctx) =>
