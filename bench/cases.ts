@@ -5,8 +5,7 @@ import type { PaginationResult } from "convex/server";
 import type { Doc, Id, TableNames } from "../convex/_generated/dataModel";
 import { MAX_PAGE_SIZE } from "../convex/lib/pagination";
 import { QUEUE_POSITION_CAP } from "../convex/model/jobs";
-import { dayStart } from "../convex/model/calendar";
-import { HOUR_MS, METRIC_SHARDS, RETENTION_HOURS, hourStart } from "../convex/model/metricsBuckets";
+import { METRIC_SHARDS, hourStart } from "../convex/model/metricsBuckets";
 import { PENDING_READ_LIMIT, sumGauges } from "../convex/model/subscriptionTotals";
 import { measure, type Cost, type Limits } from "./measure";
 import { runRenewalCreationPool } from "./renewalPool";
@@ -29,6 +28,7 @@ import {
   seedUnfoldedHours,
   SEEDED_TOTALS,
   totalDeltaOf,
+  unfoldedHours,
   seedVideos,
   type BenchEnv,
 } from "./seed";
@@ -123,12 +123,6 @@ const TOTAL_DELTAS: Deployment = {
 function overviewRows(hours: number): number {
   const days = hours / 24 + (hours % 24 === 0 ? 1 : 2);
   return Math.floor(days) + METRIC_SHARDS * 2 + 1 + PENDING_READ_LIMIT + 1;
-}
-
-/** Hours the first fold folds on `newDeployment`'s month of buckets (from the oldest one's day). */
-function unfoldedHours(now: number): number {
-  const oldest = hourStart(now) - (RETENTION_HOURS - 1) * HOUR_MS;
-  return (hourStart(now) - dayStart(oldest)) / HOUR_MS;
 }
 
 export type CallCase = {

@@ -8,7 +8,7 @@ import { registerComponents } from "../tests/support/setup";
 import type { PlanName } from "../convex/lib/validators";
 import { videoKeyFor } from "../convex/lib/r2";
 import { VIDEO_TTL_MS } from "../convex/model/jobs";
-import { addMonthsUtc } from "../convex/model/calendar";
+import { addMonthsUtc, dayStart } from "../convex/model/calendar";
 import { DELETION_FIRST_RETRY_MS } from "../convex/model/videoDeletions";
 import {
   DURATION_BIN_UPPER_MS,
@@ -481,6 +481,12 @@ export async function foldHours(env: BenchEnv): Promise<number> {
  */
 export async function seedUnfoldedHours(n: number, now: number): Promise<BenchEnv> {
   return await newDeployment(n, now);
+}
+
+/** Hours the first fold folds on `newDeployment`'s month of buckets (from the oldest one's day). */
+export function unfoldedHours(now: number): number {
+  const oldest = hourStart(now) - (RETENTION_HOURS - 1) * HOUR_MS;
+  return (hourStart(now) - dayStart(oldest)) / HOUR_MS;
 }
 
 /**
