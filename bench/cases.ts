@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from "node:util";
 import { vi } from "vitest";
 import { api, internal } from "../convex/_generated/api";
 import type { PaginationResult } from "convex/server";
@@ -5,6 +6,7 @@ import type { Doc, Id, TableNames } from "../convex/_generated/dataModel";
 import { MAX_PAGE_SIZE } from "../convex/lib/pagination";
 import { QUEUE_POSITION_CAP } from "../convex/model/jobViews";
 import { METRIC_SHARDS, hourStart } from "../convex/model/metricsBuckets";
+import { PENDING_READ_LIMIT, sumGauges } from "../convex/model/subscriptionTotals";
 import { measure, type Cost, type Limits } from "./measure";
 import { runRenewalCreationPool } from "./renewalPool";
 import {
@@ -23,6 +25,11 @@ import {
   seedQueueBacklog,
   seedOrphanImages,
   seedRenewalsDue,
+  seedSubscriptionTotalDeltas,
+  seedUnfoldedHours,
+  SEEDED_TOTALS,
+  totalDeltaOf,
+  unfoldedHours,
   seedVideos,
   type BenchEnv,
 } from "./seed";
@@ -64,20 +71,17 @@ export const SMALL_CONSTANT = 20;
  * change follows each budget (then 3 reads a patch: the wrapper's two, on every table).
  */
 export const FIXED_READS = {
-  /** jobs.createJob, the heavy user's first reserve (a legacy lot adopted): 11 in all (was 23). */
+  /** jobs.createJob, the heavy user's first reserve (its welcome and operator's lots): 11 in all. */
   firstReserve: 10,
-  /** worker.failJob ending `failed` (a legacy hold; the day's returned lot granted): 12 (was 27). */
-  legacyReleaseFirst: 11,
-  /** The same, the day's returned lot existing: 13 (was 26). */
-  legacyReleaseSecond: 12,
+  /** worker.failJob ending `failed` (a hold on one active lot, given back to it): 10 in all. */
+  releaseOnLot: 9,
   /**
    * payments.applyTrueLayerEvent (payment_executed): lot granted, plan changed, the payer's live
-   * lots read for the next expiry (welcome, legacy, the day's returned lot once the worker cases
-   * made it, this purchase): 20 (was 37).
+   * lots read for the next expiry (welcome, the operator's lot, this purchase): 18 (was 37).
    */
-  paymentExecuted: 19,
-  /** worker.completeJob (a legacy hold settled): 7 (was 13, under the generic 20). */
-  completeJob: 6,
+  paymentExecuted: 17,
+  /** worker.completeJob (a hold on one lot settled): 8 in all. */
+  completeJob: 7,
   /** jobs.createJob over HOLD_SPAN of HOLDER_LOTS lots (resultSize: the live lots, twice): 84 (was 116). */
   reserveOverLots: 24,
   /** Settling a hold over HOLD_SPAN lots (done): 21 (was 49). */
@@ -110,6 +114,22 @@ const MANDATE_RENEWALS_DUE: Deployment = {
 };
 const VIDEOS: Deployment = { name: "bucket videos", seed: seedVideos, env: BENCH_R2_ENV };
 const ORPHAN_IMAGES: Deployment = { name: "orphan images", seed: seedOrphanImages };
+const UNFOLDED_HOURS: Deployment = { name: "unfolded hours", seed: seedUnfoldedHours };
+const TOTAL_DELTAS: Deployment = {
+  name: "subscription total deltas",
+  seed: seedSubscriptionTotalDeltas,
+};
+
+/**
+ * What `metrics.overview` reads for a window of `hours` ending with the current hour (besides
+ * the caller): a day row per day the window touches, the current hour's buckets (not folded
+ * yet) and the folded-activity rows, one per shard each; the subscription gauges' totals row
+ * and the unfolded deltas it adds in (up to PENDING_READ_LIMIT, one more to know there are more).
+ */
+function overviewRows(hours: number): number {
+  const days = hours / 24 + (hours % 24 === 0 ? 1 : 2);
+  return Math.floor(days) + METRIC_SHARDS * 2 + 1 + PENDING_READ_LIMIT + 1;
+}
 
 export type CallCase = {
   kind: "call";
@@ -135,6 +155,18 @@ export type CronCase = {
   /** How many rows the seed left for this step to process. */
   backlog: (env: BenchEnv) => number;
   step: (env: BenchEnv) => Promise<CronStep>;
+  /**
+   * Tables this cron is the one serial writer of (a fold writing its totals row in every
+   * transaction): judged by writes per transaction (at most one per document), not per drain.
+   */
+  foldsInto?: TableNames[];
+  /**
+   * Tables of the rows of the seed's job owners (`seedOwners`: OWNERS users holding the whole
+   * backlog, N / OWNERS jobs each): each transaction that handles an owner's jobs writes the
+   * owner's user row and lot, so their count grows with what one user has, not with N users.
+   * Reported, not judged by the hot-document rule.
+   */
+  ownerTables?: TableNames[];
 };
 
 export type BenchCase = CallCase | CronCase;
@@ -559,7 +591,7 @@ export const CASES: BenchCase[] = [
   {
     kind: "call",
     name: "metrics.overview (24 h)",
-    resultSize: 24 * METRIC_SHARDS,
+    resultSize: overviewRows(24),
     run: async (env) =>
       (
         await measure(env.admin.as, (ctx) =>
@@ -570,7 +602,7 @@ export const CASES: BenchCase[] = [
   {
     kind: "call",
     name: "metrics.overview (720 h)",
-    resultSize: 720 * METRIC_SHARDS,
+    resultSize: overviewRows(720),
     run: async (env) =>
       (
         await measure(env.admin.as, (ctx) =>
@@ -690,14 +722,14 @@ export const CASES: BenchCase[] = [
     claimLastAttempt,
     true,
     "failed",
-    FIXED_READS.legacyReleaseFirst,
+    FIXED_READS.releaseOnLot,
   ),
   failJobCase(
     "worker.failJob (not retryable: failed)",
     claim,
     false,
     "failed",
-    FIXED_READS.legacyReleaseSecond,
+    FIXED_READS.releaseOnLot,
   ),
   // Webhooks: the internal mutations the verified TrueLayer and Clerk deliveries run
   // (convex/webhooks.ts), among N payments and N recorded events.
@@ -913,6 +945,18 @@ export const CASES: BenchCase[] = [
   },
   {
     kind: "cron",
+    name: "cron metrics.foldHours",
+    deployment: UNFOLDED_HOURS,
+    backlog: (env) => unfoldedHours(env.now),
+    step: async (env) => {
+      const { cost, limits, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.metrics.foldHours, {}),
+      );
+      return { cost, limits, handled: result.folded, more: result.more };
+    },
+  },
+  {
+    kind: "cron",
     name: "cron jobs.expireOldJobs",
     backlog: (env) => env.n,
     step: async (env) => {
@@ -926,6 +970,7 @@ export const CASES: BenchCase[] = [
     kind: "cron",
     name: "cron worker.sweepExpiredLeases",
     deployment: LEASE_BACKLOG,
+    ownerTables: ["users", "creditLots"],
     backlog: (env) => env.n,
     step: async (env) => {
       const { cost, limits, result } = await measure(env.t, (ctx) =>
@@ -938,6 +983,7 @@ export const CASES: BenchCase[] = [
     kind: "cron",
     name: "cron worker.sweepQueueTimeouts",
     deployment: QUEUE_BACKLOG,
+    ownerTables: ["users", "creditLots"],
     backlog: (env) => env.n,
     step: async (env) => {
       const { cost, limits, result } = await measure(env.t, (ctx) =>
@@ -1023,6 +1069,38 @@ export const CASES: BenchCase[] = [
     },
   },
   // Videos in the bucket (R2 configured; the deletion actions are scheduled, never run).
+  {
+    // The subscription gauges' fold after a burst of changes (model/subscriptionTotals.ts): N
+    // deltas added to the one totals row, FOLD_BATCH per transaction. The totals row is written
+    // by every fold transaction (the fold is its only writer), once each.
+    kind: "cron",
+    name: "cron metrics.foldSubscriptionTotals",
+    deployment: TOTAL_DELTAS,
+    foldsInto: ["subscriptionTotals"],
+    backlog: (env) => env.n,
+    step: async (env) => {
+      const { cost, limits, result } = await measure(env.t, (ctx) =>
+        ctx.runMutation(internal.metrics.foldSubscriptionTotals, {}),
+      );
+      if (!result.more) {
+        const expected = sumGauges([
+          SEEDED_TOTALS,
+          ...Array.from({ length: env.n }, (_, i) => totalDeltaOf(i)),
+        ]);
+        const left = await env.t.run(async (ctx) => ({
+          totals: await ctx.db.query("subscriptionTotals").collect(),
+          deltas: await ctx.db.query("subscriptionTotalDeltas").take(1),
+        }));
+        const totals = left.totals.map(({ active, mrr }) => ({ active, mrr }));
+        if (left.deltas.length > 0 || !isDeepStrictEqual(totals, [expected])) {
+          throw new Error(
+            `bench: the fold left ${JSON.stringify(left)}, expected ${JSON.stringify(expected)}`,
+          );
+        }
+      }
+      return { cost, limits, handled: result.folded, more: result.more };
+    },
+  },
   {
     kind: "cron",
     name: "cron jobs.expireOldJobs (bucket videos)",

@@ -8,7 +8,7 @@ import { registerComponents } from "../tests/support/setup";
 import type { PlanName } from "../convex/lib/validators";
 import { videoKeyFor } from "../convex/lib/r2";
 import { VIDEO_TTL_MS } from "../convex/model/jobs";
-import { addMonthsUtc } from "../convex/model/calendar";
+import { addMonthsUtc, dayStart } from "../convex/model/calendar";
 import { DELETION_FIRST_RETRY_MS } from "../convex/model/videoDeletions";
 import {
   DURATION_BIN_UPPER_MS,
@@ -16,9 +16,8 @@ import {
   METRIC_SHARDS,
   RETENTION_HOURS,
   hourStart,
-  shardOf,
 } from "../convex/model/metricsBuckets";
-import { SUBSCRIPTION_TOTAL_SHARDS } from "../convex/model/metricsRollups";
+import { sumGauges, type Gauges } from "../convex/model/subscriptionTotals";
 import { PLAN_CATALOG } from "../convex/model/plans";
 import {
   GRACE_MS,
@@ -482,6 +481,54 @@ export async function foldHours(env: BenchEnv): Promise<number> {
  */
 export async function seedUnfoldedHours(n: number, now: number): Promise<BenchEnv> {
   return await newDeployment(n, now);
+}
+
+/** Hours the first fold folds on `newDeployment`'s month of buckets (from the oldest one's day). */
+export function unfoldedHours(now: number): number {
+  const oldest = hourStart(now) - (RETENTION_HOURS - 1) * HOUR_MS;
+  return (hourStart(now) - dayStart(oldest)) / HOUR_MS;
+}
+
+/**
+ * The subscription gauges' fold backlog (`metrics.foldSubscriptionTotals`): the totals row and
+ * N deltas not folded yet, as 10^5 period ends at the same second leave them: per 10, four
+ * subscriptions started (creator), three canceled (creator), two downgraded (studio to creator)
+ * and one started in EUR (starter). `expected` is what the fold must end with.
+ */
+export function totalDeltaOf(i: number): Gauges {
+  const active = { starter: 0, creator: 0, studio: 0 };
+  switch (i % 10) {
+    case 0:
+    case 1:
+    case 2:
+    case 3:
+      return { active: { ...active, creator: 1 }, mrr: { GBP: 3100 } };
+    case 4:
+    case 5:
+    case 6:
+      return { active: { ...active, creator: -1 }, mrr: { GBP: -3100 } };
+    case 7:
+    case 8:
+      return { active: { ...active, creator: 1, studio: -1 }, mrr: { GBP: 3100 - 6000 } };
+    default:
+      return { active: { ...active, starter: 1 }, mrr: { EUR: 1000 } };
+  }
+}
+
+export const SEEDED_TOTALS: Gauges = {
+  active: { starter: 0, creator: 100_000, studio: 100_000 },
+  mrr: { GBP: 100_000 * (3100 + 6000) },
+};
+
+export async function seedSubscriptionTotalDeltas(n: number, now: number): Promise<BenchEnv> {
+  const env = await newDeployment(n, now);
+  await env.t.run(async (ctx) => {
+    await ctx.db.insert("subscriptionTotals", SEEDED_TOTALS);
+  });
+  await insertMany(env.t, n, (i) => ({ table: "subscriptionTotalDeltas", doc: totalDeltaOf(i) }));
+  counted(env, "subscriptionTotals", 1);
+  counted(env, "subscriptionTotalDeltas", n);
+  return env;
 }
 
 /**
@@ -962,8 +1009,8 @@ const SUBSCRIBER_WRITES = 11;
  * `settle`; a `rollover` out of the ended lot and into the rollover lot, or its `expire`),
  * `balanceAfter` running in time order, the user's `credits` Σ available over its active lots and
  * `nextExpiry` as `refreshNextExpiry` caches it; lots keyed as the code keys them
- * (`periodLotKey`, `rollover:<lotId>`); and `subscriptionTotals` (the MRR gauges the
- * subscriptions trigger keeps) counting every active subscription in its shard. The scheduled
+ * (`periodLotKey`, `rollover:<lotId>`); and `subscriptionTotals` (the MRR gauges, as the fold
+ * leaves them) counting every active subscription. The scheduled
  * period ends, renewals and lot expiries are not seeded (the runner drives every function).
  */
 async function insertSubscribers(
@@ -972,10 +1019,10 @@ async function insertSubscribers(
   make: (i: number) => SubscriberSpec,
 ) {
   const perChunk = Math.floor(CHUNK / SUBSCRIBER_WRITES);
-  const totals = Array.from({ length: SUBSCRIPTION_TOTAL_SHARDS }, () => ({
+  const totals = {
     active: { starter: 0, creator: 0, studio: 0 },
     mrr: {} as Record<string, number>,
-  }));
+  };
   const tally = { users: 0, subscriptions: 0, payments: 0, creditLots: 0, jobs: 0, ledger: 0 };
   for (let start = 0; start < count; start += perChunk) {
     const end = Math.min(count, start + perChunk);
@@ -1176,41 +1223,21 @@ async function insertSubscribers(
           ...(nextExpiry !== undefined ? { nextExpiry } : {}),
         });
         if (spec.status === "active") {
-          const shard = totals[shardOf(subscriptionId, SUBSCRIPTION_TOTAL_SHARDS)];
-          shard.active[spec.plan]++;
-          shard.mrr.GBP = (shard.mrr.GBP ?? 0) + plan.price;
+          totals.active[spec.plan]++;
+          totals.mrr.GBP = (totals.mrr.GBP ?? 0) + plan.price;
         }
       }
     });
   }
-  // The gauges, as the trigger on `subscriptions` would have counted these (added to those of
-  // subscribers inserted before).
+  // The gauges, as the fold would have left them (added to those of subscribers inserted before).
   const inserted = await env.t.run(async (ctx) => {
-    let rows = 0;
-    for (const [shard, { active, mrr }] of totals.entries()) {
-      const row = await ctx.db
-        .query("subscriptionTotals")
-        .withIndex("by_shard", (q) => q.eq("shard", shard))
-        .unique();
-      if (row === null) {
-        await ctx.db.insert("subscriptionTotals", { shard, active, mrr });
-        rows++;
-        continue;
-      }
-      const sum = { ...row.mrr };
-      for (const [currency, amount] of Object.entries(mrr)) {
-        sum[currency] = (sum[currency] ?? 0) + amount;
-      }
-      await ctx.db.patch("subscriptionTotals", row._id, {
-        active: {
-          starter: row.active.starter + active.starter,
-          creator: row.active.creator + active.creator,
-          studio: row.active.studio + active.studio,
-        },
-        mrr: sum,
-      });
+    const row = await ctx.db.query("subscriptionTotals").first();
+    if (row === null) {
+      await ctx.db.insert("subscriptionTotals", totals);
+      return 1;
     }
-    return rows;
+    await ctx.db.replace("subscriptionTotals", row._id, sumGauges([row, totals]));
+    return 0;
   });
   for (const [table, rows] of Object.entries(tally)) counted(env, table, rows);
   counted(env, "subscriptionTotals", inserted);

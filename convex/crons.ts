@@ -7,6 +7,13 @@ const crons = cronJobs();
 crons.hourly("expire old jobs", { minuteUTC: 17 }, internal.jobs.expireOldJobs, {});
 // Folds each hour that is over into its day's metrics row, a few minutes after it ends.
 crons.hourly("fold metrics hours", { minuteUTC: 4 }, internal.metrics.foldHours, {});
+// Adds the subscription changes of the last minute to the subscription gauges (metrics.overview).
+crons.interval(
+  "fold subscription totals",
+  { minutes: 1 },
+  internal.metrics.foldSubscriptionTotals,
+  {},
+);
 crons.daily(
   "prune old metrics buckets",
   { hourUTC: 3, minuteUTC: 41 },

@@ -10,6 +10,7 @@ import {
 } from "./model/metricsBuckets";
 import { foldHoursBatch, pruneFoldedBatch } from "./model/metricsDays";
 import * as Metrics from "./model/metricsOverview";
+import { foldSubscriptionTotalsBatch } from "./model/subscriptionTotals";
 
 /**
  * The operator dashboard: credits consumed, job outcomes and durations, active users per plan
@@ -62,4 +63,15 @@ export const pruneOldBuckets = sweepMutation({
       ? buckets
       : await pruneFoldedBatch(ctx, hourStart(now) - RETENTION_HOURS * HOUR_MS);
   },
+});
+
+/**
+ * Every minute: adds the subscription changes recorded since (delta rows) to the subscription
+ * gauges and deletes them, FOLD_BATCH per transaction, scheduling itself again while a backlog
+ * remains (model/subscriptionTotals.ts). The only writer of `subscriptionTotals`.
+ */
+export const foldSubscriptionTotals = sweepMutation({
+  name: "metrics:foldSubscriptionTotals",
+  returns: v.object({ folded: v.number(), more: v.boolean() }),
+  batch: (ctx) => foldSubscriptionTotalsBatch(ctx),
 });

@@ -487,17 +487,30 @@ export default defineSchema({
   }).index("by_shard", ["shard"]),
 
   /**
-   * Gauges of the subscriptions as they are now, in SUBSCRIPTION_TOTAL_SHARDS rows (a subscription's
-   * changes go to the row of its id's hash): active subscriptions per plan and their monthly
-   * recurring revenue per currency. Kept by the trigger on `subscriptions`; `metrics.overview`
-   * sums the rows (one may be negative, the sum is not; see model/metricsRollups.ts).
+   * Gauges of the subscriptions as of the last fold: active subscriptions per plan and their
+   * monthly recurring revenue per currency, in one row written only by the fold
+   * (`metrics:foldSubscriptionTotals`, model/subscriptionTotals.ts), never by a subscription
+   * change. `metrics.overview` adds the deltas not folded yet.
    */
   subscriptionTotals: defineTable({
-    shard: v.number(),
+    /** Rows of the sharded gauges before the fold existed had one (0 .. 15); the first fold merges them. */
+    shard: v.optional(v.number()),
     active: planCountsValidator,
     /** Minor units per currency. */
     mrr: v.record(v.string(), v.number()),
-  }).index("by_shard", ["shard"]),
+  }),
+
+  /**
+   * What each subscription change did to the gauges (append-only, so concurrent changes never
+   * touch the same document): inserted by the trigger on `subscriptions`, summed into
+   * `subscriptionTotals` and deleted by the fold, oldest first (by creation time).
+   */
+  subscriptionTotalDeltas: defineTable({
+    /** Change in active subscriptions, by plan. */
+    active: planCountsValidator,
+    /** Change in monthly recurring revenue, minor units per currency. */
+    mrr: v.record(v.string(), v.number()),
+  }),
 
   /** Progress of data migrations (convex-helpers' migrations; convex/migrations.ts). */
   migrations: migrationsTable,

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test, vi } from "vitest";
 import { api, internal } from "../convex/_generated/api";
 import type { Id } from "../convex/_generated/dataModel";
+import { readSubscriptionGauges } from "../convex/model/subscriptionTotals";
 import { checkInvariants } from "./support/invariants";
 import { expectCode } from "./support/setup";
 import { DAY, HOUR, billingWorld, creditsFromPayment, type BillingWorld } from "./support/billing";
@@ -264,8 +265,8 @@ describe("the subscription lifecycle", () => {
     const { sub, payments } = await w.state(userId);
     expect(sub!.renewal).toBeUndefined();
     expect(payments).toHaveLength(1);
-    const totals = await w.t.run(async (ctx) => await ctx.db.query("subscriptionTotals").collect());
-    expect(totals.reduce((n, row) => n + row.active.creator, 0)).toBe(0);
+    const gauges = await w.t.run(async (ctx) => await readSubscriptionGauges(ctx));
+    expect(gauges).toMatchObject({ active: { creator: 0 }, mrr: { GBP: 0 }, exact: true });
     await checkInvariants(w.t);
   });
 
@@ -340,6 +341,42 @@ describe("webhooks and operators", () => {
 });
 
 describe("metrics", () => {
+  test("subscription changes wait as deltas for the fold; the overview counts them at once", async () => {
+    const w = await billingWorld(START);
+    const { as, userId } = await subscriber(w);
+    await w.t.mutation(internal.users.setRole, { userId, role: "admin" });
+    const gauges = async () =>
+      (await as.query(api.metrics.overview, { hours: 1, endHour: Math.floor(START / HOUR) * HOUR }))
+        .subscriptions;
+    const rows = () =>
+      w.t.run(async (ctx) => ({
+        totals: await ctx.db.query("subscriptionTotals").collect(),
+        deltas: await ctx.db.query("subscriptionTotalDeltas").collect(),
+      }));
+    // The payment made the subscription active: a delta, no totals row written.
+    expect(await rows()).toMatchObject({ totals: [], deltas: [{ active: { creator: 1 } }] });
+    const counted = {
+      active: { creator: 1, total: 1 },
+      mrr: [{ currency: "GBP", amountMinor: 3100 }],
+    };
+    expect(await gauges()).toMatchObject({ ...counted, pending: 1, exact: true });
+    await w.t.mutation(internal.metrics.foldSubscriptionTotals, {});
+    expect(await rows()).toMatchObject({ totals: [{ active: { creator: 1 } }], deltas: [] });
+    expect(await gauges()).toMatchObject({ ...counted, pending: 0, exact: true });
+    await as.mutation(api.subscriptions.cancel, {});
+    await w.at(END0);
+    expect((await w.state(userId)).sub).toMatchObject({ status: "canceled" });
+    // The period end took it out by a delta; the folded row is as it was.
+    expect((await rows()).totals).toMatchObject([{ active: { creator: 1 } }]);
+    expect(await gauges()).toMatchObject({
+      active: { creator: 0, total: 0 },
+      mrr: [{ currency: "GBP", amountMinor: 0 }],
+      pending: 1,
+      exact: true,
+    });
+    await checkInvariants(w.t);
+  });
+
   test("a renewal superseded by the customer's cancel is not a failed renewal", async () => {
     const w = await billingWorld(START);
     const { as, userId } = await subscriber(w);

@@ -7,6 +7,7 @@ import {
   METRIC_SHARDS,
   PRUNE_BATCH_SIZE,
   RETENTION_HOURS,
+  bumpBucket,
   durationBin,
   shardOf,
 } from "../convex/model/metricsBuckets";
@@ -189,6 +190,9 @@ describe("metrics.overview on the fixture", () => {
       subscriptions: {
         active: { starter: 0, creator: 1, studio: 1, total: 2 },
         mrr: [{ currency: "GBP", amountMinor: 3100 + 6000 }],
+        // Both subscriptions' changes wait for the fold, and are added in.
+        pending: 2,
+        exact: true,
         renewalsPaid: 0,
         renewalsFailed: 0,
         canceled: 0,
@@ -343,6 +347,20 @@ describe("active users", () => {
 });
 
 describe("buckets", () => {
+  test("a bump writes its bucket once (one read and one write more per counted change, not two)", async () => {
+    const t = await setup();
+    const written = await t.run(async (ctx) => {
+      await bumpBucket(ctx, H10, 0, { jobsDone: 1 });
+      const before = await ctx.meta.getTransactionMetrics();
+      await bumpBucket(ctx, H10, 0, { jobsDone: 1, creditsConsumed: 5 });
+      const after = await ctx.meta.getTransactionMetrics();
+      return after.documentsWritten.used - before.documentsWritten.used;
+    });
+    expect(written).toBe(1);
+    const [bucket] = await t.run(async (ctx) => await ctx.db.query("metricsBuckets").collect());
+    expect(bucket).toMatchObject({ jobsDone: 2, creditsConsumed: 5 });
+  });
+
   test("writes are spread over shards, one row per (hour, shard)", async () => {
     const t = await setup();
     const { as } = await signUp(t, "u1");

@@ -22,6 +22,7 @@ test("every sweep reschedules itself by its own path", () => {
     "jobs:expireOldJobs",
     "media:sweepVideoDeletions",
     "metrics:foldHours",
+    "metrics:foldSubscriptionTotals",
     "metrics:pruneOldBuckets",
     "notices:sweepExpiringCreditNotices",
     "subscriptions:sweepDue",

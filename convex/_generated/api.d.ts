@@ -67,6 +67,7 @@ import type * as model_subscriptionPeriods from "../model/subscriptionPeriods.js
 import type * as model_subscriptionQuotes from "../model/subscriptionQuotes.js";
 import type * as model_subscriptionRenewals from "../model/subscriptionRenewals.js";
 import type * as model_subscriptionState from "../model/subscriptionState.js";
+import type * as model_subscriptionTotals from "../model/subscriptionTotals.js";
 import type * as model_users from "../model/users.js";
 import type * as model_videoDeletions from "../model/videoDeletions.js";
 import type * as model_videos from "../model/videos.js";
@@ -150,6 +151,7 @@ declare const fullApi: ApiFromModules<{
   "model/subscriptionQuotes": typeof model_subscriptionQuotes;
   "model/subscriptionRenewals": typeof model_subscriptionRenewals;
   "model/subscriptionState": typeof model_subscriptionState;
+  "model/subscriptionTotals": typeof model_subscriptionTotals;
   "model/users": typeof model_users;
   "model/videoDeletions": typeof model_videoDeletions;
   "model/videos": typeof model_videos;

@@ -226,7 +226,6 @@ export async function bumpBucket(
 ): Promise<void> {
   const existing = await findBucket(ctx, hour, shard);
   if (existing !== null) {
-    await ctx.db.patch("metricsBuckets", existing._id, applyDelta(existing, delta));
     // Only a user's activity moving on changes an hour that is over (the others count now);
     // once the hour is folded, the overview reads the change from metricsFoldedActivity.
     const patch = applyDelta(existing, delta);

@@ -1,7 +1,7 @@
 import { v, type Infer } from "convex/values";
 import type { QueryCtx } from "../_generated/server";
 import { appError } from "../lib/errors";
-import type { DurationStats, HourStats, PlanName } from "../lib/validators";
+import type { DurationStats, HourStats } from "../lib/validators";
 import { planCountsValidator } from "../lib/validators";
 import {
   BIN_COUNT,
@@ -10,10 +10,9 @@ import {
   MAX_WINDOW_HOURS,
   addHourStats,
   emptyHourStats,
-  emptyPlanCounts,
 } from "./metricsBuckets";
 import { readWindow } from "./metricsDays";
-import { SUBSCRIPTION_TOTAL_SHARDS } from "./metricsRollups";
+import { readSubscriptionGauges } from "./subscriptionTotals";
 
 /** The read half of the metrics: one window of rollups, summed (`metrics.overview`). */
 
@@ -43,6 +42,14 @@ export const overviewValidator = v.object({
     active: v.object({ ...planCountsValidator.fields, total: v.number() }),
     /** Monthly recurring revenue of the active subscriptions now, minor units per currency. */
     mrr: v.array(v.object({ currency: v.string(), amountMinor: v.number() })),
+    /**
+     * Subscription changes the fold (every minute) has not added to the totals yet, counted up
+     * to 17 (PENDING_READ_LIMIT + 1, model/subscriptionTotals.ts). `active` and `mrr` include
+     * them when `exact`; otherwise (more than 16 waiting, as after a burst of period ends) only
+     * the oldest 16, and they lag until the fold has caught up.
+     */
+    pending: v.number(),
+    exact: v.boolean(),
     /** In the window. */
     renewalsPaid: v.number(),
     renewalsFailed: v.number(),
@@ -170,32 +177,19 @@ function renewalsOf(total: HourStats): Overview["renewals"] {
   };
 }
 
-/**
- * The subscription gauges, summed over their shards (a constant number of rows). A shard may
- * hold a negative count (a subscription counted before the shards were split takes itself out
- * of its new shard), never the sum.
- */
+/** The subscription gauges now: the folded totals plus the changes not folded yet. */
 async function subscriptionGauges(
   ctx: QueryCtx,
   inWindow: { renewalsPaid: number; renewalsFailed: number; canceled: number },
 ) {
-  const shards = await ctx.db
-    .query("subscriptionTotals")
-    .withIndex("by_shard")
-    .take(SUBSCRIPTION_TOTAL_SHARDS * 2);
-  const active = emptyPlanCounts();
-  const mrr: Record<string, number> = {};
-  for (const shard of shards) {
-    for (const plan of Object.keys(active) as PlanName[]) active[plan] += shard.active[plan];
-    for (const [currency, amount] of Object.entries(shard.mrr)) {
-      mrr[currency] = (mrr[currency] ?? 0) + amount;
-    }
-  }
+  const { active, mrr, pending, exact } = await readSubscriptionGauges(ctx);
   return {
     active: { ...active, total: active.starter + active.creator + active.studio },
     mrr: Object.entries(mrr)
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([currency, amountMinor]) => ({ currency, amountMinor })),
+    pending,
+    exact,
     ...inWindow,
   };
 }

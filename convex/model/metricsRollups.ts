@@ -3,6 +3,7 @@ import type { DataModel, Doc, Id } from "../_generated/dataModel";
 import type { MutationCtx } from "../_generated/server";
 import type { PlanName } from "../lib/validators";
 import { bumpBucket, hourStart, shardOf, type BucketDelta } from "./metricsBuckets";
+import { recordSubscriptionTotalsChange } from "./subscriptionTotals";
 
 /**
  * What each change adds to the monitoring rollups (the write half of the metrics). The
@@ -15,15 +16,6 @@ import { bumpBucket, hourStart, shardOf, type BucketDelta } from "./metricsBucke
  * - a user created, a job created, a plan changed: the user counts as active (the one other
  *   activity, signing in again, is marked by `upsertUser` through `recordUserActivity`).
  */
-
-/**
- * Rows of `subscriptionTotals`. Every period end writes one (in the subscription's shard), and
- * period ends come in bursts (every subscription started on the same day ends its period at the
- * same second), so twice the buckets' shards: two concurrent period ends touch the same row 1 time
- * in 16. The overview reads them all. Raising it only spreads later writes (see
- * `subscriptionGauges`).
- */
-export const SUBSCRIPTION_TOTAL_SHARDS = 16;
 
 const isSucceeded = (status: Doc<"payments">["status"] | undefined) =>
   status === "executed" || status === "settled";
@@ -78,7 +70,8 @@ export async function onPaymentChange(ctx: MutationCtx, change: Change<DataModel
 
 /**
  * Subscriptions: one more canceled in the hour it happens, and the gauges (active per plan,
- * monthly recurring revenue per currency) moved from what the subscription was to what it is.
+ * monthly recurring revenue per currency) moved from what the subscription was to what it is,
+ * as a delta row the fold adds up later (model/subscriptionTotals.ts: no shared row written here).
  */
 export async function onSubscriptionChange(
   ctx: MutationCtx,
@@ -89,39 +82,7 @@ export async function onSubscriptionChange(
   if (newDoc?.status === "canceled" && oldDoc?.status !== "canceled") {
     await bumpBucket(ctx, hourStart(Date.now()), shardOf(id), { subscriptionsCanceled: 1 });
   }
-  const contribution = async (sub: Doc<"subscriptions"> | null) => {
-    if (sub === null || sub.status !== "active") return null;
-    const plan = await ctx.db
-      .query("plans")
-      .withIndex("by_name", (q) => q.eq("name", sub.plan))
-      .unique();
-    return { plan: sub.plan, currency: sub.currency ?? "GBP", price: plan?.price ?? 0 };
-  };
-  const before = await contribution(oldDoc);
-  const after = await contribution(newDoc);
-  if (JSON.stringify(before) === JSON.stringify(after)) return;
-  const shard = shardOf(id, SUBSCRIPTION_TOTAL_SHARDS);
-  const totals = await ctx.db
-    .query("subscriptionTotals")
-    .withIndex("by_shard", (q) => q.eq("shard", shard))
-    .unique();
-  const active = { ...(totals?.active ?? { starter: 0, creator: 0, studio: 0 }) };
-  const mrr = { ...(totals?.mrr ?? {}) };
-  for (const [side, sign] of [
-    [before, -1],
-    [after, 1],
-  ] as const) {
-    if (side === null) continue;
-    // No clamp at zero: a subscription may take itself out of a shard other than the one it
-    // was counted in (before SUBSCRIPTION_TOTAL_SHARDS grew); only the sum over shards counts.
-    active[side.plan] += sign;
-    mrr[side.currency] = (mrr[side.currency] ?? 0) + sign * side.price;
-  }
-  if (totals === null) {
-    await ctx.db.insert("subscriptionTotals", { shard, active, mrr });
-  } else {
-    await ctx.db.patch("subscriptionTotals", totals._id, { active, mrr });
-  }
+  await recordSubscriptionTotalsChange(ctx, oldDoc, newDoc);
 }
 
 /**

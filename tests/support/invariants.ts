@@ -19,6 +19,8 @@ const availableOf = (lot: Doc<"creditLots">) =>
  *   never both, matching its `creditStatus` and status; a settle consumes only what it held;
  * - an executed refund's due credits are reclaimed + pending + outstanding;
  * - each email notice was decided once: one row per (user, kind, key), and a row not sent says why.
+ * - the subscription gauges are exact: the folded totals plus every delta not folded yet count
+ *   the active subscriptions per plan and their monthly revenue per currency (plan prices).
  */
 /**
  * `expect(actual, message).toBe(expected)`, with vitest's expect built only when it fails: the
@@ -45,14 +47,19 @@ function groupBy<T, K>(rows: T[], key: (row: T) => K | undefined): Map<K, T[]> {
 }
 
 export async function checkInvariants(t: TestConvex) {
-  const { users, jobs, ledger, refunds, lots, notices } = await t.run(async (ctx) => ({
+  const { users, jobs, ledger, refunds, lots, notices, ...gauges } = await t.run(async (ctx) => ({
     users: await ctx.db.query("users").collect(),
     jobs: await ctx.db.query("jobs").collect(),
     ledger: await ctx.db.query("ledger").collect(),
     refunds: await ctx.db.query("refunds").collect(),
     lots: await ctx.db.query("creditLots").collect(),
     notices: await ctx.db.query("notices").collect(),
+    subscriptions: await ctx.db.query("subscriptions").collect(),
+    plans: await ctx.db.query("plans").collect(),
+    totals: await ctx.db.query("subscriptionTotals").collect(),
+    deltas: await ctx.db.query("subscriptionTotalDeltas").collect(),
   }));
+  checkSubscriptionGauges(gauges);
   const ledgerByLot = groupBy(ledger, (row) => row.lotId);
   const ledgerByUser = groupBy(ledger, (row) => row.userId);
   const ledgerByJob = groupBy(ledger, (row) => row.jobId);
@@ -181,4 +188,40 @@ export async function checkInvariants(t: TestConvex) {
     noticeKeys.add(key);
     same(notice.status !== "not_sent" || notice.reason !== undefined, true, "not_sent: a reason");
   }
+}
+
+/** Totals + unfolded deltas = the live active subscriptions (see model/subscriptionTotals.ts). */
+export function checkSubscriptionGauges(db: {
+  subscriptions: Doc<"subscriptions">[];
+  plans: Doc<"plans">[];
+  totals: Doc<"subscriptionTotals">[];
+  deltas: Doc<"subscriptionTotalDeltas">[];
+}) {
+  const price = new Map(db.plans.map((plan) => [plan.name, plan.price]));
+  const live = { starter: 0, creator: 0, studio: 0, mrr: {} as Record<string, number> };
+  for (const sub of db.subscriptions.filter((s) => s.status === "active")) {
+    live[sub.plan] += 1;
+    const currency = sub.currency ?? "GBP";
+    live.mrr[currency] = (live.mrr[currency] ?? 0) + (price.get(sub.plan) ?? 0);
+  }
+  const counted = { starter: 0, creator: 0, studio: 0, mrr: {} as Record<string, number> };
+  for (const row of [...db.totals, ...db.deltas]) {
+    counted.starter += row.active.starter;
+    counted.creator += row.active.creator;
+    counted.studio += row.active.studio;
+    for (const [currency, amount] of Object.entries(row.mrr)) {
+      counted.mrr[currency] = (counted.mrr[currency] ?? 0) + amount;
+    }
+  }
+  const nonZero = (mrr: Record<string, number>) =>
+    JSON.stringify(
+      Object.entries(mrr)
+        .filter(([, amount]) => amount !== 0)
+        .sort(([a], [b]) => a.localeCompare(b)),
+    );
+  same(
+    JSON.stringify({ ...counted, mrr: nonZero(counted.mrr) }),
+    JSON.stringify({ ...live, mrr: nonZero(live.mrr) }),
+    "subscription totals + pending deltas = the live active subscriptions",
+  );
 }
