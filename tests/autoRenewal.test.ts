@@ -1,0 +1,316 @@
+/**
+ * Auto-renewal end to end, with its notices (issue 22, "How it is shown"): set up through
+ * `subscriptions.setUpAutoRenewal` against the stubbed mandate API, authorised and revoked by
+ * signed TrueLayer webhooks, renewals charged on the mandate and dunning retries, and every
+ * email notice of the way asserted in the `notices` table and in what reached Resend's API
+ * (stubbed; the component in test mode, users with Resend test addresses). Every step's sweeps
+ * run twice: nothing may be sent twice.
+ */
+import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
+import { api } from "../convex/_generated/api";
+import type { Doc, Id } from "../convex/_generated/dataModel";
+import { addMonthsUtc } from "../convex/model/calendar";
+import { formatDate } from "../convex/lib/noticeTemplates";
+import { DAY, HOUR } from "./support/billing";
+import { checkInvariants } from "./support/invariants";
+import { mandateWorld, type MandateWorld } from "./support/mandates";
+import { finishDueScheduledFunctions, signUp } from "./support/setup";
+import { jsonResponse } from "./support/truelayer";
+import { mandateEvent, stubMandateApi, type MandateApi } from "./support/trueLayerMandates";
+
+const RESEND_BATCH_URL = "https://api.resend.com/emails/batch";
+const START = Date.parse("2026-01-31T10:00:00Z");
+const END0 = Date.parse("2026-02-28T10:00:00Z");
+const CREATOR = "31.00 GBP";
+
+type Email = { to: string[]; subject: string; text: string; html: string };
+
+beforeEach(() => {
+  vi.stubEnv("RESEND_API_KEY", "re_test_key");
+  vi.stubEnv("EMAIL_FROM", "CineWeave <notices@cineweave.example>");
+});
+afterEach(() => {
+  vi.useRealTimers();
+  vi.unstubAllEnvs();
+  vi.unstubAllGlobals();
+});
+
+/**
+ * A mandate world (support/mandates.ts) with TrueLayer's mandate API (support/trueLayerMandates.ts)
+ * and Resend's batch API stubbed on top; `emails` collects what reached Resend.
+ */
+async function autoRenewalWorld(now: number) {
+  const w = await mandateWorld(now);
+  const tl: MandateApi = stubMandateApi();
+  const emails: Email[] = [];
+  let resendIds = 0;
+  const network = globalThis.fetch;
+  vi.stubGlobal("fetch", async (input: string | URL | Request, init?: RequestInit) => {
+    const request = new Request(input, init);
+    if (request.url !== RESEND_BATCH_URL) return await network(input, init);
+    const batch = JSON.parse(await request.text()) as Email[];
+    emails.push(...batch);
+    return jsonResponse(200, { data: batch.map(() => ({ id: `re_${++resendIds}` })) });
+  });
+  return Object.assign(w, { tl, emails });
+}
+type World = Awaited<ReturnType<typeof autoRenewalWorld>>;
+
+/** A signed TrueLayer mandate webhook, at the clock's time. */
+async function mandateWebhook(
+  w: MandateWorld,
+  type: "mandate_authorized" | "mandate_revoked",
+  trueLayerMandateId: string,
+) {
+  const at = new Date().toISOString();
+  const extra = type === "mandate_authorized" ? { authorized_at: at } : { revoked_at: at };
+  const event = mandateEvent(type, trueLayerMandateId, `${type}-${trueLayerMandateId}`, extra);
+  const result = await w.deliver(event);
+  expect(result.status).toBe(200);
+  return result.body;
+}
+
+/**
+ * A creator subscriber anchored at the clock's time who set up auto-renewal as the front end
+ * does: `setUpAutoRenewal`, then TrueLayer's signed `mandate_authorized` (sent twice).
+ */
+async function autoRenewingSubscriber(w: World, name = "auto") {
+  const { as, userId } = await signUp(w.t, name, `delivered+${name}@resend.dev`);
+  await w.pay(await w.checkout(as, "creator"));
+  const setUp = await as.action(api.subscriptions.setUpAutoRenewal, {});
+  expect(await mandateWebhook(w, "mandate_authorized", setUp.trueLayerMandateId)).toMatchObject({
+    outcome: "applied",
+  });
+  await mandateWebhook(w, "mandate_authorized", setUp.trueLayerMandateId); // replayed
+  expect((await as.query(api.subscriptions.get, {}))?.mandate?.status).toBe("authorized");
+  return { as, userId, trueLayerMandateId: setUp.trueLayerMandateId };
+}
+
+/** The clock to `time` and what is due then, twice (a cron running again sends nothing more). */
+async function twice(w: World, time: number) {
+  await w.at(time);
+  await w.at(time);
+}
+
+/** Lets the Resend component hand its batches to Resend's API (a second at a time). */
+async function flushEmails(w: World) {
+  for (let i = 0; i < 20; i++) {
+    vi.advanceTimersByTime(1_000);
+    await finishDueScheduledFunctions(w.t);
+  }
+}
+
+async function noticesOf(w: World, userId: Id<"users">): Promise<Doc<"notices">[]> {
+  return await w.t.run(async (ctx) =>
+    (await ctx.db.query("notices").collect()).filter((n) => n.userId === userId),
+  );
+}
+
+/** Every notice once: (kind, key) unique, and every one queued for Resend. */
+function expectEachOnce(notices: Doc<"notices">[]) {
+  expect(new Set(notices.map((n) => `${n.kind}|${n.key}`)).size).toBe(notices.length);
+  expect(notices.filter((n) => n.status === "not_sent")).toEqual([]);
+}
+
+const count = (notices: Doc<"notices">[], kind: Doc<"notices">["kind"]) =>
+  notices.filter((n) => n.kind === kind).length;
+
+/** Executes the renewal's current charge on the mandate (TrueLayer's `payment_executed`, twice). */
+async function executeRenewal(w: World, userId: Id<"users">) {
+  const renewal = (await w.state(userId)).sub!.renewal!;
+  expect(renewal).toMatchObject({ status: "pending" });
+  await w.pay(renewal.paymentId);
+  await w.pay(renewal.paymentId); // TrueLayer says so again (a new event id)
+  return renewal;
+}
+
+describe("a year with a mandate, with its notices", () => {
+  test("12 renewals charged without the user: set up once, coming and paid once a period, nothing else", async () => {
+    const w = await autoRenewalWorld(START);
+    const { userId } = await autoRenewingSubscriber(w);
+    for (let n = 0; n < 12; n++) {
+      const end = addMonthsUtc(START, n + 1);
+      await twice(w, end - 3 * DAY);
+      const renewal = await executeRenewal(w, userId);
+      expect(renewal).toMatchObject({ method: "mandate", payUrl: null, dueAt: end });
+      await twice(w, end);
+      await flushEmails(w);
+      expect((await w.state(userId)).sub).toMatchObject({ status: "active", periodIndex: n + 1 });
+    }
+    expect(w.charges).toHaveLength(12);
+    const notices = await noticesOf(w, userId);
+    expectEachOnce(notices);
+    expect(notices.filter((n) => n.status !== "queued")).toEqual([]);
+    expect(count(notices, "auto_renewal_set_up")).toBe(1);
+    expect(count(notices, "renewal_coming")).toBe(12);
+    expect(count(notices, "renewal_paid")).toBe(12);
+    expect(notices).toHaveLength(25);
+    // What reached Resend: the same 25, each carrying its amount and date.
+    expect(w.emails).toHaveLength(25);
+    expect(w.emails.every((e) => e.to[0] === "delivered+auto@resend.dev")).toBe(true);
+    const coming = w.emails.filter((e) => e.subject.includes("renews on"));
+    expect(coming).toHaveLength(12);
+    coming.forEach((email, n) => {
+      const due = formatDate(addMonthsUtc(START, n + 1));
+      expect(email.subject).toBe(`Your Creator subscription renews on ${due}`);
+      expect(email.text).toContain(`We will charge ${CREATOR} to the bank account`);
+      expect(email.text).not.toContain("https://");
+      expect(email.html).toContain(due);
+    });
+    const receipts = w.emails.filter((e) => e.subject.startsWith("Receipt"));
+    expect(receipts).toHaveLength(12);
+    const payments = await w.renewals(userId);
+    receipts.forEach((email, n) => {
+      expect(email.subject).toBe(`Receipt: ${CREATOR} for CineWeave Creator`);
+      expect(email.text).toContain(`Reference: ${payments[n]._id}`);
+      expect(email.text).toContain(formatDate(payments[n].succeededAt!));
+    });
+    const setUp = w.emails.find((e) => e.subject === "Automatic renewal is set up")!;
+    expect(setUp.text).toContain("60.00 GBP");
+    await checkInvariants(w.t);
+  });
+});
+
+describe("a year where the mandate is revoked in month 4", () => {
+  test.each([
+    ["at the user's bank (a signed mandate_revoked webhook)", "webhook"],
+    ["by the user (subscriptions.cancelAutoRenewal)", "cancelAutoRenewal"],
+  ])("%s: revoked once, then each renewal announces its pay link", async (_name, how) => {
+    const w = await autoRenewalWorld(START);
+    const { as, userId, trueLayerMandateId } = await autoRenewingSubscriber(w);
+    for (let n = 0; n < 12; n++) {
+      const end = addMonthsUtc(START, n + 1);
+      if (n === 3) {
+        await twice(w, end - 5 * DAY);
+        if (how === "webhook") {
+          await mandateWebhook(w, "mandate_revoked", trueLayerMandateId);
+          await mandateWebhook(w, "mandate_revoked", trueLayerMandateId); // replayed
+        } else {
+          await as.action(api.subscriptions.cancelAutoRenewal, {});
+          await as.action(api.subscriptions.cancelAutoRenewal, {});
+          expect(w.tl.revoked).toEqual([trueLayerMandateId]);
+        }
+        expect((await as.query(api.subscriptions.get, {}))?.mandate?.status).toBe("revoked");
+      }
+      await twice(w, end - 3 * DAY);
+      const renewal = (await w.state(userId)).sub!.renewal!;
+      expect(renewal.method ?? "manual").toBe(n < 3 ? "mandate" : "manual");
+      await w.pay(renewal.paymentId); // on the mandate, or the user on TrueLayer's page
+      await twice(w, end);
+      await flushEmails(w);
+      expect((await w.state(userId)).sub).toMatchObject({ status: "active", periodIndex: n + 1 });
+    }
+    expect(w.charges).toHaveLength(3);
+    const notices = await noticesOf(w, userId);
+    expectEachOnce(notices);
+    expect(count(notices, "auto_renewal_set_up")).toBe(1);
+    expect(count(notices, "auto_renewal_revoked")).toBe(1);
+    expect(count(notices, "renewal_coming")).toBe(12);
+    expect(count(notices, "renewal_paid")).toBe(12);
+    expect(notices).toHaveLength(26);
+    expect(w.emails).toHaveLength(26);
+    const revoked = w.emails.filter((e) => e.subject === "Automatic renewal is off");
+    expect(revoked).toHaveLength(1);
+    // Revoked by the user (in CineWeave or at their bank), not failed: the plain wording.
+    expect(revoked[0].text).toContain("Automatic renewal of your CineWeave subscription is off");
+    const payments = await w.renewals(userId);
+    const coming = w.emails.filter((e) => /renews on|Renew your/.test(e.subject));
+    coming.forEach((email, n) => {
+      const due = formatDate(addMonthsUtc(START, n + 1));
+      expect(email.text).toContain(due);
+      expect(email.text).toContain(CREATOR);
+      if (n < 3) {
+        expect(email.subject).toBe(`Your Creator subscription renews on ${due}`);
+        expect(email.text).not.toContain("https://");
+      } else {
+        expect(email.subject).toBe(`Renew your Creator subscription by ${due}`);
+        const payUrl = `payment_id=${payments[n].trueLayerTxnId}`;
+        expect(email.text).toContain(payUrl);
+        expect(email.html).toContain(payUrl);
+      }
+    });
+    await checkInvariants(w.t);
+  });
+});
+
+describe("dunning, with its notices", () => {
+  /** The first charge (END0 − 3 days) refused, the period ended unpaid. */
+  async function refusedAndPastDue(w: World, userId: Id<"users">) {
+    await twice(w, END0 - 3 * DAY);
+    const first = (await w.state(userId)).sub!.renewal!;
+    await w.refuse(first.paymentId);
+    await twice(w, END0);
+    expect((await w.state(userId)).sub).toMatchObject({
+      status: "past_due",
+      graceEndsAt: END0 + 7 * DAY,
+    });
+  }
+
+  /** The renewal_failed email: once, with the grace end. */
+  function expectFailedOnce(w: World) {
+    const failed = w.emails.filter((e) => e.subject.endsWith("renewal was not paid"));
+    expect(failed).toHaveLength(1);
+    expect(failed[0].text).toContain(`It stays usable until ${formatDate(END0 + 7 * DAY)}`);
+  }
+
+  test("recovers on the second retry: failed once, paid once, no cancel", async () => {
+    const w = await autoRenewalWorld(START);
+    const { userId } = await autoRenewingSubscriber(w);
+    await refusedAndPastDue(w, userId);
+    await twice(w, END0 + DAY);
+    await w.refuse((await w.state(userId)).sub!.renewal!.paymentId);
+    await twice(w, END0 + 3 * DAY);
+    const retry2 = await executeRenewal(w, userId);
+    expect((await w.state(userId)).sub).toMatchObject({ status: "active", periodIndex: 1 });
+    await twice(w, END0 + 5 * DAY);
+    await twice(w, END0 + 7 * DAY);
+    await flushEmails(w);
+    expect(w.charges).toHaveLength(3);
+    const notices = await noticesOf(w, userId);
+    expectEachOnce(notices);
+    expect(notices.map((n) => n.kind).sort()).toEqual([
+      "auto_renewal_set_up",
+      "renewal_coming",
+      "renewal_failed",
+      "renewal_paid",
+    ]);
+    expect(notices.find((n) => n.kind === "renewal_paid")!.key).toBe(`payment:${retry2.paymentId}`);
+    expect(w.emails).toHaveLength(4);
+    expectFailedOnce(w);
+    await checkInvariants(w.t);
+  });
+
+  test("every retry refused: failed once, canceled once as unpaid", async () => {
+    const w = await autoRenewalWorld(START);
+    const { userId } = await autoRenewingSubscriber(w);
+    await refusedAndPastDue(w, userId);
+    for (const days of [1, 3, 5]) {
+      await twice(w, END0 + days * DAY);
+      await w.refuse((await w.state(userId)).sub!.renewal!.paymentId);
+    }
+    await twice(w, END0 + 7 * DAY);
+    await twice(w, END0 + 7 * DAY + HOUR);
+    await flushEmails(w);
+    expect((await w.state(userId)).sub).toMatchObject({
+      status: "canceled",
+      cancelReason: "unpaid",
+    });
+    expect(w.charges).toHaveLength(4);
+    const notices = await noticesOf(w, userId);
+    expectEachOnce(notices);
+    expect(notices.map((n) => n.kind).sort()).toEqual([
+      "auto_renewal_set_up",
+      "renewal_coming",
+      "renewal_failed",
+      "subscription_canceled",
+    ]);
+    expect(w.emails).toHaveLength(4);
+    expectFailedOnce(w);
+    const canceled = w.emails.filter((e) => e.subject.endsWith("subscription has ended"));
+    expect(canceled).toHaveLength(1);
+    expect(canceled[0].text).toContain(
+      `ended on ${formatDate(END0 + 7 * DAY)} because its renewal was not paid`,
+    );
+    await checkInvariants(w.t);
+  });
+});
