@@ -7,7 +7,7 @@
  * run twice: nothing may be sent twice.
  */
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
-import { api } from "../convex/_generated/api";
+import { api, internal } from "../convex/_generated/api";
 import type { Doc, Id } from "../convex/_generated/dataModel";
 import { addMonthsUtc } from "../convex/model/calendar";
 import { formatDate } from "../convex/lib/noticeTemplates";
@@ -312,5 +312,61 @@ describe("dunning, with its notices", () => {
       `ended on ${formatDate(END0 + 7 * DAY)} because its renewal was not paid`,
     );
     await checkInvariants(w.t);
+  });
+});
+
+describe("a renewal announced, then changed", () => {
+  test("a manual renewal superseded by a downgrade is announced again, with its new link and amount", async () => {
+    const w = await autoRenewalWorld(START);
+    const { as, userId } = await signUp(w.t, "manual", "delivered+manual@resend.dev");
+    await w.pay(await w.checkout(as, "creator"));
+    await twice(w, END0 - 3 * DAY);
+    const first = (await w.state(userId)).sub!.renewal!;
+    await as.mutation(api.subscriptions.changePlan, { planName: "starter" });
+    await twice(w, END0 - 3 * DAY + HOUR);
+    const second = (await w.state(userId)).sub!.renewal!;
+    expect(second).toMatchObject({ amount: 1000, status: "pending" });
+    expect(second.paymentId).not.toBe(first.paymentId);
+    await w.pay(second.paymentId);
+    await twice(w, END0);
+    await flushEmails(w);
+    expect((await w.state(userId)).sub).toMatchObject({ status: "active", plan: "starter" });
+    const notices = await noticesOf(w, userId);
+    expectEachOnce(notices);
+    expect(notices.map((n) => n.kind)).toEqual([
+      "renewal_coming",
+      "renewal_coming",
+      "renewal_paid",
+    ]);
+    const coming = w.emails.filter((e) => e.subject.startsWith("Renew your"));
+    expect(coming.map((e) => e.subject)).toEqual([
+      `Renew your Creator subscription by ${formatDate(END0)}`,
+      `Renew your Starter subscription by ${formatDate(END0)}`,
+    ]);
+    expect(coming[1].text).toContain("10.00 GBP");
+    expect(coming[1].text).toContain(second.payUrl!);
+    expect(coming[1].text).not.toContain(first.payUrl!);
+  });
+
+  test("a mandate renewal re-priced by a downgrade before its charge is announced again with the new amount", async () => {
+    const w = await autoRenewalWorld(START);
+    const { as, userId } = await autoRenewingSubscriber(w);
+    vi.setSystemTime(END0 - 3 * DAY);
+    await w.t.mutation(internal.subscriptions.sweepDue, {}); // recorded and announced, not charged yet
+    await as.mutation(api.subscriptions.changePlan, { planName: "starter" });
+    await twice(w, END0 - 3 * DAY + HOUR);
+    expect(w.charges).toMatchObject([{ amount: 1000 }]);
+    await executeRenewal(w, userId);
+    await twice(w, END0);
+    await flushEmails(w);
+    const notices = await noticesOf(w, userId);
+    expectEachOnce(notices);
+    expect(count(notices, "renewal_coming")).toBe(2);
+    const coming = w.emails.filter((e) => e.subject.includes("renews on"));
+    expect(coming.map((e) => e.subject)).toEqual([
+      `Your Creator subscription renews on ${formatDate(END0)}`,
+      `Your Starter subscription renews on ${formatDate(END0)}`,
+    ]);
+    expect(coming[1].text).toContain("We will charge 10.00 GBP");
   });
 });

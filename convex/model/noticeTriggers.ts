@@ -19,8 +19,10 @@ const periodKey = (sub: Doc<"subscriptions">, periodIndex: number) =>
 
 /**
  * - renewal coming: a manual renewal gets its pay link (TrueLayer created the payment), or a
- *   renewal on the mandate is recorded; keyed by its period and method, so a mandate renewal
- *   that falls back to the hosted page is announced again, with the link;
+ *   renewal on the mandate is recorded for its first charge (not a charge tried again after
+ *   TrueLayer could not create it, nor a dunning retry); keyed by its period, payment and
+ *   method, so a renewal made anew (a downgrade re-prices it, a cancel undone) is announced
+ *   again with its amount and link, and so is a fallback to the hosted page;
  * - renewal failed: the period ended unpaid (past_due), with the grace end and the pay link if
  *   the renewal's payment can still be paid; once per period;
  * - subscription canceled: a subscription that had begun ends, once.
@@ -36,10 +38,13 @@ export async function onSubscriptionNotice(
     const method = renewal.method ?? "manual";
     const announce =
       method === "mandate"
-        ? before?.paymentId !== renewal.paymentId || before.method !== "mandate"
+        ? (before?.paymentId !== renewal.paymentId || before.method !== "mandate") &&
+          renewal.attempts === undefined &&
+          renewal.refusals === undefined
         : renewal.payUrl !== null && before?.payUrl !== renewal.payUrl;
     if (announce) {
-      await sendNotice(ctx, newDoc.userId, `${periodKey(newDoc, renewal.periodIndex)}:${method}`, {
+      const key = `${periodKey(newDoc, renewal.periodIndex)}:${renewal.paymentId}:${method}`;
+      await sendNotice(ctx, newDoc.userId, key, {
         kind: "renewal_coming",
         plan: renewal.planName ?? newDoc.plan,
         amount: renewal.amount,
