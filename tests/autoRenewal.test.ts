@@ -246,11 +246,14 @@ describe("dunning, with its notices", () => {
     });
   }
 
-  /** The renewal_failed email: once, with the grace end. */
+  /** The renewal_failed email: once, with the grace end and the first retry on the bank. */
   function expectFailedOnce(w: World) {
     const failed = w.emails.filter((e) => e.subject.endsWith("renewal was not paid"));
     expect(failed).toHaveLength(1);
     expect(failed[0].text).toContain(`It stays usable until ${formatDate(END0 + 7 * DAY)}`);
+    expect(failed[0].text).toContain(
+      `We will try your bank account again on ${formatDate(END0 + DAY)}`,
+    );
   }
 
   test("recovers on the second retry: failed once, paid once, no cancel", async () => {
@@ -368,5 +371,60 @@ describe("a renewal announced, then changed", () => {
       `Your Starter subscription renews on ${formatDate(END0)}`,
     ]);
     expect(coming[1].text).toContain("We will charge 10.00 GBP");
+  });
+});
+
+describe("the hosted page after all, with its notices", () => {
+  test("TrueLayer could not create the charge 3 times: announced on the mandate once, then with the link once", async () => {
+    const w = await autoRenewalWorld(START);
+    const { userId } = await autoRenewingSubscriber(w);
+    w.mandateDown = true;
+    const MIN = 60 * 1000;
+    for (const at of [0, 10, 30, 70]) await twice(w, END0 - 3 * DAY + at * MIN);
+    const renewal = (await w.state(userId)).sub!.renewal!;
+    expect(renewal).toMatchObject({ method: "manual", status: "pending" });
+    await flushEmails(w);
+    const notices = await noticesOf(w, userId);
+    expectEachOnce(notices);
+    expect(notices.map((n) => [n.kind, n.key.split(":").at(-1)])).toEqual([
+      ["auto_renewal_set_up", notices[0].key.split(":").at(-1)],
+      ["renewal_coming", "mandate"],
+      ["renewal_coming", "manual"],
+    ]);
+    expect(w.emails.at(-1)!.text).toContain(renewal.payUrl!);
+  });
+
+  test("revoked while the grace's charges are refused: failed once, then the pay link", async () => {
+    const w = await autoRenewalWorld(START);
+    const { userId, trueLayerMandateId } = await autoRenewingSubscriber(w);
+    await twice(w, END0 - 3 * DAY);
+    await w.refuse((await w.state(userId)).sub!.renewal!.paymentId);
+    await twice(w, END0);
+    await mandateWebhook(w, "mandate_revoked", trueLayerMandateId);
+    await twice(w, END0 + DAY);
+    const renewal = (await w.state(userId)).sub!.renewal!;
+    await twice(w, END0 + 3 * DAY);
+    await flushEmails(w);
+    expect(renewal).toMatchObject({ method: "manual", status: "pending" });
+    const notices = await noticesOf(w, userId);
+    expectEachOnce(notices);
+    expect(notices.map((n) => n.kind)).toEqual([
+      "auto_renewal_set_up",
+      "renewal_coming",
+      "renewal_failed",
+      "auto_renewal_revoked",
+      "renewal_coming",
+    ]);
+    // The link made in the grace asks for payment by the grace end, not by a date gone by.
+    const link = w.emails.at(-1)!;
+    expect(link.subject).toBe(`Pay for your Creator subscription by ${formatDate(END0 + 7 * DAY)}`);
+    expect(link.text).toContain(renewal.payUrl!);
+    expect(link.text).toContain(CREATOR);
+    expect(link.text).toContain(`Unpaid on ${formatDate(END0 + 7 * DAY)}, your subscription ends.`);
+    expect(link.text).not.toContain("7-day grace period");
+    await w.pay(renewal.paymentId);
+    await twice(w, END0 + 5 * DAY);
+    expect((await w.state(userId)).sub).toMatchObject({ status: "active", periodIndex: 1 });
+    expect(w.charges).toHaveLength(1);
   });
 });

@@ -24,7 +24,8 @@ const periodKey = (sub: Doc<"subscriptions">, periodIndex: number) =>
  *   method, so a renewal made anew (a downgrade re-prices it, a cancel undone) is announced
  *   again with its amount and link, and so is a fallback to the hosted page;
  * - renewal failed: the period ended unpaid (past_due), with the grace end and the pay link if
- *   the renewal's payment can still be paid; once per period;
+ *   the renewal's payment can still be paid, or the next dunning charge on the mandate; once
+ *   per period. A pay link made in the grace (the mandate ended) says the grace end too;
  * - subscription canceled: a subscription that had begun ends, once.
  */
 export async function onSubscriptionNotice(
@@ -51,6 +52,7 @@ export async function onSubscriptionNotice(
         currency: renewal.currency,
         dueAt: renewal.dueAt,
         payUrl: method === "mandate" ? null : renewal.payUrl,
+        ...(newDoc.status === "past_due" ? { graceEndsAt: newDoc.graceEndsAt! } : {}),
       });
     }
   }
@@ -61,6 +63,7 @@ export async function onSubscriptionNotice(
       plan: newDoc.plan,
       graceEndsAt: newDoc.graceEndsAt!,
       payUrl: unpaid?.status === "pending" ? unpaid.payUrl : null,
+      retryAt: newDoc.renewalDueAt ?? null,
     });
   }
   if (
