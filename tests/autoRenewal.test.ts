@@ -224,6 +224,7 @@ describe("a year where the mandate is revoked in month 4", () => {
         expect(email.text).not.toContain("https://");
       } else {
         expect(email.subject).toBe(`Renew your Creator subscription by ${due}`);
+        expect(email.text).not.toContain("could not be charged"); // no mandate: today's renewal
         const payUrl = `payment_id=${payments[n].trueLayerTxnId}`;
         expect(email.text).toContain(payUrl);
         expect(email.html).toContain(payUrl);
@@ -392,6 +393,9 @@ describe("the hosted page after all, with its notices", () => {
       ["renewal_coming", "manual"],
     ]);
     expect(w.emails.at(-1)!.text).toContain(renewal.payUrl!);
+    expect(w.emails.at(-1)!.text).toContain(
+      "This renewal could not be charged to the bank account you set up for automatic renewal",
+    );
   });
 
   test("revoked while the grace's charges are refused: failed once, then the pay link", async () => {

@@ -19,6 +19,8 @@ export type NoticeData =
       payUrl: string | null;
       /** Set when the period already ended unpaid (past_due): pay by then, or it ends. */
       graceEndsAt?: number;
+      /** A manual renewal of a user whose mandate could not take it (`renewal.fallbackReason`). */
+      mandateFallback?: boolean;
     }
   | {
       kind: "renewal_paid";
@@ -113,6 +115,11 @@ function compose(kind: NoticeKind, data: NoticeData): { subject: string; lines: 
             subject: `Renew your ${plan} subscription by ${formatDate(data.dueAt)}`,
             lines: [
               `Your CineWeave ${plan} subscription is due for renewal on ${formatDate(data.dueAt)}: ${price}.`,
+              ...(data.mandateFallback === true
+                ? [
+                    "This renewal could not be charged to the bank account you set up for automatic renewal, so it needs paying on TrueLayer's page.",
+                  ]
+                : []),
               { link: data.payUrl, label: "Pay for the next month" },
               `Unpaid on that date, your subscription stays usable for a 7-day grace period, then ends.`,
             ],

@@ -53,6 +53,7 @@ export async function onSubscriptionNotice(
         dueAt: renewal.dueAt,
         payUrl: method === "mandate" ? null : renewal.payUrl,
         ...(newDoc.status === "past_due" ? { graceEndsAt: newDoc.graceEndsAt! } : {}),
+        ...(renewal.fallbackReason !== undefined ? { mandateFallback: true } : {}),
       });
     }
   }
