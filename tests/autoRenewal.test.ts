@@ -125,50 +125,56 @@ async function executeRenewal(w: World, userId: Id<"users">) {
 }
 
 describe("a year with a mandate, with its notices", () => {
-  test("12 renewals charged without the user: set up once, coming and paid once a period, nothing else", async () => {
-    const w = await autoRenewalWorld(START);
-    const { userId } = await autoRenewingSubscriber(w);
-    for (let n = 0; n < 12; n++) {
-      const end = addMonthsUtc(START, n + 1);
-      await twice(w, end - 3 * DAY);
-      const renewal = await executeRenewal(w, userId);
-      expect(renewal).toMatchObject({ method: "mandate", payUrl: null, dueAt: end });
-      await twice(w, end);
-      await flushEmails(w);
-      expect((await w.state(userId)).sub).toMatchObject({ status: "active", periodIndex: n + 1 });
-    }
-    expect(w.charges).toHaveLength(12);
-    const notices = await noticesOf(w, userId);
-    expectEachOnce(notices);
-    expect(notices.filter((n) => n.status !== "queued")).toEqual([]);
-    expect(count(notices, "auto_renewal_set_up")).toBe(1);
-    expect(count(notices, "renewal_coming")).toBe(12);
-    expect(count(notices, "renewal_paid")).toBe(12);
-    expect(notices).toHaveLength(25);
-    // What reached Resend: the same 25, each carrying its amount and date.
-    expect(w.emails).toHaveLength(25);
-    expect(w.emails.every((e) => e.to[0] === "delivered+auto@resend.dev")).toBe(true);
-    const coming = w.emails.filter((e) => e.subject.includes("renews on"));
-    expect(coming).toHaveLength(12);
-    coming.forEach((email, n) => {
-      const due = formatDate(addMonthsUtc(START, n + 1));
-      expect(email.subject).toBe(`Your Creator subscription renews on ${due}`);
-      expect(email.text).toContain(`We will charge ${CREATOR} to the bank account`);
-      expect(email.text).not.toContain("https://");
-      expect(email.html).toContain(due);
-    });
-    const receipts = w.emails.filter((e) => e.subject.startsWith("Receipt"));
-    expect(receipts).toHaveLength(12);
-    const payments = await w.renewals(userId);
-    receipts.forEach((email, n) => {
-      expect(email.subject).toBe(`Receipt: ${CREATOR} for CineWeave Creator`);
-      expect(email.text).toContain(`Reference: ${payments[n]._id}`);
-      expect(email.text).toContain(formatDate(payments[n].succeededAt!));
-    });
-    const setUp = w.emails.find((e) => e.subject === "Automatic renewal is set up")!;
-    expect(setUp.text).toContain("60.00 GBP");
-    await checkInvariants(w.t);
-  });
+  test.each([
+    ["the 31st", START],
+    ["29 Feb", Date.parse("2028-02-29T10:00:00Z")],
+  ])(
+    "anchored on %s: 12 renewals charged without the user: set up once, coming and paid once a period, nothing else",
+    async (_name, anchor) => {
+      const w = await autoRenewalWorld(anchor);
+      const { userId } = await autoRenewingSubscriber(w);
+      for (let n = 0; n < 12; n++) {
+        const end = addMonthsUtc(anchor, n + 1);
+        await twice(w, end - 3 * DAY);
+        const renewal = await executeRenewal(w, userId);
+        expect(renewal).toMatchObject({ method: "mandate", payUrl: null, dueAt: end });
+        await twice(w, end);
+        await flushEmails(w);
+        expect((await w.state(userId)).sub).toMatchObject({ status: "active", periodIndex: n + 1 });
+      }
+      expect(w.charges).toHaveLength(12);
+      const notices = await noticesOf(w, userId);
+      expectEachOnce(notices);
+      expect(notices.filter((n) => n.status !== "queued")).toEqual([]);
+      expect(count(notices, "auto_renewal_set_up")).toBe(1);
+      expect(count(notices, "renewal_coming")).toBe(12);
+      expect(count(notices, "renewal_paid")).toBe(12);
+      expect(notices).toHaveLength(25);
+      // What reached Resend: the same 25, each carrying its amount and date.
+      expect(w.emails).toHaveLength(25);
+      expect(w.emails.every((e) => e.to[0] === "delivered+auto@resend.dev")).toBe(true);
+      const coming = w.emails.filter((e) => e.subject.includes("renews on"));
+      expect(coming).toHaveLength(12);
+      coming.forEach((email, n) => {
+        const due = formatDate(addMonthsUtc(anchor, n + 1));
+        expect(email.subject).toBe(`Your Creator subscription renews on ${due}`);
+        expect(email.text).toContain(`We will charge ${CREATOR} to the bank account`);
+        expect(email.text).not.toContain("https://");
+        expect(email.html).toContain(due);
+      });
+      const receipts = w.emails.filter((e) => e.subject.startsWith("Receipt"));
+      expect(receipts).toHaveLength(12);
+      const payments = await w.renewals(userId);
+      receipts.forEach((email, n) => {
+        expect(email.subject).toBe(`Receipt: ${CREATOR} for CineWeave Creator`);
+        expect(email.text).toContain(`Reference: ${payments[n]._id}`);
+        expect(email.text).toContain(formatDate(payments[n].succeededAt!));
+      });
+      const setUp = w.emails.find((e) => e.subject === "Automatic renewal is set up")!;
+      expect(setUp.text).toContain("60.00 GBP");
+      await checkInvariants(w.t);
+    },
+  );
 });
 
 describe("a year where the mandate is revoked in month 4", () => {
@@ -212,7 +218,9 @@ describe("a year where the mandate is revoked in month 4", () => {
     const revoked = w.emails.filter((e) => e.subject === "Automatic renewal is off");
     expect(revoked).toHaveLength(1);
     // Revoked by the user (in CineWeave or at their bank), not failed: the plain wording.
-    expect(revoked[0].text).toContain("Automatic renewal of your CineWeave subscription is off");
+    expect(revoked[0].text).toContain(
+      "Automatic renewal of your CineWeave subscription is off: your bank account will not be charged for later renewals.",
+    );
     const payments = await w.renewals(userId);
     const coming = w.emails.filter((e) => /renews on|Renew your/.test(e.subject));
     coming.forEach((email, n) => {

@@ -169,8 +169,9 @@ function compose(kind: NoticeKind, data: NoticeData): { subject: string; lines: 
         subject: "Automatic renewal is off",
         lines: [
           data.failed
-            ? `Your bank has stopped the automatic renewal you set up, so it is off: your bank account will not be charged.`
-            : `Automatic renewal of your CineWeave subscription is off: your bank account will not be charged.`,
+            ? `Your bank has stopped the automatic renewal you set up, so it is off: your bank account will not be charged for later renewals.`
+            : `Automatic renewal of your CineWeave subscription is off: your bank account will not be charged for later renewals.`,
+          // A charge TrueLayer already made on the mandate stands (docs/subscriptions.md).
           `We will email you a link to pay each renewal yourself before it is due.`,
         ],
       };
