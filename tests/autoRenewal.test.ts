@@ -124,6 +124,13 @@ async function executeRenewal(w: World, userId: Id<"users">) {
   return renewal;
 }
 
+/** The period ends (its sweeps twice), the emails go out: the next period has begun, paid. */
+async function periodEnds(w: World, userId: Id<"users">, end: number, periodIndex: number) {
+  await twice(w, end);
+  await flushEmails(w);
+  expect((await w.state(userId)).sub).toMatchObject({ status: "active", periodIndex });
+}
+
 describe("a year with a mandate, with its notices", () => {
   test.each([
     ["the 31st", START],
@@ -138,9 +145,7 @@ describe("a year with a mandate, with its notices", () => {
         await twice(w, end - 3 * DAY);
         const renewal = await executeRenewal(w, userId);
         expect(renewal).toMatchObject({ method: "mandate", payUrl: null, dueAt: end });
-        await twice(w, end);
-        await flushEmails(w);
-        expect((await w.state(userId)).sub).toMatchObject({ status: "active", periodIndex: n + 1 });
+        await periodEnds(w, userId, end, n + 1);
       }
       expect(w.charges).toHaveLength(12);
       const notices = await noticesOf(w, userId);
@@ -202,9 +207,7 @@ describe("a year where the mandate is revoked in month 4", () => {
       const renewal = (await w.state(userId)).sub!.renewal!;
       expect(renewal.method ?? "manual").toBe(n < 3 ? "mandate" : "manual");
       await w.pay(renewal.paymentId); // on the mandate, or the user on TrueLayer's page
-      await twice(w, end);
-      await flushEmails(w);
-      expect((await w.state(userId)).sub).toMatchObject({ status: "active", periodIndex: n + 1 });
+      await periodEnds(w, userId, end, n + 1);
     }
     expect(w.charges).toHaveLength(3);
     const notices = await noticesOf(w, userId);
@@ -255,14 +258,28 @@ describe("dunning, with its notices", () => {
     });
   }
 
-  /** The renewal_failed email: once, with the grace end and the first retry on the bank. */
-  function expectFailedOnce(w: World) {
+  /**
+   * The grace's notices: set up, coming, failed once (with the grace end and the first retry on
+   * the bank), and how it ended (`last`); each once, and each email sent.
+   */
+  async function expectGraceNotices(
+    w: World,
+    userId: Id<"users">,
+    last: "renewal_paid" | "subscription_canceled",
+  ) {
+    const notices = await noticesOf(w, userId);
+    expectEachOnce(notices);
+    expect(notices.map((n) => n.kind).sort()).toEqual(
+      ["auto_renewal_set_up", "renewal_coming", "renewal_failed", last].sort(),
+    );
+    expect(w.emails).toHaveLength(4);
     const failed = w.emails.filter((e) => e.subject.endsWith("renewal was not paid"));
     expect(failed).toHaveLength(1);
     expect(failed[0].text).toContain(`It stays usable until ${formatDate(END0 + 7 * DAY)}`);
     expect(failed[0].text).toContain(
       `We will try your bank account again on ${formatDate(END0 + DAY)}`,
     );
+    return notices;
   }
 
   test("recovers on the second retry: failed once, paid once, no cancel", async () => {
@@ -278,17 +295,8 @@ describe("dunning, with its notices", () => {
     await twice(w, END0 + 7 * DAY);
     await flushEmails(w);
     expect(w.charges).toHaveLength(3);
-    const notices = await noticesOf(w, userId);
-    expectEachOnce(notices);
-    expect(notices.map((n) => n.kind).sort()).toEqual([
-      "auto_renewal_set_up",
-      "renewal_coming",
-      "renewal_failed",
-      "renewal_paid",
-    ]);
+    const notices = await expectGraceNotices(w, userId, "renewal_paid");
     expect(notices.find((n) => n.kind === "renewal_paid")!.key).toBe(`payment:${retry2.paymentId}`);
-    expect(w.emails).toHaveLength(4);
-    expectFailedOnce(w);
     await checkInvariants(w.t);
   });
 
@@ -308,16 +316,7 @@ describe("dunning, with its notices", () => {
       cancelReason: "unpaid",
     });
     expect(w.charges).toHaveLength(4);
-    const notices = await noticesOf(w, userId);
-    expectEachOnce(notices);
-    expect(notices.map((n) => n.kind).sort()).toEqual([
-      "auto_renewal_set_up",
-      "renewal_coming",
-      "renewal_failed",
-      "subscription_canceled",
-    ]);
-    expect(w.emails).toHaveLength(4);
-    expectFailedOnce(w);
+    await expectGraceNotices(w, userId, "subscription_canceled");
     const canceled = w.emails.filter((e) => e.subject.endsWith("subscription has ended"));
     expect(canceled).toHaveLength(1);
     expect(canceled[0].text).toContain(
