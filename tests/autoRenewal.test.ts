@@ -86,10 +86,15 @@ async function autoRenewingSubscriber(w: World, name = "auto") {
   return { as, userId, trueLayerMandateId: setUp.trueLayerMandateId };
 }
 
-/** The clock to `time` and what is due then, twice (a cron running again sends nothing more). */
+/**
+ * The clock to `time` and what is due then, with the credits-expiring notice cron, twice (a cron
+ * running again sends nothing more).
+ */
 async function twice(w: World, time: number) {
-  await w.at(time);
-  await w.at(time);
+  for (let run = 0; run < 2; run++) {
+    await w.at(time);
+    await w.t.mutation(internal.notices.sweepExpiringCreditNotices, {});
+  }
 }
 
 /** Lets the Resend component hand its batches to Resend's API (a second at a time). */
@@ -154,9 +159,17 @@ describe("a year with a mandate, with its notices", () => {
       expect(count(notices, "auto_renewal_set_up")).toBe(1);
       expect(count(notices, "renewal_coming")).toBe(12);
       expect(count(notices, "renewal_paid")).toBe(12);
-      expect(notices).toHaveLength(25);
-      // What reached Resend: the same 25, each carrying its amount and date.
-      expect(w.emails).toHaveLength(25);
+      // Nobody spent a credit: each period's unused plan credits rolled over once and expire at
+      // the next period's end (docs/subscriptions.md), announced once each, months 2 to 12.
+      expect(count(notices, "credits_expiring")).toBe(11);
+      expect(notices).toHaveLength(36);
+      // What reached Resend: the same 36, each carrying its amount and date.
+      expect(w.emails).toHaveLength(36);
+      const expiring = w.emails.filter((e) => e.subject.includes("credits expire"));
+      expiring.forEach((email, n) => {
+        const at = formatDate(addMonthsUtc(anchor, n + 2));
+        expect(email.subject).toBe(`250 CineWeave credits expire on ${at}`);
+      });
       expect(w.emails.every((e) => e.to[0] === "delivered+auto@resend.dev")).toBe(true);
       const coming = w.emails.filter((e) => e.subject.includes("renews on"));
       expect(coming).toHaveLength(12);
@@ -216,8 +229,9 @@ describe("a year where the mandate is revoked in month 4", () => {
     expect(count(notices, "auto_renewal_revoked")).toBe(1);
     expect(count(notices, "renewal_coming")).toBe(12);
     expect(count(notices, "renewal_paid")).toBe(12);
-    expect(notices).toHaveLength(26);
-    expect(w.emails).toHaveLength(26);
+    expect(count(notices, "credits_expiring")).toBe(11); // the unused rollover, as above
+    expect(notices).toHaveLength(37);
+    expect(w.emails).toHaveLength(37);
     const revoked = w.emails.filter((e) => e.subject === "Automatic renewal is off");
     expect(revoked).toHaveLength(1);
     // Revoked by the user (in CineWeave or at their bank), not failed: the plain wording.
