@@ -581,6 +581,7 @@ describe("templates", () => {
       plan: "creator",
       graceEndsAt: END0,
       payUrl: "javascript:alert(1)",
+      retryAt: null,
     });
     expect(insecure.html).not.toContain("javascript:");
     expect(insecure.text).not.toContain("javascript:");

@@ -17,6 +17,10 @@ export type NoticeData =
       dueAt: number;
       /** Manual renewals: TrueLayer's page to pay on; null: charged on the user's mandate. */
       payUrl: string | null;
+      /** Set when the period already ended unpaid (past_due): pay by then, or it ends. */
+      graceEndsAt?: number;
+      /** A manual renewal of a user whose mandate could not take it (`renewal.fallbackReason`). */
+      mandateFallback?: boolean;
     }
   | {
       kind: "renewal_paid";
@@ -32,6 +36,8 @@ export type NoticeData =
       plan: PlanName;
       graceEndsAt: number;
       payUrl: string | null;
+      /** The next charge on the user's mandate in the grace (dunning), if one is due. */
+      retryAt: number | null;
     }
   | { kind: "subscription_canceled"; plan: PlanName; canceledAt: number; unpaid: boolean }
   | { kind: "auto_renewal_set_up"; maxAmount: number; currency: string }
@@ -86,6 +92,17 @@ function compose(kind: NoticeKind, data: NoticeData): { subject: string; lines: 
     case "renewal_coming": {
       const price = formatAmount(data.amount, data.currency);
       const plan = planLabel(data.plan);
+      if (data.payUrl !== null && data.graceEndsAt !== undefined) {
+        // Made on the hosted page in the grace (the mandate ended): the period is already due.
+        return {
+          subject: `Pay for your ${plan} subscription by ${formatDate(data.graceEndsAt)}`,
+          lines: [
+            `The renewal of your CineWeave ${plan} subscription, due on ${formatDate(data.dueAt)}, is unpaid: ${price}.`,
+            { link: data.payUrl, label: "Pay for the month" },
+            `Unpaid on ${formatDate(data.graceEndsAt)}, your subscription ends.`,
+          ],
+        };
+      }
       return data.payUrl === null
         ? {
             subject: `Your ${plan} subscription renews on ${formatDate(data.dueAt)}`,
@@ -98,6 +115,11 @@ function compose(kind: NoticeKind, data: NoticeData): { subject: string; lines: 
             subject: `Renew your ${plan} subscription by ${formatDate(data.dueAt)}`,
             lines: [
               `Your CineWeave ${plan} subscription is due for renewal on ${formatDate(data.dueAt)}: ${price}.`,
+              ...(data.mandateFallback === true
+                ? [
+                    "This renewal could not be charged to the bank account you set up for automatic renewal, so it needs paying on TrueLayer's page.",
+                  ]
+                : []),
               { link: data.payUrl, label: "Pay for the next month" },
               `Unpaid on that date, your subscription stays usable for a 7-day grace period, then ends.`,
             ],
@@ -119,7 +141,9 @@ function compose(kind: NoticeKind, data: NoticeData): { subject: string; lines: 
           `It stays usable until ${formatDate(data.graceEndsAt)}; if it is still unpaid then, it ends.`,
           data.payUrl !== null && isHttpsUrl(data.payUrl)
             ? { link: data.payUrl, label: "Pay for the month" }
-            : `Open CineWeave to pay for the month before then.`,
+            : data.retryAt !== null
+              ? `We will try your bank account again on ${formatDate(data.retryAt)}; you can also pay for the month in CineWeave before then.`
+              : `Open CineWeave to pay for the month before then.`,
         ],
       };
     case "subscription_canceled":
@@ -145,8 +169,9 @@ function compose(kind: NoticeKind, data: NoticeData): { subject: string; lines: 
         subject: "Automatic renewal is off",
         lines: [
           data.failed
-            ? `Your bank has stopped the automatic renewal you set up, so it is off: your bank account will not be charged.`
-            : `Automatic renewal of your CineWeave subscription is off: your bank account will not be charged.`,
+            ? `Your bank has stopped the automatic renewal you set up, so it is off: your bank account will not be charged for later renewals.`
+            : `Automatic renewal of your CineWeave subscription is off: your bank account will not be charged for later renewals.`,
+          // A charge TrueLayer already made on the mandate stands (docs/subscriptions.md).
           `We will email you a link to pay each renewal yourself before it is due.`,
         ],
       };

@@ -19,10 +19,13 @@ const periodKey = (sub: Doc<"subscriptions">, periodIndex: number) =>
 
 /**
  * - renewal coming: a manual renewal gets its pay link (TrueLayer created the payment), or a
- *   renewal on the mandate is recorded; keyed by its period and method, so a mandate renewal
- *   that falls back to the hosted page is announced again, with the link;
+ *   renewal on the mandate is recorded for its first charge (not a charge tried again after
+ *   TrueLayer could not create it, nor a dunning retry); keyed by its period, payment and
+ *   method, so a renewal made anew (a downgrade re-prices it, a cancel undone) is announced
+ *   again with its amount and link, and so is a fallback to the hosted page;
  * - renewal failed: the period ended unpaid (past_due), with the grace end and the pay link if
- *   the renewal's payment can still be paid; once per period;
+ *   the renewal's payment can still be paid, or the next dunning charge on the mandate; once
+ *   per period. A pay link made in the grace (the mandate ended) says the grace end too;
  * - subscription canceled: a subscription that had begun ends, once.
  */
 export async function onSubscriptionNotice(
@@ -36,16 +39,21 @@ export async function onSubscriptionNotice(
     const method = renewal.method ?? "manual";
     const announce =
       method === "mandate"
-        ? before?.paymentId !== renewal.paymentId || before.method !== "mandate"
+        ? (before?.paymentId !== renewal.paymentId || before.method !== "mandate") &&
+          renewal.attempts === undefined &&
+          renewal.refusals === undefined
         : renewal.payUrl !== null && before?.payUrl !== renewal.payUrl;
     if (announce) {
-      await sendNotice(ctx, newDoc.userId, `${periodKey(newDoc, renewal.periodIndex)}:${method}`, {
+      const key = `${periodKey(newDoc, renewal.periodIndex)}:${renewal.paymentId}:${method}`;
+      await sendNotice(ctx, newDoc.userId, key, {
         kind: "renewal_coming",
         plan: renewal.planName ?? newDoc.plan,
         amount: renewal.amount,
         currency: renewal.currency,
         dueAt: renewal.dueAt,
         payUrl: method === "mandate" ? null : renewal.payUrl,
+        ...(newDoc.status === "past_due" ? { graceEndsAt: newDoc.graceEndsAt! } : {}),
+        ...(renewal.fallbackReason !== undefined ? { mandateFallback: true } : {}),
       });
     }
   }
@@ -56,6 +64,7 @@ export async function onSubscriptionNotice(
       plan: newDoc.plan,
       graceEndsAt: newDoc.graceEndsAt!,
       payUrl: unpaid?.status === "pending" ? unpaid.payUrl : null,
+      retryAt: newDoc.renewalDueAt ?? null,
     });
   }
   if (
