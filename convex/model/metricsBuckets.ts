@@ -138,8 +138,6 @@ function addDurations(into: DurationStats, from: DurationStats): void {
   });
 }
 
-export type { BucketDelta };
-
 function addDuration(stats: DurationStats, ms: number): DurationStats {
   const duration = Math.max(0, ms);
   const bins = stats.bins.length === BIN_COUNT ? [...stats.bins] : emptyDurations().bins;
