@@ -193,6 +193,22 @@ describe("metrics.overview from day rows", () => {
     expect(folded.documentsRead).toBe(31 + METRIC_SHARDS + 1);
   });
 
+  test("an hour is not folded into its day row while its deltas wait for the minute fold", async () => {
+    const t = await setup();
+    const H = hourStart(T0);
+    await t.run(async (ctx) => {
+      await recordBucketDelta(ctx, H, 0, { jobsDone: 1 });
+    });
+    vi.setSystemTime(H + HOUR_MS + FOLD_DELAY_MS);
+    // The job's outcome waits as a delta: hour H stays with the buckets.
+    expect(await t.mutation(internal.metrics.foldHours, {})).toEqual({ folded: 0, more: false });
+    expect(await t.run(async (ctx) => await ctx.db.query("metricsDays").collect())).toEqual([]);
+    await foldBucketDeltas(t);
+    expect(await t.mutation(internal.metrics.foldHours, {})).toEqual({ folded: 1, more: false });
+    const [day] = await t.run(async (ctx) => await ctx.db.query("metricsDays").collect());
+    expect(day.hours[0].jobsDone).toBe(1);
+  });
+
   test("a user active again after their hour was folded moves out of it, as from the bucket", async () => {
     const t = await setup();
     const { userId } = await signUp(t, "mover");
