@@ -104,7 +104,8 @@ export function resultsSection(run) {
     "",
     "Largest transaction of each cron drain at the largest N, and per N the most writes any single",
     "document takes during the drain: how many of its transactions write the busiest document of",
-    "each table (the three busiest tables; _known hot_: `metricsBuckets`, not judged, see the rule),",
+    "each table (the three busiest tables; judged by the rule: flat across N, or for the table a",
+    "fold is the one writer of, at most one write per transaction),",
     "and the most write calls one document takes within one transaction:",
     "",
     `| cron | rows drained | transactions | worst share of a limit | ${ns.map((n) => `most writes to one document, N=${number(n)}`).join(" | ")} |`,
@@ -118,10 +119,7 @@ export function resultsSection(run) {
         const byTable = Object.entries(sample.hottestByTable ?? { [h.table]: h })
           .sort(([, a], [, b]) => b.transactions - a.transactions)
           .slice(0, 3)
-          .map(
-            ([table, t]) =>
-              `${number(t.transactions)} ${table}${table === "metricsBuckets" ? " _(known hot)_" : ""}`,
-          );
+          .map(([table, t]) => `${number(t.transactions)} ${table}`);
         return `${byTable.join(", ")}; ${h.inOneTransaction} in one`;
       });
       return `| ${r.name.replace(/^cron /, "")} | ${number(s.handled)} of ${number(s.backlog)} | ${number(s.transactions)} | ${((s.worstLimitFraction ?? 0) * 100).toFixed(1)}% (${s.worstMetric}) | ${hottest.join(" | ")} |`;

@@ -24,17 +24,6 @@ export type Sample = {
   hottestByTable?: Record<string, { transactions: number; inOneTransaction: number }>;
 };
 
-/**
- * Tables whose documents a drain may write in a number of transactions that grows with N, and
- * why; the judge reports their figure but does not fail on it. Every other table's busiest
- * document must take the same number of writes at every N (within ±2).
- */
-export const KNOWN_HOT_TABLES: Record<string, string> = {
-  metricsBuckets:
-    "the hour's METRIC_SHARDS rollup rows, still bumped in the transaction of what they count " +
-    "(subscriptions canceled, credits expired, refunds, user activity)",
-};
-
 export type CaseResult = {
   name: string;
   kind: BenchCase["kind"];
@@ -143,7 +132,7 @@ export function judge(benchCase: BenchCase, byN: Record<string, Sample>, ns: num
 /**
  * The hot-document rule of a drain: the busiest document of each table takes as many of the
  * drain's transactions at the largest N as at the smallest (±2), so concurrent runs of the same
- * work would not all conflict on it; except KNOWN_HOT_TABLES, the seed's job owners' rows
+ * work would not all conflict on it; except the seed's job owners' rows
  * (`ownerTables`: a few users own the whole backlog), and the tables the case is the
  * one serial writer of (`foldsInto`: a fold writes its totals in every transaction, by design),
  * whose documents it may write at most once per transaction.
@@ -159,10 +148,7 @@ function hotDocumentProblems(
   const large = byN[String(largeN)].hottestByTable ?? {};
   const problems: string[] = [];
   for (const [table, figure] of Object.entries(large)) {
-    if (
-      table in KNOWN_HOT_TABLES ||
-      (benchCase.ownerTables as string[] | undefined)?.includes(table)
-    ) {
+    if ((benchCase.ownerTables as string[] | undefined)?.includes(table)) {
       continue;
     }
     if ((benchCase.foldsInto as string[] | undefined)?.includes(table)) {
@@ -191,10 +177,7 @@ function busiest(sample: Sample): string {
   );
   return tables
     .slice(0, 3)
-    .map(
-      ([table, { transactions }]) =>
-        `${table} ${transactions}${table in KNOWN_HOT_TABLES ? " (known hot)" : ""}`,
-    )
+    .map(([table, { transactions }]) => `${table} ${transactions}`)
     .join(", ");
 }
 

@@ -5,7 +5,7 @@ import type { Doc, Id } from "../convex/_generated/dataModel";
 import type { MutationCtx } from "../convex/_generated/server";
 import schema from "../convex/schema";
 import { registerComponents } from "../tests/support/setup";
-import type { PlanName } from "../convex/lib/validators";
+import type { BucketDelta, PlanName } from "../convex/lib/validators";
 import { videoKeyFor } from "../convex/lib/r2";
 import { VIDEO_TTL_MS } from "../convex/model/jobs";
 import { addMonthsUtc, dayStart } from "../convex/model/calendar";
@@ -528,6 +528,39 @@ export async function seedSubscriptionTotalDeltas(n: number, now: number): Promi
   await insertMany(env.t, n, (i) => ({ table: "subscriptionTotalDeltas", doc: totalDeltaOf(i) }));
   counted(env, "subscriptionTotals", 1);
   counted(env, "subscriptionTotalDeltas", n);
+  return env;
+}
+
+/**
+ * The hourly buckets' fold backlog (`metrics.foldBucketDeltas`): N delta rows in the current
+ * hour, over every shard, as a drain of 10^5 period ends, lot expiries or job outcomes leaves
+ * them: per 4, a job done (with durations), a payment succeeded, a subscription canceled by
+ * request, a lot's 5 credits expired.
+ */
+export function bucketDeltaOf(i: number): BucketDelta {
+  switch (i % 4) {
+    case 0:
+      return { jobsDone: 1, creditsConsumed: 5, queuedToDoneMs: 60_000, runningToDoneMs: 30_000 };
+    case 1:
+      return { paymentsSucceeded: 1 };
+    case 2:
+      return { subscriptionsCanceled: 1, canceledVoluntarily: 1 };
+    default:
+      return { creditsExpired: 5 };
+  }
+}
+
+export async function seedBucketDeltas(n: number, now: number): Promise<BenchEnv> {
+  const env = await newDeployment(n, now);
+  await insertMany(env.t, n, (i) => ({
+    table: "metricsBucketDeltas",
+    doc: { hour: hourStart(now), shard: i % METRIC_SHARDS, delta: bucketDeltaOf(i) },
+  }));
+  // With the deltas of the deployment's own sign-ups (the admin's and the heavy user's activity).
+  const deltas = await env.t.run(
+    async (ctx) => await ctx.db.query("metricsBucketDeltas").collect(),
+  );
+  counted(env, "metricsBucketDeltas", deltas.length);
   return env;
 }
 

@@ -14,6 +14,8 @@ crons.interval(
   internal.metrics.foldSubscriptionTotals,
   {},
 );
+// Adds the counted changes of the last minute (jobs, payments, users...) to the hourly buckets.
+crons.interval("fold metrics deltas", { minutes: 1 }, internal.metrics.foldBucketDeltas, {});
 crons.daily(
   "prune old metrics buckets",
   { hourUTC: 3, minuteUTC: 41 },

@@ -8,6 +8,7 @@ import {
   hourStart,
   pruneBucketsBatch,
 } from "./model/metricsBuckets";
+import { foldBucketDeltasBatch } from "./model/metricsBucketDeltas";
 import { foldHoursBatch, pruneFoldedBatch } from "./model/metricsDays";
 import * as Metrics from "./model/metricsOverview";
 import { foldSubscriptionTotalsBatch } from "./model/subscriptionTotals";
@@ -74,4 +75,16 @@ export const foldSubscriptionTotals = sweepMutation({
   name: "metrics:foldSubscriptionTotals",
   returns: v.object({ folded: v.number(), more: v.boolean() }),
   batch: (ctx) => foldSubscriptionTotalsBatch(ctx),
+});
+
+/**
+ * Every minute: adds the counted changes recorded since (`metricsBucketDeltas` rows) to their
+ * hourly buckets and deletes them, FOLD_BATCH per transaction, scheduling itself again while a
+ * backlog remains (model/metricsBucketDeltas.ts). The only writer of `metricsBuckets` besides
+ * the prune.
+ */
+export const foldBucketDeltas = sweepMutation({
+  name: "metrics:foldBucketDeltas",
+  returns: v.object({ folded: v.number(), more: v.boolean() }),
+  batch: (ctx) => foldBucketDeltasBatch(ctx),
 });

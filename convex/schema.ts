@@ -14,6 +14,7 @@ import {
   noticeStatusValidator,
   paymentRefundStatusValidator,
   paymentStatusValidator,
+  bucketDeltaValidator,
   hourStatsValidator,
   planCountsValidator,
   planNameValidator,
@@ -444,9 +445,9 @@ export default defineSchema({
     .index("by_receivedAt", ["receivedAt"]),
 
   /**
-   * Monitoring rollups: one row per (UTC hour, shard), updated in the same transaction as the
-   * change it counts. Writers pick the shard by hashing the job, user or payment id, so
-   * concurrent mutations rarely touch the same row. See convex/model/metricsBuckets.ts.
+   * Monitoring rollups: one row per (UTC hour, shard), written only by the fold of the changes
+   * delta rows (`metricsBucketDeltas`), never by the change it counts. The shard is a hash of
+   * the job, user or payment id. See convex/model/metricsBuckets.ts.
    */
   metricsBuckets: defineTable({
     /** Start of the UTC hour, ms since the epoch. */
@@ -480,6 +481,21 @@ export default defineSchema({
    * in it became active again), one row per shard like the buckets. `metrics.overview` adds them
    * to the folded hours; the prune cron drops hours past the retention.
    */
+  /**
+   * What each counted change adds to its hour's bucket (append-only, so the many changes of a
+   * cron drain never write a common document): inserted by the metrics triggers, added into
+   * `metricsBuckets` and deleted by `metrics:foldBucketDeltas`, oldest first (creation time).
+   * See convex/model/metricsBucketDeltas.ts.
+   */
+  metricsBucketDeltas: defineTable({
+    /** The bucket it adds to: start of the UTC hour (ms) and shard. */
+    hour: v.number(),
+    shard: v.number(),
+    delta: bucketDeltaValidator,
+    /** false: add only if the bucket exists (a user moving out of an hour that may be pruned). */
+    create: v.optional(v.boolean()),
+  }).index("by_hour", ["hour"]),
+
   metricsFoldedActivity: defineTable({
     shard: v.number(),
     /** Per folded hour, the change in its active users since the fold, by plan. */

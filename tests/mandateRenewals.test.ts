@@ -5,6 +5,7 @@ import { addMonthsUtc } from "../convex/model/calendar";
 import { checkInvariants } from "./support/invariants";
 import { DAY, HOUR } from "./support/billing";
 import { mandateWorld, type MandateWorld } from "./support/mandates";
+import { foldBucketDeltas } from "./support/setup";
 
 /**
  * Renewals charged on the user's mandate, and dunning (docs/subscriptions.md, "Renewals on a
@@ -424,6 +425,8 @@ describe("metrics", () => {
       }
     }
     await w.at(END0 + 7 * DAY);
+    // A week on, the every-minute fold has added the counted changes to the buckets.
+    await foldBucketDeltas(w.t);
     const overview = await manual.as.query(api.metrics.overview, {
       hours: 720,
       endHour: Math.floor((END0 + 7 * DAY) / HOUR) * HOUR,

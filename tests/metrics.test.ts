@@ -7,14 +7,25 @@ import {
   METRIC_SHARDS,
   PRUNE_BATCH_SIZE,
   RETENTION_HOURS,
-  bumpBucket,
   durationBin,
   shardOf,
 } from "../convex/model/metricsBuckets";
+import {
+  FOLD_BATCH,
+  foldBucketDeltasBatch,
+  recordBucketDelta,
+} from "../convex/model/metricsBucketDeltas";
 import { p95FromHistogram } from "../convex/model/metricsOverview";
 import { recordPaymentOutcome } from "../convex/model/metricsRollups";
 import { checkInvariants } from "./support/invariants";
-import { expectCode, identityFor, setup, signUp, type TestConvex } from "./support/setup";
+import {
+  expectCode,
+  foldBucketDeltas,
+  identityFor,
+  setup,
+  signUp,
+  type TestConvex,
+} from "./support/setup";
 
 const R2 = "https://videos.example.com/v.mp4";
 const MIN = 60 * 1000;
@@ -210,6 +221,8 @@ describe("metrics.overview on the fixture", () => {
       // Only u1 was active in hour 11 (D's transitions are the worker's, not u2's).
       activeUsers: { starter: 1, creator: 0, studio: 0, total: 1 },
       payments: { succeeded: 3, failed: 1, successRatio: 0.75 },
+      // Hour 11's changes (u1 active, 4 payment outcomes, D done) wait for the fold, added in.
+      rollups: { pending: 6, exact: true },
       hourly: [
         {
           ...emptyHour(H11),
@@ -250,9 +263,14 @@ describe("metrics.overview on the fixture", () => {
     const { t, admin } = await fixture();
     const explicit = await admin.query(api.metrics.overview, { endHour: H11 });
     expect(await admin.query(api.metrics.overview, {})).toEqual(explicit);
-    // Hours later, nothing has happened since 11:35: the window still ends at hour 11 and says so.
+    // Hours later, nothing has happened since 11:35: the window still ends at hour 11 and says so
+    // (the every-minute fold has added the changes to the buckets: the same figures).
     at(H10 + 5 * HOUR_MS);
-    expect(await admin.query(api.metrics.overview, {})).toEqual(explicit);
+    await foldBucketDeltas(t);
+    expect(await admin.query(api.metrics.overview, {})).toEqual({
+      ...explicit,
+      rollups: { pending: 0, exact: true },
+    });
     // The first event of a later hour moves it (its bucket is the newest row).
     await paymentOutcomes(t, (await signUp(t, "u4")).userId, [true]);
     expect(await admin.query(api.metrics.overview, {})).toMatchObject({
@@ -329,6 +347,7 @@ describe("active users", () => {
 
   test("the buckets hold exactly one count per user marker", async () => {
     const { t } = await fixture();
+    await foldBucketDeltas(t);
     const { buckets, users } = await t.run(async (ctx) => ({
       buckets: await ctx.db.query("metricsBuckets").collect(),
       users: await ctx.db.query("users").collect(),
@@ -347,18 +366,65 @@ describe("active users", () => {
 });
 
 describe("buckets", () => {
-  test("a bump writes its bucket once (one read and one write more per counted change, not two)", async () => {
+  test("a counted change reads nothing and inserts one delta; the fold writes each bucket once", async () => {
     const t = await setup();
-    const written = await t.run(async (ctx) => {
-      await bumpBucket(ctx, H10, 0, { jobsDone: 1 });
+    const cost = await t.run(async (ctx) => {
       const before = await ctx.meta.getTransactionMetrics();
-      await bumpBucket(ctx, H10, 0, { jobsDone: 1, creditsConsumed: 5 });
+      await recordBucketDelta(ctx, H10, 0, { jobsDone: 1 });
       const after = await ctx.meta.getTransactionMetrics();
-      return after.documentsWritten.used - before.documentsWritten.used;
+      return {
+        read: after.documentsRead.used - before.documentsRead.used,
+        written: after.documentsWritten.used - before.documentsWritten.used,
+      };
     });
-    expect(written).toBe(1);
-    const [bucket] = await t.run(async (ctx) => await ctx.db.query("metricsBuckets").collect());
-    expect(bucket).toMatchObject({ jobsDone: 2, creditsConsumed: 5 });
+    expect(cost).toEqual({ read: 0, written: 1 });
+    await t.run(async (ctx) => {
+      await recordBucketDelta(ctx, H10, 0, { jobsDone: 1, creditsConsumed: 5 });
+      await recordBucketDelta(ctx, H10, 1, { jobsFailed: 1 });
+      // A user moving out of an hour whose bucket is gone: nothing to take them out of.
+      await recordBucketDelta(ctx, H10 - HOUR_MS, 0, { activeUsers: { starter: -1 } }, false);
+    });
+    const written = await t.run(async (ctx) => {
+      const before = await ctx.meta.getTransactionMetrics();
+      const result = await foldBucketDeltasBatch(ctx);
+      const after = await ctx.meta.getTransactionMetrics();
+      return { result, written: after.documentsWritten.used - before.documentsWritten.used };
+    });
+    // Two bucket inserts and four delta deletions.
+    expect(written).toEqual({ result: { folded: 4, more: false }, written: 2 + 4 });
+    const buckets = await t.run(async (ctx) => await ctx.db.query("metricsBuckets").collect());
+    expect(
+      buckets.map(({ hour, shard, jobsDone, jobsFailed, creditsConsumed }) => ({
+        hour,
+        shard,
+        jobsDone,
+        jobsFailed,
+        creditsConsumed,
+      })),
+    ).toEqual([
+      { hour: H10, shard: 0, jobsDone: 2, jobsFailed: 0, creditsConsumed: 5 },
+      { hour: H10, shard: 1, jobsDone: 0, jobsFailed: 1, creditsConsumed: 0 },
+    ]);
+    expect(await t.run(async (ctx) => await ctx.db.query("metricsBucketDeltas").collect())).toEqual(
+      [],
+    );
+  });
+
+  test("a backlog folds in bounded batches that reschedule themselves", async () => {
+    const t = await setup();
+    await t.run(async (ctx) => {
+      for (let i = 0; i < FOLD_BATCH + 3; i++) {
+        await recordBucketDelta(ctx, H10, i % METRIC_SHARDS, { paymentsSucceeded: 1 });
+      }
+    });
+    expect(await t.mutation(internal.metrics.foldBucketDeltas, {})).toEqual({
+      folded: FOLD_BATCH,
+      more: true,
+    });
+    await t.finishAllScheduledFunctions(vi.runAllTimers);
+    const buckets = await t.run(async (ctx) => await ctx.db.query("metricsBuckets").collect());
+    expect(buckets).toHaveLength(METRIC_SHARDS);
+    expect(buckets.reduce((sum, b) => sum + b.paymentsSucceeded, 0)).toBe(FOLD_BATCH + 3);
   });
 
   test("writes are spread over shards, one row per (hour, shard)", async () => {
@@ -371,6 +437,7 @@ describe("buckets", () => {
     for (const id of ids) {
       await as.mutation(api.jobs.cancelJob, { jobId: id });
     }
+    await foldBucketDeltas(t);
     const buckets = await t.run(async (ctx) => await ctx.db.query("metricsBuckets").collect());
     const keys = buckets.map((b) => `${b.hour}/${b.shard}`);
     expect(new Set(keys).size).toBe(keys.length);
@@ -504,6 +571,9 @@ describe("access control and arguments", () => {
     await t.run(async (ctx) => {
       for (const bucket of await ctx.db.query("metricsBuckets").collect()) {
         await ctx.db.delete("metricsBuckets", bucket._id);
+      }
+      for (const delta of await ctx.db.query("metricsBucketDeltas").collect()) {
+        await ctx.db.delete("metricsBucketDeltas", delta._id);
       }
     });
     expect(await admin.query(api.metrics.overview, { hours: 2 })).toMatchObject({

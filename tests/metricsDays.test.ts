@@ -2,20 +2,19 @@ import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { api, internal } from "../convex/_generated/api";
 import type { Id } from "../convex/_generated/dataModel";
-import type { PlanName } from "../convex/lib/validators";
+import type { BucketDelta, PlanName } from "../convex/lib/validators";
+import { recordBucketDelta } from "../convex/model/metricsBucketDeltas";
 import {
   HOUR_MS,
   METRIC_SHARDS,
   RETENTION_HOURS,
-  bumpBucket,
   emptyHourStats,
   hourStart,
-  type BucketDelta,
 } from "../convex/model/metricsBuckets";
 import { FOLD_DELAY_MS } from "../convex/model/metricsDays";
 import { metricsOverview } from "../convex/model/metricsOverview";
 import { recordUserActivity } from "../convex/model/metricsRollups";
-import { setup, signUp, type TestConvex } from "./support/setup";
+import { foldBucketDeltas, setup, signUp, type TestConvex } from "./support/setup";
 
 /** Monday 6 January 2025, 00:00 UTC. */
 const T0 = Date.UTC(2025, 0, 6);
@@ -30,13 +29,20 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
-async function foldAll(t: TestConvex): Promise<number> {
+/** The hourly fold, run until no complete hour waits. */
+async function foldHours(t: TestConvex): Promise<number> {
   let folded = 0;
   for (;;) {
     const result = await t.mutation(internal.metrics.foldHours, {});
     folded += result.folded;
     if (!result.more) return folded;
   }
+}
+
+/** Both folds, as the crons would after a few minutes: the deltas first, then the hours. */
+async function foldAll(t: TestConvex): Promise<number> {
+  await foldBucketDeltas(t);
+  return await foldHours(t);
 }
 
 async function bothWays(t: TestConvex, hours: number, endHour: number) {
@@ -64,7 +70,10 @@ const delta: fc.Arbitrary<BucketDelta> = fc.record(
   { requiredKeys: [] },
 );
 
-/** One step of the timeline: time passes, then an event is counted, a user is active, or a fold runs. */
+/**
+ * One step of the timeline: time passes, then an event is counted, a user is active, or a fold
+ * runs (the deltas', the hours', or both).
+ */
 const step = fc.record({
   advanceMin: fc.oneof(fc.integer({ min: 0, max: 90 }), fc.integer({ min: 0, max: 40 * 60 })),
   action: fc.oneof(
@@ -74,7 +83,9 @@ const step = fc.record({
       user: fc.nat(3),
       plan: fc.constantFrom(...PLANS),
     }),
-    fc.record({ kind: fc.constant("fold" as const) }),
+    fc.record({
+      kind: fc.constantFrom("fold" as const, "foldDeltas" as const, "foldHours" as const),
+    }),
   ),
 });
 
@@ -98,22 +109,41 @@ describe("metrics.overview from day rows", () => {
             vi.setSystemTime(now);
             if (action.kind === "event") {
               await t.run(async (ctx) => {
-                await bumpBucket(ctx, hourStart(now), action.shard, action.delta);
+                await recordBucketDelta(ctx, hourStart(now), action.shard, action.delta);
               });
             } else if (action.kind === "activity") {
               await t.run(async (ctx) => {
                 const user = (await ctx.db.get("users", users[action.user]))!;
                 await recordUserActivity(ctx, user, action.plan, now);
               });
+            } else if (action.kind === "foldDeltas") {
+              await foldBucketDeltas(t);
+            } else if (action.kind === "foldHours") {
+              await foldHours(t);
             } else {
               await foldAll(t);
             }
           }
           // Windows ending anywhere from the first hour to a few hours past the last event.
-          for (const [hours, offset] of windows) {
-            const endHour = Math.min(hourStart(now) + 3 * HOUR_MS, T0 + offset * HOUR_MS);
+          const ends = windows.map(([hours, offset]) => ({
+            hours,
+            endHour: Math.min(hourStart(now) + 3 * HOUR_MS, T0 + offset * HOUR_MS),
+          }));
+          const before = [];
+          for (const { hours, endHour } of ends) {
             const { rollups, buckets } = await bothWays(t, hours, endHour);
             expect(rollups).toEqual(buckets);
+            before.push(rollups);
+          }
+          // Once the deltas are folded, an overview that said it was exact says the same.
+          await foldBucketDeltas(t);
+          for (const [i, { hours, endHour }] of ends.entries()) {
+            const { rollups, buckets } = await bothWays(t, hours, endHour);
+            expect(rollups).toEqual(buckets);
+            expect(rollups.rollups).toEqual({ pending: 0, exact: true });
+            if (before[i].rollups.exact) {
+              expect({ ...rollups, rollups: null }).toEqual({ ...before[i], rollups: null });
+            }
           }
         },
       ),
@@ -163,6 +193,22 @@ describe("metrics.overview from day rows", () => {
     expect(folded.documentsRead).toBe(31 + METRIC_SHARDS + 1);
   });
 
+  test("an hour is not folded into its day row while its deltas wait for the minute fold", async () => {
+    const t = await setup();
+    const H = hourStart(T0);
+    await t.run(async (ctx) => {
+      await recordBucketDelta(ctx, H, 0, { jobsDone: 1 });
+    });
+    vi.setSystemTime(H + HOUR_MS + FOLD_DELAY_MS);
+    // The job's outcome waits as a delta: hour H stays with the buckets.
+    expect(await t.mutation(internal.metrics.foldHours, {})).toEqual({ folded: 0, more: false });
+    expect(await t.run(async (ctx) => await ctx.db.query("metricsDays").collect())).toEqual([]);
+    await foldBucketDeltas(t);
+    expect(await t.mutation(internal.metrics.foldHours, {})).toEqual({ folded: 1, more: false });
+    const [day] = await t.run(async (ctx) => await ctx.db.query("metricsDays").collect());
+    expect(day.hours[0].jobsDone).toBe(1);
+  });
+
   test("a user active again after their hour was folded moves out of it, as from the bucket", async () => {
     const t = await setup();
     const { userId } = await signUp(t, "mover");
@@ -181,6 +227,13 @@ describe("metrics.overview from day rows", () => {
     expect(after.rollups).toEqual(after.buckets);
     expect(after.rollups.activeUsers).toMatchObject({ starter: 0, creator: 1, total: 1 });
     expect(after.rollups.hourly.length).toBe(24);
+    expect(after.rollups.rollups).toEqual({ pending: 2, exact: true });
+    // Folded, the move out of the folded hour is noted beside its day row: the same answer.
+    await foldBucketDeltas(t);
+    expect((await bothWays(t, 24, H + 2 * HOUR_MS)).rollups).toEqual({
+      ...after.rollups,
+      rollups: { pending: 0, exact: true },
+    });
     const moved = await t.run(async (ctx) => await ctx.db.query("metricsFoldedActivity").collect());
     expect(moved.flatMap((row) => row.hours)).toEqual([
       { hour: H, starter: -1, creator: 0, studio: 0 },

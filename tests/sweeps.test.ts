@@ -21,6 +21,7 @@ test("every sweep reschedules itself by its own path", () => {
     "credits:expireDueLots",
     "jobs:expireOldJobs",
     "media:sweepVideoDeletions",
+    "metrics:foldBucketDeltas",
     "metrics:foldHours",
     "metrics:foldSubscriptionTotals",
     "metrics:pruneOldBuckets",

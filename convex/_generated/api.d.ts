@@ -50,6 +50,7 @@ import type * as model_lotsMigration from "../model/lotsMigration.js";
 import type * as model_mandateEvents from "../model/mandateEvents.js";
 import type * as model_mandateRenewals from "../model/mandateRenewals.js";
 import type * as model_mandates from "../model/mandates.js";
+import type * as model_metricsBucketDeltas from "../model/metricsBucketDeltas.js";
 import type * as model_metricsBuckets from "../model/metricsBuckets.js";
 import type * as model_metricsDays from "../model/metricsDays.js";
 import type * as model_metricsOverview from "../model/metricsOverview.js";
@@ -134,6 +135,7 @@ declare const fullApi: ApiFromModules<{
   "model/mandateEvents": typeof model_mandateEvents;
   "model/mandateRenewals": typeof model_mandateRenewals;
   "model/mandates": typeof model_mandates;
+  "model/metricsBucketDeltas": typeof model_metricsBucketDeltas;
   "model/metricsBuckets": typeof model_metricsBuckets;
   "model/metricsDays": typeof model_metricsDays;
   "model/metricsOverview": typeof model_metricsOverview;

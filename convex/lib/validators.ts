@@ -163,6 +163,21 @@ export const hourStatsValidator = v.object({
 export type HourStats = Infer<typeof hourStatsValidator>;
 
 /**
+ * What one counted change adds to its hour's bucket (a `metricsBucketDeltas` row,
+ * model/metricsBucketDeltas.ts): counters to add, a done job's durations, active-user moves.
+ */
+export const bucketDeltaValidator = hourStatsValidator
+  .omit("queuedToDone", "runningToDone", "activeUsers")
+  .partial()
+  .extend({
+    queuedToDoneMs: v.optional(v.number()),
+    runningToDoneMs: v.optional(v.number()),
+    /** Users moved into (+1) or out of (-1) the hour, by plan. */
+    activeUsers: v.optional(planCountsValidator.partial()),
+  });
+export type BucketDelta = Infer<typeof bucketDeltaValidator>;
+
+/**
  * A TrueLayer payment mandate's status (model/mandates.ts): TrueLayer's five, plus `creating`
  * while TrueLayer has not answered our creation call yet.
  */

@@ -1,17 +1,25 @@
 import type { Doc } from "../_generated/dataModel";
 import type { MutationCtx, QueryCtx } from "../_generated/server";
-import type { DurationStats, HourStats, PlanCounts, PlanName } from "../lib/validators";
+import type {
+  BucketDelta,
+  DurationStats,
+  HourStats,
+  PlanCounts,
+  PlanName,
+} from "../lib/validators";
 
 /**
  * Storage of the monitoring rollups: `metricsBuckets` rows keyed by (UTC hour, shard), the only
- * code that writes them (`bumpBucket`, `pruneBucketsBatch`). metricsRollups.ts decides what each
- * change adds; metricsOverview.ts reads a window.
+ * code that writes them (`applyBucketDeltas`, `pruneBucketsBatch`). metricsRollups.ts decides
+ * what each change adds; metricsOverview.ts reads a window.
  *
- * A writer picks its shard by hashing the job, user or payment id, so two concurrent mutations
- * write the same row only when they land in the same hour and shard (1 in METRIC_SHARDS): no
- * single hot document serialises all writers. Once an hour is over, the hourly fold adds its
- * buckets up into one `metricsDays` row per day (metricsDays.ts), which is what `metrics.overview`
- * reads for it; buckets are read only for hours not folded yet (the current one).
+ * A counted change does not write its bucket: it inserts a delta row, and the fold of the delta
+ * rows (metricsBucketDeltas.ts, every minute) adds a batch of them into the buckets, each bucket
+ * written once per batch. So a cron drain of 10^5 changes in one hour writes no common document.
+ * The shard (a hash of the job, user or payment id) keeps each row's activity small. Once an
+ * hour is over, the hourly fold adds its buckets up into one `metricsDays` row per day
+ * (metricsDays.ts), which is what `metrics.overview` reads for it; buckets are read only for
+ * hours not folded yet (the current one).
  */
 
 export const HOUR_MS = 60 * 60 * 1000;
@@ -130,28 +138,6 @@ function addDurations(into: DurationStats, from: DurationStats): void {
   });
 }
 
-/** What one event adds to a bucket. */
-export type BucketDelta = {
-  creditsConsumed?: number;
-  jobsDone?: number;
-  jobsFailed?: number;
-  jobsCanceled?: number;
-  queuedToDoneMs?: number;
-  runningToDoneMs?: number;
-  activeUsers?: Partial<PlanCounts>;
-  paymentsSucceeded?: number;
-  paymentsFailed?: number;
-  renewalsPaid?: number;
-  renewalsFailed?: number;
-  subscriptionsCanceled?: number;
-  creditsExpired?: number;
-  mandateRenewalsPaid?: number;
-  mandateRenewalsFailed?: number;
-  dunningRecoveries?: number;
-  canceledVoluntarily?: number;
-  canceledUnpaid?: number;
-};
-
 function addDuration(stats: DurationStats, ms: number): DurationStats {
   const duration = Math.max(0, ms);
   const bins = stats.bins.length === BIN_COUNT ? [...stats.bins] : emptyDurations().bins;
@@ -164,8 +150,16 @@ function addDuration(stats: DurationStats, ms: number): DurationStats {
   };
 }
 
-function applyDelta(bucket: BucketFields, delta: BucketDelta): Partial<BucketFields> {
-  const patch: Partial<BucketFields> = {};
+/**
+ * The fields `delta` changes in `bucket`, added. Active users never go below zero in a bucket
+ * (`floor`, even if one was edited by hand); a pending delta added to a window does not floor.
+ */
+export function applyDelta(
+  bucket: HourStats,
+  delta: BucketDelta,
+  floor = true,
+): Partial<HourStats> {
+  const patch: Partial<HourStats> = {};
   const counters = [
     "creditsConsumed",
     "jobsDone",
@@ -194,8 +188,8 @@ function applyDelta(bucket: BucketFields, delta: BucketDelta): Partial<BucketFie
   if (delta.activeUsers !== undefined) {
     const counts = { ...bucket.activeUsers };
     for (const plan of Object.keys(delta.activeUsers) as PlanName[]) {
-      // Never below zero, even if a bucket was edited by hand.
-      counts[plan] = Math.max(0, counts[plan] + (delta.activeUsers[plan] ?? 0));
+      const count = counts[plan] + (delta.activeUsers[plan] ?? 0);
+      counts[plan] = floor ? Math.max(0, count) : count;
     }
     patch.activeUsers = counts;
   }
@@ -214,28 +208,45 @@ async function findBucket(
 }
 
 /**
- * Adds `delta` to the (hour, shard) bucket, creating it when `create` (two transactions that
- * both create it conflict on the index range they read, so Convex retries one: never two rows).
+ * Adds a batch of deltas (oldest first) to the (hour, shard) bucket: one read and one write
+ * however many there are. A delta with `create: false` adds nothing while the bucket does not
+ * exist (a user moving out of an hour whose bucket was pruned).
  */
-export async function bumpBucket(
+export async function applyBucketDeltas(
   ctx: MutationCtx,
   hour: number,
   shard: number,
-  delta: BucketDelta,
-  create = true,
+  deltas: { delta: BucketDelta; create?: boolean }[],
 ): Promise<void> {
   const existing = await findBucket(ctx, hour, shard);
+  // Counters absent on older rows read as 0.
+  let stats: HourStats | null = null;
   if (existing !== null) {
-    // Only a user's activity moving on changes an hour that is over (the others count now);
-    // once the hour is folded, the overview reads the change from metricsFoldedActivity.
-    const patch = applyDelta(existing, delta);
-    if (existing.folded === true && patch.activeUsers !== undefined) {
-      await recordFoldedActivity(ctx, hour, shard, existing.activeUsers, patch.activeUsers);
+    stats = emptyHourStats();
+    addHourStats(stats, existing);
+  }
+  const patch: Partial<HourStats> = {};
+  for (const { delta, create } of deltas) {
+    if (stats === null) {
+      if (create === false) continue;
+      stats = emptyHourStats();
     }
+    const changed = applyDelta(stats, delta);
+    stats = { ...stats, ...changed };
+    Object.assign(patch, changed);
+  }
+  if (stats === null) return;
+  if (existing === null) {
+    await ctx.db.insert("metricsBuckets", { hour, shard, ...stats });
+    return;
+  }
+  // Only a user's activity moving on changes an hour that is over (the others count now);
+  // once the hour is folded, the overview reads the change from metricsFoldedActivity.
+  if (existing.folded === true && patch.activeUsers !== undefined) {
+    await recordFoldedActivity(ctx, hour, shard, existing.activeUsers, patch.activeUsers);
+  }
+  if (Object.keys(patch).length > 0) {
     await ctx.db.patch("metricsBuckets", existing._id, patch);
-  } else if (create) {
-    const fresh = { hour, shard, ...emptyHourStats() };
-    await ctx.db.insert("metricsBuckets", { ...fresh, ...applyDelta(fresh, delta) });
   }
 }
 

@@ -10,6 +10,7 @@ import {
   emptyHourStats,
   hourStart,
 } from "./metricsBuckets";
+import { hasUnfoldedDeltas } from "./metricsBucketDeltas";
 
 /**
  * Daily rollups: each complete hour's buckets, all shards added up, kept per hour in one
@@ -19,8 +20,8 @@ import {
  * Nothing that counts an event writes a day row: the hourly fold (`metrics:foldHours`) appends
  * each hour once it is over, in bounded batches, and marks that hour's buckets `folded`. Events
  * count at "now", so an hour that is over only changes when a user whose latest activity lay in
- * it becomes active again (metricsRollups.ts moves them out of it). `bumpBucket` sees the
- * bucket is folded and notes that change in the shard's `metricsFoldedActivity` row, sharded
+ * it becomes active again (metricsRollups.ts moves them out of it). The fold of that delta
+ * (`applyBucketDeltas`) sees the bucket is folded and notes the change in the shard's `metricsFoldedActivity` row, sharded
  * like the buckets, so the fold leaves no day row that every change writes.
  *
  * `readWindow` gives a window hour by hour: folded hours from the day rows plus their later
@@ -59,8 +60,9 @@ async function nextHourToFold(
 
 /**
  * Folds up to FOLD_BATCH_HOURS complete hours, oldest first, each exactly once: keyed by the
- * newest day row's length, so a duplicate or late run folds nothing twice. Says whether more
- * complete hours remain.
+ * newest day row's length, so a duplicate or late run folds nothing twice. An hour whose delta
+ * rows are not all in its buckets yet (metricsBucketDeltas.ts) waits for the next run. Says
+ * whether more complete hours remain ready.
  */
 export async function foldHoursBatch(
   ctx: MutationCtx,
@@ -77,7 +79,8 @@ export async function foldHoursBatch(
     days.set(next.newest.day, { row: next.newest, hours: [...next.newest.hours] });
   }
   let folded = 0;
-  while (folded < FOLD_BATCH_HOURS && canFold(hour, now)) {
+  const ready = async (at: number) => canFold(at, now) && !(await hasUnfoldedDeltas(ctx, at));
+  while (folded < FOLD_BATCH_HOURS && (await ready(hour))) {
     const buckets = await ctx.db
       .query("metricsBuckets")
       .withIndex("by_hour_and_shard", (q) => q.eq("hour", hour))
@@ -103,7 +106,7 @@ export async function foldHoursBatch(
       await ctx.db.patch("metricsDays", row._id, { hours });
     }
   }
-  return { folded, more: canFold(hour, now) };
+  return { folded, more: folded === FOLD_BATCH_HOURS && (await ready(hour)) };
 }
 
 /**

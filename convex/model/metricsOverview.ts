@@ -11,6 +11,7 @@ import {
   addHourStats,
   emptyHourStats,
 } from "./metricsBuckets";
+import { addPendingDeltas, newestDeltaHour } from "./metricsBucketDeltas";
 import { readWindow } from "./metricsDays";
 import { readSubscriptionGauges } from "./subscriptionTotals";
 
@@ -84,6 +85,13 @@ export const overviewValidator = v.object({
     /** succeeded / (succeeded + failed); null when neither happened. */
     successRatio: v.union(v.number(), v.null()),
   }),
+  /**
+   * Counted changes of the window the fold (every minute) has not added to the hourly buckets
+   * yet, counted up to 17 (PENDING_READ_LIMIT + 1, model/metricsBucketDeltas.ts). Every figure
+   * above except the subscription gauges includes them when `exact`; otherwise (more than 16
+   * waiting, as during a cron drain) only the oldest 16, and they lag until the fold catches up.
+   */
+  rollups: v.object({ pending: v.number(), exact: v.boolean() }),
   /** One entry per hour of the window, oldest first, hours without activity included. */
   hourly: v.array(
     v.object({
@@ -114,9 +122,10 @@ export function validateEndHour(endHour: number): number {
 }
 
 /**
- * The newest hour holding a rollup row (0 when there is none): the window's end for callers
- * that do not say which hour they want. Read through the index (one row); a write in a newer
- * hour lands in this read, so a subscription moves on with the first event of each hour.
+ * The newest hour holding a rollup row or an unfolded delta (0 when there is none): the window's
+ * end for callers that do not say which hour they want. Read through the indexes (a row each); a
+ * change in a newer hour lands in this read, so a subscription moves on with the first event of
+ * each hour.
  */
 export async function newestBucketHour(ctx: QueryCtx): Promise<number> {
   const newest = await ctx.db
@@ -124,7 +133,7 @@ export async function newestBucketHour(ctx: QueryCtx): Promise<number> {
     .withIndex("by_hour_and_shard")
     .order("desc")
     .first();
-  return newest?.hour ?? 0;
+  return Math.max(newest?.hour ?? 0, await newestDeltaHour(ctx));
 }
 
 export function validateWindowHours(hours: number): number {
@@ -197,7 +206,7 @@ async function subscriptionGauges(
 /**
  * The metrics of the `hours` hours ending with the hour that starts at `endHour` (that hour and
  * the `hours - 1` before it). Reads the window's day rows and the buckets of the hours not
- * folded yet (metricsDays.ts), through the indexes. No clock: the caller names the hour (see
+ * folded yet (metricsDays.ts), and the window's unfolded deltas, through the indexes. No clock: the caller names the hour (see
  * `metrics.overview`). `source` is for the tests that compare with adding up the buckets.
  */
 export async function metricsOverview(
@@ -210,6 +219,7 @@ export async function metricsOverview(
   const last = validateEndHour(endHour);
   const from = last - (hours - 1) * HOUR_MS;
   const window = await readWindow(ctx, from, last, source);
+  const rollups = await addPendingDeltas(ctx, window, from, last);
   const total = emptyHourStats();
   for (const stats of window) {
     addHourStats(total, stats);
@@ -251,6 +261,7 @@ export async function metricsOverview(
       failed: paymentsFailed,
       successRatio: ratio(succeeded, paymentsFailed),
     },
+    rollups,
     hourly,
   };
 }

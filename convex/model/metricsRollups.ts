@@ -1,14 +1,16 @@
 import type { Change } from "convex-helpers/server/triggers";
 import type { DataModel, Doc, Id } from "../_generated/dataModel";
 import type { MutationCtx } from "../_generated/server";
-import type { PlanName } from "../lib/validators";
-import { bumpBucket, hourStart, shardOf, type BucketDelta } from "./metricsBuckets";
+import type { BucketDelta, PlanName } from "../lib/validators";
+import { recordBucketDelta } from "./metricsBucketDeltas";
+import { hourStart, shardOf } from "./metricsBuckets";
 import { recordSubscriptionTotalsChange } from "./subscriptionTotals";
 
 /**
  * What each change adds to the monitoring rollups (the write half of the metrics). The
  * `on*Change` functions run as database triggers (registered in convex/lib/triggers.ts) in the
- * same transaction as the write they count, so no write path has to remember to call them:
+ * same transaction as the write they count, so no write path has to remember to call them. Each
+ * records a delta row for its hour's bucket (metricsBucketDeltas.ts: no shared row written here):
  *
  * - a job that becomes done, failed or canceled: outcome counts and, for done, its durations;
  * - a job whose hold is settled: credits consumed;
@@ -32,13 +34,13 @@ export async function onJobChange(ctx: MutationCtx, change: Change<DataModel, "j
     }
     return;
   }
-  // A job finishing writes its status and its hold's fate together: one bucket update.
+  // A job finishing writes its status and its hold's fate together: one delta.
   const to = newDoc.status;
   const finished = oldDoc.status !== to && (to === "done" || to === "failed" || to === "canceled");
   const settled = oldDoc.creditStatus === "held" && newDoc.creditStatus === "settled";
   if (finished || settled) {
     const now = newDoc.finishedAt ?? Date.now();
-    await bumpBucket(ctx, hourStart(now), shardOf(newDoc._id), {
+    await recordBucketDelta(ctx, hourStart(now), shardOf(newDoc._id), {
       ...(finished ? jobOutcomeDelta(newDoc, to, now) : {}),
       ...(settled ? { creditsConsumed: newDoc.creditsUsed } : {}),
     });
@@ -56,7 +58,7 @@ export async function onPaymentChange(ctx: MutationCtx, change: Change<DataModel
     // A renewal the customer's own change superseded did not fail.
     if (newDoc.purpose === "renewal" && newDoc.failureKind !== "superseded") {
       const onMandate = newDoc.method === "mandate" ? 1 : 0;
-      await bumpBucket(
+      await recordBucketDelta(
         ctx,
         hourStart(Date.now()),
         shardOf(newDoc._id),
@@ -80,7 +82,7 @@ export async function onSubscriptionChange(
   const { oldDoc, newDoc } = change;
   const id = (newDoc ?? oldDoc)!._id;
   if (newDoc?.status === "canceled" && oldDoc?.status !== "canceled") {
-    await bumpBucket(ctx, hourStart(Date.now()), shardOf(id), { subscriptionsCanceled: 1 });
+    await recordBucketDelta(ctx, hourStart(Date.now()), shardOf(id), { subscriptionsCanceled: 1 });
   }
   await recordSubscriptionTotalsChange(ctx, oldDoc, newDoc);
 }
@@ -104,7 +106,7 @@ export async function onSubscriptionOutcome(
         }
       : { dunningRecoveries: oldDoc.status === "past_due" && newDoc.status === "active" ? 1 : 0 };
   if (Object.values(delta).some((n) => n !== 0)) {
-    await bumpBucket(ctx, hourStart(Date.now()), shardOf(newDoc._id), delta);
+    await recordBucketDelta(ctx, hourStart(Date.now()), shardOf(newDoc._id), delta);
   }
 }
 
@@ -114,7 +116,9 @@ export async function onLotChange(ctx: MutationCtx, change: Change<DataModel, "c
   if (oldDoc?.status === "active" && newDoc?.status === "expired") {
     const lost = oldDoc.remaining - newDoc.remaining;
     if (lost > 0) {
-      await bumpBucket(ctx, hourStart(Date.now()), shardOf(newDoc._id), { creditsExpired: lost });
+      await recordBucketDelta(ctx, hourStart(Date.now()), shardOf(newDoc._id), {
+        creditsExpired: lost,
+      });
     }
   }
 }
@@ -158,7 +162,7 @@ export async function recordPaymentOutcome(
   payment: { paymentId: Id<"payments">; succeeded: boolean },
   now = Date.now(),
 ): Promise<void> {
-  await bumpBucket(
+  await recordBucketDelta(
     ctx,
     hourStart(now),
     shardOf(payment.paymentId),
@@ -188,14 +192,20 @@ export async function recordUserActivity(
   const shard = shardOf(user._id);
   if (previousHour !== undefined && previousPlan !== undefined) {
     if (previousHour === hour) {
-      await bumpBucket(ctx, hour, shard, { activeUsers: { [previousPlan]: -1, [plan]: 1 } });
+      await recordBucketDelta(ctx, hour, shard, { activeUsers: { [previousPlan]: -1, [plan]: 1 } });
     } else {
       // The old bucket may have been pruned: then there is nothing to take the user out of.
-      await bumpBucket(ctx, previousHour, shard, { activeUsers: { [previousPlan]: -1 } }, false);
-      await bumpBucket(ctx, hour, shard, { activeUsers: { [plan]: 1 } });
+      await recordBucketDelta(
+        ctx,
+        previousHour,
+        shard,
+        { activeUsers: { [previousPlan]: -1 } },
+        false,
+      );
+      await recordBucketDelta(ctx, hour, shard, { activeUsers: { [plan]: 1 } });
     }
   } else {
-    await bumpBucket(ctx, hour, shard, { activeUsers: { [plan]: 1 } });
+    await recordBucketDelta(ctx, hour, shard, { activeUsers: { [plan]: 1 } });
   }
   const patch = { lastActiveHour: hour, lastActivePlan: plan };
   await ctx.db.patch("users", user._id, patch);

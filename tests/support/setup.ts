@@ -72,6 +72,19 @@ export async function finishDueScheduledFunctions(t: TestConvex) {
   throw new Error("finishDueScheduledFunctions: scheduled functions keep scheduling more");
 }
 
+/**
+ * Runs the every-minute fold of the metrics' delta rows (`metrics:foldBucketDeltas`) until none
+ * wait, as the cron would: for tests that read `metricsBuckets` directly. Returns how many it folded.
+ */
+export async function foldBucketDeltas(t: TestConvex): Promise<number> {
+  let folded = 0;
+  for (;;) {
+    const result = await t.mutation(internal.metrics.foldBucketDeltas, {});
+    folded += result.folded;
+    if (!result.more) return folded;
+  }
+}
+
 /** Renewal payments recorded and not yet created with TrueLayer nor failed. */
 async function renewalsAwaitingCreation(t: TestConvex): Promise<number> {
   return await t.run(async (ctx) => {
