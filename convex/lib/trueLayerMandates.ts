@@ -14,24 +14,29 @@ export type MandateType = Infer<typeof mandateTypeValidator>;
 const MANDATE_TYPES: readonly MandateType[] = ["sweeping", "commercial", "direct_debit"];
 
 /**
- * `TRUELAYER_MANDATE_TYPE`: the type of mandate auto-renewal sets up. Unset, auto-renewal is off
- * (UNAVAILABLE) and renewals are paid on TrueLayer's page as before.
+ * `TRUELAYER_MANDATE_TYPE`, the one reading of it: the type of mandate auto-renewal sets up and
+ * renewals are charged on; null when it is unset or not a type (auto-renewal is then off, and
+ * renewals are paid on TrueLayer's page as before).
  */
+export function configuredMandateType(): MandateType | null {
+  const raw = process.env.TRUELAYER_MANDATE_TYPE?.trim().toLowerCase() ?? "";
+  return (MANDATE_TYPES as readonly string[]).includes(raw) ? (raw as MandateType) : null;
+}
+
+/** `configuredMandateType`, or UNAVAILABLE saying why auto-renewal is off. */
 export function readMandateType(): MandateType {
-  const raw = process.env.TRUELAYER_MANDATE_TYPE?.trim().toLowerCase();
-  if (!raw) {
+  const type = configuredMandateType();
+  if (type !== null) return type;
+  if (!process.env.TRUELAYER_MANDATE_TYPE?.trim()) {
     throw appError(
       "UNAVAILABLE",
       "Auto-renewal is not offered here: TRUELAYER_MANDATE_TYPE is not set.",
     );
   }
-  if (!(MANDATE_TYPES as readonly string[]).includes(raw)) {
-    throw appError(
-      "UNAVAILABLE",
-      `Auto-renewal is misconfigured: TRUELAYER_MANDATE_TYPE must be one of ${MANDATE_TYPES.join(", ")}.`,
-    );
-  }
-  return raw as MandateType;
+  throw appError(
+    "UNAVAILABLE",
+    `Auto-renewal is misconfigured: TRUELAYER_MANDATE_TYPE must be one of ${MANDATE_TYPES.join(", ")}.`,
+  );
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { Doc, Id } from "../_generated/dataModel";
 import type { QueryCtx } from "../_generated/server";
+import { configuredMandateType } from "../lib/trueLayerMandates";
 import { addMonthsUtc } from "./calendar";
 import { authorizedMandate } from "./mandates";
 
@@ -19,9 +20,9 @@ export const MANDATE_CREATION_TRIES = 3;
 /** The user's payments this month a periodic-limit check looks through (renewals are monthly). */
 const PERIODIC_LIMIT_LOOKBACK = 50;
 
-/** Renewals are charged on mandates only where `TRUELAYER_MANDATE_TYPE` is set. */
+/** Renewals are charged on mandates only where `TRUELAYER_MANDATE_TYPE` names a mandate type. */
 export function mandateRenewalsEnabled(): boolean {
-  return (process.env.TRUELAYER_MANDATE_TYPE?.trim() ?? "") !== "";
+  return configuredMandateType() !== null;
 }
 
 /** How a renewal of `amount` is to be paid: on the mandate, or manually (and why, if one exists). */

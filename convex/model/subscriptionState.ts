@@ -1,5 +1,6 @@
 import type { Doc, Id } from "../_generated/dataModel";
 import type { MutationCtx, QueryCtx } from "../_generated/server";
+import { configuredMandateType } from "../lib/trueLayerMandates";
 import type { PlanName } from "../lib/validators";
 import { DAY_MS, addMonthsUtc } from "./calendar";
 import { DEFAULT_PLAN } from "./plans";
@@ -89,7 +90,7 @@ export function endsAtPeriodEnd(sub: Subscription): boolean {
  * deployment makes every renewal 7 days ahead so the collection lands before the period ends.
  */
 export function renewalLeadMs(): number {
-  return process.env.TRUELAYER_MANDATE_TYPE?.trim() === "direct_debit"
+  return configuredMandateType() === "direct_debit"
     ? DIRECT_DEBIT_RENEWAL_LEAD_MS
     : RENEWAL_LEAD_MS;
 }
