@@ -38,6 +38,7 @@ import type * as metrics from "../metrics.js";
 import type * as migrations from "../migrations.js";
 import type * as model_calendar from "../model/calendar.js";
 import type * as model_credits from "../model/credits.js";
+import type * as model_deferredCounters from "../model/deferredCounters.js";
 import type * as model_imageUploads from "../model/imageUploads.js";
 import type * as model_images from "../model/images.js";
 import type * as model_jobRequests from "../model/jobRequests.js";
@@ -123,6 +124,7 @@ declare const fullApi: ApiFromModules<{
   migrations: typeof migrations;
   "model/calendar": typeof model_calendar;
   "model/credits": typeof model_credits;
+  "model/deferredCounters": typeof model_deferredCounters;
   "model/imageUploads": typeof model_imageUploads;
   "model/images": typeof model_images;
   "model/jobRequests": typeof model_jobRequests;

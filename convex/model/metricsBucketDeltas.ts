@@ -7,6 +7,7 @@ import {
   applyBucketDeltas,
   emptyHourStats,
 } from "./metricsBuckets";
+import { FOLD_BATCH, PENDING_READ_LIMIT, readPendingDeltas } from "./deferredCounters";
 
 /**
  * The hourly buckets as deferred counters, like the subscription gauges (subscriptionTotals.ts).
@@ -21,13 +22,7 @@ import {
  * `metrics.overview` adds the unfolded deltas of its window (up to PENDING_READ_LIMIT).
  */
 
-/** Deltas a fold adds per transaction: one read and one delete each, a bucket write per bucket. */
-export const FOLD_BATCH = 500;
-/**
- * Unfolded deltas `metrics.overview` adds in: about a minute of changes on a quiet deployment.
- * Past it the overview says it is not exact (`rollups.exact: false`) until the fold catches up.
- */
-export const PENDING_READ_LIMIT = 16;
+export { FOLD_BATCH, PENDING_READ_LIMIT };
 
 /**
  * The trigger's half: what one change adds to the (hour, shard) bucket, as a delta row. Reads
@@ -90,8 +85,7 @@ export async function newestDeltaHour(ctx: QueryCtx): Promise<number> {
 
 /**
  * Adds the unfolded deltas of the hours [from, last] to `hours` (hour by hour, `hours[0]` the
- * hour `from`), up to PENDING_READ_LIMIT of them, oldest hour first. `pending`: the deltas read
- * (PENDING_READ_LIMIT + 1 means more wait); `exact`: all of them were added.
+ * hour `from`), oldest hour first, as `readPendingDeltas` limits them; says how many wait.
  */
 export async function addPendingDeltas(
   ctx: QueryCtx,
@@ -99,15 +93,16 @@ export async function addPendingDeltas(
   from: number,
   last: number,
 ): Promise<{ pending: number; exact: boolean }> {
-  const pending = await ctx.db
-    .query("metricsBucketDeltas")
-    .withIndex("by_hour", (q) => q.gte("hour", from).lte("hour", last))
-    .take(PENDING_READ_LIMIT + 1);
-  for (const row of pending.slice(0, PENDING_READ_LIMIT)) {
+  const { rows, ...pending } = await readPendingDeltas(
+    ctx.db
+      .query("metricsBucketDeltas")
+      .withIndex("by_hour", (q) => q.gte("hour", from).lte("hour", last)),
+  );
+  for (const row of rows) {
     // Not floored: a user moving out is taken from what the bucket or day row counts.
     const stats = emptyHourStats();
     Object.assign(stats, applyDelta(stats, row.delta, false));
     addHourStats(hours[Math.round((row.hour - from) / HOUR_MS)], stats);
   }
-  return { pending: pending.length, exact: pending.length <= PENDING_READ_LIMIT };
+  return pending;
 }

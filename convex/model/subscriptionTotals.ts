@@ -2,6 +2,7 @@ import type { Doc } from "../_generated/dataModel";
 import type { MutationCtx, QueryCtx } from "../_generated/server";
 import type { PlanCounts, PlanName } from "../lib/validators";
 import { emptyPlanCounts } from "./metricsBuckets";
+import { FOLD_BATCH, PENDING_READ_LIMIT, readPendingDeltas } from "./deferredCounters";
 import { findPlan } from "./plans";
 
 /**
@@ -20,14 +21,7 @@ import { findPlan } from "./plans";
  * read each.
  */
 
-/** Deltas a fold adds up per transaction (one read and one delete each). */
-export const FOLD_BATCH = 500;
-/**
- * Unfolded deltas `metrics.overview` adds in: more than a minute of changes on most days, and
- * with the totals row no more reads than the 16 sharded rows it replaces. Past it the overview
- * says it is not exact (`exact: false`) until the fold has caught up.
- */
-export const PENDING_READ_LIMIT = 16;
+export { FOLD_BATCH, PENDING_READ_LIMIT };
 /** The totals row, and room for the 16 rows of the sharded gauges the first fold merges. */
 const MAX_TOTAL_ROWS = 16;
 
@@ -104,18 +98,15 @@ export async function foldSubscriptionTotalsBatch(
 }
 
 /**
- * The gauges now: the totals plus the oldest PENDING_READ_LIMIT unfolded deltas. `pending`: the
- * unfolded deltas read (PENDING_READ_LIMIT + 1 means more than the overview adds in); `exact`:
- * every unfolded delta is included.
+ * The gauges now: the totals plus the oldest unfolded deltas (`readPendingDeltas`: with the
+ * totals row, no more reads than the 16 sharded rows it replaced).
  */
 export async function readSubscriptionGauges(
   ctx: QueryCtx,
 ): Promise<Gauges & { pending: number; exact: boolean }> {
   const rows = await ctx.db.query("subscriptionTotals").take(MAX_TOTAL_ROWS);
-  const pending = await ctx.db.query("subscriptionTotalDeltas").take(PENDING_READ_LIMIT + 1);
-  return {
-    ...sumGauges([...rows, ...pending.slice(0, PENDING_READ_LIMIT)]),
-    pending: pending.length,
-    exact: pending.length <= PENDING_READ_LIMIT,
-  };
+  const { rows: deltas, ...pending } = await readPendingDeltas(
+    ctx.db.query("subscriptionTotalDeltas"),
+  );
+  return { ...sumGauges([...rows, ...deltas]), ...pending };
 }
